@@ -1,0 +1,61 @@
+#pragma once
+// Reference (scalar, obviously right) encoders, decoders and dot products for every tensor type
+// the engine computes with: F32, F16, BF16, Q8_0, Q6_K, I2_S, TQ1_0, TQ2_0, TL1, TL2.
+// Block layouts: shared/spec/ternary-formats.md. These are the oracle for the SIMD kernels.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "tensor/tensor_view.h"
+
+namespace bitnet {
+
+// ---- decoding ------------------------------------------------------------------------------
+// Dequantizes rows [row0, row0 + nrows) of `w` into out[nrows * w.cols()].
+// I2_S uses the flat 128-block layout (also valid when cols % 128 != 0). TL1/TL2 are decoded
+// with the tile configuration bitnet.cpp uses for that matrix shape (tl_tiles.h); an unknown
+// shape throws FormatError naming the shape and the command that converts the file to I2_S.
+void dequantize_rows(const TensorView& w, int64_t row0, int64_t nrows, float* out);
+
+// Ternary types only: the ternary values t ∈ {-1,0,1} of one row, and the per-block scales.
+// For I2_S/TL1/TL2 there is one per-tensor scale (block_scales has 1 entry, block = cols);
+// for TQ1_0/TQ2_0 one f16-decoded scale per 256-element block.
+struct TernaryRow {
+  std::vector<int8_t> t;
+  std::vector<float> block_scales;
+  int64_t block = 0;
+};
+TernaryRow unpack_ternary_row(const TensorView& w, int64_t row);
+
+// ---- encoding ------------------------------------------------------------------------------
+// Encodes a rows x cols row-major float matrix into the exact file bytes of `type` (including the
+// I2_S/TL scale tail) into `out`, which must be ggml_tensor_nbytes(type, {cols, rows}) bytes.
+// Ternary types expect already-ternarized input (values α·t): I2_S/TL store α = max|x| and codes
+// sign(x) with |x| < 1e-6 → 0; TQ1_0/TQ2_0 store per-block d = f16(max|x|) and t = round(x/d).
+// Q8_0 and Q6_K use llama.cpp's reference scale choice (amax-based).
+void quantize_tensor(GgmlType type, const float* x, int64_t cols, int64_t rows,
+                     std::span<uint8_t> out);
+std::vector<uint8_t> quantize_tensor(GgmlType type, const float* x, int64_t cols, int64_t rows);
+
+// BitNet absmean ternarization of a master weight tensor (ternary-formats.md §1), in place:
+// α = max(mean|W|, 1e-5); W ← α·clamp(round_half_even(W/α), -1, 1). Returns α.
+float ternarize_absmean(float* w, int64_t n);
+
+// ---- activation quantization (ternary-formats.md §3) ----------------------------------------
+struct ActivationQuant {
+  float scale = 0;  // s = 127 / max(max|x|, 1e-5), computed in double then rounded to f32
+  int32_t sum = 0;  // Σ q_i
+};
+// q_i = clamp(round_half_even(x_i * s), -128, 127).
+ActivationQuant quantize_activations(const float* x, int64_t k, int8_t* q);
+
+// ---- reference dot products ------------------------------------------------------------------
+// Ternary weight row · int8 activations. Exact integer sum per block, then:
+//   I2_S/TL1/TL2: ((float)S - (float)Q) / s * α  with S = Σ code·q, i.e. α/s·Σ t·q (spec §3 order)
+//   TQ1_0/TQ2_0:  (Σ_blocks d_b · (float)isum_b, f32 in block order) / s
+float dot_ternary_ref(const TensorView& w, int64_t row, const int8_t* q, ActivationQuant act);
+// Float-storage weight row (F32/F16/BF16/Q8_0/Q6_K) · f32 activations, accumulated in double and
+// rounded once.
+float dot_float_ref(const TensorView& w, int64_t row, const float* x);
+
+}  // namespace bitnet

@@ -1,0 +1,25 @@
+#pragma once
+// A typed, shaped view of tensor bytes that live elsewhere (normally the memory-mapped GGUF file,
+// or a buffer a repacking step owns). Plain data; no ownership.
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "formats/ggml_type.h"
+
+namespace bitnet {
+
+struct TensorView {
+  std::string name;
+  GgmlType type = GgmlType::F32;
+  std::array<int64_t, 4> ne = {1, 1, 1, 1};  // innermost first: ne[0] = row length
+  const uint8_t* data = nullptr;
+  uint64_t nbytes = 0;
+
+  int64_t cols() const { return ne[0]; }
+  int64_t rows() const { return ne[1] * ne[2] * ne[3]; }
+  int64_t elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
+  bool valid() const { return data != nullptr; }
+};
+
+}  // namespace bitnet

@@ -1,0 +1,91 @@
+#pragma once
+// Tokenizers read from GGUF metadata: byte-level BPE (`gpt2`, Llama-3 / Falcon3) and
+// SentencePiece-style BPE (`llama`), special tokens, and the chat templates of the supported
+// models. Facts: shared/spec/tokenizers.md.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bitnet {
+
+class GgufFile;
+class GgufWriter;
+
+enum class TokenType : int32_t {
+  UNDEFINED = 0,
+  NORMAL = 1,
+  UNKNOWN = 2,
+  CONTROL = 3,
+  USER_DEFINED = 4,
+  UNUSED = 5,
+  BYTE = 6,
+};
+
+// Plain vocabulary data as stored in GGUF `tokenizer.*` keys.
+struct VocabData {
+  std::string model;  // "gpt2" or "llama"
+  std::string pre;    // pre-tokenizer for gpt2 ("llama-bpe", "default", ...); empty if absent
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<TokenType> types;
+  std::vector<std::string> merges;  // gpt2 only
+  int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1;
+  bool add_bos = true, add_eos = false;
+  std::optional<bool> add_space_prefix;
+  std::string chat_template;  // may be empty
+};
+
+// Reads and validates the vocabulary keys (token ids in range, byte tokens well-formed, merges
+// naming known tokens, array lengths consistent). Throws FormatError with a specific message.
+VocabData read_vocab(const GgufFile& file);
+// Writes the `tokenizer.*` keys (types exactly as llama.cpp expects).
+void write_vocab(GgufWriter& writer, const VocabData& vocab);
+// Builds the Llama-3 vocabulary from a tiktoken ranks file (tokenizers.md §3.2): 128000 ranks
+// + 256 specials, 280147 merges, pre = "llama-bpe", BOS 128000, EOS 128001 (or as given).
+VocabData vocab_from_tiktoken(const std::string& path);
+
+class Tokenizer {
+ public:
+  explicit Tokenizer(VocabData vocab);  // throws FormatError on an unsupported model/pre
+
+  // add_special: BOS (and EOS) per the vocab flags; parse_special: CONTROL tokens in the text
+  // become single ids (USER_DEFINED tokens are always matched).
+  std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
+  // Raw bytes of one token (may be an incomplete UTF-8 sequence). CONTROL/UNKNOWN tokens give
+  // "" unless render_special.
+  std::string token_to_piece(int32_t id, bool render_special = false) const;
+  // Concatenation of pieces; for SPM drops the leading space the prefix added.
+  std::string decode(std::span<const int32_t> ids, bool render_special = false) const;
+
+  int32_t n_tokens() const;
+  int32_t bos() const;
+  int32_t eos() const;
+  bool add_bos() const;
+  bool is_end_of_generation(int32_t id) const;  // EOS, EOT and the llama.cpp EOG texts
+  const VocabData& data() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<const Impl> impl_;
+};
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant"
+  std::string content;
+};
+
+enum class ChatFormat { BitNet, Llama3, Falcon3, Plain };
+// Detection per tokenizers.md §5 (the official GGUF's BITNETAssistant template maps to BitNet).
+ChatFormat detect_chat_format(std::string_view chat_template, std::string_view architecture);
+// Renders the conversation as text (no BOS; the tokenizer adds it), optionally ending with the
+// assistant generation prompt. Tokenize the result with parse_special = true.
+std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> messages,
+                                bool add_generation_prompt);
+// The Jinja template text the model generator writes for each format.
+std::string chat_template_text(ChatFormat format);
+
+}  // namespace bitnet
