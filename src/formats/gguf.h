@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "errors.h"
-#include "formats/ggml_type.h"
+#include "tensor/ggml_type.h"
 #include "tensor/tensor_view.h"
 
 namespace bitnet {

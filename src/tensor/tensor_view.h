@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "formats/ggml_type.h"
+#include "tensor/ggml_type.h"
 
 namespace bitnet {
 

@@ -1,4 +1,4 @@
-#include "formats/ggml_type.h"
+#include "tensor/ggml_type.h"
 
 #include <cctype>
 
