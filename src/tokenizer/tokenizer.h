@@ -66,6 +66,12 @@ class Tokenizer {
   int32_t eos() const;
   bool add_bos() const;
   bool is_end_of_generation(int32_t id) const;  // EOS, EOT and the llama.cpp EOG texts
+  // Added: end-of-turn id (eot_token_id, else found by text; -1 if none), the sorted
+  // end-of-generation set, and the pre-tokenizer in effect ("llama-bpe", "default", "qwen2",
+  // ... after resolving a missing key and BITNET_TOKENIZER_PRE; "spm" for `llama` vocabs).
+  int32_t eot() const;
+  const std::vector<int32_t>& end_of_generation_ids() const;
+  const std::string& pre_tokenizer() const;
   const VocabData& data() const;
 
  private:
