@@ -1,0 +1,42 @@
+#pragma once
+// Generates GGUF models with random ternary weights in the real architectures' shapes, carrying
+// the real tokenizers, deterministic for a seed. See docs/dummy-models.md for how the random
+// weights are scaled so activations and logits stay numerically tame.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tensor/ggml_type.h"
+
+namespace bitnet {
+
+struct ModelPreset {
+  std::string name;
+  int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
+  std::string models;  // which published models share these shapes
+};
+const std::vector<ModelPreset>& model_presets();
+const ModelPreset* find_preset(const std::string& name);
+
+struct DummyModelSpec {
+  std::string arch = "bitnet-b1.58";  // general.architecture: bitnet-b1.58, bitnet, llama
+  std::string preset = "tiny";
+  GgmlType type = GgmlType::I2_S;            // the seven projections per layer
+  GgmlType embedding_type = GgmlType::F16;   // token_embd (and output.weight when untied)
+  uint64_t seed = 42;
+  std::string vocab_dir;  // holds llama3-tokenizer.tiktoken and ggml-vocab-llama-spm.gguf
+};
+
+// Directory with the tokenizer data: $BITNET_DATA_DIR, else <source>/../shared/data,
+// else <source>/data. Throws Error listing the places searched if none has the files.
+std::string default_vocab_dir();
+
+using GenerateProgress = std::function<void(uint64_t done, uint64_t total)>;
+// Writes the model to `path` (via a temporary file renamed on success). Tensors whose row length
+// does not fit the requested type's block size are stored as F16 and reported in `notes`.
+void generate_dummy_model(const DummyModelSpec& spec, const std::string& path,
+                          const GenerateProgress& progress = {},
+                          std::vector<std::string>* notes = nullptr);
+
+}  // namespace bitnet

@@ -1,0 +1,170 @@
+#include "model/forward.h"
+
+#include <cmath>
+#include <string>
+
+#include "errors.h"
+#include "formats/half.h"
+#include "ops/ops.h"
+
+namespace bitnet {
+namespace {
+
+// Per-batch activations, named like the spec (architectures.md §2.3).
+struct Activations {
+  int64_t n;
+  std::vector<float> x, h, q, k, v, attn_out, proj, gate, up;
+  Activations(const HParams& hp, int64_t n_tokens)
+      : n(n_tokens),
+        x(size_t(n * hp.n_embd)),
+        h(size_t(n * hp.n_embd)),
+        q(size_t(n * hp.q_dim())),
+        k(size_t(n * hp.kv_dim())),
+        v(size_t(n * hp.kv_dim())),
+        attn_out(size_t(n * hp.q_dim())),
+        proj(size_t(n * hp.n_embd)),
+        gate(size_t(n * hp.n_ff)),
+        up(size_t(n * hp.n_ff)) {}
+};
+
+void validate(const Model& m, const KvCache& cache, const Batch& b) {
+  // A token may only follow positions that are already filled, so attention never reads an
+  // unwritten cache cell.
+  std::vector<int64_t> next(size_t(cache.n_seq()));
+  for (int64_t s = 0; s < cache.n_seq(); ++s) next[size_t(s)] = cache.length(s);
+  for (int64_t i = 0; i < b.size(); ++i) {
+    if (b.tokens[i] < 0 || b.tokens[i] >= m.hp.n_vocab)
+      throw Error("token id " + std::to_string(b.tokens[i]) + " is outside the vocabulary [0, " +
+                  std::to_string(m.hp.n_vocab) + ")");
+    if (b.seq_ids[i] < 0 || b.seq_ids[i] >= cache.n_seq())
+      throw Error("sequence id " + std::to_string(b.seq_ids[i]) + " is out of range");
+    if (b.positions[i] < 0) throw Error("negative position in batch");
+    if (b.positions[i] >= cache.n_ctx())
+      throw Error("context is full: position " + std::to_string(b.positions[i]) +
+                  " does not fit in a context of " + std::to_string(cache.n_ctx()) +
+                  " tokens (raise -c / --ctx-size)");
+    int64_t& nx = next[size_t(b.seq_ids[i])];
+    if (b.positions[i] > nx)
+      throw Error("position " + std::to_string(b.positions[i]) + " of sequence " +
+                  std::to_string(b.seq_ids[i]) + " leaves a gap after position " +
+                  std::to_string(nx - 1));
+    nx = std::max<int64_t>(nx, b.positions[i] + 1);
+  }
+}
+
+void norm_rows(const float* in, const std::vector<float>& gain, int64_t n_rows, float eps,
+               float* out) {
+  const int64_t width = int64_t(gain.size());
+  for (int64_t t = 0; t < n_rows; ++t) ops::rms_norm(in + t * width, gain.data(), width, eps, out + t * width);
+}
+
+void linear(const TensorView& w, float scale, const float* x, int64_t n, float* y, ThreadPool& pool) {
+  ops::matmul(w, x, n, y, pool);
+  if (scale != 1.0f)
+    for (int64_t i = 0; i < n * w.rows(); ++i) y[i] *= scale;
+}
+
+void add_into(std::vector<float>& x, const std::vector<float>& delta) {
+  for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
+}
+
+// Causal grouped-query attention of every batch token over its own sequence's cache.
+void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Batch& b,
+               const float* q, float* out, ThreadPool& pool) {
+  const int64_t hd = hp.head_dim, group = hp.n_head / hp.n_head_kv;
+  const float inv_sqrt = 1.0f / std::sqrt(float(hd));
+  pool.parallel_for(b.size() * hp.n_head, 1, [&](int64_t i0, int64_t i1, int) {
+    std::vector<float> scores, kv(size_t(hd)), acc(size_t(hd));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t t = i / hp.n_head, h = i % hp.n_head, kvh = h / group;
+      const int64_t seq = b.seq_ids[t], n_kv = b.positions[t] + 1;
+      const float* qh = q + t * hp.q_dim() + h * hd;
+      scores.resize(size_t(n_kv));
+      float max_score = -INFINITY;
+      for (int64_t p = 0; p < n_kv; ++p) {
+        const uint16_t* kp = cache.k(layer, seq, p) + kvh * hd;
+        float s = 0;
+        for (int64_t d = 0; d < hd; ++d) s += qh[d] * fp16_to_fp32(kp[d]);
+        scores[p] = s * inv_sqrt;
+        max_score = std::max(max_score, scores[p]);
+      }
+      double sum = 0;
+      for (int64_t p = 0; p < n_kv; ++p) sum += scores[p] = std::exp(scores[p] - max_score);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t p = 0; p < n_kv; ++p) {
+        const uint16_t* vp = cache.v(layer, seq, p) + kvh * hd;
+        const float w = float(scores[p] / sum);
+        for (int64_t d = 0; d < hd; ++d) acc[d] += w * fp16_to_fp32(vp[d]);
+      }
+      std::copy(acc.begin(), acc.end(), out + t * hp.q_dim() + h * hd);
+    }
+  });
+}
+
+// One transformer layer, written like the paper: norm → attention → (sub-norm) → residual,
+// norm → gated FFN → (sub-norm) → residual.
+void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& b, Activations& a,
+                       ThreadPool& pool) {
+  const HParams& hp = m.hp;
+  const LayerWeights& w = m.layers[size_t(il)];
+  const int64_t n = a.n;
+
+  norm_rows(a.x.data(), w.attn_norm, n, hp.norm_eps, a.h.data());
+  linear(w.wq, w.scale_q, a.h.data(), n, a.q.data(), pool);
+  linear(w.wk, w.scale_k, a.h.data(), n, a.k.data(), pool);
+  linear(w.wv, w.scale_v, a.h.data(), n, a.v.data(), pool);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < hp.n_head; ++h)
+      ops::rope(&a.q[t * hp.q_dim() + h * hp.head_dim], int(hp.n_rot), b.positions[t],
+                hp.rope_base, hp.rope_freq_scale, hp.arch.rope_style);
+    for (int64_t h = 0; h < hp.n_head_kv; ++h)
+      ops::rope(&a.k[t * hp.kv_dim() + h * hp.head_dim], int(hp.n_rot), b.positions[t],
+                hp.rope_base, hp.rope_freq_scale, hp.arch.rope_style);
+    uint16_t* kc = cache.k(il, b.seq_ids[t], b.positions[t]);
+    uint16_t* vc = cache.v(il, b.seq_ids[t], b.positions[t]);
+    for (int64_t d = 0; d < hp.kv_dim(); ++d) {
+      kc[d] = fp32_to_fp16(a.k[t * hp.kv_dim() + d]);
+      vc[d] = fp32_to_fp16(a.v[t * hp.kv_dim() + d]);
+    }
+  }
+  attention(hp, cache, il, b, a.q.data(), a.attn_out.data(), pool);
+  if (!w.attn_sub_norm.empty())  // attn_sub_norm
+    norm_rows(a.attn_out.data(), w.attn_sub_norm, n, hp.norm_eps, a.attn_out.data());
+  linear(w.wo, w.scale_o, a.attn_out.data(), n, a.proj.data(), pool);
+  add_into(a.x, a.proj);
+
+  norm_rows(a.x.data(), w.ffn_norm, n, hp.norm_eps, a.h.data());
+  linear(w.w_gate, w.scale_gate, a.h.data(), n, a.gate.data(), pool);
+  linear(w.w_up, w.scale_up, a.h.data(), n, a.up.data(), pool);
+  const bool relu2 = hp.activation == FfnActivation::ReluSquared;
+  for (size_t i = 0; i < a.gate.size(); ++i)
+    a.gate[i] = (relu2 ? ops::relu_squared(a.gate[i]) : ops::silu(a.gate[i])) * a.up[i];
+  if (!w.ffn_sub_norm.empty())  // ffn_sub_norm
+    norm_rows(a.gate.data(), w.ffn_sub_norm, n, hp.norm_eps, a.gate.data());
+  linear(w.w_down, w.scale_down, a.gate.data(), n, a.proj.data(), pool);
+  add_into(a.x, a.proj);
+}
+
+}  // namespace
+
+std::vector<float> forward(const Model& m, KvCache& cache, const Batch& b, ThreadPool& pool) {
+  validate(m, cache, b);
+  const HParams& hp = m.hp;
+  Activations a(hp, b.size());
+  for (int64_t t = 0; t < b.size(); ++t) ops::embedding_row(m.tok_embd, b.tokens[t], &a.x[t * hp.n_embd]);
+  for (int64_t il = 0; il < hp.n_layer; ++il) transformer_layer(m, il, cache, b, a, pool);
+
+  for (int64_t t = 0; t < b.size(); ++t) cache.set_length(b.seq_ids[t], b.positions[t] + 1);
+  // Final norm and LM head only for the tokens whose logits are wanted.
+  const int64_t n_out = b.n_logits();
+  std::vector<float> normed(size_t(n_out * hp.n_embd));
+  for (int64_t t = 0, o = 0; t < b.size(); ++t)
+    if (b.want_logits[t])
+      ops::rms_norm(&a.x[t * hp.n_embd], m.output_norm.data(), hp.n_embd, hp.norm_eps,
+                    &normed[o++ * hp.n_embd]);
+  std::vector<float> logits(size_t(n_out * hp.n_vocab));
+  ops::matmul(m.output, normed.data(), n_out, logits.data(), pool);
+  return logits;
+}
+
+}  // namespace bitnet

@@ -1,0 +1,162 @@
+#include "model/model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "errors.h"
+#include "tensor/quants.h"
+
+namespace bitnet {
+namespace {
+
+std::string shape_str(const std::array<int64_t, 4>& ne, int n_dims) {
+  std::string s = "[";
+  for (int i = 0; i < n_dims; ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+  return s + "]";
+}
+
+std::string computable_types() {
+  std::string list;
+  for (uint32_t id = 0; id < 64; ++id)
+    if (const auto* info = ggml_type_info(id); info && info->computable)
+      list += (list.empty() ? "" : ", ") + std::string(info->name);
+  return list;
+}
+
+class Binder {
+ public:
+  Binder(Model& m) : m_(m) {}
+
+  const GgufTensorInfo* find(const std::string& name) const { return m_.file.find_tensor(name); }
+
+  TensorView matrix(const std::string& name, int64_t cols, int64_t rows, bool required = true) {
+    const GgufTensorInfo* t = find(name);
+    if (!t) {
+      if (required) throw FormatError(m_.file.path() + ": missing tensor '" + name + "'");
+      return {};
+    }
+    if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
+      throw FormatError(m_.file.path() + ": tensor '" + name + "' has shape " +
+                        shape_str(t->ne, int(t->n_dims)) + ", expected [" + std::to_string(cols) +
+                        ", " + std::to_string(rows) + "] from the hyper-parameters");
+    check_type(*t);
+    TensorView v = m_.file.view(*t);
+    if (v.type == GgmlType::TL1 || v.type == GgmlType::TL2) v = repack_to_i2s(v);
+    return v;
+  }
+
+  std::vector<float> vector(const std::string& name, int64_t n, bool required = true) {
+    const GgufTensorInfo* t = find(name);
+    if (!t) {
+      if (required) throw FormatError(m_.file.path() + ": missing tensor '" + name + "'");
+      return {};
+    }
+    if (t->n_dims != 1 || t->ne[0] != n)
+      throw FormatError(m_.file.path() + ": tensor '" + name + "' has shape " +
+                        shape_str(t->ne, int(t->n_dims)) + ", expected [" + std::to_string(n) + "]");
+    check_type(*t);
+    std::vector<float> out(size_t(n));
+    dequantize_rows(m_.file.view(*t), 0, 1, out.data());
+    for (float x : out)
+      if (!std::isfinite(x))
+        throw FormatError(m_.file.path() + ": tensor '" + name + "' contains NaN or Inf");
+    return out;
+  }
+
+  float scalar(const std::string& name) {
+    if (!find(name)) return 1.0f;
+    return vector(name, 1)[0];
+  }
+
+ private:
+  void check_type(const GgufTensorInfo& t) const {
+    const GgmlTypeInfo& info = ggml_type_info(t.type);
+    if (!info.computable)
+      throw FormatError(m_.file.path() + ": tensor '" + t.name + "' has type " +
+                        std::string(info.name) + ", which this engine does not compute (supported: " +
+                        computable_types() + ")");
+  }
+
+  // TL1/TL2 tile layouts depend on the matrix shape; decode once with the known layout and keep
+  // the weights as I2_S, which every kernel handles (lossless: both are α·t).
+  TensorView repack_to_i2s(const TensorView& tl) {
+    std::vector<float> w(size_t(tl.elements()));
+    dequantize_rows(tl, 0, tl.rows(), w.data());
+    auto bytes = quantize_tensor(GgmlType::I2_S, w.data(), tl.cols(), tl.rows());
+    TensorView v = tl;
+    v.type = GgmlType::I2_S;
+    v.data = bytes.data();
+    v.nbytes = bytes.size();
+    m_.owned_buffers.push_back(std::move(bytes));
+    m_.load_notes.push_back("repacked " + tl.name + " from " +
+                            std::string(ggml_type_name(tl.type)) + " to I2_S at load");
+    return v;
+  }
+
+  Model& m_;
+};
+
+}  // namespace
+
+uint64_t Model::weight_bytes() const {
+  uint64_t total = output.nbytes + 4 * output_norm.size();
+  for (const auto& l : layers)
+    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      total += t->nbytes;
+  return total;
+}
+
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options) {
+  return load_model(GgufFile::open(path), options);
+}
+
+std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
+  HParams hp = read_hparams(file);
+  VocabData vocab;
+  if (options.load_tokenizer) vocab = read_vocab(file);
+  auto m = std::make_unique<Model>(std::move(file));
+  m->hp = hp;
+  if (options.load_tokenizer) m->tokenizer = std::make_shared<Tokenizer>(std::move(vocab));
+  const GgufTensorInfo* embd = m->file.find_tensor("token_embd.weight");
+  if (!embd) throw FormatError(m->file.path() + ": missing tensor 'token_embd.weight'");
+  if (hp.n_vocab == 0) m->hp.n_vocab = hp.n_vocab = embd->ne[1];
+  if (m->tokenizer && m->tokenizer->n_tokens() > hp.n_vocab)
+    throw FormatError(m->file.path() + ": tokenizer has " + std::to_string(m->tokenizer->n_tokens()) +
+                      " tokens but the model's vocabulary size is " + std::to_string(hp.n_vocab));
+
+  Binder bind(*m);
+  m->tok_embd = bind.matrix("token_embd.weight", hp.n_embd, hp.n_vocab);
+  m->output_norm = bind.vector("output_norm.weight", hp.n_embd);
+  m->output = hp.arch.always_tied ? TensorView{}
+                                  : bind.matrix("output.weight", hp.n_embd, hp.n_vocab, false);
+  if (!m->output.valid()) m->output = m->tok_embd;
+
+  m->layers.resize(size_t(hp.n_layer));
+  for (int64_t i = 0; i < hp.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    LayerWeights& l = m->layers[size_t(i)];
+    l.attn_norm = bind.vector(p + "attn_norm.weight", hp.n_embd);
+    l.ffn_norm = bind.vector(p + "ffn_norm.weight", hp.n_embd);
+    if (hp.arch.sub_norms) {
+      l.attn_sub_norm = bind.vector(p + "attn_sub_norm.weight", hp.q_dim());
+      l.ffn_sub_norm = bind.vector(p + "ffn_sub_norm.weight", hp.n_ff);
+    }
+    l.wq = bind.matrix(p + "attn_q.weight", hp.n_embd, hp.q_dim());
+    l.wk = bind.matrix(p + "attn_k.weight", hp.n_embd, hp.kv_dim());
+    l.wv = bind.matrix(p + "attn_v.weight", hp.n_embd, hp.kv_dim());
+    l.wo = bind.matrix(p + "attn_output.weight", hp.q_dim(), hp.n_embd);
+    l.w_gate = bind.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
+    l.w_up = bind.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff);
+    l.w_down = bind.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd);
+    l.scale_q = bind.scalar(p + "attn_q.scale");
+    l.scale_k = bind.scalar(p + "attn_k.scale");
+    l.scale_v = bind.scalar(p + "attn_v.scale");
+    l.scale_o = bind.scalar(p + "attn_output.scale");
+    l.scale_gate = bind.scalar(p + "ffn_gate.scale");
+    l.scale_up = bind.scalar(p + "ffn_up.scale");
+    l.scale_down = bind.scalar(p + "ffn_down.scale");
+  }
+  return m;
+}
+
+}  // namespace bitnet

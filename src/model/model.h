@@ -1,0 +1,49 @@
+#pragma once
+// A loaded model: hyper-parameters, tensors bound by name (views into the memory-mapped file),
+// the tokenizer. Loading checks every tensor's presence, shape and type against the
+// hyper-parameters, so the forward pass can trust them.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "model/hparams.h"
+#include "tokenizer/tokenizer.h"
+
+namespace bitnet {
+
+struct LayerWeights {
+  std::vector<float> attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;  // sub-norms may be empty
+  TensorView wq, wk, wv, wo, w_gate, w_up, w_down;
+  // Optional per-projection output multipliers (`blk.i.attn_q.scale`, … of arch `bitnet`).
+  float scale_q = 1, scale_k = 1, scale_v = 1, scale_o = 1, scale_gate = 1, scale_up = 1,
+        scale_down = 1;
+};
+
+struct Model {
+  explicit Model(GgufFile f) : file(std::move(f)) {}
+  GgufFile file;
+  HParams hp;
+  std::shared_ptr<const Tokenizer> tokenizer;  // null when loaded without one
+  TensorView tok_embd;
+  TensorView output;  // == tok_embd when tied
+  std::vector<float> output_norm;
+  std::vector<LayerWeights> layers;
+  // Weight buffers created at load time (TL1/TL2 repacked to I2_S); views point into them.
+  std::vector<std::vector<uint8_t>> owned_buffers;
+  std::vector<std::string> load_notes;  // one line per load-time transformation (shown by inspect)
+
+  uint64_t weight_bytes() const;  // bytes of all tensor data the forward pass reads
+};
+
+struct LoadOptions {
+  bool load_tokenizer = true;
+};
+
+// Throws FormatError with a specific message on any problem.
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
+// Same checks on an already parsed file (used by `doctor` and tests).
+std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options = {});
+
+}  // namespace bitnet

@@ -1,0 +1,36 @@
+#pragma once
+// Model-agnostic operations of the transformer, each a plain scalar reference. Matrix products go
+// through ops::matmul, the single entry point where faster kernels plug in.
+#include <cstdint>
+
+#include "kernels/thread_pool.h"
+#include "tensor/tensor_view.h"
+
+namespace bitnet::ops {
+
+// out_i = g_i · x_i / sqrt(mean(x²) + eps); sum of squares in double, scale in f32 (as llama.cpp).
+void rms_norm(const float* x, const float* gain, int64_t n, float eps, float* out);
+
+enum class RopeStyle { Neox, Norm };  // half-split pairs (x_j, x_{j+n/2}) vs adjacent (x_2j, x_2j+1)
+
+// Rotates the first n_rot dims of one head vector in place for position `pos`.
+// θ_j = pos·freq_scale·base^(-2j/n_rot), formed by repeated f32 multiplication like ggml.
+void rope(float* head, int n_rot, int64_t pos, float base, float freq_scale, RopeStyle style);
+
+inline float silu(float z);
+inline float relu_squared(float z);
+
+// y[t·rows + r] = Σ_c W[r, c] · x[t·cols + c] for t < n_tokens. Ternary types quantize each token's
+// activations to int8 first (ternary-formats.md §3); float types multiply in f32/f64.
+void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+
+// Row `index` of an embedding table, dequantized to f32.
+void embedding_row(const TensorView& table, int64_t index, float* out);
+
+}  // namespace bitnet::ops
+
+#include <cmath>
+namespace bitnet::ops {
+inline float silu(float z) { return z / (1.0f + std::exp(-z)); }
+inline float relu_squared(float z) { return z > 0 ? z * z : 0.0f; }
+}  // namespace bitnet::ops

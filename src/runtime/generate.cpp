@@ -1,0 +1,38 @@
+#include "runtime/generate.h"
+
+#include <chrono>
+#include <vector>
+
+namespace bitnet {
+
+const char* stop_reason_name(StopReason r) {
+  switch (r) {
+    case StopReason::EndOfGeneration: return "stop";
+    case StopReason::TokenLimit: return "length";
+    case StopReason::ContextFull: return "context_full";
+    case StopReason::Cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+StopReason generate(Session& session, std::span<const float> logits, Sampler& sampler,
+                    const GenerateOptions& options,
+                    const std::function<bool(int32_t token)>& on_token) {
+  const Tokenizer* tok = session.model().tokenizer.get();
+  std::vector<float> current(logits.begin(), logits.end());
+  for (int64_t n = 0; options.n_predict < 0 || n < options.n_predict; ++n) {
+    const auto start = std::chrono::steady_clock::now();
+    const int32_t token = sampler.sample(current, session.tokens());
+    session.timings.sample_ms += elapsed_ms(start);
+    session.timings.sampled += 1;
+    const bool eog = tok && tok->is_end_of_generation(token);
+    if (eog && !options.ignore_eos) return StopReason::EndOfGeneration;
+    if (!on_token(token)) return StopReason::Cancelled;
+    if (int64_t(session.tokens().size()) >= session.n_ctx()) return StopReason::ContextFull;
+    const auto next = session.append(token);
+    current.assign(next.begin(), next.end());
+  }
+  return StopReason::TokenLimit;
+}
+
+}  // namespace bitnet

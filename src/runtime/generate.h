@@ -1,0 +1,28 @@
+#pragma once
+// The decode loop shared by `run` and the server: sample, stop on end-of-generation / token limit
+// / full context, append, repeat.
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "runtime/session.h"
+#include "sampling/sampler.h"
+
+namespace bitnet {
+
+enum class StopReason { EndOfGeneration, TokenLimit, ContextFull, Cancelled };
+const char* stop_reason_name(StopReason r);
+
+struct GenerateOptions {
+  int64_t n_predict = -1;  // < 0: until end of generation or a full context
+  bool ignore_eos = false;
+};
+
+// Generates after the tokens already in `session` (whose last logits are `logits`). on_token gets
+// each sampled token and returns false to cancel. The end-of-generation token is not appended.
+StopReason generate(Session& session, std::span<const float> logits, Sampler& sampler,
+                    const GenerateOptions& options,
+                    const std::function<bool(int32_t token)>& on_token);
+
+}  // namespace bitnet

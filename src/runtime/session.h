@@ -1,0 +1,56 @@
+#pragma once
+// One generation stream over a loaded model: a single-sequence KV cache, the tokens it holds, and
+// llama.cpp-style timings. Used by `run`, `perplexity` and the server's single-slot paths.
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kernels/thread_pool.h"
+#include "model/forward.h"
+
+namespace bitnet {
+
+struct Timings {
+  double load_ms = 0;
+  double prompt_ms = 0;
+  int64_t prompt_tokens = 0;
+  double eval_ms = 0;
+  int64_t eval_tokens = 0;
+  double sample_ms = 0;
+  int64_t sampled = 0;
+};
+
+class Session {
+ public:
+  Session(const Model& model, int64_t n_ctx, int n_threads, int64_t n_batch);
+
+  // Makes the cache hold exactly `tokens`, evaluating only what differs from what it holds
+  // (prefix reuse), in chunks of n_batch. Returns the logits after the last token.
+  std::span<const float> set_tokens(std::span<const int32_t> tokens);
+  // Appends one token and returns its logits. Throws Error when the context is full.
+  std::span<const float> append(int32_t token);
+  // Evaluates tokens as one sequence from position 0 and returns logits for every position
+  // (n × n_vocab), for perplexity.
+  std::vector<float> evaluate_all(std::span<const int32_t> tokens);
+
+  const std::vector<int32_t>& tokens() const { return tokens_; }
+  int64_t n_ctx() const { return cache_.n_ctx(); }
+  const Model& model() const { return model_; }
+  ThreadPool& pool() { return pool_; }
+  Timings timings;
+
+ private:
+  std::vector<float> run(std::span<const int32_t> tokens, int64_t first_pos, bool all_logits);
+
+  const Model& model_;
+  ThreadPool pool_;
+  KvCache cache_;
+  int64_t n_batch_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> last_logits_;
+};
+
+double elapsed_ms(std::chrono::steady_clock::time_point since);
+
+}  // namespace bitnet

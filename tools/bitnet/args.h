@@ -1,0 +1,61 @@
+#pragma once
+// A small table-driven flag parser for llama.cpp-style command lines (single-dash long flags such
+// as -ngl and -cnv, which general-purpose parsers like CLI11 do not accept). Values are parsed
+// strictly: "12abc" is an error, not 12.
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace bitnet::cli {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class ArgParser {
+ public:
+  ArgParser(std::string program, std::string summary);
+
+  void flag(std::vector<std::string> names, std::string help, bool* target);
+  void option(std::vector<std::string> names, std::string value_name, std::string help,
+              std::string* target);
+  void option(std::vector<std::string> names, std::string value_name, std::string help,
+              int64_t* target);
+  void option(std::vector<std::string> names, std::string value_name, std::string help,
+              int32_t* target);
+  void option(std::vector<std::string> names, std::string value_name, std::string help,
+              uint64_t* target);
+  void option(std::vector<std::string> names, std::string value_name, std::string help,
+              float* target);
+  void positional(std::string name, std::string help, std::string* target, bool required);
+
+  // Throws UsageError with a one-line message. Returns false if --help was given (usage printed).
+  bool parse(int argc, char** argv);
+  std::string usage() const;
+  // True if the user gave this option explicitly (any of its names).
+  bool given(const std::string& name) const;
+
+ private:
+  struct Spec {
+    std::vector<std::string> names;
+    std::string value_name;  // empty for boolean flags
+    std::string help;
+    std::function<void(const std::string&)> apply;
+  };
+  struct Positional {
+    std::string name, help;
+    std::string* target;
+    bool required;
+  };
+  void add(std::vector<std::string> names, std::string value_name, std::string help,
+           std::function<void(const std::string&)> apply);
+
+  std::string program_, summary_;
+  std::vector<Spec> specs_;
+  std::vector<Positional> positionals_;
+  std::vector<std::string> given_;
+};
+
+}  // namespace bitnet::cli

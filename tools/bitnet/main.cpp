@@ -1,0 +1,73 @@
+// `bitnet` — one binary with subcommands; invoked as llama-cli / llama-perplexity / … (symlinks)
+// it behaves like the corresponding llama.cpp tool.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "args.h"
+#include "commands.h"
+#include "errors.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* alias;  // llama.cpp tool name, or nullptr
+  int (*run)(int, char**);
+  const char* summary;
+};
+
+constexpr Command kCommands[] = {
+    {"run", "llama-cli", bitnet::cli::cmd_run, "generate text from a prompt (llama-cli flags)"},
+    {"perplexity", "llama-perplexity", bitnet::cli::cmd_perplexity,
+     "perplexity of a text file (llama-perplexity flags)"},
+    {"gen-model", nullptr, bitnet::cli::cmd_gen_model,
+     "write a GGUF model with random ternary weights in a real architecture's shapes"},
+    {"inspect", nullptr, bitnet::cli::cmd_inspect, "show a GGUF file's metadata and tensors"},
+    {"tokenize", nullptr, bitnet::cli::cmd_tokenize, "print the token ids of a text"},
+};
+
+void print_help() {
+  std::fputs("usage: bitnet <command> [options]\n\ncommands:\n", stdout);
+  for (const auto& c : kCommands) std::printf("  %-12s %s\n", c.name, c.summary);
+  std::fputs("\nRun 'bitnet <command> --help' for the options of a command.\n", stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* slash = std::strrchr(argv[0], '/');
+  const std::string_view invoked = slash ? slash + 1 : argv[0];
+  const Command* command = nullptr;
+  for (const auto& c : kCommands)
+    if (c.alias && invoked == c.alias) command = &c;
+  if (!command && invoked.rfind("llama-", 0) == 0) {
+    std::fprintf(stderr, "error: %.*s is not available in this build yet\n", int(invoked.size()),
+                 invoked.data());
+    return 1;
+  }
+  if (!command) {
+    if (argc < 2 || std::strcmp(argv[1], "-h") == 0 || std::strcmp(argv[1], "--help") == 0) {
+      print_help();
+      return argc < 2 ? 2 : 0;
+    }
+    for (const auto& c : kCommands)
+      if (std::strcmp(argv[1], c.name) == 0) command = &c;
+    if (!command) {
+      std::fprintf(stderr, "error: unknown command '%s' (see bitnet --help)\n", argv[1]);
+      return 2;
+    }
+    --argc;
+    ++argv;
+  }
+  try {
+    return command->run(argc, argv);
+  } catch (const bitnet::cli::UsageError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
