@@ -26,6 +26,9 @@ struct TernaryRow {
   int64_t block = 0;
 };
 TernaryRow unpack_ternary_row(const TensorView& w, int64_t row);
+// Bulk form for load-time repacking: the ternaries of rows [row0, row0 + nrows) into
+// t[nrows * w.cols()]. Like unpack_ternary_row, throws FormatError on an invalid code.
+void unpack_ternary_rows(const TensorView& w, int64_t row0, int64_t nrows, int8_t* t);
 
 // ---- encoding ------------------------------------------------------------------------------
 // Encodes a rows x cols row-major float matrix into the exact file bytes of `type` (including the
