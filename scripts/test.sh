@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what is missing, builds Release and the sanitizer build of
+# the parser tests, then runs both with CTest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --asan
+echo "== Release tests" >&2
+ctest --test-dir build --output-on-failure -j "$(nproc)"
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer: parser tests" >&2
+ctest --test-dir build-asan --output-on-failure -j "$(nproc)"

@@ -1,0 +1,150 @@
+// The command-line front end as a user runs it: real processes, exit codes, stdout vs stderr.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "test_data.h"
+
+namespace bitnet {
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+// Runs a binary with an argument list (no shell), capturing stdout and stderr.
+Result run(const std::vector<std::string>& args, const std::string& stdin_text = "") {
+  const auto dir = testing::temp_dir();
+  const std::string out_path = (dir / "stdout.txt").string(), err_path = (dir / "stderr.txt").string(),
+                    in_path = (dir / "stdin.txt").string();
+  std::ofstream(in_path) << stdin_text;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    freopen(in_path.c_str(), "r", stdin);
+    freopen(out_path.c_str(), "w", stdout);
+    freopen(err_path.c_str(), "w", stderr);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out_path), slurp(err_path)};
+}
+
+std::string bitnet() { return testing::bin_dir() + "/bitnet"; }
+
+TEST(Cli, GreedyRunIsDeterministicAndSeparatesTextFromLogs) {
+  const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  const std::vector<std::string> args = {bitnet(), "run", "-m", model, "-p", "Hello", "-n", "8", "--temp", "0", "-t", "2"};
+  const Result a = run(args);
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(a.out.rfind("Hello", 0), 0u) << "prompt echoed first on stdout";
+  EXPECT_GT(a.out.size(), std::string("Hello").size());
+  EXPECT_NE(a.err.find("eval time"), std::string::npos);
+  EXPECT_NE(a.err.find("peak memory"), std::string::npos);
+  EXPECT_EQ(a.out.find("eval time"), std::string::npos) << "timings must go to stderr";
+  std::vector<std::string> one_thread = args;
+  one_thread.back() = "1";
+  EXPECT_EQ(run(one_thread).out, a.out);
+}
+
+TEST(Cli, LlamaCliAliasAcceptsTheSameFlags) {
+  const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  const Result a = run({testing::bin_dir() + "/llama-cli", "-m", model, "-p", "Hi", "-n", "4", "--temp", "0",
+                        "-ngl", "0", "-c", "64", "-b", "8", "--top-k", "10", "--top-p", "0.9", "--min-p", "0.1",
+                        "--repeat-penalty", "1.1", "-s", "3", "--ignore-eos"});
+  EXPECT_EQ(a.code, 0) << a.err;
+}
+
+TEST(Cli, BadFlagsGiveOneLineErrorsAndNonZeroExit) {
+  const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  } cases[] = {
+      {{bitnet(), "run", "-m", model, "-p", "x", "--bogus"}, "unknown argument: --bogus"},
+      {{bitnet(), "run", "-m", model, "-p", "x", "-n", "12abc"}, "-n expects an integer"},
+      {{bitnet(), "run", "-m", model, "-p", "x", "--temp", "-2"}, "temperature"},
+      {{bitnet(), "run", "-m", model, "-p", "x", "-t", "-3"}, "-t must be"},
+      {{bitnet(), "run", "-m", "/nonexistent/model.gguf", "-p", "x"}, "model file not found"},
+      {{bitnet(), "run", "-m", model}, "no prompt"},
+      {{bitnet(), "run", "-m", model, "-p", "x", "-c"}, "-c expects a value"},
+      {{bitnet(), "frobnicate"}, "unknown command"},
+      {{bitnet(), "gen-model", "--preset", "huge", "-o", "/tmp/x.gguf"}, "unknown preset"},
+      {{bitnet(), "gen-model", "--type", "q4_k", "-o", "/tmp/x.gguf"}, "unsupported --type"},
+  };
+  for (const auto& c : cases) {
+    const Result r = run(c.args);
+    EXPECT_NE(r.code, 0) << c.needle;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << "stderr: " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+TEST(Cli, MalformedModelFileIsAOneLineError) {
+  const auto path = testing::temp_dir() / "garbage.gguf";
+  std::ofstream(path) << "GGUF\x03\x00\x00\x00garbage";
+  const Result r = run({bitnet(), "run", "-m", path.string(), "-p", "x"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+}
+
+TEST(Cli, PromptLongerThanContextIsRejected) {
+  const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  const Result r = run({bitnet(), "run", "-m", model, "-p", "one two three four five six seven eight nine ten",
+                        "-c", "4", "-n", "1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("prompt is too long"), std::string::npos) << r.err;
+}
+
+TEST(Cli, InspectAndTokenizeJson) {
+  const std::string model = testing::dummy_model("llama", "tiny", GgmlType::TQ1_0);
+  const Result i = run({bitnet(), "inspect", model, "--json"});
+  ASSERT_EQ(i.code, 0) << i.err;
+  EXPECT_NE(i.out.find("\"general.architecture\""), std::string::npos);
+  EXPECT_NE(i.out.find("\"TQ1_0\""), std::string::npos);
+  EXPECT_NE(i.out.find("\"runnable\": true"), std::string::npos);
+  const Result t = run({bitnet(), "tokenize", "-m", model, "-p", "Hello world", "--json", "--no-bos"});
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(t.out.find("[9906,1917]"), std::string::npos) << t.out;
+}
+
+TEST(Cli, PerplexityPrintsChunksAndFinalEstimate) {
+  const std::string model = testing::dummy_model("bitnet", "tiny", GgmlType::I2_S);
+  const auto text = testing::temp_dir() / "text.txt";
+  std::ofstream out(text);
+  for (int i = 0; i < 40; ++i) out << "The quick brown fox jumps over the lazy dog number " << i << ". ";
+  out.close();
+  const Result r = run({testing::bin_dir() + "/llama-perplexity", "-m", model, "-f", text.string(), "-c", "64", "-b", "32"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("[1]"), std::string::npos);
+  EXPECT_NE(r.out.find("Final estimate: PPL = "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Mean negative log-likelihood"), std::string::npos);
+  const double ppl = std::stod(r.out.substr(r.out.find("PPL = ") + 6));
+  EXPECT_GT(ppl, 1.0);
+  EXPECT_LT(ppl, 1e6) << "random-weight models must give a finite, moderate perplexity";
+}
+
+TEST(Cli, ConversationModeAnswersEachLine) {
+  const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  const Result r = run({bitnet(), "run", "-m", model, "-cnv", "-n", "3", "--temp", "0", "-sys", "Be brief."},
+                       "Hi there\nSecond question\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_GE(std::count(r.out.begin(), r.out.end(), '>'), 2);
+}
+
+}  // namespace
+}  // namespace bitnet

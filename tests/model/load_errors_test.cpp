@@ -1,0 +1,140 @@
+// Model binding rejects files whose architecture, tensors or hyper-parameters do not fit, each with
+// a message naming the problem.
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "model/model.h"
+#include "test_data.h"
+
+namespace bitnet {
+namespace {
+
+struct TensorCopy {
+  std::string name;
+  GgmlType type;
+  std::vector<int64_t> ne;
+  std::vector<uint8_t> bytes;
+};
+
+// Rebuilds a tiny model in memory after `edit` changed its metadata or tensors, then binds it.
+std::string load_error(const std::function<void(std::vector<GgufKV>&, std::vector<TensorCopy>&)>& edit,
+                       GgmlType type = GgmlType::I2_S) {
+  const GgufFile src = GgufFile::open(testing::dummy_model("bitnet-b1.58", "tiny", type));
+  std::vector<GgufKV> kvs = src.metadata();
+  std::vector<TensorCopy> tensors;
+  for (const auto& t : src.tensors()) {
+    const uint8_t* d = src.tensor_data(t);
+    tensors.push_back({t.name, t.type, std::vector<int64_t>(t.ne.begin(), t.ne.begin() + t.n_dims),
+                       std::vector<uint8_t>(d, d + t.nbytes)});
+  }
+  edit(kvs, tensors);
+  GgufWriter w;
+  for (auto& kv : kvs) w.add(kv.key, kv.value);
+  for (auto& t : tensors) w.add_tensor_bytes(t.name, t.type, t.ne, t.bytes);
+  static std::vector<std::vector<uint8_t>> keep_alive;  // GgufFile::parse does not copy
+  keep_alive.push_back(w.write_to_memory());
+  try {
+    load_model(GgufFile::parse(keep_alive.back()));
+  } catch (const FormatError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void set_kv(std::vector<GgufKV>& kvs, const std::string& key, GgufValue v) {
+  for (auto& kv : kvs)
+    if (kv.key == key) kv.value = std::move(v);
+}
+void erase_kv(std::vector<GgufKV>& kvs, const std::string& key) {
+  std::erase_if(kvs, [&](const GgufKV& kv) { return kv.key == key; });
+}
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE((haystack).find(needle), std::string::npos) << "message: " << (haystack)
+
+TEST(ModelLoad, UnmodifiedTinyModelLoads) {
+  EXPECT_EQ(load_error([](auto&, auto&) {}), "");
+}
+
+TEST(ModelLoad, UnsupportedArchitectureNamesItAndTheSupportedList) {
+  const auto msg = load_error([](auto& kvs, auto&) {
+    set_kv(kvs, "general.architecture", {GgufValueType::STRING, std::string("mamba")});
+  });
+  EXPECT_CONTAINS(msg, "unsupported architecture 'mamba'");
+  EXPECT_CONTAINS(msg, "bitnet-b1.58");
+}
+
+TEST(ModelLoad, MissingTensorIsNamed) {
+  const auto msg = load_error([](auto&, auto& ts) {
+    std::erase_if(ts, [](const TensorCopy& t) { return t.name == "blk.1.ffn_sub_norm.weight"; });
+  });
+  EXPECT_CONTAINS(msg, "missing tensor 'blk.1.ffn_sub_norm.weight'");
+}
+
+TEST(ModelLoad, ShapeDisagreeingWithHyperParametersIsRejected) {
+  // attn_k must have head_count_kv · head_dim rows; claim more kv heads than the tensor has.
+  const auto msg = load_error([](auto& kvs, auto&) {
+    set_kv(kvs, "bitnet-b1.58.attention.head_count_kv", {GgufValueType::UINT32, uint64_t(4)});
+  });
+  EXPECT_CONTAINS(msg, "blk.0.attn_k.weight");
+  EXPECT_CONTAINS(msg, "expected");
+}
+
+TEST(ModelLoad, MissingRequiredKeyIsNamed) {
+  const auto msg = load_error([](auto& kvs, auto&) { erase_kv(kvs, "bitnet-b1.58.block_count"); });
+  EXPECT_CONTAINS(msg, "missing required key 'bitnet-b1.58.block_count'");
+}
+
+TEST(ModelLoad, OutOfRangeHyperParametersAreRejected) {
+  EXPECT_CONTAINS(load_error([](auto& kvs, auto&) {
+                    set_kv(kvs, "bitnet-b1.58.block_count", {GgufValueType::UINT32, uint64_t(100000)});
+                  }),
+                  "out of range");
+  EXPECT_CONTAINS(load_error([](auto& kvs, auto&) {
+                    set_kv(kvs, "bitnet-b1.58.attention.head_count_kv", {GgufValueType::UINT32, uint64_t(3)});
+                  }),
+                  "not a multiple of head_count_kv");
+  EXPECT_CONTAINS(load_error([](auto& kvs, auto&) {
+                    set_kv(kvs, "bitnet-b1.58.attention.head_count_kv", {GgufValueType::UINT32, uint64_t(0)});
+                  }),
+                  "out of range");
+}
+
+TEST(ModelLoad, UncomputableTensorTypeIsNamed) {
+  const auto msg = load_error([](auto&, auto& ts) {
+    for (auto& t : ts)
+      if (t.name == "blk.0.attn_q.weight") {
+        t.type = GgmlType::Q4_0;  // 256 x 256 → 8 blocks per row of 18 bytes
+        t.bytes.assign(size_t(256 * 256 / 32 * 18), 0x11);
+      }
+  });
+  EXPECT_CONTAINS(msg, "blk.0.attn_q.weight");
+  EXPECT_CONTAINS(msg, "Q4_0");
+}
+
+TEST(ModelLoad, TernaryLookupTableFileOfUnknownShapeNamesTheConvertCommand) {
+  const auto msg = load_error([](auto&, auto& ts) {
+    for (auto& t : ts)
+      if (t.name == "blk.0.attn_q.weight") {
+        t.type = GgmlType::TL2;
+        t.bytes.assign(*ggml_tensor_nbytes(GgmlType::TL2, {256, 256, 1, 1}), 0);
+      }
+  });
+  EXPECT_CONTAINS(msg, "bitnet quantize");
+  EXPECT_CONTAINS(msg, "i2_s");
+}
+
+TEST(ModelLoad, NonFiniteNormWeightsAreRejected) {
+  const auto msg = load_error([](auto&, auto& ts) {
+    for (auto& t : ts)
+      if (t.name == "output_norm.weight") {
+        const float nan = std::nanf("");
+        std::memcpy(t.bytes.data(), &nan, 4);
+      }
+  });
+  EXPECT_CONTAINS(msg, "NaN");
+}
+
+}  // namespace
+}  // namespace bitnet

@@ -1,0 +1,52 @@
+#pragma once
+// Shared helpers for tests: where the shared test data lives, temporary directories, and cached
+// tiny models generated once per test process.
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "conversion/dummy_model.h"
+
+namespace bitnet::testing {
+
+inline std::string shared_data_dir() {
+  if (const char* env = std::getenv("BITNET_SHARED_DATA")) return env;
+  return std::string(BITNET_SOURCE_DIR) + "/../shared/data";
+}
+
+inline std::string bin_dir() {
+  if (const char* env = std::getenv("BITNET_BIN_DIR")) return env;
+  return std::string(BITNET_SOURCE_DIR) + "/build/bin";
+}
+
+inline std::filesystem::path temp_dir() {
+  static const std::filesystem::path dir = [] {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "bitnet-test-XXXXXX").string();
+    char* made = mkdtemp(tmpl.data());
+    if (!made) std::abort();
+    return std::filesystem::path(made);
+  }();
+  return dir;
+}
+
+// Generates (once per process) a model for arch × preset × type and returns its path.
+inline std::string dummy_model(const std::string& arch, const std::string& preset, GgmlType type,
+                               GgmlType embedding_type = GgmlType::F16, uint64_t seed = 7) {
+  static std::map<std::string, std::string> cache;
+  const std::string key = arch + "-" + preset + "-" + std::string(ggml_type_name(type)) + "-" +
+                          std::string(ggml_type_name(embedding_type)) + "-" + std::to_string(seed);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  DummyModelSpec spec;
+  spec.arch = arch;
+  spec.preset = preset;
+  spec.type = type;
+  spec.embedding_type = embedding_type;
+  spec.seed = seed;
+  spec.vocab_dir = shared_data_dir();
+  const std::string path = (temp_dir() / (key + ".gguf")).string();
+  generate_dummy_model(spec, path);
+  return cache[key] = path;
+}
+
+}  // namespace bitnet::testing
