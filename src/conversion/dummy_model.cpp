@@ -65,7 +65,7 @@ uint32_t file_type_id(GgmlType t) {
 // so every output element has variance gain² when the input has unit RMS.
 std::vector<float> ternary_matrix(Rng& rng, int64_t cols, int64_t rows, double gain) {
   const float alpha = float(gain / std::sqrt(2.0 / 3.0 * double(cols)));
-  std::vector<float> w(size_t(cols * rows));
+  std::vector<float> w(static_cast<size_t>(cols * rows));
   for (float& x : w) x = alpha * float(int((rng.next() >> 32) * 3 >> 32) - 1);
   return w;
 }

@@ -74,7 +74,7 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
   const int64_t hd = hp.head_dim, group = hp.n_head / hp.n_head_kv;
   const float inv_sqrt = 1.0f / std::sqrt(float(hd));
   pool.parallel_for(b.size() * hp.n_head, 1, [&](int64_t i0, int64_t i1, int) {
-    std::vector<float> scores, kv(size_t(hd)), acc(size_t(hd));
+    std::vector<float> scores, kv(static_cast<size_t>(hd)), acc(static_cast<size_t>(hd));
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t t = i / hp.n_head, h = i % hp.n_head, kvh = h / group;
       const int64_t seq = b.seq_ids[t], n_kv = b.positions[t] + 1;
@@ -157,12 +157,12 @@ std::vector<float> forward(const Model& m, KvCache& cache, const Batch& b, Threa
   for (int64_t t = 0; t < b.size(); ++t) cache.set_length(b.seq_ids[t], b.positions[t] + 1);
   // Final norm and LM head only for the tokens whose logits are wanted.
   const int64_t n_out = b.n_logits();
-  std::vector<float> normed(size_t(n_out * hp.n_embd));
+  std::vector<float> normed(static_cast<size_t>(n_out * hp.n_embd));
   for (int64_t t = 0, o = 0; t < b.size(); ++t)
     if (b.want_logits[t])
       ops::rms_norm(&a.x[t * hp.n_embd], m.output_norm.data(), hp.n_embd, hp.norm_eps,
                     &normed[o++ * hp.n_embd]);
-  std::vector<float> logits(size_t(n_out * hp.n_vocab));
+  std::vector<float> logits(static_cast<size_t>(n_out * hp.n_vocab));
   ops::matmul(m.output, normed.data(), n_out, logits.data(), pool);
   return logits;
 }

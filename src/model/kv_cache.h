@@ -2,6 +2,7 @@
 // Key/value cache: for every layer and sequence, `n_ctx` positions of K and V vectors stored as
 // f16 (like llama.cpp; halves the memory traffic of attention). Sized once by the context option;
 // the forward pass refuses positions outside it, so it never reads or writes out of bounds.
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -55,7 +55,7 @@ class Binder {
       throw FormatError(m_.file.path() + ": tensor '" + name + "' has shape " +
                         shape_str(t->ne, int(t->n_dims)) + ", expected [" + std::to_string(n) + "]");
     check_type(*t);
-    std::vector<float> out(size_t(n));
+    std::vector<float> out(static_cast<size_t>(n));
     dequantize_rows(m_.file.view(*t), 0, 1, out.data());
     for (float x : out)
       if (!std::isfinite(x))

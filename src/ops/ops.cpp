@@ -32,8 +32,8 @@ void rope(float* head, int n_rot, int64_t pos, float base, float freq_scale, Rop
 void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
   const int64_t rows = w.rows(), cols = w.cols();
   if (ggml_type_is_ternary(w.type)) {
-    std::vector<int8_t> q(size_t(n_tokens * cols));
-    std::vector<ActivationQuant> act(size_t(n_tokens));
+    std::vector<int8_t> q(static_cast<size_t>(n_tokens * cols));
+    std::vector<ActivationQuant> act(static_cast<size_t>(n_tokens));
     for (int64_t t = 0; t < n_tokens; ++t) act[t] = quantize_activations(x + t * cols, cols, &q[t * cols]);
     pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
       for (int64_t t = 0; t < n_tokens; ++t)
