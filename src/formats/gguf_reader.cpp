@@ -357,20 +357,19 @@ void Parser::place_tensors() {
   // Section ends at pos() <= size, so aligning cannot overflow.
   align_up(cur_.pos(), out_.alignment, &out_.data_start);
   for (const GgufTensorInfo& t : out_.tensors) {
-    const std::string qname = quote(t.name);
     if (t.offset % out_.alignment != 0) {
-      fail("tensor " + qname + ": offset " + str(t.offset) + " is not a multiple of the alignment " +
+      fail("tensor " + quote(t.name) + ": offset " + str(t.offset) + " is not a multiple of the alignment " +
            str(out_.alignment));
     }
     if (t.offset > UINT64_MAX - out_.data_start ||
         t.nbytes > UINT64_MAX - (out_.data_start + t.offset)) {
-      fail("tensor " + qname + ": data_start " + str(out_.data_start) + " + offset " +
+      fail("tensor " + quote(t.name) + ": data_start " + str(out_.data_start) + " + offset " +
            str(t.offset) + " + size " + str(t.nbytes) + " overflows 64 bits");
     }
     const uint64_t begin = out_.data_start + t.offset;
     const uint64_t end = begin + t.nbytes;
     if (end > size) {
-      fail("tensor " + qname + ": data [" + str(begin) + ", " + str(end) +
+      fail("tensor " + quote(t.name) + ": data [" + str(begin) + ", " + str(end) +
            ") extends past end of file (" + str(size) + " bytes)");
     }
   }

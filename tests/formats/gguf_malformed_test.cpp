@@ -21,6 +21,8 @@ struct MalformedCase {
   std::vector<uint8_t> bytes;
   std::string expect;  // substring of the error message, unique to this class
 };
+// Keeps gtest/ctest output readable (otherwise it dumps the struct's bytes).
+void PrintTo(const MalformedCase& c, std::ostream* os) { *os << c.name; }
 
 // A file with one tensor info, the data section padded to 32 and `data` zero bytes of data.
 std::vector<uint8_t> one_tensor(std::string_view name, const std::vector<uint64_t>& ne,
