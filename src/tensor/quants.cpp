@@ -66,9 +66,11 @@ float per_tensor_scale(const TensorView& w) {
 }
 
 [[noreturn]] void throw_bad_code(const TensorView& w, int64_t row0, detail::BadCode bad) {
-  const char* what = w.type == GgmlType::TL2 ? "magnitude" : w.type == GgmlType::TL1 ? "index" : "code";
-  throw FormatError(detail::describe(w) + ": invalid " + std::string(ggml_type_name(w.type)) +
-                    " " + what + " " + std::to_string(bad.code) + " at row " +
+  const char* what = w.type == GgmlType::TL2   ? "magnitude"
+                     : w.type == GgmlType::TL1 ? "index"
+                                               : "code";
+  throw FormatError(detail::describe(w) + ": invalid " + std::string(ggml_type_name(w.type)) + " " +
+                    what + " " + std::to_string(bad.code) + " at row " +
                     std::to_string(row0 + bad.pos / w.cols()) + ", column " +
                     std::to_string(bad.pos % w.cols()));
 }
@@ -189,7 +191,8 @@ float dot_ternary_ref(const TensorView& w, int64_t row, const int8_t* q, Activat
   float acc = 0;
   for (int64_t b = 0; b < cols / kTqBlock; ++b) {
     int64_t isum = 0;
-    for (int64_t i = b * kTqBlock; i < (b + 1) * kTqBlock; ++i) isum += int64_t(tr.t[size_t(i)]) * q[i];
+    for (int64_t i = b * kTqBlock; i < (b + 1) * kTqBlock; ++i)
+      isum += int64_t(tr.t[size_t(i)]) * q[i];
     acc += tr.block_scales[size_t(b)] * float(isum);
   }
   return acc / act.scale;

@@ -53,10 +53,10 @@ void quantize_q8_0(const float* x, int64_t n, uint8_t* out) {
 // ---- Q6_K: element e = 128h + 32k + l; see §10 for where its 6 bits live ----
 
 struct Q6Slot {
-  int ql;         // byte of ql holding the low 4 bits
-  int ql_shift;   // 0 (low nibble) or 4 (high nibble)
-  int qh;         // byte of qh holding the high 2 bits
-  int qh_shift;   // 2k
+  int ql;        // byte of ql holding the low 4 bits
+  int ql_shift;  // 0 (low nibble) or 4 (high nibble)
+  int qh;        // byte of qh holding the high 2 bits
+  int qh_shift;  // 2k
 };
 
 Q6Slot q6_slot(int e) {

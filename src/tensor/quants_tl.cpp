@@ -38,10 +38,10 @@ constexpr std::array<TlKnownShape, 10> kKnownShapes = {{
 constexpr int64_t kPerm[4] = {0, 2, 1, 3};
 int64_t perm_row(int64_t p) { return kPerm[p / 8] * 8 + p % 8; }
 
-constexpr int64_t kTl2By = 6;       // columns per TL2 sub-tile (2 triples), bm = 32
-constexpr int64_t kTl2TwoBK = 32;   // fixed tile width of the TL2 two part
-constexpr int kTl1MaxIdx = 8;       // idx = 3a + b + 4
-constexpr int kTl2MaxMag = 13;      // |9a + 3b + c|
+constexpr int64_t kTl2By = 6;      // columns per TL2 sub-tile (2 triples), bm = 32
+constexpr int64_t kTl2TwoBK = 32;  // fixed tile width of the TL2 two part
+constexpr int kTl1MaxIdx = 8;      // idx = 3a + b + 4
+constexpr int kTl2MaxMag = 13;     // |9a + 3b + c|
 
 // ---- ternary <-> code helpers ----
 
@@ -60,6 +60,15 @@ void tl2_digits(int mag, int8_t out[3]) {
   out[1] = int8_t(b);
   out[2] = int8_t(c);
 }
+
+// tl2_digits for every valid magnitude, so the per-triple decode is a table lookup.
+struct Tl2DigitTable {
+  int8_t d[kTl2MaxMag + 1][3];
+  Tl2DigitTable() {
+    for (int m = 0; m <= kTl2MaxMag; ++m) tl2_digits(m, d[m]);
+  }
+};
+const Tl2DigitTable kTl2Digits;
 
 struct Tl2Split {
   int64_t K3;  // columns encoded as triples
@@ -89,7 +98,9 @@ void check_tiles(GgmlType type, int64_t M, int64_t K, const TlTiles& t) {
 
 void encode_tl1(const int8_t* t, int64_t M, int64_t K, const TlTiles& tl, uint8_t* out) {
   const int64_t by = 256 / tl.bm;
-  auto idx = [&](int64_t r, int64_t p) { return tl_pair_idx(t[r * K + 2 * p], t[r * K + 2 * p + 1]); };
+  auto idx = [&](int64_t r, int64_t p) {
+    return tl_pair_idx(t[r * K + 2 * p], t[r * K + 2 * p + 1]);
+  };
   int64_t pos = 0;
   for (int64_t A = 0; A < M / tl.BM; ++A)
     for (int64_t B = 0; B < K / tl.BK; ++B)
@@ -193,7 +204,7 @@ struct Tl2Layout {
   Tl2Split s;
   int64_t nB, nC, nD, nEg;  // digit ranges of the three part
   int64_t sign_base, two_base;
-  int64_t nB2, nC2;         // digit ranges of the two part
+  int64_t nB2, nC2;  // digit ranges of the two part
 };
 
 Tl2Layout tl2_layout(int64_t M, const TlTiles& tl, int64_t K) {
@@ -227,8 +238,7 @@ void decode_tl2_row(const TensorView& w, const Tl2Layout& L, const std::vector<S
       bad.note(pos0 + 3 * T, m);
       m = 0;
     }
-    int8_t d[3];
-    tl2_digits(m, d);
+    const int8_t* d = kTl2Digits.d[m];
     for (int k = 0; k < 3; ++k) tr[3 * T + k] = negative ? int8_t(-d[k]) : d[k];
   }
   const int64_t C2 = (r % tl.BM) / 32;

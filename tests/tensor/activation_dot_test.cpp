@@ -127,9 +127,9 @@ float expected_dot(GgmlType type, const int8_t* t, const int8_t* q, int64_t cols
 
 TEST(DotTernaryRef, MatchesIndependentSumEveryType) {
   const Case cases[] = {
-      {GgmlType::I2_S, 256, 3},     {GgmlType::I2_S, 192, 2},      {GgmlType::I2_S, 8640, 2},
-      {GgmlType::TQ1_0, 768, 3},    {GgmlType::TQ2_0, 512, 5},     {GgmlType::TL1, 1536, 1536},
-      {GgmlType::TL2, 4096, 1536},  {GgmlType::TL2, 1536, 1536},
+      {GgmlType::I2_S, 256, 3},    {GgmlType::I2_S, 192, 2},    {GgmlType::I2_S, 8640, 2},
+      {GgmlType::TQ1_0, 768, 3},   {GgmlType::TQ2_0, 512, 5},   {GgmlType::TL1, 1536, 1536},
+      {GgmlType::TL2, 4096, 1536}, {GgmlType::TL2, 1536, 1536},
   };
   uint64_t seed = 500;
   for (const Case& c : cases) {
@@ -137,7 +137,8 @@ TEST(DotTernaryRef, MatchesIndependentSumEveryType) {
     std::vector<float> x(t.size());
     for (int64_t r = 0; r < c.rows; ++r)
       for (int64_t i = 0; i < c.cols; ++i)
-        x[size_t(r * c.cols + i)] = float(t[size_t(r * c.cols + i)]) * block_scale(c.type, r, i / 256);
+        x[size_t(r * c.cols + i)] =
+            float(t[size_t(r * c.cols + i)]) * block_scale(c.type, r, i / 256);
     const auto bytes = quantize_tensor(c.type, x.data(), c.cols, c.rows);
     const TensorView w = make_view(c.type, c.cols, c.rows, bytes);
     const auto q = extreme_activations(c.cols, ++seed);

@@ -58,7 +58,8 @@ TEST(QuantsFloat, Q6_KRelativeErrorIsSmall) {
   const int64_t cols = 512, rows = 4;
   auto x = random_floats(cols * rows, 4, -1, 1);
   // Give sub-blocks very different ranges so the per-16 scales matter.
-  for (size_t i = 0; i < x.size(); ++i) x[i] *= float(1 + (i / 16) % 7) * (i % 256 < 128 ? 1 : 0.05f);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] *= float(1 + (i / 16) % 7) * (i % 256 < 128 ? 1 : 0.05f);
   const auto bytes = quantize_tensor(GgmlType::Q6_K, x.data(), cols, rows);
   ASSERT_EQ(bytes.size(), size_t(rows * cols / 256 * 210));
   const auto y = dequantize_all(make_view(GgmlType::Q6_K, cols, rows, bytes));
@@ -66,7 +67,8 @@ TEST(QuantsFloat, Q6_KRelativeErrorIsSmall) {
   for (size_t b = 0; b < x.size() / 16; ++b) {
     float amax = 0, block_amax = 0;
     for (size_t i = 0; i < 16; ++i) amax = std::max(amax, std::fabs(x[16 * b + i]));
-    for (size_t i = 0; i < 256; ++i) block_amax = std::max(block_amax, std::fabs(x[b / 16 * 256 + i]));
+    for (size_t i = 0; i < 256; ++i)
+      block_amax = std::max(block_amax, std::fabs(x[b / 16 * 256 + i]));
     // half a step: step = d·sc_j <= amax_j/31 + d, d ≈ block_amax/(31·127) (f16 slop included)
     const float tol = 0.5f * (amax / 31 + block_amax / (31 * 127) * 1.01f) * 1.01f;
     for (size_t i = 0; i < 16; ++i) {
@@ -99,7 +101,8 @@ TEST(QuantsFloat, DotFloatRefMatchesDoubleSum) {
   const int64_t cols = 256, rows = 3;
   const auto x = random_floats(cols * rows, 5);
   const auto act = random_floats(cols, 6, -3, 3);
-  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q6_K}) {
+  for (GgmlType type :
+       {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q6_K}) {
     const auto bytes = quantize_tensor(type, x.data(), cols, rows);
     const TensorView w = make_view(type, cols, rows, bytes);
     const auto wf = dequantize_all(w);
@@ -130,7 +133,7 @@ TEST(QuantsFloat, RejectsBadInput) {
   w.nbytes -= 1;
   EXPECT_THROW(dequantize_rows(w, 0, 1, out.data()), FormatError);  // truncated data
   w = make_view(GgmlType::Q4_0, 64, 1, bytes);
-  EXPECT_THROW(dequantize_rows(w, 0, 1, out.data()), FormatError);  // not computable
+  EXPECT_THROW(dequantize_rows(w, 0, 1, out.data()), FormatError);        // not computable
   EXPECT_THROW(quantize_tensor(GgmlType::Q6_K, x.data(), 64, 1), Error);  // 64 % 256 != 0
   std::vector<uint8_t> small(10);
   EXPECT_THROW(quantize_tensor(GgmlType::Q8_0, x.data(), 64, 1, small), Error);

@@ -47,7 +47,9 @@ TEST(I2S, ByteMappingFromHandBuiltBytes) {
 }
 
 TEST(I2S, RoundTripExact) {
-  struct Shape { int64_t cols, rows; };
+  struct Shape {
+    int64_t cols, rows;
+  };
   // 8640-wide rows (3B ffn_down, K % 128 != 0, N % 128 == 0 with an even row count) and 192.
   for (Shape s : {Shape{256, 3}, Shape{8640, 2}, Shape{192, 2}, Shape{192, 6}, Shape{128, 1}}) {
     const auto t = random_trits(s.cols * s.rows, uint64_t(s.cols * 31 + s.rows));
@@ -76,9 +78,9 @@ TEST(I2S, FlatLayoutAcrossRowBoundary) {
 
 TEST(I2S, ZeroBandAndAlphaIsMaxAbs) {
   std::vector<float> x(128, 0.0f);
-  x[3] = 5e-7f;    // |x| < 1e-6 -> code 1 (zero)
+  x[3] = 5e-7f;  // |x| < 1e-6 -> code 1 (zero)
   x[4] = -3.0f;
-  x[9] = 2.0f;     // not ternarized: stored as +α anyway (sign coding)
+  x[9] = 2.0f;  // not ternarized: stored as +α anyway (sign coding)
   const auto bytes = quantize_tensor(GgmlType::I2_S, x.data(), 128, 1);
   EXPECT_EQ(load_f32(&bytes[32]), 3.0f);
   const auto y = dequantize_all(make_view(GgmlType::I2_S, 128, 1, bytes));
@@ -157,9 +159,9 @@ TEST(TQ1_0, ExhaustiveDecodeOfAll243Values) {
 TEST(TQ1_0, QhTritsAndPlacement) {
   // Elements 240 + 4p + j live in qh[j] (byte 48 + j), trit p; 160 + 16p + m in qs[32 + m].
   std::vector<int8_t> t(256, 0);
-  t[240 + 4 * 0 + 2] = 1;   // qh[2], p = 0
-  t[240 + 4 * 3 + 2] = -1;  // qh[2], p = 3
-  t[160 + 16 * 4 + 15] = 1; // qs[47], p = 4
+  t[240 + 4 * 0 + 2] = 1;    // qh[2], p = 0
+  t[240 + 4 * 3 + 2] = -1;   // qh[2], p = 3
+  t[160 + 16 * 4 + 15] = 1;  // qs[47], p = 4
   const auto bytes = quantize_tensor(GgmlType::TQ1_0, scaled(t, 2.0f).data(), 256, 1);
   // qh[2]: u = (2, 1, 1, 0) -> v = 54+9+3+0 = 66, times 3 = 198 -> ceil(198·256/243) = 209
   EXPECT_EQ(bytes[50], 209);
@@ -213,10 +215,10 @@ TEST(TQ, RoundTripExactWithPerBlockScales) {
 
 TEST(TQ, ScaleIsF16OfBlockAmaxAndRoundsHalfAway) {
   std::vector<float> x(256, 0.0f);
-  x[0] = 0.1f;    // not f16-exact
-  x[1] = 0.05f;   // x/d = 0.5 exactly -> rounds away from zero to 1
-  x[2] = -0.05f;  // -> -1
-  x[3] = 0.0499f; // -> 0
+  x[0] = 0.1f;     // not f16-exact
+  x[1] = 0.05f;    // x/d = 0.5 exactly -> rounds away from zero to 1
+  x[2] = -0.05f;   // -> -1
+  x[3] = 0.0499f;  // -> 0
   for (GgmlType type : {GgmlType::TQ1_0, GgmlType::TQ2_0}) {
     const auto bytes = quantize_tensor(type, x.data(), 256, 1);
     const TernaryRow tr = unpack_ternary_row(make_view(type, 256, 1, bytes), 0);

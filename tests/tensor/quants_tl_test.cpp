@@ -17,7 +17,8 @@ using test::random_trits;
 using test::scaled;
 
 // A mostly-zero tensor with a few set elements (never all zero).
-std::vector<int8_t> sparse(int64_t M, int64_t K, std::initializer_list<std::array<int64_t, 3>> set) {
+std::vector<int8_t> sparse(int64_t M, int64_t K,
+                           std::initializer_list<std::array<int64_t, 3>> set) {
   std::vector<int8_t> t(size_t(M * K), 0);
   for (auto [r, c, v] : set) t[size_t(r * K + c)] = int8_t(v);
   return t;
@@ -88,8 +89,11 @@ TEST(TL2, HandCheckedPositions) {
   size_t unexpected = 0;
   for (size_t i = 0; i < 1327104; ++i) {
     const bool two_part = i >= 1290240 && i < 1290240 + size_t(M * 64 / 4);
-    const uint8_t want = i == 49 ? 0x30 : i == 1032211 ? 0x08 : i == 1290544 ? 0x54
-                         : two_part ? 0x44 : 0x00;
+    const uint8_t want = i == 49        ? 0x30
+                         : i == 1032211 ? 0x08
+                         : i == 1290544 ? 0x54
+                         : two_part     ? 0x44
+                                        : 0x00;
     if (bytes[i] != want) ++unexpected;
   }
   EXPECT_EQ(unexpected, 0u);
