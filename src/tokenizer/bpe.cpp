@@ -11,6 +11,8 @@ namespace {
 
 struct ByteTable {
   std::array<uint32_t, 256> to_cp{};
+  std::array<std::array<char, 2>, 256> utf8{};  // all mapped code points are < U+0800
+  std::array<uint8_t, 256> utf8_len{};
   std::array<int16_t, 0x144> from_cp{};  // code points used are all < U+0144
   ByteTable() {
     from_cp.fill(-1);
@@ -19,6 +21,10 @@ struct ByteTable {
       const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
       to_cp[b] = printable ? b : next++;
       from_cp[to_cp[b]] = static_cast<int16_t>(b);
+      std::string u;
+      append_utf8(u, to_cp[b]);
+      utf8_len[b] = static_cast<uint8_t>(u.size());
+      for (size_t k = 0; k < u.size(); ++k) utf8[b][k] = u[k];
     }
   }
 };
@@ -35,16 +41,40 @@ uint32_t byte_to_cp(uint8_t b) { return table().to_cp[b]; }
 int cp_to_byte(uint32_t cp) { return cp < 0x144 ? table().from_cp[cp] : -1; }
 
 std::string bytes_to_bpe_text(std::string_view bytes) {
+  const ByteTable& t = table();
   std::string out;
   out.reserve(bytes.size() * 2);
-  for (char c : bytes) append_utf8(out, byte_to_cp(static_cast<uint8_t>(c)));
+  for (char c : bytes) {
+    const auto b = static_cast<uint8_t>(c);
+    out.append(t.utf8[b].data(), t.utf8_len[b]);
+  }
   return out;
 }
 
 std::string bpe_text_to_bytes(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (uint32_t cp : decode_utf8(text)) {
+  // Fast path: ASCII and 2-byte sequences cover every mapped code point.
+  size_t i = 0;
+  for (; i < text.size(); ++i) {
+    const auto c = static_cast<uint8_t>(text[i]);
+    if (c < 0x80) {
+      const int b = cp_to_byte(c);
+      if (b < 0) break;
+      out.push_back(static_cast<char>(b));
+    } else if ((c & 0xE0) == 0xC0 && i + 1 < text.size() &&
+               (static_cast<uint8_t>(text[i + 1]) & 0xC0) == 0x80) {
+      const uint32_t cp = ((c & 0x1Fu) << 6) | (static_cast<uint8_t>(text[i + 1]) & 0x3Fu);
+      const int b = cp >= 0x80 ? cp_to_byte(cp) : -1;
+      if (b < 0) break;
+      out.push_back(static_cast<char>(b));
+      ++i;
+    } else {
+      break;
+    }
+  }
+  if (i == text.size()) return out;
+  for (uint32_t cp : decode_utf8(text.substr(i))) {
     const int b = cp_to_byte(cp);
     if (b >= 0)
       out.push_back(static_cast<char>(b));
@@ -75,8 +105,7 @@ void Tokenizer::Impl::build_bpe() {
                         "') names unknown token '" + std::string(li < 0 ? l : r) + "'");
     cat.assign(l);
     cat.append(r);
-    const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(li)) << 32) | static_cast<uint32_t>(ri);
-    merges.try_emplace(key, MergeInfo{static_cast<int32_t>(i), find(cat)});  // first rank wins
+    merges.insert(li, ri, {static_cast<int32_t>(i), find(cat)});  // first rank wins
   }
 }
 
@@ -112,9 +141,7 @@ void Tokenizer::Impl::encode_bpe(std::string_view text, std::vector<int32_t>& ou
     if (r < 0) return;
     const int32_t lid = syms[static_cast<size_t>(l)].id, rid = syms[static_cast<size_t>(r)].id;
     if (lid < 0 || rid < 0) return;
-    auto it = merges.find((static_cast<uint64_t>(static_cast<uint32_t>(lid)) << 32) |
-                          static_cast<uint32_t>(rid));
-    if (it != merges.end()) queue.push(Cand{it->second.rank, l, r, lid, rid, it->second.result});
+    if (const auto* m = merges.find(lid, rid)) queue.push(Cand{m->rank, l, r, lid, rid, m->result});
   };
 
   for (const auto& [wb, we] : tok::pretokenize(pre, cps)) {

@@ -1,7 +1,6 @@
 #pragma once
 // Tokenizer::Impl, shared by tokenizer.cpp, bpe.cpp and spm.cpp.
-#include <unordered_map>
-
+#include "tokenizer/flat_map.h"
 #include "tokenizer/internal.h"
 
 namespace bitnet {
@@ -16,22 +15,15 @@ struct Tokenizer::Impl {
   bool ignore_merges = false;
   bool add_space_prefix = false;  // SPM
 
-  std::unordered_map<std::string_view, int32_t> text_to_id;  // first id for each text
-  struct MergeInfo {
-    int32_t rank;
-    int32_t result;  // id of the concatenation, -1 if it is not a token
-  };
-  std::unordered_map<uint64_t, MergeInfo> merges;  // (left id << 32 | right id) -> info
+  tok::TextIdMap text_to_id;  // first id for each text
+  tok::PairMap merges;        // (left id, right id) -> (rank, id of the concatenation or -1)
   std::array<int32_t, 256> byte_token{};  // BPE: id of the single-byte token; SPM: <0xXX> id
   std::vector<std::string> pieces;         // decoded bytes of every token
   std::vector<int32_t> specials;           // CONTROL/USER_DEFINED/UNKNOWN, longest text first
   std::vector<int32_t> eog;                // sorted
   int32_t eot = -1;
 
-  int32_t find(std::string_view text) const {
-    auto it = text_to_id.find(text);
-    return it == text_to_id.end() ? -1 : it->second;
-  }
+  int32_t find(std::string_view text) const { return text_to_id.find(text); }
   TokenType type(int32_t id) const { return v.types[static_cast<size_t>(id)]; }
 
   void build();  // tokenizer.cpp

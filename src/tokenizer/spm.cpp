@@ -1,5 +1,6 @@
 // SentencePiece-style BPE (`llama`, tokenizers.md §4): score-driven pair merging with byte
 // fallback.
+#include <limits>
 #include <queue>
 
 #include "errors.h"
@@ -65,7 +66,8 @@ void Tokenizer::Impl::encode_spm(std::string_view text, bool prefix, std::vector
     const std::string_view t(s.data() + a.off, a.len + b.len);
     const int32_t id = find(t);
     if (id < 0) return;
-    const float score = v.scores.empty() ? 0.0f : v.scores[static_cast<size_t>(id)];
+    float score = v.scores.empty() ? 0.0f : v.scores[static_cast<size_t>(id)];
+    if (score != score) score = -std::numeric_limits<float>::infinity();  // NaN: keep the order strict
     queue.push(Cand{score, l, r, a.len + b.len, id});
   };
   for (size_t i = 0; i + 1 < syms.size(); ++i) try_pair(static_cast<int32_t>(i), static_cast<int32_t>(i + 1));

@@ -2,9 +2,9 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
-#include <unordered_map>
 
 #include "errors.h"
+#include "tokenizer/flat_map.h"
 #include "tokenizer/internal.h"
 
 namespace bitnet {
@@ -118,9 +118,9 @@ VocabData vocab_from_tiktoken(const std::string& path) {
   v.add_bos = true;
   v.add_eos = false;
 
-  std::unordered_map<std::string_view, int32_t> rank_of;
+  tok::TextIdMap rank_of;
   rank_of.reserve(raw.size());
-  for (int32_t i = 0; i < n; ++i) rank_of.emplace(raw[static_cast<size_t>(i)], i);
+  for (int32_t i = 0; i < n; ++i) rank_of.insert(raw[static_cast<size_t>(i)], i);
   std::vector<std::pair<int32_t, int32_t>> splits;
   v.merges.reserve(raw.size() * 5 / 2);
   for (int32_t t = 0; t < n; ++t) {
@@ -128,11 +128,11 @@ VocabData vocab_from_tiktoken(const std::string& path) {
     if (tb.size() < 2) continue;
     splits.clear();
     for (size_t k = 1; k < tb.size(); ++k) {
-      auto l = rank_of.find(tb.substr(0, k));
-      if (l == rank_of.end()) continue;
-      auto r = rank_of.find(tb.substr(k));
-      if (r == rank_of.end()) continue;
-      splits.emplace_back(l->second, r->second);
+      const int32_t l = rank_of.find(tb.substr(0, k));
+      if (l < 0) continue;
+      const int32_t r = rank_of.find(tb.substr(k));
+      if (r < 0) continue;
+      splits.emplace_back(l, r);
     }
     std::sort(splits.begin(), splits.end());
     for (const auto& [l, r] : splits) {

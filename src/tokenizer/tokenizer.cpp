@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
-#include <unordered_set>
 
 #include "errors.h"
+#include "tokenizer/flat_map.h"
 #include "tokenizer/impl.h"
 
 namespace bitnet {
@@ -62,14 +62,16 @@ void validate_vocab(const VocabData& v) {
 }
 
 void check_merges(const VocabData& v) {
-  std::unordered_set<std::string_view> known(v.tokens.begin(), v.tokens.end());
+  TextIdMap known;
+  known.reserve(v.tokens.size());
+  for (size_t i = 0; i < v.tokens.size(); ++i) known.insert(v.tokens[i], static_cast<int32_t>(i));
   for (size_t i = 0; i < v.merges.size(); ++i) {
     std::string_view l, r;
     if (!split_merge(v.merges[i], l, r))
       throw FormatError("tokenizer.ggml.merges[" + std::to_string(i) + "] ('" + v.merges[i] +
                         "') has no separator");
     for (std::string_view part : {l, r})
-      if (!known.count(part))
+      if (known.find(part) < 0)
         throw FormatError("tokenizer.ggml.merges[" + std::to_string(i) + "] ('" + v.merges[i] +
                           "') names unknown token '" + std::string(part) + "'");
   }
@@ -120,7 +122,7 @@ void Tokenizer::Impl::build() {
   }
 
   text_to_id.reserve(n);
-  for (size_t i = 0; i < n; ++i) text_to_id.try_emplace(v.tokens[i], static_cast<int32_t>(i));
+  for (size_t i = 0; i < n; ++i) text_to_id.insert(v.tokens[i], static_cast<int32_t>(i));
   if (algo == Algo::BPE)
     build_bpe();
   else

@@ -53,12 +53,15 @@ class Tokenizer {
   explicit Tokenizer(VocabData vocab);  // throws FormatError on an unsupported model/pre
 
   // add_special: BOS (and EOS) per the vocab flags; parse_special: CONTROL tokens in the text
-  // become single ids (USER_DEFINED tokens are always matched).
+  // become single ids (USER_DEFINED tokens are always matched). Invalid UTF-8 in `text` is
+  // replaced first: every byte that does not start a complete, well-formed sequence becomes one
+  // U+FFFD (so decode(encode(s)) == s exactly for valid UTF-8 only).
   std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
   // Raw bytes of one token (may be an incomplete UTF-8 sequence). CONTROL/UNKNOWN tokens give
-  // "" unless render_special.
+  // "" unless render_special. Throws Error for an id outside [0, n_tokens()).
   std::string token_to_piece(int32_t id, bool render_special = false) const;
-  // Concatenation of pieces; for SPM drops the leading space the prefix added.
+  // Concatenation of pieces; for SPM drops the leading space the prefix added (one space of the
+  // first piece that produces text). No clean-up of spaces around punctuation.
   std::string decode(std::span<const int32_t> ids, bool render_special = false) const;
 
   int32_t n_tokens() const;

@@ -1,8 +1,8 @@
 // Byte-level BPE with the Llama-3 vocabulary built from the tiktoken file.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cstdlib>
+#include <memory>
 
 #include "errors.h"
 #include "tok_test_util.h"
@@ -115,10 +115,25 @@ TEST(BpeLlama3, SpecExamples) {
   EXPECT_TRUE(tok.encode("", false, false).empty());
 }
 
-TEST(BpeLlama3, DefaultPreTokenizerTable) {
-  VocabData v = llama3_vocab();
-  v.pre = "default";
-  const Tokenizer def(std::move(v));
+TEST(BpeLlama3, MissingPreUsesLlamaBpe) {
+  const Tokenizer& t = llama3_tokenizer();  // built with v.pre cleared
+  EXPECT_TRUE(t.data().pre.empty());
+  EXPECT_EQ(t.pre_tokenizer(), "llama-bpe");
+  EXPECT_EQ(t.encode("don't", false, false), (Ids{15357, 956}));
+}
+
+// BITNET_TOKENIZER_PRE=default reproduces llama.cpp's `default` pre-tokenizer (§2.5 table).
+TEST(BpeLlama3, DefaultPreTokenizerTableViaEnv) {
+  ::setenv("BITNET_TOKENIZER_PRE", "default", 1);
+  std::unique_ptr<Tokenizer> built;
+  try {
+    built = std::make_unique<Tokenizer>(llama3_vocab());  // pre = llama-bpe, overridden
+  } catch (...) {
+    ::unsetenv("BITNET_TOKENIZER_PRE");
+    throw;
+  }
+  ::unsetenv("BITNET_TOKENIZER_PRE");
+  const Tokenizer& def = *built;
   EXPECT_EQ(def.pre_tokenizer(), "default");
   const Tokenizer& l3 = llama3_tokenizer();
   EXPECT_EQ(def.encode("don't", false, false), (Ids{15357, 6, 83}));
@@ -134,38 +149,22 @@ TEST(BpeLlama3, DefaultPreTokenizerTable) {
     EXPECT_EQ(def.decode(def.encode(t.text, false, false)), t.text);
 }
 
-TEST(BpeLlama3, MissingPreUsesLlamaBpeAndEnvOverride) {
-  VocabData v = llama3_vocab();
-  v.pre.clear();
-  {
-    const Tokenizer t(v);
-    EXPECT_EQ(t.pre_tokenizer(), "llama-bpe");
-    EXPECT_EQ(t.encode("don't", false, false), (Ids{15357, 956}));
-  }
-  ::setenv("BITNET_TOKENIZER_PRE", "default", 1);
-  try {
-    const Tokenizer t(v);
-    EXPECT_EQ(t.pre_tokenizer(), "default");
-    EXPECT_EQ(t.encode("don't", false, false), (Ids{15357, 6, 83}));
-  } catch (...) {
-    ::unsetenv("BITNET_TOKENIZER_PRE");
-    throw;
-  }
-  ::unsetenv("BITNET_TOKENIZER_PRE");
-}
-
-TEST(BpeLlama3, PreAliasesAndUnknownPre) {
-  for (const char* p : {"llama3", "llama-v3", "falcon3", "falcon_e", "qwen2"}) {
-    VocabData v = llama3_vocab();
+TEST(BpeTiny, PreAliasesAndUnknownPre) {
+  VocabData v = bitnet::test::tiny_bpe_vocab();
+  for (const char* p : {"llama-bpe", "llama3", "llama-v3", "falcon3", "falcon_e", "qwen2", "default"}) {
     v.pre = p;
-    const Tokenizer t(std::move(v));
+    const Tokenizer t(v);
     EXPECT_EQ(t.pre_tokenizer(), p);
-    EXPECT_EQ(t.encode("Hello world", false, false), (Ids{9906, 1917})) << p;
+    EXPECT_EQ(t.encode(" world", false, false), (Ids{260})) << p;
   }
-  VocabData v = llama3_vocab();
+  // Llama-3 groups digits by three ("333", "3"; "333" is not a token, so BPE gives "33" "3"),
+  // qwen2 splits single digits.
+  v.pre = "llama-bpe";
+  EXPECT_EQ(Tokenizer(v).encode("3333", false, false), (Ids{263, 18, 18}));
   v.pre = "qwen2";
-  const Tokenizer q(v);
-  EXPECT_EQ(q.encode("3333", false, false), (Ids{18, 18, 18, 18}));
+  EXPECT_EQ(Tokenizer(v).encode("3333", false, false), (Ids{18, 18, 18, 18}));
+  v.pre.clear();  // not the Llama-3 vocab: llama.cpp's fallback "default"
+  EXPECT_EQ(Tokenizer(v).pre_tokenizer(), "default");
   v.pre = "starcoder-xyz";
   try {
     Tokenizer bad(v);
@@ -175,7 +174,25 @@ TEST(BpeLlama3, PreAliasesAndUnknownPre) {
   }
   v.pre = "llama-bpe";
   v.model = "bert";
-  EXPECT_THROW(Tokenizer{v}, FormatError);
+  try {
+    Tokenizer bad(v);
+    FAIL() << "unknown model accepted";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("bert"), std::string::npos);
+  }
+}
+
+TEST(BpeTiny, UserDefinedTokensAlwaysMatched) {
+  VocabData v = bitnet::test::tiny_bpe_vocab();
+  v.types[264] = TokenType::USER_DEFINED;  // "<|user_def|>"
+  const Tokenizer t(std::move(v));
+  const Ids ids = t.encode("a<|user_def|>b", false, false);
+  EXPECT_EQ(ids, (Ids{64, 264, 65}));
+  EXPECT_EQ(t.decode(ids), "a<|user_def|>b");
+  const Ids plain = t.encode("a<|eot_id|>b", false, false);  // CONTROL: plain text
+  EXPECT_EQ(plain.size(), 12u);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), 262), 0);
+  EXPECT_EQ(t.encode("a<|eot_id|>b", false, true), (Ids{64, 262, 65}));
 }
 
 TEST(BpeLlama3, SpecialTokens) {
@@ -217,15 +234,6 @@ TEST(BpeLlama3, EndOfGeneration) {
   EXPECT_EQ(tok.eot(), 128009);
 }
 
-TEST(BpeLlama3, UserDefinedTokensAlwaysMatched) {
-  VocabData v = llama3_vocab();
-  v.types[128002] = TokenType::USER_DEFINED;
-  const Tokenizer t(std::move(v));
-  const Ids ids = t.encode("a<|reserved_special_token_0|>b", false, false);
-  EXPECT_EQ(ids, (Ids{64, 128002, 65}));
-  EXPECT_EQ(t.decode(ids), "a<|reserved_special_token_0|>b");
-}
-
 TEST(BpeLlama3, InvalidUtf8MapsToReplacementChar) {
   const Tokenizer& tok = llama3_tokenizer();
   const Ids bad = tok.encode("a\xff" "b\xe2\x82", false, false);
@@ -251,14 +259,9 @@ TEST(BpeLlama3, LongInputAndEmojiPieces) {
 }
 
 TEST(BpeLlama3, BuildTime) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const VocabData v = vocab_from_tiktoken(bitnet::test::data_dir() + "/llama3-tokenizer.tiktoken");
-  const auto t1 = std::chrono::steady_clock::now();
-  const Tokenizer t(v);
-  const auto t2 = std::chrono::steady_clock::now();
-  using ms = std::chrono::milliseconds;
-  std::printf("vocab_from_tiktoken: %lld ms, Tokenizer build: %lld ms\n",
-              static_cast<long long>(std::chrono::duration_cast<ms>(t1 - t0).count()),
-              static_cast<long long>(std::chrono::duration_cast<ms>(t2 - t1).count()));
-  EXPECT_EQ(t.n_tokens(), 128256);
+  llama3_tokenizer();
+  std::printf("vocab_from_tiktoken: %.0f ms, Tokenizer build (Llama-3): %.0f ms\n",
+              bitnet::test::tiktoken_ms(), bitnet::test::llama3_build_ms());
+  EXPECT_GT(bitnet::test::tiktoken_ms(), 0.0);
+  EXPECT_GT(bitnet::test::llama3_build_ms(), 0.0);
 }

@@ -11,22 +11,8 @@ using namespace bitnet;
 
 namespace {
 
-// A tiny byte-level BPE vocab: the 256 single bytes, "Ġw", "or", "ld", "Ġwor", "Ġworld", specials.
 VocabData tiny_bpe() {
-  VocabData v;
-  v.model = "gpt2";
-  v.pre = "llama-bpe";
-  const VocabData& l3 = bitnet::test::llama3_vocab();
-  for (size_t i = 0; i < 256; ++i) v.tokens.push_back(l3.tokens[i]);
-  for (const char* t : {"Ġw", "or", "ld", "Ġwor", "Ġworld", "<|bos|>", "<|eot_id|>"}) v.tokens.push_back(t);
-  v.types.assign(v.tokens.size(), TokenType::NORMAL);
-  v.types[261] = v.types[262] = TokenType::CONTROL;
-  v.scores.assign(v.tokens.size(), 0.0f);
-  v.merges = {"Ġ w", "o r", "l d", "Ġw or", "Ġwor ld"};
-  v.bos = 261;
-  v.eos = 262;
-  v.pad = 262;
-  v.add_bos = true;
+  VocabData v = bitnet::test::tiny_bpe_vocab();
   v.chat_template = chat_template_text(ChatFormat::BitNet);
   return v;
 }
