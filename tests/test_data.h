@@ -30,7 +30,10 @@ inline std::filesystem::path temp_dir() {
   return dir;
 }
 
-// Generates (once per process) a model for arch × preset × type and returns its path.
+// Generates a model for arch × preset × type once per build (CTest runs every test case in its
+// own process, so models are kept in BITNET_TEST_MODELS_DIR, default /tmp/bitnet-test-models)
+// and returns its path. Written under a unique name and renamed, so concurrent test processes
+// never see a partial file.
 inline std::string dummy_model(const std::string& arch, const std::string& preset, GgmlType type,
                                GgmlType embedding_type = GgmlType::F16, uint64_t seed = 7) {
   static std::map<std::string, std::string> cache;
@@ -44,8 +47,15 @@ inline std::string dummy_model(const std::string& arch, const std::string& prese
   spec.embedding_type = embedding_type;
   spec.seed = seed;
   spec.vocab_dir = shared_data_dir();
-  const std::string path = (temp_dir() / (key + ".gguf")).string();
-  generate_dummy_model(spec, path);
+  const char* env = std::getenv("BITNET_TEST_MODELS_DIR");
+  const std::filesystem::path dir = env ? env : "/tmp/bitnet-test-models";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / (key + ".gguf")).string();
+  if (!std::filesystem::exists(path)) {
+    const std::string mine = (temp_dir() / (key + ".gguf")).string();
+    generate_dummy_model(spec, mine);
+    std::filesystem::rename(mine, path);
+  }
   return cache[key] = path;
 }
 

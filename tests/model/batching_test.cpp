@@ -54,8 +54,9 @@ TEST(Batching, InterleavedSequencesEqualSeparateRuns) {
       for (int64_t v = 0; v < V; ++v) ASSERT_EQ(l[row * V + v], alone1[i * V + v]);
       ++row;
     }
-    if (i < s0.size())
+    if (i < s0.size()) {
       for (int64_t v = 0; v < V; ++v) ASSERT_EQ(l[row * V + v], alone0[i * V + v]);
+    }
   }
 }
 

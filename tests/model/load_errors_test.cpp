@@ -2,6 +2,7 @@
 // a message naming the problem.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <functional>
 
 #include "model/model.h"
