@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <unistd.h>
 
 #include "conversion/dummy_model.h"
 
@@ -17,7 +18,7 @@ inline std::string shared_data_dir() {
 
 inline std::string bin_dir() {
   if (const char* env = std::getenv("BITNET_BIN_DIR")) return env;
-  return std::string(BITNET_SOURCE_DIR) + "/build/bin";
+  return std::string(BITNET_BUILD_DIR) + "/bin";
 }
 
 inline std::filesystem::path temp_dir() {
@@ -31,7 +32,7 @@ inline std::filesystem::path temp_dir() {
 }
 
 // Generates a model for arch × preset × type once per build (CTest runs every test case in its
-// own process, so models are kept in BITNET_TEST_MODELS_DIR, default /tmp/bitnet-test-models)
+// own process, so models are kept in $BITNET_TEST_MODELS_DIR, default <build>/test-models)
 // and returns its path. Written under a unique name and renamed, so concurrent test processes
 // never see a partial file.
 inline std::string dummy_model(const std::string& arch, const std::string& preset, GgmlType type,
@@ -48,11 +49,11 @@ inline std::string dummy_model(const std::string& arch, const std::string& prese
   spec.seed = seed;
   spec.vocab_dir = shared_data_dir();
   const char* env = std::getenv("BITNET_TEST_MODELS_DIR");
-  const std::filesystem::path dir = env ? env : "/tmp/bitnet-test-models";
+  const std::filesystem::path dir = env ? env : std::string(BITNET_BUILD_DIR) + "/test-models";
   std::filesystem::create_directories(dir);
   const std::string path = (dir / (key + ".gguf")).string();
   if (!std::filesystem::exists(path)) {
-    const std::string mine = (temp_dir() / (key + ".gguf")).string();
+    const std::string mine = path + "." + std::to_string(getpid());
     generate_dummy_model(spec, mine);
     std::filesystem::rename(mine, path);
   }

@@ -157,7 +157,8 @@ void generate_dummy_model(const DummyModelSpec& spec, const std::string& path,
 
   // Gains: q/k/v/gate/up outputs get unit variance; attn_output and ffn_down are scaled by
   // 1/sqrt(2L) so the residual stream stays O(1) after all 2L additions. Embedding entries have
-  // std 3/sqrt(d): with the unit-RMS final norm the logits then have a standard deviation of ~3.
+  // std 2/sqrt(d): with the unit-RMS final norm the logits then have a standard deviation of ~2,
+  // so a random model's perplexity is about V·e^(σ²/2) ≈ 7.4·V instead of astronomically large.
   const double residual_gain = 1.0 / std::sqrt(2.0 * double(p.n_layer));
   std::vector<TensorPlan> plan;
   auto proj = [&](const std::string& name, int64_t cols, int64_t rows, double gain) {
@@ -205,7 +206,7 @@ void generate_dummy_model(const DummyModelSpec& spec, const std::string& path,
         values = ternary_matrix(rng, cols, rows, tp.gain);
       } else if (tp.kind == TensorPlan::Embedding) {
         values.resize(size_t(cols * rows));
-        const double sd = 3.0 / std::sqrt(double(cols));
+        const double sd = 2.0 / std::sqrt(double(cols));
         for (float& x : values) x = float(sd * rng.normal());
       } else {  // norm gains near 1 (not exactly 1, so a mis-bound gain shows in tests)
         values.resize(size_t(cols));

@@ -150,7 +150,7 @@ TEST_P(ForwardReference, MatchesFloat64Evaluation) {
   const std::vector<float> logits = forward(*model, cache, b, pool);
   const auto ref = reference_logits(*model, tokens);
   // Tolerance. Float-stored weights: the engine differs from float64 only by f32 rounding and
-  // the f16 KV cache (modelled above), so logits (std ≈ 3) agree to 5e-2 absolute.
+  // the f16 KV cache (modelled above), so logits (std ≈ 2) agree to 5e-2 absolute.
   // Ternary weights: per-token int8 activation quantization is a step function; an f32-vs-f64
   // difference of one ulp can put an element on the other side of a rounding boundary, moving
   // that q by 1 (1/127 of the row's largest input), and later layers carry the change on. That

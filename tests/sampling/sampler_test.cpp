@@ -51,7 +51,7 @@ TEST(Sampler, TopPAndMinPTruncate) {
   const auto l = logits_of({3.0f, 1.0f, 0.0f, -1.0f});
   for (int i = 0; i < 100; ++i) EXPECT_EQ(s.sample(l, {}), 0);
   p.top_p = 1.0f;
-  p.min_p = 0.2f;  // keeps tokens with p ≥ 0.2 · p_max: only ids 0 and 1
+  p.min_p = 0.1f;  // p ∝ (20.1, 2.72, 1, 0.37): keeps p ≥ 0.1·p_max, i.e. only ids 0 and 1
   Sampler m(p);
   std::map<int, int> seen;
   for (int i = 0; i < 2000; ++i) seen[m.sample(l, {})]++;
