@@ -1,8 +1,15 @@
 #include "ops/ops.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <optional>
+#include <string_view>
 #include <vector>
 
+#include "formats/half.h"
+#include "kernels/kernels.h"
 #include "tensor/quants.h"
 
 namespace bitnet::ops {
@@ -29,7 +36,8 @@ void rope(float* head, int n_rot, int64_t pos, float base, float freq_scale, Rop
   }
 }
 
-void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, float* y,
+                      ThreadPool& pool) {
   const int64_t rows = w.rows(), cols = w.cols();
   if (ggml_type_is_ternary(w.type)) {
     std::vector<int8_t> q(static_cast<size_t>(n_tokens * cols));
@@ -45,6 +53,108 @@ void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
     for (int64_t t = 0; t < n_tokens; ++t)
       for (int64_t r = r0; r < r1; ++r) y[t * rows + r] = dot_float_ref(w, r, x + t * cols);
   });
+}
+
+namespace {
+
+// Rows per parallel_for grain (a multiple of the 4-row kernel groups), and rows per tile when
+// several tokens share the weights (the tile's weights stay in cache across the tokens).
+constexpr int64_t kGrain = 16;
+constexpr int64_t kTile = 64;
+
+kernels::TernaryRowsFn ternary_kernel(const kernels::KernelSet& ks, const TensorView& w) {
+  switch (w.type) {
+    case GgmlType::I2_S:
+      return w.cols() % 128 == 0 ? ks.i2s : nullptr;  // other widths: reference (flat layout)
+    case GgmlType::TQ1_0:
+      return ks.tq1;
+    case GgmlType::TQ2_0:
+      return ks.tq2;
+    default:
+      return nullptr;  // TL1/TL2 (repacked to I2_S at load) go through the reference
+  }
+}
+
+kernels::FloatRowsFn float_kernel(const kernels::KernelSet& ks, GgmlType type) {
+  switch (type) {
+    case GgmlType::F32:
+      return ks.f32;
+    case GgmlType::F16:
+      return ks.f16;
+    case GgmlType::BF16:
+      return ks.bf16;
+    case GgmlType::Q8_0:
+      return ks.q8_0;
+    case GgmlType::Q6_K:
+      return ks.q6_k;
+    default:
+      return nullptr;
+  }
+}
+
+// Runs fn(tile_begin, tile_end, token) over row tiles of each thread's chunk.
+template <class Fn>
+void for_row_tiles(ThreadPool& pool, int64_t rows, int64_t n_tokens, const Fn& fn) {
+  pool.parallel_for(rows, kGrain, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t a = r0; a < r1; a += kTile) {
+      const int64_t b = std::min(r1, a + kTile);
+      for (int64_t t = 0; t < n_tokens; ++t) fn(a, b, t);
+    }
+  });
+}
+
+bool use_reference() {
+  static const bool ref = [] {
+    const char* e = std::getenv("BITNET_KERNELS");
+    return e && std::string_view(e) == "reference";
+  }();
+  return ref;
+}
+
+}  // namespace
+
+bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64_t n_tokens,
+                    float* y, ThreadPool& pool) {
+  const kernels::KernelSet& ks = kernels::kernel_set(isa);
+  const int64_t rows = w.rows(), cols = w.cols();
+  // The kernels read the bytes freely: leave short/odd views to the reference, which reports them.
+  const std::optional<uint64_t> need = ggml_tensor_nbytes(w.type, w.ne);
+  if (!w.data || !need || w.nbytes < *need) return false;
+  if (!ggml_type_is_ternary(w.type)) {
+    const kernels::FloatRowsFn fn = float_kernel(ks, w.type);
+    if (!fn) return false;
+    for_row_tiles(pool, rows, n_tokens, [&](int64_t a, int64_t b, int64_t t) {
+      fn(w.data, cols, x + t * cols, a, b, y + t * rows);
+    });
+    return true;
+  }
+  const kernels::TernaryRowsFn fn = ternary_kernel(ks, w);
+  if (!fn) return false;
+  std::vector<int8_t> q(static_cast<size_t>(n_tokens * cols));
+  std::vector<kernels::TernaryJob> jobs(static_cast<size_t>(n_tokens));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    kernels::TernaryJob& j = jobs[size_t(t)];
+    j.w = w.data;
+    j.K = cols;
+    j.q = &q[size_t(t * cols)];
+    j.act = quantize_activations(x + t * cols, cols, &q[size_t(t * cols)]);
+    j.alpha = w.type == GgmlType::I2_S ? load_f32(w.data + w.elements() / 4) : 0.0f;
+  }
+  std::atomic<bool> valid{true};
+  for_row_tiles(pool, rows, n_tokens, [&](int64_t a, int64_t b, int64_t t) {
+    if (!fn(jobs[size_t(t)], a, b, y + t * rows)) valid.store(false, std::memory_order_relaxed);
+  });
+  if (!valid.load()) {
+    // An invalid code: let the reference decoder name the first one (it throws FormatError).
+    for (int64_t r = 0; r < rows; ++r) unpack_ternary_row(w, r);
+    return false;
+  }
+  return true;
+}
+
+void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+  if (!use_reference() && matmul_kernels(kernels::active_isa(), w, x, n_tokens, y, pool)) return;
+  matmul_reference(w, x, n_tokens, y, pool);
 }
 
 void embedding_row(const TensorView& table, int64_t index, float* out) {

@@ -3,6 +3,7 @@
 // through ops::matmul, the single entry point where faster kernels plug in.
 #include <cstdint>
 
+#include "kernels/cpu_features.h"
 #include "kernels/thread_pool.h"
 #include "tensor/tensor_view.h"
 
@@ -22,7 +23,18 @@ inline float relu_squared(float z);
 
 // y[t·rows + r] = Σ_c W[r, c] · x[t·cols + c] for t < n_tokens. Ternary types quantize each token's
 // activations to int8 first (ternary-formats.md §3); float types multiply in f32/f64.
+// Uses the SIMD kernels of kernels::active_isa() when the type/shape has one (I2_S with
+// cols % 128 == 0, TQ1_0, TQ2_0, F32, F16, BF16, Q8_0, Q6_K), else the reference; the environment
+// variable BITNET_KERNELS=reference forces the reference everywhere. Ternary results are
+// bit-identical on every path; float-storage results agree to f32 rounding (docs/kernels.md).
 void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+// The scalar reference path (dot_ternary_ref / dot_float_ref per row).
+void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, float* y,
+                      ThreadPool& pool);
+// The kernels of one ISA level (which must be supported); returns false without writing y when
+// that type/shape has no kernel. Throws FormatError on an invalid weight code like the reference.
+bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64_t n_tokens,
+                    float* y, ThreadPool& pool);
 
 // Row `index` of an embedding table, dequantized to f32.
 void embedding_row(const TensorView& table, int64_t index, float* out);

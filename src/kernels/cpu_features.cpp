@@ -1,0 +1,124 @@
+#include "kernels/cpu_features.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+namespace bitnet::kernels {
+namespace {
+
+CpuFeatures detect() {
+  CpuFeatures f;
+#if defined(__x86_64__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+  const bool fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+  if (!osxsave || !avx) return f;
+  // XCR0: the OS saves XMM|YMM (bits 1,2) and, for AVX-512, opmask|ZMM_Hi256|Hi16_ZMM (bits 5-7).
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  const bool ymm_os = (xcr0_lo & 0x6) == 0x6;
+  const bool zmm_os = (xcr0_lo & 0xE6) == 0xE6;
+  if (!ymm_os) return f;
+  unsigned max_leaf = __get_cpuid_max(0, nullptr);
+  if (max_leaf < 7) return f;
+  __cpuid_count(7, 0, a, b, c, d);
+  f.avx2 = (b >> 5) & 1;
+  f.fma = fma;
+  f.f16c = f16c;
+  if (zmm_os) {
+    f.avx512f = (b >> 16) & 1;
+    f.avx512bw = (b >> 30) & 1;
+    f.avx512vl = (b >> 31) & 1;
+    f.avx512vnni = (c >> 11) & 1;
+  }
+#endif
+  return f;
+}
+
+std::string missing_list(Isa isa, const CpuFeatures& f) {
+  std::string m;
+  auto need = [&](bool have, const char* name) {
+    if (have) return;
+    if (!m.empty()) m += ' ';
+    m += name;
+  };
+#if !defined(__x86_64__)
+  if (isa != Isa::Generic) return "x86-64";
+#endif
+  if (isa >= Isa::Avx2) {
+    need(f.avx2, "avx2");
+    need(f.fma, "fma");
+    need(f.f16c, "f16c");
+  }
+  if (isa >= Isa::Avx512Vnni) {
+    need(f.avx512f, "avx512f");
+    need(f.avx512bw, "avx512bw");
+    need(f.avx512vl, "avx512vl");
+    need(f.avx512vnni, "avx512vnni");
+  }
+  return m;
+}
+
+Isa choose_active() {
+  const Isa best = best_isa();
+  const char* env = std::getenv("BITNET_ISA");
+  if (!env || !*env) return best;
+  const std::string req(env);
+  Isa want;
+  if (req == "generic") {
+    want = Isa::Generic;
+  } else if (req == "avx2") {
+    want = Isa::Avx2;
+  } else if (req == "avx512" || req == "avx512vnni") {
+    want = Isa::Avx512Vnni;
+  } else {
+    std::fprintf(stderr, "bitnet: unknown BITNET_ISA '%s' (generic|avx2|avx512); using %s\n",
+                 env, std::string(isa_name(best)).c_str());
+    return best;
+  }
+  if (isa_supported(want)) return want;
+  std::fprintf(stderr, "bitnet: BITNET_ISA=%s is not supported by this CPU (missing: %s); using %s\n",
+               env, missing_features(want).c_str(), std::string(isa_name(best)).c_str());
+  return best;
+}
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+std::string_view isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx2:
+      return "avx2";
+    case Isa::Avx512Vnni:
+      return "avx512";
+    default:
+      return "generic";
+  }
+}
+
+std::string missing_features(Isa isa) { return missing_list(isa, cpu_features()); }
+
+bool isa_supported(Isa isa) { return missing_features(isa).empty(); }
+
+Isa best_isa() {
+  if (isa_supported(Isa::Avx512Vnni)) return Isa::Avx512Vnni;
+  if (isa_supported(Isa::Avx2)) return Isa::Avx2;
+  return Isa::Generic;
+}
+
+Isa active_isa() {
+  static const Isa isa = choose_active();
+  return isa;
+}
+
+}  // namespace bitnet::kernels

@@ -1,0 +1,34 @@
+#pragma once
+// Run-time CPU feature detection and the instruction-set level the kernels dispatch on.
+// One x86-64 binary runs anywhere: SIMD kernels are compiled with per-function target attributes
+// and only called when the CPU (and the OS, for the wider register state) supports them.
+#include <string>
+#include <string_view>
+
+namespace bitnet::kernels {
+
+struct CpuFeatures {
+  bool avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false;
+};
+
+// Detected once (cpuid + xgetbv on x86-64; all false elsewhere).
+const CpuFeatures& cpu_features();
+
+// Kernel families, in increasing order of requirements.
+//   Generic    portable C++ (any CPU)
+//   Avx2       AVX2 + FMA + F16C
+//   Avx512Vnni Avx2 plus AVX-512 F/BW/VL/VNNI (256-bit VPDPBUSD for the ternary dots)
+enum class Isa { Generic = 0, Avx2 = 1, Avx512Vnni = 2 };
+inline constexpr Isa kAllIsas[] = {Isa::Generic, Isa::Avx2, Isa::Avx512Vnni};
+
+std::string_view isa_name(Isa isa);  // "generic", "avx2", "avx512"
+bool isa_supported(Isa isa);
+// Empty when supported, else the missing CPU features, e.g. "avx512vnni avx512bw".
+std::string missing_features(Isa isa);
+Isa best_isa();
+// The level the kernels use: best_isa(), or BITNET_ISA=generic|avx2|avx512 clamped to what the CPU
+// supports (a warning on stderr when the request is unsupported or unknown). Read once.
+Isa active_isa();
+
+}  // namespace bitnet::kernels

@@ -1,0 +1,53 @@
+#pragma once
+// Row-range matrix-vector kernels, one set per instruction-set level (cpu_features.h).
+// ops::matmul picks the set once and calls it per row chunk; every kernel computes each output row
+// with a fixed per-row operation order, so results do not depend on how rows are chunked (thread
+// count) — and the ternary kernels are bit-identical to dot_ternary_ref on every ISA.
+#include <cstdint>
+
+#include "kernels/cpu_features.h"
+#include "tensor/quants.h"
+
+namespace bitnet::kernels {
+
+// One token's int8 activations against a ternary matrix with K columns stored at `w`.
+struct TernaryJob {
+  const uint8_t* w = nullptr;
+  int64_t K = 0;
+  const int8_t* q = nullptr;  // K activations from quantize_activations
+  ActivationQuant act;
+  float alpha = 0;  // I2_S per-tensor scale (unused by TQ1_0/TQ2_0)
+};
+// Writes y[r] for r in [r0, r1). Returns false if some weight code was invalid (I2_S/TQ2_0
+// code 3); the caller then lets the reference report the error — y is unspecified in that case.
+//   I2_S  (K % 128 == 0): rows are K/4 contiguous bytes; y = ((float)S − (float)Q) / s · α
+//   TQ2_0, TQ1_0 (K % 256 == 0): y = (Σ_b d_b·(float)isum_b, f32 in block order) / s
+using TernaryRowsFn = bool (*)(const TernaryJob& job, int64_t r0, int64_t r1, float* y);
+
+// Float-storage weights (row-major, K columns) times f32 activations x[K]: y[r] for r in [r0, r1).
+// Accumulated in f32 lanes (the reference uses double); see docs/kernels.md for the tolerance.
+using FloatRowsFn = void (*)(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1,
+                             float* y);
+
+struct KernelSet {
+  Isa isa = Isa::Generic;
+  TernaryRowsFn i2s = nullptr, tq1 = nullptr, tq2 = nullptr;
+  FloatRowsFn f32 = nullptr, f16 = nullptr, bf16 = nullptr, q8_0 = nullptr, q6_k = nullptr;
+};
+
+// The kernels of one ISA level (the caller checks isa_supported first; an x86 set requested on
+// another architecture returns the generic set).
+const KernelSet& kernel_set(Isa isa);
+
+// Shared helper: one Q6_K block (ternary-formats.md §10) -> 256 floats d·sc·q, exactly the
+// reference's dequantized values.
+void q6_k_block_to_f32(const uint8_t* blk, float* out);
+
+// Per-ISA tables, defined in kernels_<isa>.cpp.
+const KernelSet& generic_kernels();
+#if defined(__x86_64__)
+const KernelSet& avx2_kernels();
+const KernelSet& avx512_kernels();
+#endif
+
+}  // namespace bitnet::kernels

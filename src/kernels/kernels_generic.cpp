@@ -1,0 +1,194 @@
+// Portable kernels (any CPU): byte decoding with shifts in short fixed-length inner loops that
+// the compiler can vectorize, exact int32 sums, no allocation. Also the per-ISA table lookup.
+#include <cstring>
+
+#include "formats/half.h"
+#include "kernels/kernels.h"
+
+namespace bitnet::kernels {
+namespace {
+
+constexpr int64_t kTqBytes1 = 54, kTqBytes2 = 66, kQ8Bytes = 34, kQ6Bytes = 210;
+
+bool i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+  const int64_t row_bytes = j.K / 4;
+  unsigned bad = 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* w = j.w + r * row_bytes;
+    int32_t S = 0;
+    for (int64_t b = 0; b < j.K / 128; ++b) {
+      const uint8_t* wb = w + 32 * b;
+      const int8_t* qb = j.q + 128 * b;
+      int32_t s = 0;
+      for (int i = 0; i < 32; ++i) {
+        const unsigned v = wb[i];
+        bad |= v & (v >> 1);
+        s += int32_t(v >> 6) * qb[i] + int32_t((v >> 4) & 3) * qb[32 + i] +
+             int32_t((v >> 2) & 3) * qb[64 + i] + int32_t(v & 3) * qb[96 + i];
+      }
+      S += s;
+    }
+    y[r] = (float(S) - float(j.act.sum)) / j.act.scale * j.alpha;
+  }
+  return (bad & 0x55) == 0;
+}
+
+// Σ_b d_b·(float)isum_b in block order (two statements: never contracted to an FMA), then / s.
+inline void tq_accumulate(float& acc, float d, int32_t isum) {
+  const float p = d * float(isum);
+  acc += p;
+}
+
+bool tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+  const int64_t nb = j.K / 256;
+  unsigned bad = 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* w = j.w + r * nb * kTqBytes2;
+    float acc = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = w + b * kTqBytes2;
+      const int8_t* qb = j.q + 256 * b;
+      int32_t isum = 0;
+      for (int h = 0; h < 2; ++h)
+        for (int m = 0; m < 32; ++m) {
+          const int v = blk[32 * h + m];
+          bad |= unsigned(v & (v >> 1));
+          const int8_t* qh = qb + 128 * h + m;
+          isum += ((v & 3) - 1) * qh[0] + (((v >> 2) & 3) - 1) * qh[32] +
+                  (((v >> 4) & 3) - 1) * qh[64] + ((v >> 6) - 1) * qh[96];
+        }
+      tq_accumulate(acc, fp16_to_fp32(load_u16(blk + 64)), isum);
+    }
+    y[r] = acc / j.act.scale;
+  }
+  return (bad & 0x55) == 0;
+}
+
+// Trit p of byte B: ((B·3^p mod 256)·3) >> 8, as u − 1.
+inline int trit(uint8_t bp) { return ((int(bp) * 3) >> 8) - 1; }
+
+bool tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+  const int64_t nb = j.K / 256;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* w = j.w + r * nb * kTqBytes1;
+    float acc = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = w + b * kTqBytes1;
+      const int8_t* qb = j.q + 256 * b;
+      int32_t isum = 0;
+      uint8_t mul = 1;
+      for (int p = 0; p < 5; ++p, mul = uint8_t(mul * 3)) {
+        for (int m = 0; m < 32; ++m) isum += trit(uint8_t(blk[m] * mul)) * qb[32 * p + m];
+        for (int m = 0; m < 16; ++m) isum += trit(uint8_t(blk[32 + m] * mul)) * qb[160 + 16 * p + m];
+        if (p < 4)
+          for (int m = 0; m < 4; ++m) isum += trit(uint8_t(blk[48 + m] * mul)) * qb[240 + 4 * p + m];
+      }
+      tq_accumulate(acc, fp16_to_fp32(load_u16(blk + 52)), isum);
+    }
+    y[r] = acc / j.act.scale;
+  }
+  return true;  // every byte decodes to valid trits
+}
+
+// ---- float-storage weights: 8 f32 lanes per row, combined pairwise, then the scalar tail ----
+
+inline float lanes_sum(const float* a) {
+  return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+template <class Load>
+void float_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y,
+                int64_t row_bytes, Load load) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * row_bytes;
+    float a[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= K; i += 8)
+      for (int l = 0; l < 8; ++l) a[l] += load(row, i + l) * x[i + l];
+    float s = lanes_sum(a);
+    for (; i < K; ++i) s += load(row, i) * x[i];
+    y[r] = s;
+  }
+}
+
+void f32_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y) {
+  float_rows(w, K, x, r0, r1, y, K * 4, [](const uint8_t* p, int64_t i) { return load_f32(p + 4 * i); });
+}
+void f16_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y) {
+  float_rows(w, K, x, r0, r1, y, K * 2,
+             [](const uint8_t* p, int64_t i) { return fp16_to_fp32(load_u16(p + 2 * i)); });
+}
+void bf16_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y) {
+  float_rows(w, K, x, r0, r1, y, K * 2,
+             [](const uint8_t* p, int64_t i) { return bf16_to_fp32(load_u16(p + 2 * i)); });
+}
+
+void q8_0_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y) {
+  const int64_t nb = K / 32;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * nb * kQ8Bytes;
+    float acc[8] = {};
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + b * kQ8Bytes;
+      const float d = fp16_to_fp32(load_u16(blk));
+      float s[8] = {};
+      for (int k = 0; k < 4; ++k)
+        for (int l = 0; l < 8; ++l) s[l] += float(int8_t(blk[2 + 8 * k + l])) * x[32 * b + 8 * k + l];
+      for (int l = 0; l < 8; ++l) acc[l] += d * s[l];
+    }
+    y[r] = lanes_sum(acc);
+  }
+}
+
+}  // namespace
+
+// Q6_K block (§10) -> 256 floats w = d·sc·q, the reference's dequantized values exactly.
+void q6_k_block_to_f32(const uint8_t* blk, float* out) {
+  const float d = fp16_to_fp32(load_u16(blk + 208));
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 4; ++k)
+      for (int l = 0; l < 32; ++l) {
+        const int e = 128 * h + 32 * k + l;
+        const int low4 = (blk[64 * h + 32 * (k % 2) + l] >> (k < 2 ? 0 : 4)) & 0x0F;
+        const int high2 = (blk[128 + 32 * h + l] >> (2 * k)) & 3;
+        const float sc = float(int8_t(blk[192 + e / 16]));
+        out[e] = d * sc * float((low4 | high2 << 4) - 32);
+      }
+}
+
+namespace {
+
+void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y) {
+  const int64_t nb = K / 256;
+  float buf[256];
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * nb * kQ6Bytes;
+    float acc[8] = {};
+    for (int64_t b = 0; b < nb; ++b) {
+      q6_k_block_to_f32(row + b * kQ6Bytes, buf);
+      for (int i = 0; i < 256; i += 8)
+        for (int l = 0; l < 8; ++l) acc[l] += buf[i + l] * x[256 * b + i + l];
+    }
+    y[r] = lanes_sum(acc);
+  }
+}
+
+}  // namespace
+
+const KernelSet& generic_kernels() {
+  static const KernelSet set{Isa::Generic, i2s_rows,  tq1_rows,  tq2_rows, f32_rows,
+                             f16_rows,     bf16_rows, q8_0_rows, q6_k_rows};
+  return set;
+}
+
+const KernelSet& kernel_set(Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512Vnni) return avx512_kernels();
+  if (isa == Isa::Avx2) return avx2_kernels();
+#else
+  (void)isa;
+#endif
+  return generic_kernels();
+}
+
+}  // namespace bitnet::kernels

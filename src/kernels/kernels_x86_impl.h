@@ -1,0 +1,365 @@
+// Shared body of the x86 SIMD kernels; included by kernels_avx2.cpp and kernels_avx512.cpp, which
+// define BITNET_TGT (the per-function target attribute), BITNET_VNNI (0/1) and BITNET_ISA_ENUM.
+// Every function carries the target attribute, so nothing here needs global -m flags.
+//
+// Ternary dots multiply the unsigned 2-bit codes u ∈ {0,1,2} (t = u − 1) with the int8
+// activations: VPMADDUBSW pairs (|u·q| ≤ 3·128, so a pair ≤ 768; four planes summed in int16
+// ≤ 3072: no wrap) widened at once with VPMADDWD, or VPDPBUSD (u8·i8 straight into int32).
+// For TQ the block's Σq is subtracted afterwards (isum_b = Σ u·q − Σ q).
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "formats/half.h"
+#include "kernels/kernels.h"
+
+#define TGT BITNET_TGT inline __attribute__((always_inline))
+
+namespace bitnet::kernels {
+namespace {
+
+constexpr int64_t kTq1Bytes = 54, kTq2Bytes = 66, kQ8Bytes = 34, kQ6Bytes = 210;
+
+TGT __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// acc += Σ over each 4-byte group of c_u8·q_i8, for two / four (code, activation) planes.
+TGT __m256i dot2(__m256i acc, __m256i c0, __m256i q0, __m256i c1, __m256i q1) {
+#if BITNET_VNNI
+  return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(acc, c0, q0), c1, q1);
+#else
+  const __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(c0, q0), _mm256_maddubs_epi16(c1, q1));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
+#endif
+}
+TGT __m256i dot4(__m256i acc, __m256i c0, __m256i q0, __m256i c1, __m256i q1, __m256i c2,
+                 __m256i q2, __m256i c3, __m256i q3) {
+#if BITNET_VNNI
+  return dot2(dot2(acc, c0, q0, c1, q1), c2, q2, c3, q3);
+#else
+  const __m256i s = _mm256_add_epi16(
+      _mm256_add_epi16(_mm256_maddubs_epi16(c0, q0), _mm256_maddubs_epi16(c1, q1)),
+      _mm256_add_epi16(_mm256_maddubs_epi16(c2, q2), _mm256_maddubs_epi16(c3, q3)));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
+#endif
+}
+
+TGT int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Integer lane sums of R accumulators (exact in any order).
+template <int R>
+TGT void hsum_rows(const __m256i* acc, int32_t* out) {
+  if constexpr (R == 4) {
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]),
+                                        _mm256_hadd_epi32(acc[2], acc[3]));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
+                     _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+  } else {
+    for (int i = 0; i < R; ++i) out[i] = hsum_i32(acc[i]);
+  }
+}
+
+// Any byte with a 2-bit field equal to 3 leaves a bit of 0x55 set in v & (v >> 1).
+TGT void note_invalid(__m256i& bad, __m256i v) {
+  bad = _mm256_or_si256(bad, _mm256_and_si256(v, _mm256_srli_epi16(v, 1)));
+}
+TGT bool all_valid(__m256i bad) { return _mm256_testz_si256(bad, _mm256_set1_epi8(0x55)); }
+
+// ---- I2_S: per 128-block 32 bytes; byte j holds elements j, 32+j, 64+j, 96+j at bits 7-6..1-0 ----
+
+template <int R>
+TGT void i2s_group(const TernaryJob& j, int64_t r, float* y, __m256i& bad) {
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const uint8_t* w[R];
+  __m256i acc[R];
+  for (int i = 0; i < R; ++i) {
+    w[i] = j.w + (r + i) * (j.K / 4);
+    acc[i] = _mm256_setzero_si256();
+  }
+  for (int64_t b = 0; b < j.K / 128; ++b) {
+    const int8_t* qb = j.q + 128 * b;
+    const __m256i q0 = load256(qb), q1 = load256(qb + 32), q2 = load256(qb + 64),
+                  q3 = load256(qb + 96);
+    for (int i = 0; i < R; ++i) {
+      const __m256i v = load256(w[i] + 32 * b);
+      note_invalid(bad, v);
+      acc[i] = dot4(acc[i], _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), q0,
+                    _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), q1,
+                    _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), q2, _mm256_and_si256(v, m3), q3);
+    }
+  }
+  int32_t S[R];
+  hsum_rows<R>(acc, S);
+  for (int i = 0; i < R; ++i) y[r + i] = (float(S[i]) - float(j.act.sum)) / j.act.scale * j.alpha;
+}
+
+BITNET_TGT bool i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+  __m256i bad = _mm256_setzero_si256();
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) i2s_group<4>(j, r, y, bad);
+  for (; r < r1; ++r) i2s_group<1>(j, r, y, bad);
+  return all_valid(bad);
+}
+
+// ---- TQ shared: Σq of a 256-block, and the f32 block accumulation ----
+
+TGT int32_t block_qsum(const __m256i* q8) {
+  const __m256i ones = _mm256_set1_epi8(1);
+  __m256i a = dot4(_mm256_setzero_si256(), ones, q8[0], ones, q8[1], ones, q8[2], ones, q8[3]);
+  a = dot4(a, ones, q8[4], ones, q8[5], ones, q8[6], ones, q8[7]);
+  return hsum_i32(a);
+}
+
+// acc += d·(float)isum as two separate roundings, in block order like the reference. The product
+// goes through a volatile so that no compiler setting (-ffp-contract=fast) can fuse it into an FMA.
+TGT void tq_accumulate(float& acc, const uint8_t* d16, int32_t isum) {
+  volatile float p = _cvtsh_ss(load_u16(d16)) * float(isum);
+  acc = acc + p;
+}
+
+// ---- TQ2_0: 66-byte blocks; element 128h + 32p + m at byte 32h + m, bits 2p ----
+
+template <int R>
+TGT void tq2_group(const TernaryJob& j, int64_t r, float* y, __m256i& bad) {
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const int64_t nb = j.K / 256;
+  const uint8_t* w[R];
+  float acc[R];
+  for (int i = 0; i < R; ++i) {
+    w[i] = j.w + (r + i) * nb * kTq2Bytes;
+    acc[i] = 0.0f;
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i q8[8];
+    for (int k = 0; k < 8; ++k) q8[k] = load256(j.q + 256 * b + 32 * k);
+    const int32_t qsum = block_qsum(q8);
+    __m256i a[R];
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* blk = w[i] + b * kTq2Bytes;
+      a[i] = _mm256_setzero_si256();
+      for (int h = 0; h < 2; ++h) {
+        const __m256i v = load256(blk + 32 * h);
+        note_invalid(bad, v);
+        a[i] = dot4(a[i], _mm256_and_si256(v, m3), q8[4 * h],
+                    _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), q8[4 * h + 1],
+                    _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), q8[4 * h + 2],
+                    _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), q8[4 * h + 3]);
+      }
+    }
+    int32_t s[R];
+    hsum_rows<R>(a, s);
+    for (int i = 0; i < R; ++i) tq_accumulate(acc[i], w[i] + b * kTq2Bytes + 64, s[i] - qsum);
+  }
+  for (int i = 0; i < R; ++i) y[r + i] = acc[i] / j.act.scale;
+}
+
+BITNET_TGT bool tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+  __m256i bad = _mm256_setzero_si256();
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) tq2_group<4>(j, r, y, bad);
+  for (; r < r1; ++r) tq2_group<1>(j, r, y, bad);
+  return all_valid(bad);
+}
+
+// ---- TQ1_0: 54-byte blocks of base-3 trits (§4) ----
+
+// Bytewise ·3 mod 256.
+TGT __m256i times3(__m256i v) { return _mm256_add_epi8(_mm256_add_epi8(v, v), v); }
+TGT __m128i times3(__m128i v) { return _mm_add_epi8(_mm_add_epi8(v, v), v); }
+
+// u = (B·3) >> 8 ∈ {0,1,2} = [B ≥ 86] + [B ≥ 171] (unsigned compares via the sign flip).
+TGT __m256i trit_code(__m256i bp) {
+  const __m256i s = _mm256_xor_si256(bp, _mm256_set1_epi8(char(0x80)));
+  const __m256i ge86 = _mm256_cmpgt_epi8(s, _mm256_set1_epi8(85 - 128));
+  const __m256i ge171 = _mm256_cmpgt_epi8(s, _mm256_set1_epi8(170 - 128));
+  return _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge86, ge171));
+}
+
+// Σ u·q over one block: qs[0..31] carry elements 32p + m; qs[32..47] elements 160 + 16p + m
+// (planes paired into 256-bit vectors [p, p+1]); qh[0..3] elements 240 + 4p + j.
+TGT __m256i tq1_block_dot(const uint8_t* blk, const __m256i* q8) {
+  const __m256i a0 = load256(blk);
+  const __m256i a1 = times3(a0), a2 = times3(a1), a3 = times3(a2), a4 = times3(a3);
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 32));
+  const __m256i x01 = _mm256_set_m128i(times3(x), x);
+  const __m256i x23 = times3(times3(x01));
+  int32_t qh_word;
+  std::memcpy(&qh_word, blk + 48, 4);
+  const __m128i t0 = _mm_set1_epi32(qh_word), t1 = times3(t0), t2 = times3(t1), t3 = times3(t2);
+  const __m128i y = _mm_blend_epi32(_mm_blend_epi32(t0, t1, 0x2), _mm_blend_epi32(t2, t3, 0x8), 0xC);
+  const __m256i x4 = _mm256_set_m128i(y, _mm256_extracti128_si256(times3(x23), 1));
+  __m256i acc = dot4(_mm256_setzero_si256(), trit_code(a0), q8[0], trit_code(a1), q8[1],
+                     trit_code(a2), q8[2], trit_code(a3), q8[3]);
+  return dot4(acc, trit_code(a4), q8[4], trit_code(x01), q8[5], trit_code(x23), q8[6],
+              trit_code(x4), q8[7]);
+}
+
+template <int R>
+TGT void tq1_group(const TernaryJob& j, int64_t r, float* y) {
+  const int64_t nb = j.K / 256;
+  const uint8_t* w[R];
+  float acc[R];
+  for (int i = 0; i < R; ++i) {
+    w[i] = j.w + (r + i) * nb * kTq1Bytes;
+    acc[i] = 0.0f;
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i q8[8];
+    for (int k = 0; k < 8; ++k) q8[k] = load256(j.q + 256 * b + 32 * k);
+    const int32_t qsum = block_qsum(q8);
+    __m256i a[R];
+    for (int i = 0; i < R; ++i) a[i] = tq1_block_dot(w[i] + b * kTq1Bytes, q8);
+    int32_t s[R];
+    hsum_rows<R>(a, s);
+    for (int i = 0; i < R; ++i) tq_accumulate(acc[i], w[i] + b * kTq1Bytes + 52, s[i] - qsum);
+  }
+  for (int i = 0; i < R; ++i) y[r + i] = acc[i] / j.act.scale;
+}
+
+BITNET_TGT bool tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) tq1_group<4>(j, r, y);
+  for (; r < r1; ++r) tq1_group<1>(j, r, y);
+  return true;
+}
+
+// ---- float-storage weights: per row two 8-lane FMA chains over 16-element steps, one 8-step,
+// then a fixed horizontal sum and the scalar tail — the same order whatever R ----
+
+TGT float hsum_ps(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+struct LoadF32 {
+  static constexpr int64_t kBytes = 4;
+  TGT static __m256 vec(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
+  TGT static float one(const uint8_t* p) { return load_f32(p); }
+};
+struct LoadF16 {
+  static constexpr int64_t kBytes = 2;
+  TGT static __m256 vec(const uint8_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  TGT static float one(const uint8_t* p) { return _cvtsh_ss(load_u16(p)); }
+};
+struct LoadBF16 {
+  static constexpr int64_t kBytes = 2;
+  TGT static __m256 vec(const uint8_t* p) {
+    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+  }
+  TGT static float one(const uint8_t* p) { return bf16_to_fp32(load_u16(p)); }
+};
+
+template <class L, int R>
+TGT void float_group(const uint8_t* w, int64_t K, const float* x, int64_t r, float* y) {
+  const uint8_t* row[R];
+  __m256 a0[R], a1[R];
+  for (int i = 0; i < R; ++i) {
+    row[i] = w + (r + i) * K * L::kBytes;
+    a0[i] = a1[i] = _mm256_setzero_ps();
+  }
+  int64_t c = 0;
+  for (; c + 16 <= K; c += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+    for (int i = 0; i < R; ++i) {
+      a0[i] = _mm256_fmadd_ps(L::vec(row[i] + c * L::kBytes), x0, a0[i]);
+      a1[i] = _mm256_fmadd_ps(L::vec(row[i] + (c + 8) * L::kBytes), x1, a1[i]);
+    }
+  }
+  if (c + 8 <= K) {
+    const __m256 x0 = _mm256_loadu_ps(x + c);
+    for (int i = 0; i < R; ++i) a0[i] = _mm256_fmadd_ps(L::vec(row[i] + c * L::kBytes), x0, a0[i]);
+    c += 8;
+  }
+  for (int i = 0; i < R; ++i) {
+    float s = hsum_ps(_mm256_add_ps(a0[i], a1[i]));
+    for (int64_t t = c; t < K; ++t) s = std::fma(L::one(row[i] + t * L::kBytes), x[t], s);
+    y[r + i] = s;
+  }
+}
+
+template <class L>
+BITNET_TGT void float_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1,
+                           float* y) {
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) float_group<L, 4>(w, K, x, r, y);
+  for (; r < r1; ++r) float_group<L, 1>(w, K, x, r, y);
+}
+
+// ---- Q8_0: per 32-block d · Σ q·x (block sum in 8 lanes), accumulated with an FMA per block ----
+
+template <int R>
+TGT void q8_0_group(const uint8_t* w, int64_t K, const float* x, int64_t r, float* y) {
+  const int64_t nb = K / 32;
+  const uint8_t* row[R];
+  __m256 acc[R];
+  for (int i = 0; i < R; ++i) {
+    row[i] = w + (r + i) * nb * kQ8Bytes;
+    acc[i] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256 xv[4];
+    for (int k = 0; k < 4; ++k) xv[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* blk = row[i] + b * kQ8Bytes;
+      __m256 s = _mm256_setzero_ps();
+      for (int k = 0; k < 4; ++k) {
+        const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * k));
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), xv[k], s);
+      }
+      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk))), s, acc[i]);
+    }
+  }
+  for (int i = 0; i < R; ++i) y[r + i] = hsum_ps(acc[i]);
+}
+
+BITNET_TGT void q8_0_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1,
+                          float* y) {
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) q8_0_group<4>(w, K, x, r, y);
+  for (; r < r1; ++r) q8_0_group<1>(w, K, x, r, y);
+}
+
+// ---- Q6_K: each 256-block decoded to f32 (shared scalar decoder), then an FMA dot ----
+
+BITNET_TGT void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1,
+                          float* y) {
+  const int64_t nb = K / 256;
+  alignas(32) float buf[256];
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * nb * kQ6Bytes;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      q6_k_block_to_f32(row + b * kQ6Bytes, buf);
+      for (int i = 0; i < 256; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_load_ps(buf + i), _mm256_loadu_ps(x + 256 * b + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_load_ps(buf + i + 8), _mm256_loadu_ps(x + 256 * b + i + 8), a1);
+      }
+    }
+    y[r] = hsum_ps(_mm256_add_ps(a0, a1));
+  }
+}
+
+const KernelSet kSet{BITNET_ISA_ENUM,
+                     i2s_rows,
+                     tq1_rows,
+                     tq2_rows,
+                     float_rows<LoadF32>,
+                     float_rows<LoadF16>,
+                     float_rows<LoadBF16>,
+                     q8_0_rows,
+                     q6_k_rows};
+
+}  // namespace
+}  // namespace bitnet::kernels
+
+#undef TGT

@@ -1,0 +1,254 @@
+// SIMD / generic kernels against the scalar references (tensor/quants.h), for every ISA level
+// this CPU supports: ternary dots bit-identical, float dots within a stated f32 tolerance, and
+// ops::matmul independent of the thread count.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "errors.h"
+#include "formats/half.h"
+#include "kernels/kernels.h"
+#include "ops/ops.h"
+#include "tensor/quant_test_util.h"
+
+namespace bitnet {
+namespace {
+
+using kernels::Isa;
+using test::make_view;
+using test::Rng;
+
+class KernelIsa : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (!kernels::isa_supported(GetParam()))
+      GTEST_SKIP() << "ISA " << kernels::isa_name(GetParam())
+                   << " not supported by this CPU; missing: " << kernels::missing_features(GetParam());
+  }
+  const kernels::KernelSet& ks() const { return kernels::kernel_set(GetParam()); }
+};
+
+std::string isa_param_name(const ::testing::TestParamInfo<Isa>& info) {
+  return std::string(kernels::isa_name(info.param));
+}
+
+// Ternary weights with all three codes; per-256-block scales vary so TQ's d_b differ. Row 0 is
+// all +1 and row 1 all −1 (with all-127 / all-−128 activations they overflow any int16 sum).
+std::vector<float> ternary_weights(int64_t K, int64_t rows, uint64_t seed) {
+  std::vector<int8_t> t = test::random_trits(K * rows, seed);
+  for (int64_t c = 0; c < K; ++c) {
+    t[size_t(c)] = 1;
+    if (rows > 1) t[size_t(K + c)] = -1;
+  }
+  std::vector<float> x(t.size());
+  for (size_t i = 0; i < t.size(); ++i) {
+    const float d = 0.01f + 0.001f * float((i / 256) % 7);
+    x[i] = d * float(t[i]);
+  }
+  return x;
+}
+
+struct Token {
+  std::vector<int8_t> q;
+  ActivationQuant act;
+};
+
+// Activation vectors: quantized random floats, the extremes (all 127, all −128, alternating
+// 127/−128), and random int8 with the full range.
+std::vector<Token> tokens_for(int64_t K, uint64_t seed) {
+  std::vector<Token> out;
+  const auto x = test::random_floats(K, seed, -3, 3);
+  Token a;
+  a.q.resize(size_t(K));
+  a.act = quantize_activations(x.data(), K, a.q.data());
+  out.push_back(a);
+  auto fill = [&](auto f) {
+    Token tk;
+    tk.q.resize(size_t(K));
+    int32_t sum = 0;
+    for (int64_t i = 0; i < K; ++i) sum += (tk.q[size_t(i)] = int8_t(f(i)));
+    tk.act.scale = 0.8125f;
+    tk.act.sum = sum;
+    out.push_back(tk);
+  };
+  Rng rng(seed * 31 + 7);
+  fill([](int64_t) { return 127; });
+  fill([](int64_t) { return -128; });
+  fill([](int64_t i) { return i % 2 ? 127 : -128; });
+  fill([&](int64_t) { return rng.i8(); });
+  return out;
+}
+
+kernels::TernaryRowsFn ternary_fn(const kernels::KernelSet& ks, GgmlType type) {
+  return type == GgmlType::I2_S ? ks.i2s : type == GgmlType::TQ1_0 ? ks.tq1 : ks.tq2;
+}
+
+void check_ternary(const kernels::KernelSet& ks, GgmlType type, int64_t K, int64_t rows) {
+  SCOPED_TRACE(std::string(ggml_type_name(type)) + " K=" + std::to_string(K) +
+               " rows=" + std::to_string(rows));
+  const auto x = ternary_weights(K, rows, uint64_t(K * 1000 + rows));
+  const auto bytes = quantize_tensor(type, x.data(), K, rows);
+  const TensorView w = make_view(type, K, rows, bytes);
+  for (const Token& tk : tokens_for(K, uint64_t(K + rows))) {
+    kernels::TernaryJob j;
+    j.w = w.data;
+    j.K = K;
+    j.q = tk.q.data();
+    j.act = tk.act;
+    j.alpha = type == GgmlType::I2_S ? load_f32(w.data + w.elements() / 4) : 0.0f;
+    std::vector<float> y(size_t(rows), NAN);
+    ASSERT_TRUE(ternary_fn(ks, type)(j, 0, rows, y.data()));
+    for (int64_t r = 0; r < rows; ++r)
+      EXPECT_EQ(y[size_t(r)], dot_ternary_ref(w, r, tk.q.data(), tk.act)) << "row " << r;
+    // A sub-range writes exactly its rows.
+    std::vector<float> z(size_t(rows), -7.0f);
+    const int64_t a = std::min<int64_t>(1, rows), b = std::max<int64_t>(a, rows - 2);
+    ASSERT_TRUE(ternary_fn(ks, type)(j, a, b, z.data()));
+    for (int64_t r = 0; r < rows; ++r)
+      EXPECT_EQ(z[size_t(r)], r >= a && r < b ? y[size_t(r)] : -7.0f) << "row " << r;
+  }
+}
+
+TEST_P(KernelIsa, I2sBitIdenticalToReference) {
+  for (int64_t K : {128, 256, 384, 1536, 2560, 6912})
+    for (int64_t rows : {1, 7, 13}) check_ternary(ks(), GgmlType::I2_S, K, rows);
+}
+
+TEST_P(KernelIsa, Tq2BitIdenticalToReference) {
+  for (int64_t K : {256, 512, 1536, 2560, 6912})
+    for (int64_t rows : {1, 7, 13}) check_ternary(ks(), GgmlType::TQ2_0, K, rows);
+}
+
+TEST_P(KernelIsa, Tq1BitIdenticalToReference) {
+  for (int64_t K : {256, 512, 1536, 2560, 6912})
+    for (int64_t rows : {1, 7, 13}) check_ternary(ks(), GgmlType::TQ1_0, K, rows);
+}
+
+TEST_P(KernelIsa, Tq1EveryByteValueDecodes) {
+  // Rows whose qs/qh bytes run through all 256 values (not only the 243 an encoder writes).
+  const int64_t K = 256, rows = 6;
+  std::vector<uint8_t> bytes(size_t(rows * 54));
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = uint8_t(i * 7 + 3);
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(&bytes[size_t(r * 54 + 52)], "\x00\x3c", 2);
+  const TensorView w = make_view(GgmlType::TQ1_0, K, rows, bytes);
+  for (const Token& tk : tokens_for(K, 5)) {
+    kernels::TernaryJob j{w.data, K, tk.q.data(), tk.act, 0.0f};
+    std::vector<float> y(static_cast<size_t>(rows));
+    ASSERT_TRUE(ks().tq1(j, 0, rows, y.data()));
+    for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(y[size_t(r)], dot_ternary_ref(w, r, tk.q.data(), tk.act));
+  }
+}
+
+TEST_P(KernelIsa, InvalidCodeIsReported) {
+  for (GgmlType type : {GgmlType::I2_S, GgmlType::TQ2_0}) {
+    const int64_t K = 512, rows = 9;
+    const auto x = ternary_weights(K, rows, 3);
+    auto bytes = quantize_tensor(type, x.data(), K, rows);
+    const int64_t row_bytes = type == GgmlType::I2_S ? K / 4 : K / 256 * 66;
+    bytes[size_t(6 * row_bytes + 37)] |= 0x0C;  // one code 3 in row 6
+    const TensorView w = make_view(type, K, rows, bytes);
+    const Token tk = tokens_for(K, 1)[0];
+    kernels::TernaryJob j{w.data, K, tk.q.data(), tk.act, 1.0f};
+    std::vector<float> y(static_cast<size_t>(rows));
+    EXPECT_TRUE(ternary_fn(ks(), type)(j, 0, 6, y.data()));
+    EXPECT_FALSE(ternary_fn(ks(), type)(j, 0, rows, y.data()));
+    ThreadPool pool(2);
+    const auto xa = test::random_floats(K, 2);
+    EXPECT_THROW(ops::matmul_kernels(GetParam(), w, xa.data(), 1, y.data(), pool), FormatError);
+  }
+}
+
+// ---- float-storage weights ----
+// Tolerance: |fast − ref| ≤ 1e-5 · Σ|w·x| (+1e-30). The reference sums in double and rounds once;
+// the kernels sum in f32 over 8–16 lanes (≤ K/8 terms per lane), whose rounding error for these
+// random inputs is ~√(K/8)·2^-24 ≈ 2e-6 of Σ|w·x| at K = 6912, so 1e-5 leaves a 5x margin.
+void check_float(const kernels::KernelSet& ks, GgmlType type, int64_t K, int64_t rows) {
+  SCOPED_TRACE(std::string(ggml_type_name(type)) + " K=" + std::to_string(K) +
+               " rows=" + std::to_string(rows));
+  const auto wf = test::random_floats(K * rows, uint64_t(K * 7 + rows), -2, 2);
+  const auto bytes = quantize_tensor(type, wf.data(), K, rows);
+  const TensorView w = make_view(type, K, rows, bytes);
+  const auto deq = test::dequantize_all(w);
+  const auto x = test::random_floats(K, uint64_t(K + 11), -3, 3);
+  kernels::FloatRowsFn fn = type == GgmlType::F32    ? ks.f32
+                            : type == GgmlType::F16  ? ks.f16
+                            : type == GgmlType::BF16 ? ks.bf16
+                            : type == GgmlType::Q8_0 ? ks.q8_0
+                                                     : ks.q6_k;
+  std::vector<float> y(size_t(rows), NAN);
+  fn(w.data, K, x.data(), 0, rows, y.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    double mag = 0;
+    for (int64_t c = 0; c < K; ++c) mag += std::fabs(double(deq[size_t(r * K + c)]) * x[size_t(c)]);
+    const float ref = dot_float_ref(w, r, x.data());
+    EXPECT_NEAR(y[size_t(r)], ref, 1e-5 * mag + 1e-30) << "row " << r;
+  }
+}
+
+TEST_P(KernelIsa, FloatRowsWithinTolerance) {
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
+    for (int64_t K : {1, 7, 8, 15, 16, 17, 31, 128, 768, 2560, 6912})
+      for (int64_t rows : {1, 6, 13}) check_float(ks(), type, K, rows);
+  for (int64_t K : {32, 96, 768, 2560, 6912}) check_float(ks(), GgmlType::Q8_0, K, 11);
+  for (int64_t K : {256, 768, 2560, 6912}) check_float(ks(), GgmlType::Q6_K, K, 11);
+}
+
+// ---- ops::matmul: thread-count independence, and agreement with the reference path ----
+
+TEST_P(KernelIsa, MatmulSameWithOneAndTwoThreads) {
+  ThreadPool one(1), two(2);
+  const int64_t n_tokens = 3;
+  struct Case {
+    GgmlType type;
+    int64_t K, rows;
+  };
+  for (const Case c : {Case{GgmlType::I2_S, 384, 77}, Case{GgmlType::TQ1_0, 512, 45},
+                       Case{GgmlType::TQ2_0, 256, 150}, Case{GgmlType::F16, 200, 91},
+                       Case{GgmlType::Q8_0, 128, 37}, Case{GgmlType::Q6_K, 256, 19},
+                       Case{GgmlType::F32, 33, 70}}) {
+    SCOPED_TRACE(std::string(ggml_type_name(c.type)));
+    const bool ternary = ggml_type_is_ternary(c.type);
+    const auto wf = ternary ? ternary_weights(c.K, c.rows, 9) : test::random_floats(c.K * c.rows, 9);
+    const auto bytes = quantize_tensor(c.type, wf.data(), c.K, c.rows);
+    const TensorView w = make_view(c.type, c.K, c.rows, bytes);
+    const auto x = test::random_floats(c.K * n_tokens, 4, -2, 2);
+    std::vector<float> y1(size_t(c.rows * n_tokens)), y2(y1.size()), yr(y1.size());
+    ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, x.data(), n_tokens, y1.data(), one));
+    ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, x.data(), n_tokens, y2.data(), two));
+    EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)));
+    if (ternary) {
+      ops::matmul_reference(w, x.data(), n_tokens, yr.data(), two);
+      EXPECT_EQ(y1, yr);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, KernelIsa, ::testing::ValuesIn(kernels::kAllIsas), isa_param_name);
+
+TEST(Matmul, I2sWithUnalignedWidthFallsBackToReference) {
+  // K = 192: not a multiple of 128, so no kernel; the flat-layout reference still computes it.
+  const int64_t K = 192, rows = 10;
+  const auto wf = ternary_weights(K, rows, 12);
+  const auto bytes = quantize_tensor(GgmlType::I2_S, wf.data(), K, rows);
+  const TensorView w = make_view(GgmlType::I2_S, K, rows, bytes);
+  const auto x = test::random_floats(K * 2, 8);
+  ThreadPool pool(2);
+  std::vector<float> y(size_t(rows * 2)), yr(y.size());
+  EXPECT_FALSE(ops::matmul_kernels(kernels::best_isa(), w, x.data(), 2, y.data(), pool));
+  ops::matmul(w, x.data(), 2, y.data(), pool);
+  ops::matmul_reference(w, x.data(), 2, yr.data(), pool);
+  EXPECT_EQ(y, yr);
+}
+
+TEST(CpuFeatures, BestIsaIsSupportedAndActiveIsClamped) {
+  EXPECT_TRUE(kernels::isa_supported(Isa::Generic));
+  EXPECT_TRUE(kernels::isa_supported(kernels::best_isa()));
+  EXPECT_TRUE(kernels::isa_supported(kernels::active_isa()));
+  EXPECT_LE(int(kernels::active_isa()), int(kernels::best_isa()));
+  EXPECT_EQ(kernels::kernel_set(kernels::best_isa()).isa, kernels::best_isa());
+}
+
+}  // namespace
+}  // namespace bitnet
