@@ -9,6 +9,7 @@
 #include "formats/gguf.h"
 #include "model/hparams.h"
 #include "tensor/quants.h"
+#include "tensor/tl_tiles.h"
 #include "tokenizer/tokenizer.h"
 
 namespace bitnet {
@@ -163,9 +164,11 @@ void generate_dummy_model(const DummyModelSpec& spec, const std::string& path,
   std::vector<TensorPlan> plan;
   auto proj = [&](const std::string& name, int64_t cols, int64_t rows, double gain) {
     GgmlType t = spec.type;
-    const auto fits = ggml_tensor_nbytes(t, {cols, rows, 1, 1});
+    const bool is_tl = t == GgmlType::TL1 || t == GgmlType::TL2;
+    const bool fits = ggml_tensor_nbytes(t, {cols, rows, 1, 1}).has_value() &&
+                      (!is_tl || tl_tiles(t, rows, cols).has_value());
     if (!fits) {
-      if (t == GgmlType::TL1 || t == GgmlType::TL2)
+      if (is_tl)
         throw Error("gen-model: " + std::string(ggml_type_name(t)) + " has no tile layout for the " +
                     std::to_string(rows) + "x" + std::to_string(cols) + " matrices of preset '" +
                     p.name + "'; use i2_s");
