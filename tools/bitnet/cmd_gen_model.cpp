@@ -56,4 +56,8 @@ int cmd_gen_model(int argc, char** argv) {
   return 0;
 }
 
+namespace {
+const CommandRegistration kRegistration({"gen-model", nullptr, cmd_gen_model, "write a GGUF model with random ternary weights in a real architecture's shapes", 60});
+}  // namespace
+
 }  // namespace bitnet::cli

@@ -118,4 +118,8 @@ int cmd_inspect(int argc, char** argv) {
   return 0;
 }
 
+namespace {
+const CommandRegistration kRegistration({"inspect", nullptr, cmd_inspect, "show a GGUF file's metadata and tensors", 70});
+}  // namespace
+
 }  // namespace bitnet::cli

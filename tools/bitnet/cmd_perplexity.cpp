@@ -73,4 +73,8 @@ int cmd_perplexity(int argc, char** argv) {
   return 0;
 }
 
+namespace {
+const CommandRegistration kRegistration({"perplexity", "llama-perplexity", cmd_perplexity, "perplexity of a text file (llama-perplexity flags)", 20});
+}  // namespace
+
 }  // namespace bitnet::cli

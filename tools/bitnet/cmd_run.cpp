@@ -138,4 +138,8 @@ int cmd_run(int argc, char** argv) {
   return rc;
 }
 
+namespace {
+const CommandRegistration kRegistration({"run", "llama-cli", cmd_run, "generate text from a prompt (llama-cli flags)", 10});
+}  // namespace
+
 }  // namespace bitnet::cli

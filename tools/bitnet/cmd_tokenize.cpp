@@ -40,4 +40,8 @@ int cmd_tokenize(int argc, char** argv) {
   return 0;
 }
 
+namespace {
+const CommandRegistration kRegistration({"tokenize", nullptr, cmd_tokenize, "print the token ids of a text", 80});
+}  // namespace
+
 }  // namespace bitnet::cli

@@ -1,5 +1,6 @@
 // `bitnet` — one binary with subcommands; invoked as llama-cli / llama-perplexity / … (symlinks)
 // it behaves like the corresponding llama.cpp tool.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -9,28 +10,26 @@
 #include "commands.h"
 #include "errors.h"
 
+namespace bitnet::cli {
+std::vector<Command>& command_registry() {
+  static std::vector<Command> registry;
+  return registry;
+}
+}  // namespace bitnet::cli
+
 namespace {
 
-struct Command {
-  const char* name;
-  const char* alias;  // llama.cpp tool name, or nullptr
-  int (*run)(int, char**);
-  const char* summary;
-};
+using bitnet::cli::Command;
 
-constexpr Command kCommands[] = {
-    {"run", "llama-cli", bitnet::cli::cmd_run, "generate text from a prompt (llama-cli flags)"},
-    {"perplexity", "llama-perplexity", bitnet::cli::cmd_perplexity,
-     "perplexity of a text file (llama-perplexity flags)"},
-    {"gen-model", nullptr, bitnet::cli::cmd_gen_model,
-     "write a GGUF model with random ternary weights in a real architecture's shapes"},
-    {"inspect", nullptr, bitnet::cli::cmd_inspect, "show a GGUF file's metadata and tensors"},
-    {"tokenize", nullptr, bitnet::cli::cmd_tokenize, "print the token ids of a text"},
-};
+const std::vector<Command>& commands() {
+  auto& r = bitnet::cli::command_registry();
+  std::sort(r.begin(), r.end(), [](const Command& a, const Command& b) { return a.order < b.order; });
+  return r;
+}
 
 void print_help() {
   std::fputs("usage: bitnet <command> [options]\n\ncommands:\n", stdout);
-  for (const auto& c : kCommands) std::printf("  %-12s %s\n", c.name, c.summary);
+  for (const auto& c : commands()) std::printf("  %-12s %s\n", c.name, c.summary);
   std::fputs("\nRun 'bitnet <command> --help' for the options of a command.\n", stdout);
 }
 
@@ -39,8 +38,8 @@ void print_help() {
 int main(int argc, char** argv) {
   const char* slash = std::strrchr(argv[0], '/');
   const std::string_view invoked = slash ? slash + 1 : argv[0];
-  const Command* command = nullptr;
-  for (const auto& c : kCommands)
+  const bitnet::cli::Command* command = nullptr;
+  for (const auto& c : commands())
     if (c.alias && invoked == c.alias) command = &c;
   if (!command && invoked.rfind("llama-", 0) == 0) {
     std::fprintf(stderr, "error: %.*s is not available in this build yet\n", int(invoked.size()),
@@ -52,7 +51,7 @@ int main(int argc, char** argv) {
       print_help();
       return argc < 2 ? 2 : 0;
     }
-    for (const auto& c : kCommands)
+    for (const auto& c : commands())
       if (std::strcmp(argv[1], c.name) == 0) command = &c;
     if (!command) {
       std::fprintf(stderr, "error: unknown command '%s' (see bitnet --help)\n", argv[1]);
