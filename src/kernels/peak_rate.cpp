@@ -1,0 +1,143 @@
+#include "kernels/peak_rate.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "kernels/cpu_features.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace bitnet::kernels {
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Sum of 64-bit words: the compiler vectorizes it into full-width loads; the sum keeps the reads.
+uint64_t sum_words(const uint64_t* p, size_t n) {
+  uint64_t a = 0, b = 0, c = 0, d = 0;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    a += p[i];
+    b += p[i + 1];
+    c += p[i + 2];
+    d += p[i + 3];
+  }
+  for (; i < n; ++i) a += p[i];
+  return a + b + c + d;
+}
+
+constexpr int64_t kMacIterations = 1 << 22;
+
+#if defined(__x86_64__)
+// 12 independent VPDPBUSD chains on 512-bit registers: 64 MACs per instruction.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t mac_loop_vnni(int seed) {
+  __m512i acc[12];
+  for (auto& a : acc) a = _mm512_set1_epi32(seed);
+  const __m512i x = _mm512_set1_epi8(char(seed + 1)), y = _mm512_set1_epi8(char(seed + 3));
+  for (int64_t i = 0; i < kMacIterations; ++i)
+    for (auto& a : acc) a = _mm512_dpbusd_epi32(a, x, y);
+  __m512i s = acc[0];
+  for (int k = 1; k < 12; ++k) s = _mm512_add_epi32(s, acc[k]);
+  alignas(64) int32_t lanes[16];
+  _mm512_store_si512(lanes, s);
+  int64_t total = 0;
+  for (int32_t l : lanes) total += l;
+  return total;
+}
+constexpr int64_t kMacsVnni = 12 * 64;
+
+// AVX2: VPMADDUBSW (u8×s8 pairs → s16) + VPMADDWD with ones (→ s32) + add: 32 MACs per triple.
+__attribute__((target("avx2"))) int64_t mac_loop_avx2(int seed) {
+  __m256i acc[8];
+  for (auto& a : acc) a = _mm256_set1_epi32(seed);
+  const __m256i x = _mm256_set1_epi8(char(seed + 1)), y = _mm256_set1_epi8(char(seed + 3)),
+                ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < kMacIterations; ++i)
+    for (auto& a : acc)
+      a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), ones));
+  __m256i s = acc[0];
+  for (int k = 1; k < 8; ++k) s = _mm256_add_epi32(s, acc[k]);
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s);
+  int64_t total = 0;
+  for (int32_t l : lanes) total += l;
+  return total;
+}
+constexpr int64_t kMacsAvx2 = 8 * 32;
+#endif
+
+int64_t mac_loop_scalar(int seed) {
+  int32_t acc[8] = {seed, seed, seed, seed, seed, seed, seed, seed};
+  const uint8_t x = uint8_t(seed + 1);
+  const int8_t y = int8_t(seed + 3);
+  for (int64_t i = 0; i < kMacIterations / 16; ++i)
+    for (auto& a : acc) a += int32_t(x) * y;
+  int64_t total = 0;
+  for (int32_t a : acc) total += a;
+  return total;
+}
+
+}  // namespace
+
+double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
+  const size_t words = bytes / sizeof(uint64_t);
+  std::unique_ptr<uint64_t[]> buffer(new uint64_t[words]);
+  pool.parallel_for(int64_t(words), 4096, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) buffer[size_t(i)] = uint64_t(i) * 0x9e3779b97f4a7c15ull;
+  });
+  std::atomic<uint64_t> sink = 0;
+  std::vector<double> rates;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.parallel_for(int64_t(words), 4096, [&](int64_t b, int64_t e, int) {
+      sink += sum_words(buffer.get() + b, size_t(e - b));
+    });
+    rates.push_back(double(words * sizeof(uint64_t)) / seconds_since(t0));
+  }
+  return median(rates);
+}
+
+double measure_int8_mac_peak(ThreadPool& pool, int repeats) {
+  int64_t (*loop)(int) = mac_loop_scalar;
+  int64_t macs_per_iteration = 8;  // scalar: 8 MACs per inner iteration, kMacIterations/16 of them
+  double scale = 1.0 / 16.0;
+#if defined(__x86_64__)
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512f && f.avx512bw && f.avx512vnni) {
+    loop = mac_loop_vnni;
+    macs_per_iteration = kMacsVnni;
+    scale = 1.0;
+  } else if (f.avx2) {
+    loop = mac_loop_avx2;
+    macs_per_iteration = kMacsAvx2;
+    scale = 1.0;
+  }
+#endif
+  std::atomic<int64_t> sink = 0;
+  std::vector<double> rates;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.parallel_for(pool.size(), 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) sink += loop(int(i) + r);
+    });
+    const double macs = double(pool.size()) * double(kMacIterations) * scale * double(macs_per_iteration);
+    rates.push_back(macs / seconds_since(t0));
+  }
+  return median(rates);
+}
+
+}  // namespace bitnet::kernels

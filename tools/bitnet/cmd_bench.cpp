@@ -1,0 +1,243 @@
+// `bitnet bench` / `llama-bench`: prompt-processing (pp) and generation (tg) throughput with
+// llama-bench's flags and output formats, plus two efficiency columns measured in the same
+// process: read_bw_fraction (tg: weight bytes per token × t/s ÷ streaming read bandwidth) and
+// mac_peak_fraction (pp: int8 MACs per token × t/s ÷ register-only int8 MAC peak).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "commands.h"
+#include "kernels/cpu_features.h"
+#include "kernels/peak_rate.h"
+#include "model_options.h"
+
+namespace bitnet::cli {
+namespace {
+
+std::vector<int64_t> parse_list(const std::string& flag, const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (used != item.size() || v < 0) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw UsageError(flag + " expects a comma-separated list of non-negative integers, got '" + text + "'");
+    }
+  }
+  if (out.empty()) throw UsageError(flag + " expects at least one value");
+  return out;
+}
+
+struct Test {
+  int64_t n_prompt = 0, n_gen = 0;
+  std::string name() const {
+    if (n_prompt && n_gen) return "pp" + std::to_string(n_prompt) + "+tg" + std::to_string(n_gen);
+    return n_prompt ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+  }
+};
+
+struct ModelStats {
+  uint64_t file_bytes = 0, params = 0, int8_macs_per_token = 0, bytes_per_token = 0;
+  std::string description;
+};
+
+ModelStats model_stats(const Model& m) {
+  ModelStats s;
+  s.file_bytes = m.file.file_size();
+  for (const auto& t : m.file.tensors()) s.params += uint64_t(t.ne[0] * t.ne[1] * t.ne[2] * t.ne[3]);
+  for (const auto& l : m.layers)
+    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      if (ggml_type_is_ternary(t->type)) s.int8_macs_per_token += uint64_t(t->elements());
+  s.bytes_per_token = m.weight_bytes();
+  const double b = double(s.params) / 1e9;
+  char size[32];
+  std::snprintf(size, sizeof size, b >= 1 ? "%.1fB" : "%.0fM", b >= 1 ? b : b * 1e3);
+  s.description = m.hp.arch.name + " " + size + " " + std::string(ggml_type_name(m.layers[0].wq.type));
+  return s;
+}
+
+std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = int32_t(rng() % uint64_t(vocab));
+  return t;
+}
+
+// One timed run of a test on a fresh cache; returns seconds.
+double run_once(const Model& m, const Test& test, int threads, int64_t batch, uint64_t seed) {
+  Session s(m, test.n_prompt + test.n_gen + 1, threads, batch);
+  const auto tokens = random_tokens(test.n_prompt + test.n_gen, m.hp.n_vocab, seed);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (test.n_prompt) s.set_tokens(std::span(tokens).first(size_t(test.n_prompt)));
+  for (int64_t i = 0; i < test.n_gen; ++i) s.append(tokens[size_t(test.n_prompt + i)]);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct Row {
+  std::string model_file, model, test;
+  ModelStats stats;
+  int threads;
+  int64_t batch, n_prompt, n_gen;
+  std::vector<double> ts;  // tokens per second of each repetition
+  double read_bw = 0, mac_peak = 0;
+  double mean() const {
+    double s = 0;
+    for (double x : ts) s += x;
+    return s / double(ts.size());
+  }
+  double sd() const {
+    if (ts.size() < 2) return 0;
+    const double m = mean();
+    double s = 0;
+    for (double x : ts) s += (x - m) * (x - m);
+    return std::sqrt(s / double(ts.size() - 1));
+  }
+  // Only meaningful for the pure tests; NaN otherwise.
+  double read_bw_fraction() const {
+    return n_prompt == 0 && n_gen > 0 ? double(stats.bytes_per_token) * mean() / read_bw : NAN;
+  }
+  double mac_peak_fraction() const {
+    return n_gen == 0 && n_prompt > 0 ? double(stats.int8_macs_per_token) * mean() / mac_peak : NAN;
+  }
+};
+
+nlohmann::json row_json(const Row& r) {
+  nlohmann::json j;
+  j["model_filename"] = r.model_file;
+  j["model_type"] = r.model;
+  j["model_size"] = r.stats.file_bytes;
+  j["model_n_params"] = r.stats.params;
+  j["backends"] = "CPU";
+  j["cpu_isa"] = kernels::isa_name(kernels::active_isa());
+  j["n_threads"] = r.threads;
+  j["n_batch"] = r.batch;
+  j["n_prompt"] = r.n_prompt;
+  j["n_gen"] = r.n_gen;
+  j["test"] = r.test;
+  j["avg_ts"] = r.mean();
+  j["stddev_ts"] = r.sd();
+  j["samples_ts"] = r.ts;
+  j["read_bandwidth_bytes_per_s"] = r.read_bw;
+  j["int8_mac_peak_per_s"] = r.mac_peak;
+  const double rb = r.read_bw_fraction(), mp = r.mac_peak_fraction();
+  j["read_bw_fraction"] = std::isnan(rb) ? nlohmann::json(nullptr) : nlohmann::json(rb);
+  j["mac_peak_fraction"] = std::isnan(mp) ? nlohmann::json(nullptr) : nlohmann::json(mp);
+  return j;
+}
+
+std::string fraction_text(double f) {
+  if (std::isnan(f)) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3f", f);
+  return b;
+}
+
+void print_rows(const std::vector<Row>& rows, const std::string& format) {
+  if (format == "json") {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& r : rows) arr.push_back(row_json(r));
+    std::printf("%s\n", arr.dump(2).c_str());
+  } else if (format == "jsonl") {
+    for (const auto& r : rows) std::printf("%s\n", row_json(r).dump().c_str());
+  } else if (format == "csv") {
+    std::printf("model,size,params,backend,threads,n_batch,test,avg_ts,stddev_ts,read_bw_fraction,mac_peak_fraction\n");
+    for (const auto& r : rows)
+      std::printf("\"%s\",%llu,%llu,CPU,%d,%lld,%s,%.3f,%.3f,%s,%s\n", r.model.c_str(),
+                  (unsigned long long)r.stats.file_bytes, (unsigned long long)r.stats.params, r.threads,
+                  (long long)r.batch, r.test.c_str(), r.mean(), r.sd(),
+                  fraction_text(r.read_bw_fraction()).c_str(), fraction_text(r.mac_peak_fraction()).c_str());
+  } else {
+    std::printf("| model | size | params | backend | threads | test | t/s | read_bw_fraction | mac_peak_fraction |\n");
+    std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    for (const auto& r : rows)
+      std::printf("| %s | %.2f GiB | %.2f B | CPU (%s) | %d | %s | %.2f ± %.2f | %s | %s |\n", r.model.c_str(),
+                  double(r.stats.file_bytes) / double(1 << 30), double(r.stats.params) / 1e9,
+                  std::string(kernels::isa_name(kernels::active_isa())).c_str(), r.threads, r.test.c_str(),
+                  r.mean(), r.sd(), fraction_text(r.read_bw_fraction()).c_str(),
+                  fraction_text(r.mac_peak_fraction()).c_str());
+  }
+  std::fflush(stdout);
+}
+
+int cmd_bench(int argc, char** argv) {
+  std::string models_arg, p_arg = "512", n_arg = "128", pg_arg, t_arg, b_arg = "2048", format = "md";
+  int64_t reps = 5;
+  bool no_warmup = false;
+  ArgParser p("bitnet bench", "Benchmark prompt processing and generation (llama-bench compatible).");
+  p.option({"-m", "--model"}, "FILES", "comma-separated GGUF models (default: the default model)", &models_arg);
+  p.option({"-p", "--n-prompt"}, "N[,N...]", "prompt lengths (default 512; 0 skips)", &p_arg);
+  p.option({"-n", "--n-gen"}, "N[,N...]", "generated tokens (default 128; 0 skips)", &n_arg);
+  p.option({"-pg"}, "PP,TG", "combined test: a prompt of PP tokens then TG generated tokens", &pg_arg);
+  p.option({"-t", "--threads"}, "N[,N...]", "threads (default: all hardware threads)", &t_arg);
+  p.option({"-b", "--batch-size"}, "N[,N...]", "batch size for prompt processing (default 2048)", &b_arg);
+  p.option({"-r", "--repetitions"}, "N", "repetitions of each test (default 5)", &reps);
+  p.option({"-o", "--output"}, "FORMAT", "md, csv, json or jsonl (default md)", &format);
+  p.flag({"--no-warmup"}, "skip the warm-up run", &no_warmup);
+  if (!p.parse(argc, argv)) return 0;
+  if (format != "md" && format != "csv" && format != "json" && format != "jsonl")
+    throw UsageError("-o must be md, csv, json or jsonl, got '" + format + "'");
+  if (reps < 1 || reps > 1000) throw UsageError("-r must be between 1 and 1000");
+
+  std::vector<Test> tests;
+  for (int64_t n : parse_list("-p", p_arg))
+    if (n > 0) tests.push_back({n, 0});
+  for (int64_t n : parse_list("-n", n_arg))
+    if (n > 0) tests.push_back({0, n});
+  if (!pg_arg.empty()) {
+    const auto pg = parse_list("-pg", pg_arg);
+    if (pg.size() != 2 || pg[0] == 0 || pg[1] == 0) throw UsageError("-pg expects PP,TG with both > 0");
+    tests.push_back({pg[0], pg[1]});
+  }
+  if (tests.empty()) throw UsageError("nothing to run: all of -p, -n are 0 and no -pg");
+  const std::vector<int64_t> threads_list =
+      t_arg.empty() ? std::vector<int64_t>{0} : parse_list("-t", t_arg);
+  const std::vector<int64_t> batches = parse_list("-b", b_arg);
+  std::vector<std::string> model_files;
+  std::stringstream ms(models_arg);
+  for (std::string f; std::getline(ms, f, ',');) model_files.push_back(f);
+  if (model_files.empty()) model_files.push_back("");
+
+  std::vector<Row> rows;
+  for (const auto& file : model_files) {
+    ModelOptions mo;
+    mo.model = file;
+    mo.threads = threads_list[0];
+    LoadedModel lm = load_for_run(mo);
+    const ModelStats stats = model_stats(*lm.model);
+    for (int64_t t : threads_list) {
+      const int threads = t > 0 ? int(t) : lm.threads;
+      ThreadPool pool(threads);
+      const double read_bw = kernels::measure_read_bandwidth(pool);
+      const double mac_peak = kernels::measure_int8_mac_peak(pool);
+      std::fprintf(stderr, "threads %d: read bandwidth %.1f GB/s, int8 MAC peak %.1f GMAC/s\n", threads,
+                   read_bw / 1e9, mac_peak / 1e9);
+      for (int64_t b : batches) {
+        if (b < 1) throw UsageError("-b must be ≥ 1");
+        for (const Test& test : tests) {
+          Row row{file.empty() ? default_model_path() : file, stats.description, test.name(), stats,
+                  threads, b, test.n_prompt, test.n_gen, {}, read_bw, mac_peak};
+          if (!no_warmup) run_once(*lm.model, test, threads, b, 999);
+          for (int64_t r = 0; r < reps; ++r)
+            row.ts.push_back(double(test.n_prompt + test.n_gen) / run_once(*lm.model, test, threads, b, uint64_t(r)));
+          if (format == "jsonl") print_rows({row}, format);
+          rows.push_back(std::move(row));
+        }
+      }
+    }
+  }
+  if (format != "jsonl") print_rows(rows, format);
+  return 0;
+}
+
+const CommandRegistration kRegistration({"bench", "llama-bench", cmd_bench,
+                                         "benchmark prompt processing and generation (llama-bench flags)", 30});
+
+}  // namespace
+}  // namespace bitnet::cli
