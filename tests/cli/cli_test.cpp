@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "test_data.h"
@@ -145,6 +146,37 @@ TEST(Cli, ConversationModeAnswersEachLine) {
                        "Hi there\nSecond question\n");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_GE(std::count(r.out.begin(), r.out.end(), '>'), 2);
+}
+
+TEST(Cli, BenchReportsThroughputAndEfficiencyFractions) {
+  const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  const Result r = run({testing::bin_dir() + "/llama-bench", "-m", model, "-p", "16", "-n", "4", "-r", "2",
+                        "-t", "1", "-o", "json", "--no-warmup"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["test"], "pp16");
+  EXPECT_EQ(j[1]["test"], "tg4");
+  for (const auto& row : j) {
+    EXPECT_GT(row["avg_ts"].get<double>(), 0.0);
+    EXPECT_EQ(row["samples_ts"].size(), 2u);
+    EXPECT_EQ(row["n_threads"], 1);
+  }
+  // Fractions of rates measured in the same process: positive and (allowing for noise) below 1.
+  EXPECT_TRUE(j[0]["read_bw_fraction"].is_null());
+  EXPECT_GT(j[0]["mac_peak_fraction"].get<double>(), 0.0);
+  EXPECT_LT(j[0]["mac_peak_fraction"].get<double>(), 1.5);
+  EXPECT_TRUE(j[1]["mac_peak_fraction"].is_null());
+  EXPECT_GT(j[1]["read_bw_fraction"].get<double>(), 0.0);
+  EXPECT_LT(j[1]["read_bw_fraction"].get<double>(), 1.5);
+
+  const Result md = run({bitnet(), "bench", "-m", model, "-p", "8", "-n", "0", "-r", "1", "-t", "1"});
+  ASSERT_EQ(md.code, 0) << md.err;
+  EXPECT_NE(md.out.find("| model | size | params | backend | threads | test | t/s |"), std::string::npos);
+  EXPECT_NE(md.out.find("pp8"), std::string::npos);
+  const Result bad = run({bitnet(), "bench", "-m", model, "-o", "xml"});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("-o must be"), std::string::npos);
 }
 
 }  // namespace
