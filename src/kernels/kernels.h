@@ -5,6 +5,7 @@
 // count) — and the ternary kernels are bit-identical to dot_ternary_ref on every ISA.
 #include <cstdint>
 
+#include "formats/half.h"
 #include "kernels/cpu_features.h"
 #include "tensor/quants.h"
 
@@ -39,9 +40,25 @@ struct KernelSet {
 // another architecture returns the generic set).
 const KernelSet& kernel_set(Isa isa);
 
-// Shared helper: one Q6_K block (ternary-formats.md §10) -> 256 floats d·sc·q, exactly the
-// reference's dequantized values.
-void q6_k_block_to_f32(const uint8_t* blk, float* out);
+// Shared helper: one Q6_K block (ternary-formats.md §10) -> 256 floats (d·sc)·q, exactly the
+// reference's dequantized values. Inline so each ISA's file vectorizes it with its own target.
+inline __attribute__((always_inline)) void q6_k_block_to_f32(const uint8_t* blk, float* out) {
+  const float d = fp16_to_fp32(load_u16(blk + 208));
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 4; ++k) {
+      const uint8_t* ql = blk + 64 * h + 32 * (k % 2);
+      const uint8_t* qh = blk + 128 + 32 * h;
+      const int lo_shift = k < 2 ? 0 : 4, hi_shift = 2 * k;
+      for (int half = 0; half < 2; ++half) {  // 16 elements share one int8 scale
+        const float ds = d * float(int8_t(blk[192 + 8 * h + 2 * k + half]));
+        float* o = out + 128 * h + 32 * k + 16 * half;
+        for (int l = 16 * half; l < 16 * half + 16; ++l) {
+          const int q = (((ql[l] >> lo_shift) & 0x0F) | (((qh[l] >> hi_shift) & 3) << 4)) - 32;
+          o[l - 16 * half] = ds * float(q);
+        }
+      }
+    }
+}
 
 // Per-ISA tables, defined in kernels_<isa>.cpp.
 const KernelSet& generic_kernels();

@@ -1,5 +1,6 @@
 // Portable kernels (any CPU): byte decoding with shifts in short fixed-length inner loops that
 // the compiler can vectorize, exact int32 sums, no allocation. Also the per-ISA table lookup.
+#include <bit>
 #include <cstring>
 
 #include "formats/half.h"
@@ -65,6 +66,15 @@ bool tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
 }
 
 // Trit p of byte B: ((B·3^p mod 256)·3) >> 8, as u − 1.
+// Exact binary16 -> binary32 without branches (vectorizable): scale the shifted bits by 2^112
+// (normal and subnormal halves alike), then restore Inf/NaN and the sign.
+inline float half_to_float(uint16_t h) {
+  const uint32_t a = uint32_t(h & 0x7fff) << 13;
+  uint32_t b = std::bit_cast<uint32_t>(std::bit_cast<float>(a) * 0x1p112f);
+  if ((h & 0x7c00) == 0x7c00) b = a | 0x7f800000u;
+  return std::bit_cast<float>(b | uint32_t(h & 0x8000) << 16);
+}
+
 inline int trit(uint8_t bp) { return ((int(bp) * 3) >> 8) - 1; }
 
 bool tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
@@ -116,7 +126,7 @@ void f32_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r
 }
 void f16_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y) {
   float_rows(w, K, x, r0, r1, y, K * 2,
-             [](const uint8_t* p, int64_t i) { return fp16_to_fp32(load_u16(p + 2 * i)); });
+             [](const uint8_t* p, int64_t i) { return half_to_float(load_u16(p + 2 * i)); });
 }
 void bf16_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y) {
   float_rows(w, K, x, r0, r1, y, K * 2,
@@ -139,24 +149,6 @@ void q8_0_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t 
     y[r] = lanes_sum(acc);
   }
 }
-
-}  // namespace
-
-// Q6_K block (§10) -> 256 floats w = d·sc·q, the reference's dequantized values exactly.
-void q6_k_block_to_f32(const uint8_t* blk, float* out) {
-  const float d = fp16_to_fp32(load_u16(blk + 208));
-  for (int h = 0; h < 2; ++h)
-    for (int k = 0; k < 4; ++k)
-      for (int l = 0; l < 32; ++l) {
-        const int e = 128 * h + 32 * k + l;
-        const int low4 = (blk[64 * h + 32 * (k % 2) + l] >> (k < 2 ? 0 : 4)) & 0x0F;
-        const int high2 = (blk[128 + 32 * h + l] >> (2 * k)) & 3;
-        const float sc = float(int8_t(blk[192 + e / 16]));
-        out[e] = d * sc * float((low4 | high2 << 4) - 32);
-      }
-}
-
-namespace {
 
 void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y) {
   const int64_t nb = K / 256;

@@ -195,6 +195,23 @@ TEST_P(KernelIsa, FloatRowsWithinTolerance) {
   for (int64_t K : {256, 768, 2560, 6912}) check_float(ks(), GgmlType::Q6_K, K, 11);
 }
 
+TEST_P(KernelIsa, F16EveryHalfValueConvertsExactly) {
+  // 65536 rows of one column each, x = 1: y[r] = 0 + half(r), exact for every bit pattern.
+  const int64_t rows = 65536;
+  std::vector<uint8_t> bytes(size_t(rows * 2));
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(&bytes[size_t(2 * r)], &r, 2);
+  const float one = 1.0f;
+  std::vector<float> y(static_cast<size_t>(rows));
+  ks().f16(bytes.data(), 1, &one, 0, rows, y.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    const float want = fp16_to_fp32(uint16_t(r));
+    if (std::isnan(want))
+      EXPECT_TRUE(std::isnan(y[size_t(r)])) << "half 0x" << std::hex << r;
+    else
+      EXPECT_EQ(y[size_t(r)], want) << "half 0x" << std::hex << r;
+  }
+}
+
 // ---- ops::matmul: thread-count independence, and agreement with the reference path ----
 
 TEST_P(KernelIsa, MatmulSameWithOneAndTwoThreads) {
