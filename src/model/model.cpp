@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 
 #include "errors.h"
 #include "tensor/quants.h"
@@ -88,10 +89,20 @@ class Binder {
     v.data = bytes.data();
     v.nbytes = bytes.size();
     m_.owned_buffers.push_back(std::move(bytes));
-    m_.load_notes.push_back("repacked " + tl.name + " from " +
-                            std::string(ggml_type_name(tl.type)) + " to I2_S at load");
+    ++repacked_[std::string(ggml_type_name(tl.type))];
     return v;
   }
+
+ public:
+  // One summary line per source type for `inspect` / run logs.
+  void add_notes() const {
+    for (const auto& [type, n] : repacked_)
+      m_.load_notes.push_back("repacked " + std::to_string(n) + " " + type +
+                              " tensors to I2_S at load (bitnet.cpp tile layout for their shapes)");
+  }
+
+ private:
+  std::map<std::string, int> repacked_;
 
   Model& m_;
 };
@@ -156,6 +167,7 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
     l.scale_up = bind.scalar(p + "ffn_up.scale");
     l.scale_down = bind.scalar(p + "ffn_down.scale");
   }
+  bind.add_notes();
   return m;
 }
 
