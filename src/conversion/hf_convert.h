@@ -1,0 +1,49 @@
+#pragma once
+// Hugging Face checkpoint directory → GGUF, streamed tensor by tensor (docs/conversion.md).
+// Projections are ternarized with absmean (ternary-formats.md §1) or unpacked from the HF packed
+// format (§13); embeddings, norms and the LM head are never ternarized. Only one tensor's floats
+// are in memory at a time; the output appears only when complete (GgufWriter's tmp + rename).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "tensor/ggml_type.h"
+
+namespace bitnet {
+
+struct ConvertOptions {
+  GgmlType type = GgmlType::I2_S;         // the seven projections per layer
+  std::optional<GgmlType> embedding_type;  // token_embd / output; default: default_embedding_type
+};
+
+struct ConvertResult {
+  uint64_t input_bytes = 0;   // tensor data read from the checkpoint
+  uint64_t output_bytes = 0;  // size of the GGUF
+  std::vector<std::string> notes;
+};
+
+// Throws Error/FormatError with a specific message; on failure nothing is left at `out`.
+ConvertResult convert_hf_checkpoint(const std::string& dir, const std::string& out,
+                                    const ConvertOptions& options,
+                                    const GgufWriter::Progress& progress = {});
+
+// ---- helpers shared with `bitnet quantize` and the tests -------------------------------------
+// Types a converter may write for projections / embeddings (UsageError-level checks).
+bool is_projection_output_type(GgmlType t);  // i2_s tq1_0 tq2_0 tl1 tl2 f32 f16 bf16
+bool is_embedding_output_type(GgmlType t);   // f32 f16 bf16 q8_0 q6_k
+// f32 → f32, bf16 → bf16, everything else → f16 (what bitnet.cpp keeps embeddings in).
+GgmlType default_embedding_type(GgmlType projection_type);
+// general.file_type in bitnet.cpp's numbering (gguf.md §8.1).
+uint32_t gguf_file_type(GgmlType projection_type);
+// Error naming the tensor if `type` cannot store a rows × cols matrix (block size, TL tiles).
+void check_type_fits(GgmlType type, const std::string& tensor, int64_t cols, int64_t rows);
+// True for blk.N.{attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down}.weight.
+bool is_projection_name(const std::string& gguf_name);
+
+// LLaMA q/k rows from HF's rotate_half order to adjacent-pair (NORM) order, per head:
+// HF row h·hd + l·hd/2 + i → GGUF row h·hd + 2i + l (architectures.md §1).
+void permute_qk_rows(float* w, int64_t rows, int64_t cols, int64_t n_heads);
+
+}  // namespace bitnet

@@ -1,0 +1,51 @@
+// `bitnet convert`: Hugging Face checkpoint directory → GGUF (docs/conversion.md).
+#include <chrono>
+#include <cstdio>
+
+#include "commands.h"
+#include "conversion/hf_convert.h"
+#include "model_options.h"
+
+namespace bitnet::cli {
+
+// Parses a --outtype / --embedding-type value against the converter's accepted set.
+GgmlType parse_conversion_type(const std::string& flag, const std::string& value, bool embedding) {
+  const auto t = ggml_type_from_name(value);
+  if (!t || !(embedding ? is_embedding_output_type(*t) : is_projection_output_type(*t)))
+    throw UsageError("unsupported " + flag + " '" + value + "' (expected " +
+                     (embedding ? "f16, q8_0, q6_k, f32 or bf16" : "i2_s, tq1_0, tq2_0, tl1, tl2, f16, bf16 or f32") + ")");
+  return *t;
+}
+
+int cmd_convert(int argc, char** argv) {
+  std::string dir, out, outtype = "i2_s", embedding_type;
+  ArgParser p("bitnet convert", "Convert a Hugging Face checkpoint (config.json, *.safetensors, tokenizer) to GGUF.");
+  p.positional("HF_DIR", "checkpoint directory", &dir, true);
+  p.option({"-o", "--outfile"}, "FILE", "output GGUF file", &out);
+  p.option({"--outtype"}, "TYPE", "projection type: i2_s (default), tq1_0, tq2_0, tl1, tl2, f16, bf16, f32", &outtype);
+  p.option({"--embedding-type"}, "TYPE", "token embedding / LM head type: f16, q8_0, q6_k, f32, bf16 "
+           "(default f32 for --outtype f32, bf16 for bf16, else f16)", &embedding_type);
+  if (!p.parse(argc, argv)) return 0;
+  if (out.empty()) throw UsageError("missing -o FILE");
+  ConvertOptions o;
+  o.type = parse_conversion_type("--outtype", outtype, false);
+  if (!embedding_type.empty()) o.embedding_type = parse_conversion_type("--embedding-type", embedding_type, true);
+  const auto t0 = std::chrono::steady_clock::now();
+  const ConvertResult r = convert_hf_checkpoint(dir, out, o, [](uint64_t d, uint64_t total) {
+    print_progress("converting", d, total);
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "\n");
+  for (const auto& n : r.notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+  std::fprintf(stderr, "wrote %s: %.1f MiB from %.1f MiB of weights in %.2f s (%.2f GB/s of input), peak memory %.1f MiB\n",
+               out.c_str(), double(r.output_bytes) / (1 << 20), double(r.input_bytes) / (1 << 20), s,
+               s > 0 ? double(r.input_bytes) / s / 1e9 : 0.0, peak_rss_mib());
+  return 0;
+}
+
+namespace {
+const CommandRegistration kRegistration({"convert", nullptr, cmd_convert,
+                                         "convert a Hugging Face checkpoint directory to GGUF", 70});
+}  // namespace
+
+}  // namespace bitnet::cli
