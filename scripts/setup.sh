@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build ccache git pkg-config nlohmann-json3-dev libgtest-dev
-          libbenchmark-dev python3)
+          libbenchmark-dev python3 libcpp-httplib-dev)
+# The test path (scripts/test.sh passes --asan) also needs headless Chromium for the server's
+# web-page test (tests/server).
+[ "${1:-}" = "--asan" ] && PACKAGES+=(chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,437 @@
+#include "server/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "errors.h"
+#include "runtime/session.h"
+#include "runtime/text_stream.h"
+
+namespace bitnet::server {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::optional<Event> Job::next(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  if (!cv_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return std::nullopt;
+  Event e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+JobStats Job::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void Job::push(Event e) {
+  {
+    std::lock_guard lock(mutex_);
+    events_.push_back(std::move(e));
+  }
+  cv_.notify_all();
+}
+
+struct Engine::Slot {
+  int id = 0;
+  std::vector<int32_t> cached;  // tokens whose K/V this slot's sequence holds
+  std::shared_ptr<Job> job;     // null: idle
+  size_t prompt_pos = 0;        // prompt tokens already in the cache
+  size_t chunk = 0;             // prompt tokens in the current batch
+  int32_t pending = -1;         // sampled token, evaluated in the next step
+  std::unique_ptr<Sampler> sampler;
+  Utf8Stream utf8;
+  std::string text;             // complete characters generated so far
+  size_t sent = 0;              // bytes of `text` already sent
+  JobStats stats;
+  Clock::time_point assigned, last_token;
+};
+
+namespace {
+
+// Length of the longest suffix of `text` that is a proper prefix of a stop string: those bytes
+// are held back because the next token may complete the stop string.
+size_t partial_stop_suffix(const std::string& text, const std::vector<std::string>& stops) {
+  size_t best = 0;
+  for (const std::string& stop : stops)
+    for (size_t n = std::min(stop.size() - 1, text.size()); n > best; --n)
+      if (text.compare(text.size() - n, n, stop, 0, n) == 0) {
+        best = n;
+        break;
+      }
+  return best;
+}
+
+std::vector<TokenProb> top_probs(std::span<const float> logits, int32_t n) {
+  const float max = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float l : logits) sum += std::exp(double(l - max));
+  std::vector<TokenProb> all(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) all[i] = {int32_t(i), float(std::exp(double(logits[i] - max)) / sum)};
+  const size_t k = std::min(all.size(), size_t(n));
+  std::partial_sort(all.begin(), all.begin() + ptrdiff_t(k), all.end(),
+                    [](const TokenProb& a, const TokenProb& b) { return a.prob > b.prob || (a.prob == b.prob && a.id < b.id); });
+  all.resize(k);
+  return all;
+}
+
+Event done(std::string reason, std::string stop_word = {}) {
+  Event e;
+  e.kind = Event::Kind::Done;
+  e.finish_reason = std::move(reason);
+  e.stopping_word = std::move(stop_word);
+  return e;
+}
+
+Event failed(std::string message) {
+  Event e;
+  e.kind = Event::Kind::Failed;
+  e.error = std::move(message);
+  return e;
+}
+
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
+}  // namespace
+
+Engine::Engine(const Model& model, EngineConfig config, Metrics& metrics)
+    : model_(model),
+      config_(std::move(config)),
+      metrics_(metrics),
+      pool_(config_.threads),
+      cache_(model.hp.n_layer, config_.n_slots, config_.n_ctx_slot, model.hp.kv_dim()) {
+  if (!model.tokenizer) throw Error("the server needs a model with a tokenizer");
+  for (int i = 0; i < config_.n_slots; ++i) {
+    slots_.push_back(std::make_unique<Slot>());
+    slots_.back()->id = i;
+  }
+  prime_system_prefix();
+  publish_locked();  // no other thread yet
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  for (auto& job : queue_) job->push(failed("server is shutting down"));
+  for (auto& s : slots_)
+    if (s->job) s->job->push(failed("server is shutting down"));
+}
+
+// Evaluates the system prefix once in slot 0 and copies its K/V into every other slot, so each
+// request that starts with it (they all do) skips those tokens.
+void Engine::prime_system_prefix() {
+  const auto& prefix = config_.system_prefix;
+  if (prefix.empty()) return;
+  if (int64_t(prefix.size()) >= config_.n_ctx_slot)
+    throw Error("system prompt is " + std::to_string(prefix.size()) + " tokens: it does not fit in a slot context of " +
+                std::to_string(config_.n_ctx_slot) + " (raise -c or lower -np)");
+  for (size_t begin = 0; begin < prefix.size(); begin += size_t(config_.n_batch)) {
+    Batch b;
+    for (size_t i = begin; i < std::min(prefix.size(), begin + size_t(config_.n_batch)); ++i)
+      b.add(prefix[i], int32_t(i), 0, false);
+    forward(model_, cache_, b, pool_);
+  }
+  const size_t n = prefix.size() * size_t(cache_.kv_dim()) * sizeof(uint16_t);
+  for (auto& s : slots_) {
+    s->cached = prefix;
+    if (s->id == 0) continue;
+    for (int64_t l = 0; l < model_.hp.n_layer; ++l) {
+      std::memcpy(cache_.k(l, s->id, 0), cache_.k(l, 0, 0), n);
+      std::memcpy(cache_.v(l, s->id, 0), cache_.v(l, 0, 0), n);
+    }
+    cache_.set_length(s->id, int64_t(prefix.size()));
+  }
+}
+
+std::shared_ptr<Job> Engine::submit(GenerationRequest request) {
+  if (request.prompt.empty()) throw Error("empty prompt");
+  if (int64_t(request.prompt.size()) > config_.n_ctx_slot)
+    throw Error("prompt is " + std::to_string(request.prompt.size()) + " tokens: more than the slot context of " +
+                std::to_string(config_.n_ctx_slot));
+  for (int32_t t : request.prompt)
+    if (t < 0 || t >= model_.hp.n_vocab) throw Error("token id " + std::to_string(t) + " is outside the vocabulary");
+  if (request.slot_id < -1 || request.slot_id >= config_.n_slots) throw Error("slot id out of range");
+  if (request.n_probs < 0 || request.n_probs > model_.hp.n_vocab) throw Error("n_probs out of range");
+  auto job = std::make_shared<Job>(std::move(request));
+  {
+    std::lock_guard lock(mutex_);
+    if (draining_ || stop_) throw Busy("server is shutting down");
+    int idle = 0;
+    for (const auto& info : snapshot_) idle += info.busy ? 0 : 1;
+    if (int(queue_.size()) >= idle + config_.queue_limit)
+      throw Busy("all " + std::to_string(config_.n_slots) + " slots are busy and the queue is full (" +
+                 std::to_string(config_.queue_limit) + " waiting)");
+    queue_.push_back(job);
+  }
+  metrics_.requests += 1;
+  cv_.notify_all();
+  return job;
+}
+
+void Engine::drain(Clock::time_point deadline) {
+  {
+    std::lock_guard lock(mutex_);
+    draining_ = true;
+  }
+  while (Clock::now() < deadline && (active() > 0 || queued() > 0))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& job : queue_) job->cancel();
+    for (auto& s : slots_)
+      if (s->job) s->job->cancel();
+  }
+  cv_.notify_all();
+  // Cancelled jobs end at the engine's next step.
+  const auto hard = Clock::now() + std::chrono::seconds(5);
+  while (Clock::now() < hard && (active() > 0 || queued() > 0))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+std::vector<SlotInfo> Engine::slots() const {
+  std::lock_guard lock(mutex_);
+  return snapshot_;
+}
+
+int Engine::queued() const {
+  std::lock_guard lock(mutex_);
+  return int(queue_.size());
+}
+
+int Engine::active() const {
+  std::lock_guard lock(mutex_);
+  int n = 0;
+  for (const auto& info : snapshot_) n += info.busy ? 1 : 0;
+  return n;
+}
+
+void Engine::publish_locked() {
+  snapshot_.clear();
+  for (const auto& s : slots_)
+    snapshot_.push_back({s->id, s->job != nullptr, config_.n_ctx_slot, int64_t(s->cached.size()),
+                         s->job ? int64_t(s->job->request.prompt.size()) : 0, s->stats.generated});
+}
+
+// Moves queued jobs into idle slots: a job naming a slot waits for it; otherwise it takes the idle
+// slot sharing the longest prefix with its prompt (prefix reuse). Cancelled queued jobs end here.
+void Engine::admit_locked() {
+  const bool any_busy = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->job != nullptr; });
+  if (!config_.continuous_batching && any_busy) return;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    const auto job = *it;
+    if (job->cancelled()) {
+      metrics_.requests_cancelled += 1;
+      job->push(done("cancelled"));
+      it = queue_.erase(it);
+      continue;
+    }
+    Slot* best = nullptr;
+    size_t best_common = 0;
+    for (auto& s : slots_) {
+      if (s->job || (job->request.slot_id >= 0 && job->request.slot_id != s->id)) continue;
+      const size_t common = common_prefix(s->cached, job->request.prompt);
+      if (!best || common > best_common) best = s.get(), best_common = common;
+    }
+    if (!best) {
+      ++it;
+      continue;
+    }
+    assign(*best, job);
+    it = queue_.erase(it);
+  }
+}
+
+void Engine::assign(Slot& s, std::shared_ptr<Job> job) {
+  const auto& prompt = job->request.prompt;
+  size_t common = job->request.cache_prompt ? common_prefix(s.cached, prompt) : 0;
+  if (common == prompt.size()) --common;  // re-evaluate the last prompt token for its logits
+  s.cached.resize(common);
+  cache_.set_length(s.id, int64_t(common));
+  s.prompt_pos = common;
+  s.pending = -1;
+  s.sampler = std::make_unique<Sampler>(job->request.sampling);
+  s.utf8 = Utf8Stream();
+  s.text.clear();
+  s.sent = 0;
+  s.stats = JobStats{};
+  s.stats.slot = s.id;
+  s.stats.prompt_tokens = int64_t(prompt.size());
+  s.stats.cached_tokens = int64_t(common);
+  s.stats.queue_ms = seconds_since(job->submitted_) * 1e3;
+  s.assigned = Clock::now();
+  s.job = std::move(job);
+  metrics_.cached_tokens += common;
+}
+
+void Engine::loop() {
+  Batch batch;
+  std::vector<int> rows;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      auto busy = [&] { return std::any_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->job != nullptr; }); };
+      // Wakes on submit; the timeout lets cancelled queued jobs leave the queue while idle.
+      cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_ || busy() || !queue_.empty(); });
+      if (stop_) return;
+      admit_locked();
+      publish_locked();
+    }
+    for (auto& s : slots_)
+      if (s->job && s->job->cancelled()) {
+        metrics_.requests_cancelled += 1;
+        finish(*s, done("cancelled"));
+      }
+    if (!build_batch(batch, rows)) continue;
+    std::vector<float> logits;
+    try {
+      logits = forward(model_, cache_, batch, pool_);
+    } catch (const std::exception& e) {
+      fail_batch(e.what());
+      continue;
+    }
+    metrics_.decode_steps += 1;
+    metrics_.batch_tokens += uint64_t(batch.size());
+    after_forward(logits, rows);
+  }
+}
+
+// One token for every generating slot, then prompt chunks within the n_batch budget.
+bool Engine::build_batch(Batch& b, std::vector<int>& row_of_slot) {
+  b.clear();
+  row_of_slot.assign(slots_.size(), -1);
+  int64_t budget = std::max<int64_t>(config_.n_batch, int64_t(slots_.size()));
+  int rows = 0;
+  for (auto& s : slots_) {
+    s->chunk = 0;
+    if (!s->job || s->pending < 0) continue;
+    b.add(s->pending, int32_t(s->cached.size()), s->id, true);
+    row_of_slot[size_t(s->id)] = rows++;
+    --budget;
+  }
+  for (auto& s : slots_) {
+    if (!s->job || s->pending >= 0 || budget <= 0) continue;
+    const auto& prompt = s->job->request.prompt;
+    const size_t n = std::min(size_t(budget), prompt.size() - s->prompt_pos);
+    for (size_t i = s->prompt_pos; i < s->prompt_pos + n; ++i) {
+      const bool last = i + 1 == prompt.size();
+      b.add(prompt[i], int32_t(i), s->id, last);
+      if (last) row_of_slot[size_t(s->id)] = rows++;
+    }
+    s->chunk = n;
+    budget -= int64_t(n);
+  }
+  return b.size() > 0;
+}
+
+void Engine::after_forward(const std::vector<float>& logits, const std::vector<int>& row_of_slot) {
+  const size_t V = size_t(model_.hp.n_vocab);
+  for (auto& s : slots_) {
+    if (!s->job) continue;
+    if (s->pending >= 0) {
+      s->cached.push_back(s->pending);
+      s->pending = -1;
+    } else if (s->chunk > 0) {
+      const auto& prompt = s->job->request.prompt;
+      s->cached.insert(s->cached.end(), prompt.begin() + ptrdiff_t(s->prompt_pos),
+                       prompt.begin() + ptrdiff_t(s->prompt_pos + s->chunk));
+      s->prompt_pos += s->chunk;
+      metrics_.prompt_tokens += s->chunk;
+    }
+    const int row = row_of_slot[size_t(s->id)];
+    if (row < 0) continue;
+    if (s->stats.generated == 0) s->stats.prompt_ms = seconds_since(s->assigned) * 1e3;
+    if (s->job->request.n_predict == 0) {
+      finish(*s, done("length"));
+      continue;
+    }
+    const std::span<const float> row_logits(logits.data() + size_t(row) * V, V);
+    on_sampled(*s, s->sampler->sample(row_logits, s->cached), row_logits);
+  }
+}
+
+// Mirrors runtime/generate.cpp so a slot produces exactly what `bitnet run` does: end of
+// generation is not emitted; the context check follows the emitted token.
+void Engine::on_sampled(Slot& s, int32_t token, std::span<const float> logits) {
+  const GenerationRequest& req = s.job->request;
+  const Tokenizer& tok = *model_.tokenizer;
+  const auto now = Clock::now();
+  if (s.stats.generated == 0)
+    metrics_.ttft.observe(seconds_since(s.job->submitted_));
+  else
+    metrics_.inter_token.observe(std::chrono::duration<double>(now - s.last_token).count());
+  s.last_token = now;
+  if (tok.is_end_of_generation(token) && !req.ignore_eos) {
+    finish(s, done("stop"));
+    return;
+  }
+  s.stats.generated += 1;
+  metrics_.generated_tokens += 1;
+  s.text += s.utf8.push(tok.token_to_piece(token));
+  Event e;
+  e.token = token;
+  if (req.n_probs > 0) e.probs = top_probs(logits, req.n_probs);
+  // A stop string ends generation; it and anything after it are not sent.
+  size_t stop_at = std::string::npos;
+  std::string stop_word;
+  for (const std::string& stop : req.stop) {
+    const size_t p = s.text.find(stop, s.sent);
+    if (p != std::string::npos && p < stop_at) stop_at = p, stop_word = stop;
+  }
+  if (stop_at != std::string::npos) {
+    e.text = s.text.substr(s.sent, stop_at - s.sent);
+    s.sent = s.text.size();
+    s.job->push(std::move(e));
+    finish(s, done("stop", stop_word));
+    return;
+  }
+  const size_t safe = s.text.size() - partial_stop_suffix(s.text, req.stop);
+  if (safe > s.sent) {
+    e.text = s.text.substr(s.sent, safe - s.sent);
+    s.sent = safe;
+  }
+  s.job->push(std::move(e));
+  if ((req.n_predict >= 0 && s.stats.generated >= req.n_predict) || int64_t(s.cached.size()) >= config_.n_ctx_slot) {
+    finish(s, done("length"));
+    return;
+  }
+  s.pending = token;
+}
+
+// Ends the slot's job with `done` (carrying any held-back text) and frees the slot; its cache
+// keeps the evaluated tokens for prefix reuse.
+void Engine::finish(Slot& s, Event done) {
+  if (done.kind == Event::Kind::Done && done.stopping_word.empty() && done.finish_reason != "cancelled") {
+    s.text += s.utf8.flush();
+    done.text = s.text.substr(std::min(s.sent, s.text.size()));
+  }
+  s.stats.generation_ms = s.stats.generated > 0 ? seconds_since(s.assigned) * 1e3 - s.stats.prompt_ms : 0;
+  {
+    std::lock_guard lock(s.job->mutex_);
+    s.job->stats_ = s.stats;
+  }
+  metrics_.e2e.observe(seconds_since(s.job->submitted_));
+  s.job->push(std::move(done));
+  s.pending = -1;
+  std::lock_guard lock(mutex_);
+  s.job = nullptr;
+  publish_locked();
+}
+
+void Engine::fail_batch(const std::string& message) {
+  for (auto& s : slots_)
+    if (s->job && (s->pending >= 0 || s->chunk > 0)) finish(*s, failed(message));
+}
+
+}  // namespace bitnet::server

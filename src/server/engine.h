@@ -1,0 +1,152 @@
+#pragma once
+// The server's inference engine: N slots over ONE KvCache (one sequence per slot) and a single
+// engine thread. Every step it forms one Batch from all active slots (a prompt chunk for slots
+// still reading their prompt, one token for each generating slot), calls forward() once, samples
+// per slot with the slot's own Sampler and pushes the results to each request's Job. HTTP threads
+// only submit jobs and read their events, so the model is only ever touched by one thread.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/forward.h"
+#include "sampling/sampler.h"
+#include "server/metrics.h"
+
+namespace bitnet::server {
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;  // full prompt, special tokens included
+  int64_t n_predict = -1;       // < 0: until end of generation or a full slot context
+  SamplingParams sampling;
+  bool ignore_eos = false;
+  std::vector<std::string> stop;  // stop strings (not included in the output)
+  int32_t slot_id = -1;           // -1: any slot
+  int32_t n_probs = 0;            // top-n probabilities reported per generated token
+  bool cache_prompt = true;       // reuse the slot's cached prefix
+};
+
+struct TokenProb {
+  int32_t id;
+  float prob;
+};
+
+struct Event {
+  enum class Kind { Token, Done, Failed };
+  Kind kind = Kind::Token;
+  std::string text;              // new text (complete UTF-8 characters; may be empty while held)
+  int32_t token = -1;            // Token: the generated id
+  std::vector<TokenProb> probs;  // Token: top n_probs, highest first
+  std::string finish_reason;     // Done: "stop", "length" or "cancelled"
+  std::string stopping_word;     // Done: the stop string that ended generation, if any
+  std::string error;             // Failed: why
+};
+
+struct JobStats {
+  int slot = -1;
+  int64_t prompt_tokens = 0;  // prompt length
+  int64_t cached_tokens = 0;  // prompt tokens reused from the slot's cache
+  int64_t generated = 0;
+  double queue_ms = 0, prompt_ms = 0, generation_ms = 0;
+};
+
+// One request as seen by both sides: the engine appends events, the HTTP thread reads them.
+class Job {
+ public:
+  explicit Job(GenerationRequest r) : request(std::move(r)) {}
+  // The next event, or nullopt when none arrived within `timeout`.
+  std::optional<Event> next(std::chrono::milliseconds timeout);
+  // Asks the engine to stop this job; it frees its slot at the next step.
+  void cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_; }
+  JobStats stats() const;
+
+  const GenerationRequest request;
+
+ private:
+  friend class Engine;
+  void push(Event e);
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Event> events_;
+  std::atomic<bool> cancelled_{false};
+  JobStats stats_;
+  std::chrono::steady_clock::time_point submitted_ = std::chrono::steady_clock::now();
+};
+
+struct EngineConfig {
+  int n_slots = 1;
+  int64_t n_ctx_slot = 512;  // positions per slot (total context / slots)
+  int64_t n_batch = 512;     // tokens per forward pass
+  int threads = 1;
+  int queue_limit = 16;           // jobs that may wait for a slot; more get Busy
+  bool continuous_batching = true;  // false: admit new jobs only when every slot is idle
+  std::vector<int32_t> system_prefix;  // primed into every slot at start-up
+};
+
+// submit() when the wait queue is full, or while shutting down.
+struct Busy : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct SlotInfo {
+  int id;
+  bool busy;
+  int64_t n_ctx, cached_tokens, prompt_tokens, generated;
+};
+
+class Engine {
+ public:
+  // Primes the system prefix into every slot (throws Error if it does not fit), then starts the
+  // engine thread.
+  Engine(const Model& model, EngineConfig config, Metrics& metrics);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a job; throws Busy when the queue is full or the engine is draining.
+  std::shared_ptr<Job> submit(GenerationRequest request);
+  // Refuses new jobs; returns once every job finished or `deadline` passed (then cancels the rest).
+  void drain(std::chrono::steady_clock::time_point deadline);
+
+  const EngineConfig& config() const { return config_; }
+  std::vector<SlotInfo> slots() const;
+  int queued() const;
+  int active() const;
+
+ private:
+  struct Slot;
+  void loop();
+  void prime_system_prefix();
+  void admit_locked();
+  void publish_locked();
+  void assign(Slot& s, std::shared_ptr<Job> job);
+  bool build_batch(Batch& batch, std::vector<int>& row_of_slot);
+  void after_forward(const std::vector<float>& logits, const std::vector<int>& row_of_slot);
+  void on_sampled(Slot& s, int32_t token, std::span<const float> logits);
+  void finish(Slot& s, Event done);
+  void fail_batch(const std::string& message);
+
+  const Model& model_;
+  EngineConfig config_;
+  Metrics& metrics_;
+  ThreadPool pool_;
+  KvCache cache_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  mutable std::mutex mutex_;  // guards queue_, snapshot_, stop_, draining_ and Slot::job
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  std::vector<SlotInfo> snapshot_;  // what slots() reports, refreshed each step
+  bool stop_ = false, draining_ = false;
+  std::thread thread_;
+};
+
+}  // namespace bitnet::server

@@ -1,0 +1,248 @@
+#include "server/http_api.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "server/api_error.h"
+#include "server/web_page.h"
+
+namespace bitnet::server {
+
+using nlohmann::json;
+
+Api::Api(ApiConfig config, Metrics& metrics)
+    : config_(std::move(config)),
+      metrics_(metrics),
+      created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+                   .count()) {
+  model_name_ = std::filesystem::path(config_.model_path).filename().string();
+}
+
+void Api::set_ready(const Model& model, Engine& engine) {
+  model_ = &model;
+  engine_ = &engine;
+  ready_ = true;  // publishes model_/engine_ to the handler threads (sequentially consistent)
+}
+
+std::vector<int32_t> Api::system_prefix(const Model& model) const {
+  if (config_.system_prompt.empty()) return {};
+  const Tokenizer& tok = *model.tokenizer;
+  const ChatFormat format = detect_chat_format(tok.data().chat_template, model.hp.arch.name);
+  const std::vector<ChatMessage> system = {{"system", config_.system_prompt}};
+  return tok.encode(apply_chat_template(format, system, false), true, true);
+}
+
+namespace {
+
+// Comparison whose time does not depend on where the strings differ.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= uint8_t(a[i] ^ (i < b.size() ? b[i] : 0));
+  return diff == 0;
+}
+
+bool is_public(const std::string& path) { return path == "/health" || path == "/" || path == "/index.html"; }
+
+const char* error_type(int status) {
+  switch (status) {
+    case 400: case 413: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 501: return "not_supported_error";
+    case 503: return "unavailable_error";
+    default: return "server_error";
+  }
+}
+
+}  // namespace
+
+bool Api::authorized(const httplib::Request& req) const {
+  if (config_.api_key.empty()) return true;
+  const std::string auth = req.get_header_value("Authorization");
+  if (auth.rfind("Bearer ", 0) == 0 && same_secret(auth.substr(7), config_.api_key)) return true;
+  return req.has_header("X-Api-Key") && same_secret(req.get_header_value("X-Api-Key"), config_.api_key);
+}
+
+void Api::reply(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(dump(body), "application/json; charset=utf-8");
+}
+
+// Runs a handler, turning every failure into the OpenAI error envelope: no exception reaches the
+// HTTP library and no request can take the server down.
+void Api::guard(const httplib::Request& req, httplib::Response& res, const std::function<void()>& body) {
+  (void)req;
+  try {
+    body();
+  } catch (const ApiError& e) {
+    reply(res, e.status, error_body(e.status, e.type, e.what()));
+  } catch (const Busy& e) {
+    metrics_.requests_rejected += 1;
+    reply(res, 503, error_body(503, "unavailable_error", e.what()));
+  } catch (const Error& e) {  // library validation (tokens, lengths): the request was wrong
+    reply(res, 400, error_body(400, "invalid_request_error", e.what()));
+  } catch (const std::exception& e) {
+    reply(res, 500, error_body(500, "server_error", e.what()));
+  }
+}
+
+void Api::install(httplib::Server& srv) {
+  srv.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "OPTIONS") return httplib::Server::HandlerResponse::Unhandled;
+    if (!is_public(req.path) && !authorized(req)) {
+      reply(res, 401, error_body(401, "authentication_error", "invalid or missing API key"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (!is_public(req.path) && !ready_) {
+      reply(res, 503, error_body(503, "unavailable_error", "Loading model"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Statuses the HTTP library produces itself (404, 413, 400 on bad framing) get the envelope too.
+  srv.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+    metrics_.http_errors += 1;
+    if (!res.body.empty() || res.is_chunked_content_provider_) return httplib::Server::HandlerResponse::Unhandled;
+    std::string message = "request failed";
+    if (res.status == 404) message = "no such endpoint: " + req.method + " " + req.path;
+    if (res.status == 413) message = "request body is larger than the server's limit (--max-body)";
+    reply(res, res.status, error_body(res.status, error_type(res.status), message));
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  srv.set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    reply(res, 500, error_body(500, "server_error", "internal error"));
+  });
+  srv.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
+  srv.Options(".*", [](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Api-Key");
+    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.status = 204;
+  });
+
+  using Req = httplib::Request;
+  using Res = httplib::Response;
+  auto route = [this](auto fn) {
+    return [this, fn](const Req& req, Res& res) { guard(req, res, [&] { fn(req, res); }); };
+  };
+  srv.Get("/", [](const Req&, Res& res) { res.set_content(kIndexHtml, "text/html; charset=utf-8"); });
+  srv.Get("/index.html", [](const Req&, Res& res) { res.set_content(kIndexHtml, "text/html; charset=utf-8"); });
+  srv.Get("/health", route([this](const Req& q, Res& s) { health(q, s); }));
+  srv.Get("/v1/models", route([this](const Req&, Res& s) { models(s); }));
+  srv.Get("/models", route([this](const Req&, Res& s) { models(s); }));
+  srv.Get("/props", route([this](const Req&, Res& s) { props(s); }));
+  srv.Get("/slots", route([this](const Req& q, Res& s) { slots(q, s); }));
+  srv.Get("/metrics", route([this](const Req&, Res& s) { metrics(s); }));
+  srv.Post("/tokenize", route([this](const Req& q, Res& s) { tokenize(q, s); }));
+  srv.Post("/detokenize", route([this](const Req& q, Res& s) { detokenize(q, s); }));
+  srv.Post("/apply-template", route([this](const Req& q, Res& s) { apply_template(q, s); }));
+  srv.Post("/completion", route([this](const Req& q, Res& s) { completion(q, s, Dialect::Native); }));
+  srv.Post("/completions", route([this](const Req& q, Res& s) { completion(q, s, Dialect::Native); }));
+  srv.Post("/v1/completions", route([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiText); }));
+  srv.Post("/v1/chat/completions", route([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiChat); }));
+  srv.Post("/chat/completions", route([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiChat); }));
+}
+
+void Api::health(const httplib::Request&, httplib::Response& res) {
+  if (!ready_) throw ApiError(503, "unavailable_error", "Loading model");
+  reply(res, 200, {{"status", "ok"}});
+}
+
+void Api::models(httplib::Response& res) {
+  const HParams& hp = model_->hp;
+  reply(res, 200,
+        {{"object", "list"},
+         {"data", json::array({{{"id", model_name_},
+                                {"object", "model"},
+                                {"created", created_},
+                                {"owned_by", "bitnet.cpp"},
+                                {"meta",
+                                 {{"architecture", hp.arch.name},
+                                  {"n_vocab", hp.n_vocab},
+                                  {"n_ctx_train", hp.n_ctx_train},
+                                  {"n_embd", hp.n_embd},
+                                  {"n_layer", hp.n_layer}}}}})}});
+}
+
+void Api::props(httplib::Response& res) {
+  const SamplingParams& p = config_.sampling;
+  const EngineConfig& e = engine_->config();
+  reply(res, 200,
+        {{"default_generation_settings",
+          {{"n_ctx", e.n_ctx_slot},
+           {"params",
+            {{"n_predict", config_.n_predict},
+             {"temperature", p.temperature},
+             {"top_k", p.top_k},
+             {"top_p", p.top_p},
+             {"min_p", p.min_p},
+             {"repeat_penalty", p.repeat_penalty},
+             {"repeat_last_n", p.repeat_last_n}}}}},
+         {"total_slots", e.n_slots},
+         {"n_ctx", e.n_ctx_slot * e.n_slots},
+         {"continuous_batching", e.continuous_batching},
+         {"queue_limit", e.queue_limit},
+         {"model_path", config_.model_path},
+         {"system_prompt", config_.system_prompt},
+         {"chat_template", model_->tokenizer->data().chat_template}});
+}
+
+void Api::slots(const httplib::Request& req, httplib::Response& res) {
+  json out = json::array();
+  int idle = 0;
+  for (const SlotInfo& s : engine_->slots()) {
+    idle += s.busy ? 0 : 1;
+    out.push_back({{"id", s.id},
+                   {"is_processing", s.busy},
+                   {"n_ctx", s.n_ctx},
+                   {"n_cached", s.cached_tokens},
+                   {"n_prompt_tokens", s.prompt_tokens},
+                   {"n_decoded", s.generated}});
+  }
+  if (req.has_param("fail_on_no_slot") && idle == 0) throw ApiError(503, "unavailable_error", "no slot available");
+  reply(res, 200, out);
+}
+
+void Api::metrics(httplib::Response& res) {
+  if (!config_.metrics) throw ApiError(501, "not_supported_error", "metrics are disabled: start the server with --metrics");
+  const auto slots = engine_->slots();
+  int active = 0;
+  for (const auto& s : slots) active += s.busy ? 1 : 0;
+  res.status = 200;
+  res.set_content(metrics_.render(int(slots.size()), active, engine_->queued()), "text/plain; version=0.0.4");
+}
+
+void Api::tokenize(const httplib::Request& req, httplib::Response& res) {
+  const json body = parse_object(req.body);
+  const auto content = get_string(body, "content");
+  if (!content) throw bad_request("'content' is required");
+  const bool add_special = get_bool(body, "add_special").value_or(false);
+  const bool parse_special = get_bool(body, "parse_special").value_or(true);
+  const bool with_pieces = get_bool(body, "with_pieces").value_or(false);
+  const Tokenizer& tok = *model_->tokenizer;
+  json tokens = json::array();
+  for (int32_t id : tok.encode(*content, add_special, parse_special)) {
+    if (with_pieces)
+      tokens.push_back({{"id", id}, {"piece", tok.token_to_piece(id, true)}});
+    else
+      tokens.push_back(id);
+  }
+  reply(res, 200, {{"tokens", tokens}});
+}
+
+void Api::detokenize(const httplib::Request& req, httplib::Response& res) {
+  const json body = parse_object(req.body);
+  if (!body.contains("tokens")) throw bad_request("'tokens' is required");
+  const auto ids = get_tokens(body["tokens"], "tokens", model_->tokenizer->n_tokens());
+  reply(res, 200, {{"content", model_->tokenizer->decode(ids)}});
+}
+
+void Api::apply_template(const httplib::Request& req, httplib::Response& res) {
+  const json body = parse_object(req.body);
+  const Tokenizer& tok = *model_->tokenizer;
+  const ChatFormat format = detect_chat_format(tok.data().chat_template, model_->hp.arch.name);
+  reply(res, 200, {{"prompt", apply_chat_template(format, chat_messages(body), true)}});
+}
+
+}  // namespace bitnet::server

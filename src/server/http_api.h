@@ -1,0 +1,87 @@
+#pragma once
+// The HTTP API: routes, API-key check, request validation and the OpenAI error envelope.
+// Handlers run on the HTTP library's threads; they only tokenize, submit jobs to the Engine and
+// turn the job's events into JSON or Server-Sent Events.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "sampling/sampler.h"
+#include "server/engine.h"
+#include "server/metrics.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace bitnet::server {
+
+struct ApiConfig {
+  std::string api_key;           // empty: no authentication
+  bool metrics = false;          // expose GET /metrics
+  std::string model_path;        // shown by /v1/models and /props
+  std::string system_prompt;     // prepended to every conversation (and primed in the cache)
+  SamplingParams sampling;       // defaults for requests that do not set them
+  bool random_seed = true;       // no -s given: each request without "seed" draws one
+  int64_t n_predict = -1;        // default token limit
+};
+
+enum class Dialect { Native, OpenAiText, OpenAiChat };
+
+class Api {
+ public:
+  Api(ApiConfig config, Metrics& metrics);
+  // Registers every route and the auth / error handlers.
+  void install(httplib::Server& server);
+  // The model is loaded and the engine runs: every endpoint becomes available.
+  void set_ready(const Model& model, Engine& engine);
+  // From now on generation requests get 503; those in flight carry on.
+  void begin_shutdown() { shutting_down_ = true; }
+  // Generation requests whose response is still being written.
+  int in_flight() const { return in_flight_; }
+  // Tokens a completion prompt starts with when a system prompt is set (primed in every slot).
+  std::vector<int32_t> system_prefix(const Model& model) const;
+
+ private:
+  struct Stream;
+  bool authorized(const httplib::Request& req) const;
+  void guard(const httplib::Request& req, httplib::Response& res, const std::function<void()>& body);
+  void reply(httplib::Response& res, int status, const nlohmann::json& body);
+
+  void health(const httplib::Request& req, httplib::Response& res);
+  void models(httplib::Response& res);
+  void props(httplib::Response& res);
+  void slots(const httplib::Request& req, httplib::Response& res);
+  void metrics(httplib::Response& res);
+  void tokenize(const httplib::Request& req, httplib::Response& res);
+  void detokenize(const httplib::Request& req, httplib::Response& res);
+  void apply_template(const httplib::Request& req, httplib::Response& res);
+  void completion(const httplib::Request& req, httplib::Response& res, Dialect dialect);
+
+  // completion_api.cpp
+  std::vector<ChatMessage> chat_messages(const nlohmann::json& body) const;
+  GenerationRequest parse_generation(const nlohmann::json& body, Dialect dialect) const;
+  nlohmann::json final_response(Dialect dialect, const std::string& id, const std::string& text,
+                                const std::vector<int32_t>& tokens, const nlohmann::json& probs,
+                                const Event& done, const JobStats& stats) const;
+  void stream_response(httplib::Response& res, std::shared_ptr<Job> job, Dialect dialect, std::string id);
+  std::string sse_for(Stream& st, const Event& e) const;
+
+  ApiConfig config_;
+  Metrics& metrics_;
+  std::atomic<bool> ready_{false}, shutting_down_{false};
+  std::atomic<int> in_flight_{0};
+  const Model* model_ = nullptr;  // set before ready_
+  Engine* engine_ = nullptr;
+  std::string model_name_;
+  int64_t created_ = 0;  // start time, for /v1/models
+};
+
+}  // namespace bitnet::server

@@ -1,0 +1,128 @@
+#include "server/server.h"
+
+#include <httplib.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "errors.h"
+
+namespace bitnet::server {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// SIGINT/SIGTERM are blocked in every thread (the mask is inherited) and taken by one waiting
+// thread, so the shutdown sequence runs as ordinary code instead of inside a signal handler.
+class SignalWaiter {
+ public:
+  SignalWaiter() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    signal(SIGPIPE, SIG_IGN);  // a vanished client is a failed write, not a dead server
+    std::thread([this] {
+      int sig = 0;
+      sigwait(&set_, &sig);
+      {
+        std::lock_guard lock(mutex_);
+        signalled_ = sig;
+      }
+      cv_.notify_all();
+    }).detach();  // blocked in sigwait for the process lifetime unless a signal comes
+  }
+  int wait() {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return signalled_ != 0; });
+    return signalled_;
+  }
+  bool signalled() {
+    std::lock_guard lock(mutex_);
+    return signalled_ != 0;
+  }
+
+ private:
+  sigset_t set_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  int signalled_ = 0;
+};
+
+void configure(httplib::Server& srv, const ServerConfig& c) {
+  srv.set_read_timeout(c.timeout_s, 0);
+  srv.set_write_timeout(c.timeout_s, 0);
+  srv.set_keep_alive_timeout(3);  // bounds how long idle connections delay shutdown
+  srv.set_payload_max_length(c.max_body);
+  // Every streaming client holds a handler thread: enough for all slots, the wait queue (whose
+  // overflow must get its 503 promptly) and a few quick requests besides.
+  const size_t threads = size_t(c.engine.n_slots + c.engine.queue_limit + 8);
+  srv.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+}
+
+}  // namespace
+
+int run_server(ServerConfig config) {
+  SignalWaiter signals;  // first, before any thread exists
+  Metrics metrics;
+  Api api(config.api, metrics);
+  httplib::Server srv;
+  configure(srv, config);
+  api.install(srv);
+  int port = config.port;
+  if (port == 0)
+    port = srv.bind_to_any_port(config.host);
+  else if (!srv.bind_to_port(config.host, port))
+    port = -1;
+  if (port <= 0) throw Error("cannot listen on " + config.host + ":" + std::to_string(config.port));
+  std::fprintf(stderr, "server listening on http://%s:%d\n", config.host.c_str(), port);
+  std::thread http([&] { srv.listen_after_bind(); });
+
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Engine> engine;
+  int rc = 0;
+  auto stop_http = [&] {
+    srv.stop();
+    http.join();
+  };
+  try {
+    ServedModel served = config.load();
+    model = std::move(served.model);
+    EngineConfig& e = config.engine;
+    e.n_ctx_slot = served.total_ctx / e.n_slots;
+    if (e.n_ctx_slot < 8)
+      throw Error("context of " + std::to_string(served.total_ctx) + " tokens shared by " + std::to_string(e.n_slots) +
+                  " slots leaves fewer than 8 tokens per slot (raise -c or lower -np)");
+    e.system_prefix = api.system_prefix(*model);
+    engine = std::make_unique<Engine>(*model, e, metrics);
+  } catch (...) {
+    stop_http();
+    throw;
+  }
+  if (!signals.signalled()) {
+    api.set_ready(*model, *engine);
+    std::fprintf(stderr, "server ready: %d slots of %lld tokens, %d threads%s\n", engine->config().n_slots,
+                 (long long)engine->config().n_ctx_slot, engine->config().threads,
+                 config.engine.system_prefix.empty() ? "" : ", system prompt primed");
+  }
+  const int sig = signals.wait();
+  std::fprintf(stderr, "server: %s received, shutting down (grace %.1f s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
+               config.shutdown_grace_s);
+  api.begin_shutdown();
+  const auto grace = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config.shutdown_grace_s));
+  engine->drain(Clock::now() + grace);
+  // Let the last events of every stream reach its client before the listener closes.
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (api.in_flight() > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  stop_http();
+  engine.reset();
+  std::fprintf(stderr, "server stopped\n");
+  return rc;
+}
+
+}  // namespace bitnet::server

@@ -1,0 +1,175 @@
+// `bitnet serve` / `llama-server`: the OpenAI-compatible HTTP server (src/server/).
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "commands.h"
+#include "model_options.h"
+#include "server/server.h"
+
+namespace bitnet::cli {
+namespace {
+
+struct ServeOptions {
+  ModelOptions model;
+  int64_t parallel = 1, n_predict = -1, port = 8080, timeout = 600, queue_limit = 16;
+  int64_t max_body = 1 << 20;
+  float grace = 10;
+  bool cont_batching = true, no_cont_batching = false, metrics = false;
+  std::string host = "127.0.0.1", api_key, api_key_file, system_prompt;
+  SamplingParams sampling;
+  uint64_t seed = UINT64_MAX;
+};
+
+// Long flags that may also come from the environment as LLAMA_ARG_<NAME> (dashes → underscores,
+// upper case), llama-server's convention; `true` marks flags without a value.
+const std::pair<const char*, bool> kEnvFlags[] = {
+    {"--model", false},        {"--threads", false},       {"--ctx-size", false},     {"--batch-size", false},
+    {"--gpu-layers", false},   {"--parallel", false},      {"--cont-batching", true}, {"--no-cont-batching", true},
+    {"--n-predict", false},    {"--temp", false},          {"--top-k", false},        {"--top-p", false},
+    {"--min-p", false},        {"--repeat-penalty", false}, {"--repeat-last-n", false}, {"--seed", false},
+    {"--host", false},         {"--port", false},          {"--api-key", false},      {"--api-key-file", false},
+    {"--timeout", false},      {"--metrics", true},        {"--system-prompt", false}, {"--queue-limit", false},
+    {"--max-body", false},     {"--shutdown-grace", false},
+};
+
+std::string env_name(const std::string& flag) {
+  std::string name = "LLAMA_ARG_";
+  for (char c : flag.substr(2)) name += c == '-' ? '_' : char(std::toupper(static_cast<unsigned char>(c)));
+  return name;
+}
+
+// Environment values become flags placed before the real ones, so the command line wins.
+std::vector<std::string> with_environment(int argc, char** argv) {
+  std::vector<std::string> args = {argv[0]};
+  for (const auto& [flag, boolean] : kEnvFlags) {
+    const std::string name = env_name(flag);
+    const char* value = std::getenv(name.c_str());
+    if (!value && std::string(flag) == "--api-key") value = std::getenv("LLAMA_API_KEY");
+    if (!value) continue;
+    const std::string v = value;
+    if (!boolean) {
+      args.insert(args.end(), {flag, v});
+    } else if (v == "1" || v == "true" || v == "on") {
+      args.push_back(flag);
+    } else if (v != "0" && v != "false" && v != "off" && !v.empty()) {
+      throw UsageError(name + " must be 1/true/on or 0/false/off, got '" + v + "'");
+    }
+  }
+  args.insert(args.end(), argv + 1, argv + argc);
+  return args;
+}
+
+std::string read_key_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError("cannot read API key file: " + path);
+  std::string key;
+  std::getline(in, key);
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+  if (key.empty()) throw UsageError("API key file is empty: " + path);
+  return key;
+}
+
+void add_options(ArgParser& p, ServeOptions& o) {
+  add_model_options(p, o.model);
+  p.option({"-np", "--parallel"}, "N", "slots: requests served at once, sharing -c (default 1)", &o.parallel);
+  p.flag({"-cb", "--cont-batching"}, "continuous batching: slots join the running batch at any step (default)",
+         &o.cont_batching);
+  p.flag({"-nocb", "--no-cont-batching"}, "admit new requests only when every slot is idle", &o.no_cont_batching);
+  p.option({"-n", "--n-predict"}, "N", "default token limit per request (-1: until end of text or full slot)",
+           &o.n_predict);
+  p.option({"--temp"}, "T", "default temperature (0: greedy; default 0.8)", &o.sampling.temperature);
+  p.option({"--top-k"}, "N", "default top-k (0: off; default 40)", &o.sampling.top_k);
+  p.option({"--top-p"}, "P", "default top-p (1: off; default 0.95)", &o.sampling.top_p);
+  p.option({"--min-p"}, "P", "default min-p (0: off; default 0.05)", &o.sampling.min_p);
+  p.option({"--repeat-penalty"}, "X", "default repetition penalty (default 1.0)", &o.sampling.repeat_penalty);
+  p.option({"--repeat-last-n"}, "N", "default tokens considered by the penalty (default 64)", &o.sampling.repeat_last_n);
+  p.option({"-s", "--seed"}, "N", "default seed (default: a new one per request)", &o.seed);
+  p.option({"--host"}, "ADDR", "address to listen on (default 127.0.0.1)", &o.host);
+  p.option({"--port"}, "N", "port (default 8080; 0: any free port, printed at start-up)", &o.port);
+  p.option({"--api-key"}, "KEY", "require this key (Authorization: Bearer KEY or X-Api-Key) on all but /health",
+           &o.api_key);
+  p.option({"--api-key-file"}, "FILE", "read the API key from the first line of FILE", &o.api_key_file);
+  p.option({"-to", "--timeout"}, "S", "read/write timeout of a connection in seconds (default 600)", &o.timeout);
+  p.flag({"--metrics"}, "expose Prometheus metrics at GET /metrics", &o.metrics);
+  p.option({"-sys", "--system-prompt"}, "TEXT", "system prompt primed into every slot at start-up", &o.system_prompt);
+  p.option({"--queue-limit"}, "N", "requests that may wait for a slot; more get 503 (default 16)", &o.queue_limit);
+  p.option({"--max-body"}, "BYTES", "largest request body; larger ones get 413 (default 1048576)", &o.max_body);
+  p.option({"--shutdown-grace"}, "S", "seconds in-flight requests get to finish on SIGINT/SIGTERM (default 10)",
+           &o.grace);
+}
+
+server::ServerConfig to_config(const ServeOptions& o) {
+  if (o.parallel < 1 || o.parallel > 256) throw UsageError("-np must be between 1 and 256");
+  if (o.n_predict < -1) throw UsageError("-n must be -1 or ≥ 0");
+  if (o.port < 0 || o.port > 65535) throw UsageError("--port must be between 0 and 65535");
+  if (o.timeout < 1 || o.timeout > 86400) throw UsageError("--timeout must be between 1 and 86400 seconds");
+  if (o.queue_limit < 0 || o.queue_limit > 4096) throw UsageError("--queue-limit must be between 0 and 4096");
+  if (o.max_body < 64 || o.max_body > (int64_t(1) << 30)) throw UsageError("--max-body must be between 64 and 2^30");
+  if (!(o.grace >= 0 && o.grace <= 3600)) throw UsageError("--shutdown-grace must be between 0 and 3600 seconds");
+  if (o.host.empty()) throw UsageError("--host must not be empty");
+  if (!o.api_key.empty() && !o.api_key_file.empty()) throw UsageError("give either --api-key or --api-key-file");
+  if (const std::string err = validate(o.sampling); !err.empty()) throw UsageError(err);
+  server::ServerConfig c;
+  c.host = o.host;
+  c.port = int(o.port);
+  c.timeout_s = int(o.timeout);
+  c.max_body = size_t(o.max_body);
+  c.shutdown_grace_s = o.grace;
+  c.api.api_key = o.api_key_file.empty() ? o.api_key : read_key_file(o.api_key_file);
+  c.api.metrics = o.metrics;
+  c.api.system_prompt = o.system_prompt;
+  c.api.sampling = o.sampling;
+  c.api.random_seed = o.seed == UINT64_MAX;
+  if (o.seed != UINT64_MAX) c.api.sampling.seed = o.seed;
+  c.api.n_predict = o.n_predict;
+  c.engine.n_slots = int(o.parallel);
+  c.engine.n_batch = o.model.batch;
+  c.engine.queue_limit = int(o.queue_limit);
+  c.engine.continuous_batching = o.cont_batching && !o.no_cont_batching;
+  return c;
+}
+
+}  // namespace
+
+int cmd_serve(int argc, char** argv) {
+  ServeOptions o;
+  ArgParser p("bitnet serve",
+              "OpenAI-compatible HTTP server with continuous batching (llama-server compatible flags). Every long "
+              "flag can also be set as LLAMA_ARG_<FLAG> in the environment (e.g. LLAMA_ARG_CTX_SIZE=4096; "
+              "LLAMA_API_KEY for the key); the command line wins.");
+  add_options(p, o);
+  std::vector<std::string> args = with_environment(argc, argv);
+  std::vector<char*> ptrs;
+  for (auto& a : args) ptrs.push_back(a.data());
+  if (!p.parse(int(ptrs.size()), ptrs.data())) return 0;
+  server::ServerConfig config = to_config(o);
+  if (!o.model.model.empty() && !std::ifstream(o.model.model)) throw UsageError("model file not found: " + o.model.model);
+  config.api.model_path = o.model.model.empty() ? default_model_path() : o.model.model;
+  ModelOptions model_options = o.model;
+  model_options.model = config.api.model_path;
+  // Thread count as `run` resolves it (load_for_run validates -t too; resolve it up front for the engine).
+  if (model_options.threads < 0 || model_options.threads > 1024) throw UsageError("-t must be between 1 and 1024");
+  config.engine.threads = model_options.threads > 0
+                              ? int(model_options.threads)
+                              : int(std::max(1u, std::min(256u, std::thread::hardware_concurrency())));
+  config.load = [model_options] {
+    LoadedModel lm = load_for_run(model_options);
+    if (!lm.model->tokenizer) throw Error("model has no tokenizer: the server needs one");
+    return server::ServedModel{std::move(lm.model), lm.ctx};
+  };
+  return server::run_server(std::move(config));
+}
+
+namespace {
+const CommandRegistration kRegistration({"serve", "llama-server", cmd_serve,
+                                         "OpenAI-compatible HTTP server with continuous batching (llama-server flags)",
+                                         40});
+}  // namespace
+
+}  // namespace bitnet::cli
