@@ -1,13 +1,16 @@
 // `bitnet run` / `llama-cli`: text generation with llama-cli's flags.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "commands.h"
+#include "formats/gguf.h"
 #include "model_options.h"
 #include "runtime/generate.h"
+#include "runtime/telemetry.h"
 #include "runtime/text_stream.h"
 
 namespace bitnet::cli {
@@ -20,7 +23,77 @@ struct RunOptions {
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
   bool conversation = false, ignore_eos = false, no_display_prompt = false;
+  bool dry_run = false, json = false;
+  std::string telemetry_out;
 };
+
+RunConfig to_run_config(const RunOptions& o) {
+  RunConfig c = to_run_config(o.model);
+  c.prompt = o.prompt;
+  c.prompt_file = o.prompt_file;
+  c.system_prompt = o.system_prompt;
+  c.n_predict = o.n_predict;
+  c.sampling = o.sampling;
+  if (o.seed != UINT64_MAX) c.seed = o.seed;
+  c.conversation = o.conversation;
+  c.ignore_eos = o.ignore_eos;
+  c.no_display_prompt = o.no_display_prompt;
+  c.telemetry_out = o.telemetry_out;
+  return c;
+}
+
+// Per-reply telemetry: prompt evaluation and generation figures since `before`.
+void emit_prompt(Telemetry& t, const Timings& before, const Timings& now, int turn) {
+  const int64_t n = now.prompt_tokens - before.prompt_tokens;
+  const double ms = now.prompt_ms - before.prompt_ms;
+  t.emit("prompt_processed", {{"turn", turn}, {"prompt_tokens", n}, {"prompt_ms", ms},
+                              {"tokens_per_s", ms > 0 ? 1e3 * double(n) / ms : 0.0}});
+}
+
+void emit_generated(Telemetry& t, const Timings& before, const Timings& now, int turn, StopReason r) {
+  const int64_t n = now.sampled - before.sampled;
+  const double ms = now.eval_ms - before.eval_ms + now.sample_ms - before.sample_ms;
+  t.emit("tokens_generated", {{"turn", turn}, {"tokens", n}, {"eval_ms", now.eval_ms - before.eval_ms},
+                              {"sample_ms", now.sample_ms - before.sample_ms},
+                              {"tokens_per_s", ms > 0 ? 1e3 * double(n) / ms : 0.0},
+                              {"stop_reason", stop_reason_name(r)}});
+}
+
+// --dry-run: resolve what can be resolved without loading weights (the GGUF header gives the
+// training context) and print it with the argument list that reproduces the run.
+int dry_run(const RunConfig& given, bool json) {
+  RunConfig c = given;
+  nlohmann::json resolved = nlohmann::json::object();
+  const bool is_default = c.model.empty();
+  c.model = is_default ? default_model_location() : c.model;
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(c.model, ec);
+  resolved["model"] = c.model;
+  resolved["model_is_default"] = is_default;
+  resolved["model_exists"] = exists;
+  const ThreadPlan tp = plan_threads(c.threads);
+  c.threads = tp.threads;
+  resolved["threads"] = tp.threads;
+  resolved["threads_automatic"] = tp.automatic;
+  resolved["hardware_threads"] = tp.hardware;
+  resolved["thread_ceiling"] = tp.ceiling ? nlohmann::json(*tp.ceiling) : nlohmann::json(nullptr);
+  if (!tp.note.empty()) resolved["threads_note"] = tp.note;
+  resolved["ctx_size"] = nullptr;
+  if (exists) {
+    const HParams hp = read_hparams(GgufFile::open(c.model));
+    c.ctx_size = resolve_ctx(c.ctx_size, hp.n_ctx_train);
+    resolved["ctx_size"] = c.ctx_size;
+    resolved["n_ctx_train"] = hp.n_ctx_train;
+  } else if (c.ctx_size > 0) {
+    resolved["ctx_size"] = c.ctx_size;
+  }
+  resolved["batch_size"] = c.batch_size;
+  resolved["n_predict"] = c.n_predict;
+  resolved["seed"] = c.seed ? nlohmann::json(*c.seed) : nlohmann::json("from the clock at start");
+  resolved["backend"] = "cpu";
+  print_dry_run("run", to_json(given), resolved, run_arguments(c, self_executable()), json);
+  return 0;
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -50,8 +123,20 @@ StopReason stream_reply(Session& session, std::span<const float> logits, Sampler
   return reason;
 }
 
+// Evaluates the prompt tokens and streams one reply, with a telemetry event for each phase.
+StopReason reply(Session& session, std::span<const int32_t> ids, Sampler& sampler, const GenerateOptions& gen,
+                 std::string* text, Telemetry& telemetry, int turn) {
+  const Timings before = session.timings;
+  const auto logits = session.set_tokens(ids);
+  emit_prompt(telemetry, before, session.timings, turn);
+  const Timings prompt_done = session.timings;
+  const StopReason r = stream_reply(session, logits, sampler, gen, text);
+  emit_generated(telemetry, prompt_done, session.timings, turn, r);
+  return r;
+}
+
 int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
-                 const std::string& system_prompt, const std::string& first) {
+                 const std::string& system_prompt, const std::string& first, Telemetry& telemetry) {
   const Model& m = *&session.model();
   const Tokenizer& tok = *m.tokenizer;
   const ChatFormat format =
@@ -60,6 +145,7 @@ int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
   if (!system_prompt.empty()) messages.push_back({"system", system_prompt});
   std::string line = first;
   bool have_line = !first.empty();
+  int turn = 0;
   for (;;) {
     if (!have_line) {
       std::fputs("\n> ", stdout);
@@ -71,13 +157,54 @@ int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
     messages.push_back({"user", line});
     const std::string text = apply_chat_template(format, messages, true);
     const auto ids = tok.encode(text, true, true);
-    std::string reply;
-    const StopReason r = stream_reply(session, session.set_tokens(ids), sampler, gen, &reply);
-    messages.push_back({"assistant", reply});
+    std::string answer;
+    const StopReason r = reply(session, ids, sampler, gen, &answer, telemetry, turn++);
+    messages.push_back({"assistant", answer});
     if (r == StopReason::ContextFull) return 0;
   }
   std::fputc('\n', stdout);
   return 0;
+}
+
+int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) {
+  if (!o.prompt_file.empty()) o.prompt = read_file(o.prompt_file);
+  o.sampling.seed = o.seed != UINT64_MAX
+                        ? o.seed
+                        : uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
+  telemetry.emit("run_started", {{"config", to_json(config)}, {"seed", o.sampling.seed},
+                                 {"hardware_threads", hardware_threads()}});
+  LoadedModel lm = load_for_run(o.model);
+  if (!lm.model->tokenizer) throw Error("model has no tokenizer");
+  const HParams& hp = lm.model->hp;
+  telemetry.emit("model_loaded", {{"model", lm.model->file.path()}, {"architecture", hp.arch.name},
+                                  {"n_layer", hp.n_layer}, {"weight_bytes", lm.model->weight_bytes()},
+                                  {"load_ms", lm.load_ms}, {"threads", lm.threads}, {"ctx_size", lm.ctx}});
+  Session session(*lm.model, lm.ctx, lm.threads, o.model.batch);
+  session.timings.load_ms = lm.load_ms;
+  Sampler sampler(o.sampling);
+  const GenerateOptions gen{o.n_predict, o.ignore_eos};
+  std::fprintf(stderr, "sampling: temp %.2f, top-k %d, top-p %.2f, min-p %.2f, repeat-penalty %.2f, seed %llu\n\n",
+               o.sampling.temperature, o.sampling.top_k, o.sampling.top_p, o.sampling.min_p,
+               o.sampling.repeat_penalty, (unsigned long long)o.sampling.seed);
+
+  int rc = 0;
+  if (o.conversation) {
+    rc = conversation(session, sampler, gen, o.system_prompt, o.prompt, telemetry);
+  } else {
+    const auto ids = lm.model->tokenizer->encode(o.prompt, true, true);
+    if (!o.no_display_prompt) {
+      std::fputs(o.prompt.c_str(), stdout);
+      std::fflush(stdout);
+    }
+    reply(session, ids, sampler, gen, nullptr, telemetry, 0);
+    std::fputc('\n', stdout);
+  }
+  print_timings(session.timings);
+  const Timings& t = session.timings;
+  telemetry.emit("run_totals", {{"prompt_tokens", t.prompt_tokens}, {"prompt_ms", t.prompt_ms},
+                                {"generated_tokens", t.sampled}, {"eval_ms", t.eval_ms}, {"sample_ms", t.sample_ms},
+                                {"total_ms", t.load_ms + t.prompt_ms + t.eval_ms + t.sample_ms}});
+  return rc;
 }
 
 }  // namespace
@@ -101,41 +228,28 @@ int cmd_run(int argc, char** argv) {
   p.option({"-sys", "--system-prompt"}, "TEXT", "system prompt for chat mode", &o.system_prompt);
   p.flag({"--ignore-eos"}, "keep generating past end-of-text tokens", &o.ignore_eos);
   p.flag({"--no-display-prompt"}, "do not echo the prompt", &o.no_display_prompt);
+  p.flag({"--dry-run"}, "print the resolved configuration and the argument list; load nothing", &o.dry_run);
+  p.flag({"--json"}, "with --dry-run: print one JSON object", &o.json);
+  p.option({"--telemetry-out"}, "FILE", "append JSONL telemetry events (docs/telemetry.md)", &o.telemetry_out);
   if (!p.parse(argc, argv)) return 0;
 
-  if (!o.prompt.empty() && !o.prompt_file.empty()) throw UsageError("give either -p or -f, not both");
-  if (!o.prompt_file.empty()) o.prompt = read_file(o.prompt_file);
-  if (o.n_predict < -1) throw UsageError("-n must be -1 or ≥ 0");
-  if (const std::string err = validate(o.sampling); !err.empty()) throw UsageError(err);
-  o.sampling.seed = o.seed != UINT64_MAX
-                        ? o.seed
-                        : uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
-  if (!o.conversation && o.prompt.empty()) throw UsageError("no prompt: give -p TEXT or -f FILE (or -cnv)");
-
-  LoadedModel lm = load_for_run(o.model);
-  if (!lm.model->tokenizer) throw Error("model has no tokenizer");
-  Session session(*lm.model, lm.ctx, lm.threads, o.model.batch);
-  session.timings.load_ms = lm.load_ms;
-  Sampler sampler(o.sampling);
-  const GenerateOptions gen{o.n_predict, o.ignore_eos};
-  std::fprintf(stderr, "sampling: temp %.2f, top-k %d, top-p %.2f, min-p %.2f, repeat-penalty %.2f, seed %llu\n\n",
-               o.sampling.temperature, o.sampling.top_k, o.sampling.top_p, o.sampling.min_p,
-               o.sampling.repeat_penalty, (unsigned long long)o.sampling.seed);
-
-  int rc = 0;
-  if (o.conversation) {
-    rc = conversation(session, sampler, gen, o.system_prompt, o.prompt);
-  } else {
-    const auto ids = lm.model->tokenizer->encode(o.prompt, true, true);
-    if (!o.no_display_prompt) {
-      std::fputs(o.prompt.c_str(), stdout);
-      std::fflush(stdout);
-    }
-    stream_reply(session, session.set_tokens(ids), sampler, gen, nullptr);
-    std::fputc('\n', stdout);
+  const RunConfig config = to_run_config(o);
+  try {
+    validate(config);
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
   }
-  print_timings(session.timings);
-  return rc;
+  if (o.json && !o.dry_run) throw UsageError("--json goes with --dry-run");
+  if (o.dry_run) return dry_run(config, o.json);
+  Telemetry telemetry = o.telemetry_out.empty() ? Telemetry() : Telemetry(o.telemetry_out, "run");
+  try {
+    const int rc = generate_text(o, config, telemetry);
+    telemetry.emit("run_finished", {{"exit_code", rc}});
+    return rc;
+  } catch (const std::exception& e) {
+    telemetry.emit("run_failed", {{"error", e.what()}, {"exit_code", dynamic_cast<const UsageError*>(&e) ? 2 : 1}});
+    throw;
+  }
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "conversion/dummy_model.h"
+#include "runtime/diagnostics.h"
 
 namespace bitnet::cli {
 
@@ -24,10 +25,23 @@ void add_model_options(ArgParser& p, ModelOptions& o) {
            &o.gpu_layers);
 }
 
-std::string default_model_path() {
+std::string default_model_location() {
   const char* env = std::getenv("BITNET_DEFAULT_MODEL");
-  const std::string path =
-      env ? env : std::string(BITNET_SOURCE_DIR) + "/models/dummy-bitnet-b1.58-125M-i2_s.gguf";
+  return env ? env : std::string(BITNET_SOURCE_DIR) + "/models/dummy-bitnet-b1.58-125M-i2_s.gguf";
+}
+
+RunConfig to_run_config(const ModelOptions& o) {
+  RunConfig c;
+  c.model = o.model;
+  c.threads = o.threads;
+  c.ctx_size = o.ctx;
+  c.batch_size = o.batch;
+  c.gpu_layers = o.gpu_layers;
+  return c;
+}
+
+std::string default_model_path() {
+  const std::string path = default_model_location();
   if (std::filesystem::exists(path)) return path;
   std::fprintf(stderr, "default model %s not found: generating it (bitnet-b1.58, preset 125M, I2_S)\n",
                path.c_str());
@@ -40,25 +54,74 @@ std::string default_model_path() {
   return path;
 }
 
+namespace {
+
+// The KV cache is allocated up front; refuse a context that cannot fit instead of dying in the
+// allocator (weights are memory-mapped and already accounted for by the page cache).
+void check_cache_fits(const HParams& hp, int64_t ctx, int64_t batch) {
+  const MemoryEstimate need = estimate_memory(hp, 0, ctx, batch);
+  const MemoryInfo mem = probe_memory();
+  if (mem.available == 0 || need.total() <= mem.available) return;
+  const int64_t fits = max_ctx_that_fits(hp, 0, batch, mem.available);
+  throw Error("not enough memory for -c " + std::to_string(ctx) + ": the KV cache and buffers need " +
+              std::to_string(need.total() >> 20) + " MiB, " + std::to_string(mem.available >> 20) +
+              " MiB available; use -c " + std::to_string(fits) + " or less");
+}
+
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+") ==
+                        std::string::npos)
+    return s;
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
+}
+
+}  // namespace
+
+std::string self_executable() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "bitnet" : exe.string();
+}
+
+void print_dry_run(const std::string& command, const nlohmann::json& config, const nlohmann::json& resolved,
+                   const std::vector<std::string>& argv, bool json) {
+  if (json) {
+    const nlohmann::json j = {{"command", command}, {"dry_run", true}, {"config", config},
+                              {"resolved", resolved}, {"argv", argv}};
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return;
+  }
+  std::printf("bitnet %s --dry-run: nothing was loaded\n\nresolved configuration:\n", command.c_str());
+  for (const auto& [k, v] : resolved.items())
+    std::printf("  %-18s %s\n", k.c_str(), v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
+  std::printf("\nwould run:\n ");
+  for (const auto& a : argv) std::printf(" %s", shell_quote(a).c_str());
+  std::printf("\n");
+}
+
 LoadedModel load_for_run(const ModelOptions& o) {
-  if (o.threads < 0 || o.threads > 1024) throw UsageError("-t must be between 1 and 1024");
-  if (o.ctx < 0) throw UsageError("-c must be positive");
-  if (o.batch < 1 || o.batch > 65536) throw UsageError("-b must be between 1 and 65536");
-  if (o.gpu_layers < 0) throw UsageError("-ngl must be ≥ 0");
-  if (!o.model.empty() && !std::filesystem::exists(o.model))
-    throw UsageError("model file not found: " + o.model);
+  ThreadPlan threads;
+  try {
+    validate_model_settings(to_run_config(o));
+    threads = plan_threads(o.threads);
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
+  }
+  if (!threads.note.empty()) std::fprintf(stderr, "note: %s\n", threads.note.c_str());
   if (o.gpu_layers > 0)
     std::fprintf(stderr, "note: -ngl %d ignored: this build has no GPU backend; running on the CPU\n",
                  o.gpu_layers);
   LoadedModel lm;
-  lm.threads = o.threads > 0 ? int(o.threads)
-                             : int(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 256));
+  lm.threads = threads.threads;
   const std::string path = o.model.empty() ? default_model_path() : o.model;
   const auto start = std::chrono::steady_clock::now();
   lm.model = load_model(path);
   lm.load_ms = elapsed_ms(start);
   const HParams& hp = lm.model->hp;
-  lm.ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(hp.n_ctx_train, 4096);
+  lm.ctx = resolve_ctx(o.ctx, hp.n_ctx_train);
+  check_cache_fits(hp, lm.ctx, o.batch);
   std::fprintf(stderr, "loaded %s: %s, %lld layers, d=%lld, vocab %lld, %.1f MiB of weights, %d threads, ctx %lld\n",
                path.c_str(), hp.arch.name.c_str(), (long long)hp.n_layer, (long long)hp.n_embd,
                (long long)hp.n_vocab, double(lm.model->weight_bytes()) / (1 << 20), lm.threads,

@@ -4,9 +4,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "args.h"
 #include "model/model.h"
+#include "runtime/run_config.h"
 #include "runtime/session.h"
 
 namespace bitnet::cli {
@@ -20,6 +24,8 @@ struct ModelOptions {
 };
 
 void add_model_options(ArgParser& parser, ModelOptions& options);
+// The shared options as the library's run configuration (validated there, in one place).
+RunConfig to_run_config(const ModelOptions& options);
 
 struct LoadedModel {
   std::unique_ptr<Model> model;
@@ -32,6 +38,15 @@ LoadedModel load_for_run(const ModelOptions& options);
 
 // Path of the default model; generates it (with a progress bar) if it does not exist yet.
 std::string default_model_path();
+// Where the default model is (or will be generated); generates nothing.
+std::string default_model_location();
+
+// --dry-run output shared by run/serve/bench: the resolved configuration and the exact argument
+// list, as text or one JSON object ({"command", "dry_run", "config", "resolved", "argv"}).
+void print_dry_run(const std::string& command, const nlohmann::json& config, const nlohmann::json& resolved,
+                   const std::vector<std::string>& argv, bool json);
+// Absolute path of the running binary (argv[0] of the argument lists --dry-run prints).
+std::string self_executable();
 
 void print_timings(const Timings& t);
 // Peak resident memory of this process in MiB.

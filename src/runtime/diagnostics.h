@@ -1,0 +1,92 @@
+#pragma once
+// Environment readiness before a run (`bitnet doctor`): binaries, CPU and kernels, threads, memory
+// against what the model needs, the model file itself, GPU, server port. Every failed check carries
+// an actionable hint. The JSON form is the schema the Python layer's RuntimeDiagnostics.as_dict()
+// returns too (docs/deployment.md).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/hparams.h"
+
+namespace bitnet {
+
+inline constexpr int kDiagnosticsSchemaVersion = 1;
+
+// ---- host probes ----------------------------------------------------------------------------
+
+struct CpuInfo {
+  std::string model;  // "model name" / "Hardware" from /proc/cpuinfo
+  std::string arch;   // x86_64, aarch64, ...
+  bool avx2 = false, avx512f = false, avx512_vnni = false, neon = false, dotprod = false;
+  std::string kernel;  // kernel family the matmuls dispatch to (e.g. "avx2", "generic")
+};
+CpuInfo probe_cpu();
+
+struct MemoryInfo {
+  uint64_t total = 0, available = 0;  // bytes
+  std::string limit_source;           // "MemAvailable" or "cgroup memory.max"
+};
+// MemAvailable, lowered to the cgroup (container) limit minus its usage when that is smaller.
+MemoryInfo probe_memory();
+
+// What a run needs: weights (mapped and read), the f16 KV cache, and a rough allowance for
+// activations and logits (scratch). An estimate, used to warn before a run fails mid-way.
+struct MemoryEstimate {
+  uint64_t weights = 0, kv_cache = 0, scratch = 0;
+  uint64_t total() const { return weights + kv_cache + scratch; }
+};
+MemoryEstimate estimate_memory(const HParams& hp, uint64_t weight_bytes, int64_t ctx, int64_t batch);
+// Largest context (0 if none) whose estimate fits into `available` bytes.
+int64_t max_ctx_that_fits(const HParams& hp, uint64_t weight_bytes, int64_t batch, uint64_t available);
+
+struct GpuInfo {
+  std::vector<std::string> devices;  // NVIDIA GPU models from the driver's /proc entries
+  std::string driver;                // driver version line, empty if none
+  bool cuda_library = false;         // libcuda.so found
+};
+GpuInfo probe_gpu();
+
+// Empty when `host:port` can be bound now, else why not.
+std::string port_problem(const std::string& host, int port);
+// Empty when `path` exists, is executable and `path --help` exits 0 within 10 s, else why not.
+std::string binary_problem(const std::string& path);
+// Directory of the running executable.
+std::string self_dir();
+
+// ---- the report -----------------------------------------------------------------------------
+
+struct DiagnosticsRequest {
+  std::string model;           // path to check; empty: no model check
+  bool model_is_default = false;  // a missing default model is generated on first run
+  int64_t ctx = 0, batch = 512, threads = 0;
+  int32_t gpu_layers = 0;
+  std::string bin_dir;                        // where the binaries should be
+  std::vector<std::string> binaries = {"bitnet"};
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  bool port_required = false;  // an explicitly requested port that is busy fails, a default warns
+};
+
+struct DiagnosticCheck {
+  std::string name;    // binaries, cpu, threads, memory, model, gpu, port
+  std::string status;  // ok, warn, fail, skip
+  std::string detail;  // what was found
+  std::string hint;    // what to do about it (failed and warning checks)
+};
+
+struct Diagnostics {
+  bool ready = true;  // no check failed
+  std::vector<DiagnosticCheck> checks;
+  nlohmann::json facts = nlohmann::json::object();  // cpu, memory, model, gpu, server sections
+
+  nlohmann::json to_json() const;
+  std::string to_text() const;
+};
+
+Diagnostics diagnose(const DiagnosticsRequest& request);
+
+}  // namespace bitnet
