@@ -1,0 +1,209 @@
+// `bitnet doctor`, `run --dry-run` and `run --telemetry-out` as a user runs them: real processes.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_data.h"
+
+namespace bitnet {
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+Result run(const std::vector<std::string>& args) {
+  const auto dir = testing::temp_dir();
+  const std::string out_path = (dir / "doctor-stdout.txt").string(), err_path = (dir / "doctor-stderr.txt").string();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    freopen("/dev/null", "r", stdin);
+    freopen(out_path.c_str(), "w", stdout);
+    freopen(err_path.c_str(), "w", stderr);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out_path), slurp(err_path)};
+}
+
+std::string bitnet() { return testing::bin_dir() + "/bitnet"; }
+
+// The doctor's JSON report, and the one check named `name` in it.
+nlohmann::json doctor(std::vector<std::string> extra, int expect_code) {
+  std::vector<std::string> args = {bitnet(), "doctor", "--json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const Result r = run(args);
+  EXPECT_EQ(r.code, expect_code) << r.out << r.err;
+  return nlohmann::json::parse(r.out);
+}
+
+nlohmann::json check(const nlohmann::json& report, const std::string& name) {
+  for (const auto& c : report["checks"])
+    if (c["name"] == name) return c;
+  ADD_FAILURE() << "no check " << name;
+  return {};
+}
+
+std::string tiny() { return testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S); }
+
+TEST(Doctor, HealthyModelIsReadyWithTheDocumentedSchema) {
+  const auto d = doctor({"-m", tiny(), "-c", "256"}, 0);
+  EXPECT_EQ(d["schema"], "bitnet.doctor");
+  EXPECT_EQ(d["schema_version"], 1);
+  EXPECT_TRUE(d["ready"]);
+  for (const char* name : {"binaries", "cpu", "threads", "model", "memory", "gpu", "port"})
+    EXPECT_NE(check(d, name)["status"], "fail") << name;
+  EXPECT_EQ(d["model"]["architecture"], "bitnet-b1.58");
+  EXPECT_EQ(d["memory"]["ctx"], 256);
+  EXPECT_EQ(d["memory"]["kv_cache_bytes"], 2 * 2 * 256 * 128 * 2);  // tiny: 2 layers, kv_dim 128, f16
+  EXPECT_TRUE(d["cpu"]["features"].contains("avx512_vnni"));
+  EXPECT_TRUE(d["cpu"]["features"].contains("dotprod"));
+  EXPECT_FALSE(d["cpu"]["kernel"].get<std::string>().empty());
+}
+
+TEST(Doctor, MissingModelFileHasItsOwnHint) {
+  const auto d = doctor({"-m", "/nonexistent/model.gguf"}, 1);
+  EXPECT_FALSE(d["ready"]);
+  const auto c = check(d, "model");
+  EXPECT_EQ(c["status"], "fail");
+  EXPECT_NE(c["detail"].get<std::string>().find("model file not found"), std::string::npos);
+  EXPECT_NE(c["hint"].get<std::string>().find("check the -m path"), std::string::npos);
+}
+
+TEST(Doctor, CorruptModelFileHasItsOwnHint) {
+  std::ifstream in(tiny(), std::ios::binary);
+  std::string bytes(6000, '\0');
+  in.read(bytes.data(), std::streamsize(bytes.size()));
+  const auto path = testing::temp_dir() / "truncated.gguf";
+  std::ofstream(path, std::ios::binary) << bytes;
+  const auto c = check(doctor({"-m", path.string()}, 1), "model");
+  EXPECT_EQ(c["status"], "fail");
+  EXPECT_NE(c["detail"].get<std::string>().find("not a valid GGUF model"), std::string::npos) << c;
+  EXPECT_NE(c["hint"].get<std::string>().find("damaged or truncated"), std::string::npos);
+}
+
+TEST(Doctor, TooLittleMemoryForTheContextHasItsOwnHint) {
+  // A billion positions of KV cache need about a terabyte, far beyond any test machine.
+  const auto d = doctor({"-m", tiny(), "-c", "1000000000"}, 1);
+  const auto c = check(d, "memory");
+  EXPECT_EQ(c["status"], "fail");
+  EXPECT_GT(d["memory"]["required_bytes"].get<uint64_t>(), d["memory"]["available_bytes"].get<uint64_t>());
+  const std::string hint = c["hint"];
+  EXPECT_NE(hint.find("lower the context: -c "), std::string::npos) << hint;
+  EXPECT_EQ(check(d, "model")["status"], "ok");
+}
+
+TEST(Doctor, MissingBinaryHasItsOwnHint) {
+  const auto empty = testing::temp_dir() / "empty-bin";
+  std::filesystem::create_directories(empty);
+  const auto c = check(doctor({"-m", tiny(), "--bin-dir", empty.string()}, 1), "binaries");
+  EXPECT_EQ(c["status"], "fail");
+  EXPECT_NE(c["detail"].get<std::string>().find("not found: " + empty.string() + "/bitnet"), std::string::npos);
+  EXPECT_NE(c["hint"].get<std::string>().find("setup_env.py"), std::string::npos);
+}
+
+TEST(Doctor, BusyRequestedPortFails) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  const auto c = check(doctor({"-m", tiny(), "--port", port}, 1), "port");
+  close(fd);
+  EXPECT_EQ(c["status"], "fail");
+  EXPECT_NE(c["hint"].get<std::string>().find("another --port"), std::string::npos);
+}
+
+TEST(Doctor, TextReportAndBadFlags) {
+  const Result r = run({bitnet(), "doctor", "-m", "/nonexistent/model.gguf"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("[FAIL] model"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("hint: "), std::string::npos);
+  EXPECT_NE(r.out.find("not ready"), std::string::npos);
+  const Result bad = run({bitnet(), "doctor", "-t", "-4"});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("-t must be"), std::string::npos);
+}
+
+TEST(DryRun, PrintsResolvedConfigAndExactArgumentsWithoutLoading) {
+  const Result r = run({bitnet(), "run", "--dry-run", "--json", "-m", tiny(), "-p", "Hi", "-n", "3", "-t", "1", "--temp", "0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "") << "a dry run loads nothing, so it logs nothing";
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["resolved"]["ctx_size"], 512);  // tiny's training context, read from the header
+  EXPECT_EQ(j["resolved"]["threads"], 1);
+  const std::vector<std::string> argv = j["argv"];
+  ASSERT_GE(argv.size(), 8u);
+  EXPECT_EQ(std::vector<std::string>(argv.begin() + 1, argv.begin() + 12),
+            (std::vector<std::string>{"run", "-m", tiny(), "-p", "Hi", "-n", "3", "-c", "512", "-t", "1"}));
+  // The printed argument list runs, and gives what the original command line gives.
+  std::vector<std::string> again = argv;
+  again[0] = bitnet();
+  const Result a = run(again);
+  ASSERT_EQ(a.code, 0) << a.err;
+  const Result b = run({bitnet(), "run", "-m", tiny(), "-p", "Hi", "-n", "3", "-t", "1", "--temp", "0"});
+  EXPECT_EQ(a.out, b.out);
+  const Result text = run({bitnet(), "run", "--dry-run", "-m", tiny(), "-p", "two words"});
+  EXPECT_NE(text.out.find("would run:"), std::string::npos);
+  EXPECT_NE(text.out.find("'two words'"), std::string::npos) << text.out;
+  const Result bad = run({bitnet(), "run", "--dry-run", "-m", tiny(), "-p", "x", "-b", "0"});
+  EXPECT_EQ(bad.code, 2) << "a dry run validates like a run";
+}
+
+TEST(Telemetry, RunStreamsEveryPhase) {
+  const auto path = (testing::temp_dir() / "run-telemetry.jsonl").string();
+  std::filesystem::remove(path);
+  const Result r = run({bitnet(), "run", "-m", tiny(), "-p", "Hello", "-n", "4", "--temp", "0", "-t", "1",
+                        "--telemetry-out", path});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(path);
+  std::vector<std::string> events;
+  std::string run_id;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    events.push_back(j["event"]);
+    if (run_id.empty()) run_id = j["run_id"];
+    EXPECT_EQ(j["run_id"], run_id);
+    if (j["event"] == "tokens_generated") {
+      EXPECT_EQ(j["tokens"], 4);
+      EXPECT_GT(j["tokens_per_s"].get<double>(), 0);
+    }
+  }
+  EXPECT_EQ(events, (std::vector<std::string>{"run_started", "model_loaded", "prompt_processed", "tokens_generated",
+                                              "run_totals", "run_finished"}));
+  const Result fail = run({bitnet(), "run", "-m", tiny(), "-p", "x", "-c", "1000000000", "--telemetry-out", path});
+  EXPECT_EQ(fail.code, 1);
+  EXPECT_NE(fail.err.find("not enough memory for -c 1000000000"), std::string::npos) << fail.err;
+  std::ifstream again(path);
+  std::string last;
+  for (std::string line; std::getline(again, line);) last = line;
+  const auto j = nlohmann::json::parse(last);
+  EXPECT_EQ(j["event"], "run_failed");
+  EXPECT_NE(j["error"].get<std::string>().find("not enough memory"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bitnet
