@@ -1,0 +1,15 @@
+"""Thin, standard-library-only front end over the C++ `bitnet` binary.
+
+The engine, its validation of run settings, diagnostics and telemetry live in C++ (libbitnet).
+This package finds the binary, validates flags early with the same messages, assembles exact
+argument lists (never a shell string), and supervises child processes.
+"""
+
+from .config import ConfigError, RuntimeConfig, ServerConfig, BenchConfig
+from .runtime import BitNetRuntime, CommandUnavailable, RuntimeDiagnostics
+from .supervisor import RuntimeSupervisor, TaskResult
+
+__all__ = [
+    "BenchConfig", "BitNetRuntime", "CommandUnavailable", "ConfigError", "RuntimeConfig",
+    "RuntimeDiagnostics", "RuntimeSupervisor", "ServerConfig", "TaskResult",
+]

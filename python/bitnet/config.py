@@ -1,0 +1,205 @@
+"""Run, server and benchmark configurations: validation and exact argument lists.
+
+The checks mirror src/runtime/run_config.cpp so a bad value is reported before anything is built
+or started, with the same wording the binary would use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+MAX_THREADS = 1024
+MAX_BATCH = 65536
+MAX_CTX = 2147483647
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; `field` is the flag as the user typed it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+def _int(name: str, flag: str, value, low: int, high: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(flag, f"{flag} ({name}) must be an integer (got {value!r})")
+    if not low <= value <= high:
+        raise ConfigError(flag, f"{flag} must be {what} (got {value})")
+
+
+def _float(flag: str, value, low: float, high: float, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(flag, f"{flag} must be a finite number (got {value!r})")
+    if not low <= value <= high:
+        raise ConfigError(flag, f"{flag} must be {what} (got {value})")
+
+
+def _fmt(value: float) -> str:
+    """Shortest text for a float that parses back to it (0.8, not 0.8000000000000000444)."""
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+@dataclass
+class RuntimeConfig:
+    """Settings of one `bitnet run` (the llama-cli flags run_inference.py exposes)."""
+
+    model: Optional[str] = None  # None: the default model (built on first use)
+    prompt: Optional[str] = None
+    n_predict: int = 128
+    ctx_size: int = 2048
+    threads: int = 0  # 0: automatic (hardware threads, BITNET_MAX_THREADS ceiling)
+    temperature: float = 0.8
+    batch_size: int = 512
+    gpu_layers: int = 0
+    conversation: bool = False
+    seed: Optional[int] = None
+    system_prompt: Optional[str] = None
+    telemetry_out: Optional[str] = None
+    extra_args: List[str] = field(default_factory=list)
+
+    def validate(self, require_model_file: bool = True) -> "RuntimeConfig":
+        validate_common(self.model, self.threads, self.ctx_size, self.batch_size, self.gpu_layers,
+                        require_model_file)
+        _int("n_predict", "-n", self.n_predict, -1, MAX_CTX, "-1 or ≥ 0")
+        _float("-temp", self.temperature, 0.0, 1e6, "≥ 0 (0: greedy)")
+        if not self.conversation and not self.prompt:
+            raise ConfigError("-p", "no prompt: give -p TEXT (or -cnv)")
+        if self.seed is not None:
+            _int("seed", "-s", self.seed, 0, 2**64 - 1, "between 0 and 2^64-1")
+        return self
+
+    def args(self, binary: str, model_path: str) -> List[str]:
+        """The exact `bitnet run` argument list."""
+        a = [binary, "run", "-m", model_path]
+        if self.prompt:
+            a += ["-p", self.prompt]
+        a += ["-n", str(self.n_predict), "-c", str(self.ctx_size), "-t", str(self.threads),
+              "-b", str(self.batch_size), "-ngl", str(self.gpu_layers), "--temp", _fmt(self.temperature)]
+        if self.seed is not None:
+            a += ["-s", str(self.seed)]
+        if self.conversation:
+            a.append("-cnv")
+        if self.system_prompt:
+            a += ["-sys", self.system_prompt]
+        if self.telemetry_out:
+            a += ["--telemetry-out", self.telemetry_out]
+        return a + list(self.extra_args)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def validate_common(model, threads, ctx_size, batch_size, gpu_layers, require_model_file=True) -> None:
+    _int("threads", "-t", threads, 0, MAX_THREADS, "between 1 and 1024, or 0 for automatic")
+    _int("ctx_size", "-c", ctx_size, 0, MAX_CTX, "positive and at most 2147483647, or 0 for the model's")
+    _int("batch_size", "-b", batch_size, 1, MAX_BATCH, "between 1 and 65536")
+    _int("gpu_layers", "-ngl", gpu_layers, 0, 100000, "≥ 0")
+    if model is not None:
+        if not isinstance(model, str) or not model:
+            raise ConfigError("-m", f"-m must be a path (got {model!r})")
+        if require_model_file and not os.path.exists(model):
+            raise ConfigError("-m", f"model file not found: {model}")
+        if os.path.isdir(model):
+            raise ConfigError("-m", f"model path is a directory, not a GGUF file: {model}")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServerConfig:
+    """Settings of one `bitnet serve` (run_inference_server.py's flags)."""
+
+    model: Optional[str] = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int = 0
+    ctx_size: int = 2048
+    n_predict: int = 4096
+    temperature: float = 0.8
+    batch_size: int = 512
+    gpu_layers: int = 0
+    parallel: int = 1
+    cont_batching: bool = True
+    api_key: Optional[str] = None
+    allow_public: bool = False  # bind beyond loopback without an API key
+    prompt: Optional[str] = None  # system prompt primed into every slot
+    telemetry_out: Optional[str] = None
+    extra_args: List[str] = field(default_factory=list)
+
+    def validate(self, require_model_file: bool = True) -> "ServerConfig":
+        validate_common(self.model, self.threads, self.ctx_size, self.batch_size, self.gpu_layers,
+                        require_model_file)
+        _int("port", "--port", self.port, 0, 65535, "between 1 and 65535 (0: any free port)")
+        _int("n_predict", "-n", self.n_predict, -1, MAX_CTX, "-1 or ≥ 0")
+        _int("parallel", "-np", self.parallel, 1, 256, "between 1 and 256")
+        _float("--temperature", self.temperature, 0.0, 1e6, "≥ 0")
+        if self.ctx_size and self.batch_size > self.ctx_size:
+            raise ConfigError("-b", f"-b {self.batch_size} exceeds the context size -c {self.ctx_size}")
+        if self.ctx_size and self.ctx_size < self.parallel:
+            raise ConfigError("-np", f"-np {self.parallel} slots cannot share a context of {self.ctx_size}")
+        if not self.host:
+            raise ConfigError("--host", "--host must not be empty")
+        if self.api_key is not None and len(self.api_key) < 8:
+            raise ConfigError("--api-key", "--api-key must be at least 8 characters")
+        if not is_loopback(self.host) and not self.api_key and not self.allow_public:
+            raise ConfigError("--host", f"refusing to listen on {self.host} without --api-key: anyone who can "
+                                        "reach this machine could use the model; give --api-key KEY, "
+                                        "or --force-public if the network is trusted")
+        return self
+
+    def args(self, binary: str, model_path: str) -> List[str]:
+        a = [binary, "serve", "-m", model_path, "--host", self.host, "--port", str(self.port),
+             "-c", str(self.ctx_size), "-t", str(self.threads), "-n", str(self.n_predict),
+             "--temp", _fmt(self.temperature), "-b", str(self.batch_size), "-ngl", str(self.gpu_layers),
+             "-np", str(self.parallel), "-cb" if self.cont_batching else "-nocb"]
+        if self.api_key:
+            a += ["--api-key", self.api_key]
+        if self.prompt:
+            a += ["-sys", self.prompt]
+        if self.telemetry_out:
+            a += ["--telemetry-out", self.telemetry_out]
+        return a + list(self.extra_args)
+
+
+@dataclass
+class BenchConfig:
+    """Settings of one `bitnet bench` (utils/e2e_benchmark.py's flags)."""
+
+    model: Optional[str] = None
+    n_token: int = 128
+    n_prompt: int = 512
+    threads: int = 2
+    repetitions: int = 5
+    output: str = "md"
+    telemetry_out: Optional[str] = None
+
+    def validate(self, require_model_file: bool = True) -> "BenchConfig":
+        validate_common(self.model, self.threads, 0, 1, 0, require_model_file)
+        _int("n_token", "-n", self.n_token, 0, MAX_CTX, "≥ 0")
+        _int("n_prompt", "-p", self.n_prompt, 0, MAX_CTX, "≥ 0")
+        _int("repetitions", "-r", self.repetitions, 1, 1000, "between 1 and 1000")
+        if self.n_token == 0 and self.n_prompt == 0:
+            raise ConfigError("-n", "nothing to measure: -n and -p are both 0")
+        if self.output not in ("md", "csv", "json", "jsonl"):
+            raise ConfigError("-o", f"-o must be md, csv, json or jsonl (got {self.output!r})")
+        return self
+
+    def args(self, binary: str, model_path: str) -> List[str]:
+        a = [binary, "bench", "-m", model_path, "-n", str(self.n_token), "-p", str(self.n_prompt),
+             "-t", str(self.threads), "-r", str(self.repetitions), "-o", self.output]
+        if self.telemetry_out:
+            a += ["--telemetry-out", self.telemetry_out]
+        return a
