@@ -422,11 +422,15 @@ void Engine::finish(Slot& s, Event done) {
     s.job->stats_ = s.stats;
   }
   metrics_.e2e.observe(seconds_since(s.job->submitted_));
-  s.job->push(std::move(done));
   s.pending = -1;
-  std::lock_guard lock(mutex_);
-  s.job = nullptr;
-  publish_locked();
+  std::shared_ptr<Job> job;
+  {
+    // The slot is free before the client hears that its request ended.
+    std::lock_guard lock(mutex_);
+    job = std::move(s.job);
+    publish_locked();
+  }
+  job->push(std::move(done));
 }
 
 void Engine::fail_batch(const std::string& message) {

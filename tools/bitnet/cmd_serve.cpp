@@ -159,6 +159,9 @@ int cmd_serve(int argc, char** argv) {
                               ? int(model_options.threads)
                               : int(std::max(1u, std::min(256u, std::thread::hardware_concurrency())));
   config.load = [model_options] {
+    // Testing aid: keeps the loading phase open long enough to observe /health's 503.
+    if (const char* delay = std::getenv("BITNET_SERVE_LOAD_DELAY_MS"))
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::clamp(std::atoi(delay), 0, 60000)));
     LoadedModel lm = load_for_run(model_options);
     if (!lm.model->tokenizer) throw Error("model has no tokenizer: the server needs one");
     return server::ServedModel{std::move(lm.model), lm.ctx};
