@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Set up bitnet.cpp: check the toolchain, build the engine (only when sources changed), prepare a
+model. Standard library only; safe to re-run: a second run with nothing changed does no work.
+
+  python setup_env.py                         # build, generate the default model
+  python setup_env.py -md models/MyModel -q i2_s   # convert a HF checkpoint / quantize a GGUF in it
+  python setup_env.py --clean                 # rebuild from scratch
+"""
+
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+from bitnet.provision import Provisioner, ProvisionError, write_log  # noqa: E402
+from bitnet.runtime import default_model_path  # noqa: E402
+
+QUANT_TYPES = ["i2_s", "tl1", "tl2", "tq1_0", "tq2_0"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Set up the environment for running BitNet inference")
+    dev = p.add_mutually_exclusive_group()
+    dev.add_argument("--cpu", action="store_true", help="build the CPU engine (default)")
+    dev.add_argument("--gpu", action="store_true", help="GPU build (this engine is CPU-only: warns, builds CPU)")
+    p.add_argument("--clean", action="store_true", help="remove the build directory first")
+    p.add_argument("-hr", "--hf-repo", help="Hugging Face repo (offline: give its local copy with -md)")
+    p.add_argument("-md", "--model-dir", help="directory with a HF checkpoint or an f32/f16 GGUF to quantize")
+    p.add_argument("-ld", "--log-dir", default=None, help="append step records to LOG_DIR/setup_env.jsonl")
+    p.add_argument("-q", "--quant-type", choices=QUANT_TYPES, default="i2_s", help="weight type (default i2_s)")
+    p.add_argument("--quant-embd", action="store_true", help="store embeddings as f16")
+    p.add_argument("-p", "--use-pretuned", action="store_true", help="accepted for compatibility (no effect)")
+    p.add_argument("--preset", default="125M", help="shape preset of a generated model (default 125M)")
+    p.add_argument("--no-model", action="store_true", help="build only; prepare no model")
+    p.add_argument("--install-deps", action="store_true", help="apt-get install missing packages")
+    p.add_argument("--build-dir", default=os.path.join(ROOT, "build"), help=argparse.SUPPRESS)
+    p.add_argument("--source-dir", default=ROOT, help=argparse.SUPPRESS)
+    p.add_argument("-j", "--jobs", type=int, default=max(1, os.cpu_count() or 1), help="build jobs")
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"-j must be ≥ 1 (got {args.jobs})")
+    if args.model_dir and not os.path.isdir(args.model_dir):
+        p.error(f"--model-dir {args.model_dir} is not a directory")
+    if args.hf_repo and not args.model_dir:
+        p.error("--hf-repo needs network access this tool does not use: download the checkpoint and pass "
+                "its directory with -md")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    prov = Provisioner(os.path.abspath(args.source_dir), os.path.abspath(args.build_dir), jobs=args.jobs)
+    state = None
+    try:
+        if args.clean:
+            prov.record("clean", prov.clean)
+        if args.gpu:
+            prov.record("gpu", lambda: ("skipped", "this engine has no GPU backend yet: building the CPU engine "
+                                                   "(-ngl is accepted and ignored)"))
+        prov.record("deps", lambda: prov.check_dependencies(args.install_deps))
+        state = prov.load_state()
+        state.pop("steps", None)
+        prov.record("build", lambda: prov.build(state))
+        if args.model_dir:
+            prov.record("model", lambda: prov.convert_or_quantize(args.model_dir, args.quant_type, args.quant_embd))
+        elif not args.no_model:
+            prov.record("model", lambda: prov.generate(default_model_path(), args.preset, args.quant_type))
+    except ProvisionError as e:
+        print(f"setup_env: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        write_log(args.log_dir, prov.steps)
+        if state is not None:
+            prov.save_state(state)  # the steps of this run, and the fingerprint of a good build
+    total = sum(s.duration_s for s in prov.steps)
+    did = [s.name for s in prov.steps if s.status == "done"]
+    print(f"setup_env: finished in {total:.2f}s; " + (f"did: {', '.join(did)}" if did else "nothing to do"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
