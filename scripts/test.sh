@@ -8,3 +8,5 @@ echo "== Release tests" >&2
 ctest --test-dir build --output-on-failure -j "$(nproc)"
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer: parser tests" >&2
 ctest --test-dir build-asan --output-on-failure -j "$(nproc)"
+echo "== Python front end (standard library only)" >&2
+BITNET_BIN_DIR="$PWD/build/bin" python3 -m unittest discover -s python/tests

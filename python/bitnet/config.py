@@ -40,6 +40,10 @@ def _float(flag: str, value, low: float, high: float, what: str) -> None:
         raise ConfigError(flag, f"{flag} must be {what} (got {value})")
 
 
+def _model(model: Optional[str]) -> List[str]:
+    return ["-m", model] if model else []
+
+
 def _fmt(value: float) -> str:
     """Shortest text for a float that parses back to it (0.8, not 0.8000000000000000444)."""
     return repr(float(value)) if not float(value).is_integer() else str(int(value))
@@ -74,9 +78,9 @@ class RuntimeConfig:
             _int("seed", "-s", self.seed, 0, 2**64 - 1, "between 0 and 2^64-1")
         return self
 
-    def args(self, binary: str, model_path: str) -> List[str]:
-        """The exact `bitnet run` argument list."""
-        a = [binary, "run", "-m", model_path]
+    def args(self, binary: str) -> List[str]:
+        """The exact `bitnet run` argument list (no -m: the binary's default model)."""
+        a = [binary, "run"] + _model(self.model)
         if self.prompt:
             a += ["-p", self.prompt]
         a += ["-n", str(self.n_predict), "-c", str(self.ctx_size), "-t", str(self.threads),
@@ -160,8 +164,8 @@ class ServerConfig:
                                         "or --force-public if the network is trusted")
         return self
 
-    def args(self, binary: str, model_path: str) -> List[str]:
-        a = [binary, "serve", "-m", model_path, "--host", self.host, "--port", str(self.port),
+    def args(self, binary: str) -> List[str]:
+        a = [binary, "serve"] + _model(self.model) + ["--host", self.host, "--port", str(self.port),
              "-c", str(self.ctx_size), "-t", str(self.threads), "-n", str(self.n_predict),
              "--temp", _fmt(self.temperature), "-b", str(self.batch_size), "-ngl", str(self.gpu_layers),
              "-np", str(self.parallel), "-cb" if self.cont_batching else "-nocb"]
@@ -197,8 +201,8 @@ class BenchConfig:
             raise ConfigError("-o", f"-o must be md, csv, json or jsonl (got {self.output!r})")
         return self
 
-    def args(self, binary: str, model_path: str) -> List[str]:
-        a = [binary, "bench", "-m", model_path, "-n", str(self.n_token), "-p", str(self.n_prompt),
+    def args(self, binary: str) -> List[str]:
+        a = [binary, "bench"] + _model(self.model) + ["-n", str(self.n_token), "-p", str(self.n_prompt),
              "-t", str(self.threads), "-r", str(self.repetitions), "-o", self.output]
         if self.telemetry_out:
             a += ["--telemetry-out", self.telemetry_out]

@@ -118,7 +118,7 @@ class BitNetRuntime:
     # ---- commands --------------------------------------------------------------------------
     def command(self, config) -> List[str]:
         """The exact argument list for a RuntimeConfig, ServerConfig or BenchConfig."""
-        return config.args(self.binary, self.model_path(config.model))
+        return config.args(self.binary)
 
     def _launch(self, name: str, config, capture: bool, env: Optional[dict], stdin=None):
         config.validate()
@@ -154,6 +154,8 @@ class BitNetRuntime:
                 report["resolved"] = json.loads(r.stdout).get("resolved")
             else:
                 report["resolved_error"] = r.stderr.strip()
+        elif self.binary_exists():
+            report["resolved_error"] = f"this build has no '{name}' command yet"
         return report
 
     def diagnostics(self, model: Optional[str] = None, ctx_size: int = 0, threads: int = 0,

@@ -53,7 +53,8 @@ class SetupEnvTest(unittest.TestCase):
         self.assertIn("nothing to do", second)
         self.assertNotIn("$ cmake", second, "no build command may run")
         self.assertEqual(os.stat(binary).st_mtime_ns, mtime)
-        state = json.load(open(os.path.join(self.build, "setup_env.json")))
+        with open(os.path.join(self.build, "setup_env.json")) as f:
+            state = json.load(f)
         self.assertEqual([s["name"] for s in state["steps"]], ["deps", "build"])
         self.assertTrue(all(s["duration_s"] >= 0 for s in state["steps"]))
         with open(os.path.join(self.src, "logs", "setup_env.jsonl")) as f:

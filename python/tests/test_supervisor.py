@@ -84,7 +84,8 @@ class SupervisorTest(unittest.TestCase):
         result = asyncio.run(main())
         self.assertEqual(result.status, "timeout")
         self.assertEqual(result.attempts, 1 + 0)
-        grandchild = int(open(pidfile).read())
+        with open(pidfile) as f:
+            grandchild = int(f.read())
         deadline = time.monotonic() + 10
         while alive(grandchild) and time.monotonic() < deadline:
             time.sleep(0.05)

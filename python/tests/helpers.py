@@ -1,0 +1,40 @@
+"""Test helpers: import path, a fake `bitnet` binary (a real executable that records its argv)."""
+
+import os
+import stat
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+FAKE = '''#!{python}
+import json, sys
+COMMANDS = {commands!r}
+if len(sys.argv) < 2 or sys.argv[1] == "--help":
+    print("usage: bitnet <command> [options]\\n\\ncommands:")
+    for c in COMMANDS:
+        print("  %-12s summary" % c)
+    sys.exit(0)
+if sys.argv[1] not in COMMANDS:
+    sys.stderr.write("error: unknown command '%s' (see bitnet --help)\\n" % sys.argv[1])
+    sys.exit(2)
+if "--dry-run" in sys.argv:
+    print(json.dumps({{"resolved": {{"threads": 3, "ctx_size": 2048}}}}))
+    sys.exit(0)
+print(json.dumps(sys.argv[1:]))
+'''
+
+
+def fake_bin_dir(commands=("run", "doctor", "gen-model")) -> str:
+    """A directory with an executable `bitnet` that knows `commands` and prints its arguments."""
+    d = tempfile.mkdtemp(prefix="bitnet-fake-bin-")
+    path = os.path.join(d, "bitnet")
+    with open(path, "w") as f:
+        f.write(FAKE.format(python=sys.executable, commands=list(commands)))
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
+    return d
+
+
+def real_bin_dir() -> str:
+    return os.environ.get("BITNET_BIN_DIR") or os.path.join(ROOT, "build", "bin")

@@ -1,0 +1,124 @@
+"""Every configuration guard, and the exact argument lists each configuration assembles."""
+
+import unittest
+
+import helpers  # noqa: F401  (import path)
+from bitnet.config import BenchConfig, ConfigError, RuntimeConfig, ServerConfig, is_loopback
+
+
+def error(config) -> str:
+    try:
+        config.validate()
+    except ConfigError as e:
+        return f"{e.field}: {e}"
+    return ""
+
+
+class RunConfigGuards(unittest.TestCase):
+    def test_defaults_with_prompt_are_valid(self):
+        self.assertEqual(error(RuntimeConfig(prompt="hi")), "")
+
+    def test_each_bad_value_has_its_own_message(self):
+        cases = [
+            (dict(threads=-1), "-t: -t must be between 1 and 1024, or 0 for automatic (got -1)"),
+            (dict(threads=2000), "(got 2000)"),
+            (dict(threads=1.5), "-t (threads) must be an integer (got 1.5)"),
+            (dict(threads=True), "must be an integer (got True)"),
+            (dict(ctx_size=-1), "-c: -c must be positive"),
+            (dict(ctx_size=2**31), "at most 2147483647"),
+            (dict(batch_size=0), "-b: -b must be between 1 and 65536 (got 0)"),
+            (dict(batch_size=65537), "(got 65537)"),
+            (dict(gpu_layers=-1), "-ngl: -ngl must be ≥ 0 (got -1)"),
+            (dict(n_predict=-2), "-n: -n must be -1 or ≥ 0 (got -2)"),
+            (dict(temperature=-0.5), "-temp: -temp must be ≥ 0"),
+            (dict(temperature=float("nan")), "-temp must be a finite number"),
+            (dict(seed=-1), "-s: -s must be between 0 and 2^64-1"),
+            (dict(model="/nonexistent/model.gguf"), "-m: model file not found: /nonexistent/model.gguf"),
+            (dict(model="/tmp"), "model path is a directory"),
+            (dict(model=""), "-m must be a path"),
+            (dict(prompt=None), "-p: no prompt"),
+        ]
+        for changes, needle in cases:
+            fields = dict(prompt="hi")
+            fields.update(changes)
+            with self.subTest(changes=changes):
+                self.assertIn(needle, error(RuntimeConfig(**fields)))
+
+    def test_conversation_needs_no_prompt(self):
+        self.assertEqual(error(RuntimeConfig(conversation=True)), "")
+
+    def test_missing_model_file_may_be_allowed_for_dry_runs(self):
+        RuntimeConfig(model="/nonexistent/m.gguf", prompt="x").validate(require_model_file=False)
+
+
+class ServerConfigGuards(unittest.TestCase):
+    def test_loopback_is_allowed_without_key(self):
+        for host in ("127.0.0.1", "localhost", "::1", "127.1.2.3"):
+            self.assertEqual(error(ServerConfig(host=host)), "", host)
+        self.assertFalse(is_loopback("0.0.0.0"))
+        self.assertFalse(is_loopback("example.com"))
+
+    def test_public_bind_needs_key_or_force(self):
+        self.assertIn("refusing to listen on 0.0.0.0 without --api-key", error(ServerConfig(host="0.0.0.0")))
+        self.assertEqual(error(ServerConfig(host="0.0.0.0", api_key="k" * 16)), "")
+        self.assertEqual(error(ServerConfig(host="0.0.0.0", allow_public=True)), "")
+
+    def test_each_bad_value_has_its_own_message(self):
+        cases = [
+            (dict(port=70000), "--port: --port must be between 1 and 65535"),
+            (dict(port=-1), "(got -1)"),
+            (dict(batch_size=0), "-b: -b must be between 1 and 65536"),
+            (dict(batch_size=4096, ctx_size=2048), "-b: -b 4096 exceeds the context size -c 2048"),
+            (dict(parallel=0), "-np: -np must be between 1 and 256"),
+            (dict(parallel=8, ctx_size=4, batch_size=4), "-np 8 slots cannot share a context of 4"),
+            (dict(api_key="short"), "--api-key must be at least 8 characters"),
+            (dict(host=""), "--host must not be empty"),
+            (dict(temperature=-1.0), "--temperature must be ≥ 0"),
+            (dict(threads=-3), "-t must be between"),
+        ]
+        for changes, needle in cases:
+            with self.subTest(changes=changes):
+                self.assertIn(needle, error(ServerConfig(**changes)))
+
+
+class BenchConfigGuards(unittest.TestCase):
+    def test_guards(self):
+        self.assertEqual(error(BenchConfig()), "")
+        self.assertIn("nothing to measure", error(BenchConfig(n_token=0, n_prompt=0)))
+        self.assertIn("-r must be between 1 and 1000", error(BenchConfig(repetitions=0)))
+        self.assertIn("-o must be md, csv, json or jsonl", error(BenchConfig(output="xml")))
+        self.assertIn("-p must be ≥ 0", error(BenchConfig(n_prompt=-1)))
+
+
+class CommandAssembly(unittest.TestCase):
+    def test_run_arguments_are_exact(self):
+        c = RuntimeConfig(model="m.gguf", prompt="Hello world", n_predict=16, ctx_size=512, threads=4,
+                          temperature=0.7, seed=3, telemetry_out="t.jsonl")
+        self.assertEqual(c.args("/bin/bitnet"), [
+            "/bin/bitnet", "run", "-m", "m.gguf", "-p", "Hello world", "-n", "16", "-c", "512", "-t", "4",
+            "-b", "512", "-ngl", "0", "--temp", "0.7", "-s", "3", "--telemetry-out", "t.jsonl"])
+
+    def test_default_model_omits_m_and_conversation_uses_system_prompt(self):
+        c = RuntimeConfig(conversation=True, system_prompt="Be brief.", temperature=0)
+        self.assertEqual(c.args("b"), ["b", "run", "-n", "128", "-c", "2048", "-t", "0", "-b", "512",
+                                       "-ngl", "0", "--temp", "0", "-cnv", "-sys", "Be brief."])
+
+    def test_prompt_with_shell_characters_stays_one_argument(self):
+        c = RuntimeConfig(prompt="$(rm -rf /); echo 'x' | cat")
+        a = c.args("b")
+        self.assertEqual(a[a.index("-p") + 1], "$(rm -rf /); echo 'x' | cat")
+
+    def test_server_arguments_are_exact(self):
+        c = ServerConfig(model="m.gguf", host="0.0.0.0", port=9000, api_key="secretkey", parallel=2,
+                         cont_batching=False)
+        self.assertEqual(c.args("b"), [
+            "b", "serve", "-m", "m.gguf", "--host", "0.0.0.0", "--port", "9000", "-c", "2048", "-t", "0",
+            "-n", "4096", "--temp", "0.8", "-b", "512", "-ngl", "0", "-np", "2", "-nocb", "--api-key", "secretkey"])
+
+    def test_bench_arguments_are_exact(self):
+        self.assertEqual(BenchConfig(model="m.gguf", n_token=32, n_prompt=64, threads=2, repetitions=3).args("b"),
+                         ["b", "bench", "-m", "m.gguf", "-n", "32", "-p", "64", "-t", "2", "-r", "3", "-o", "md"])
+
+
+if __name__ == "__main__":
+    unittest.main()
