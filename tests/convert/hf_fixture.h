@@ -41,12 +41,12 @@ inline std::vector<uint8_t> safetensors_bytes(const std::vector<HfTensor>& ts, c
   }
   std::string header = header_override.empty() ? h.dump() : header_override;
   while (header.size() % 8) header += ' ';  // the reference writer pads with spaces
-  std::vector<uint8_t> out(8);
+  std::string buf(8, '\0');
   const uint64_t n = header.size();
-  std::memcpy(out.data(), &n, 8);
-  out.insert(out.end(), header.begin(), header.end());
-  for (const auto& t : ts) out.insert(out.end(), t.bytes.begin(), t.bytes.end());
-  return out;
+  std::memcpy(buf.data(), &n, 8);
+  buf += header;
+  for (const auto& t : ts) buf.append(t.bytes.begin(), t.bytes.end());
+  return std::vector<uint8_t>(buf.begin(), buf.end());
 }
 
 inline void write_file(const std::filesystem::path& p, const std::vector<uint8_t>& b) {
