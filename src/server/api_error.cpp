@@ -76,6 +76,7 @@ std::vector<std::string> get_stop(const json& o) {
   if (!v) return {};
   if (v->is_string()) {
     if (v->get<std::string>().empty()) throw bad_request("'stop' must not be empty");
+    if (v->get<std::string>().size() > 256) throw bad_request("'stop' strings may be at most 256 bytes long");
     return {v->get<std::string>()};
   }
   if (!v->is_array()) throw bad_request("'stop' must be a string or an array of strings");
@@ -83,6 +84,8 @@ std::vector<std::string> get_stop(const json& o) {
   std::vector<std::string> out;
   for (const json& s : *v) {
     if (!s.is_string() || s.get<std::string>().empty()) throw bad_request("'stop' entries must be non-empty strings");
+    // Held-back text is matched against every stop string at each token: keep that cheap.
+    if (s.get<std::string>().size() > 256) throw bad_request("'stop' strings may be at most 256 bytes long");
     out.push_back(s.get<std::string>());
   }
   return out;

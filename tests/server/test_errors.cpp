@@ -36,6 +36,8 @@ TEST(ServerErrors, BadRequestsGetSpecificStatusesAndTypes) {
       {"top_p zero", "POST", "/v1/completions", R"({"prompt": "a", "top_p": 0})", 400, inv},
       {"stream not bool", "POST", "/v1/completions", R"({"prompt": "a", "stream": "yes"})", 400, inv},
       {"stop wrong type", "POST", "/v1/completions", R"({"prompt": "a", "stop": 5})", 400, inv},
+      {"stop string too long", "POST", "/v1/completions", "{\"prompt\": \"a\", \"stop\": [\"" + std::string(300, 's') + "\"]}",
+       400, inv},
       {"n_probs too large", "POST", "/completion", R"({"prompt": "a", "n_probs": 1000000})", 400, inv},
       {"slot id out of range", "POST", "/completion", R"({"prompt": "a", "id_slot": 2})", 400, inv},
       {"negative slot id", "POST", "/completion", R"({"prompt": "a", "id_slot": -7})", 400, inv},
