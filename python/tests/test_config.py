@@ -2,7 +2,7 @@
 
 import unittest
 
-import helpers  # noqa: F401  (import path)
+import helpers
 from bitnet.config import BenchConfig, ConfigError, RuntimeConfig, ServerConfig, is_loopback
 
 
@@ -122,3 +122,47 @@ class CommandAssembly(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def load_script(relpath):
+    """Imports a top-level script (names may contain dashes) as a module."""
+    import importlib.util
+    import os
+    path = os.path.join(helpers.ROOT, relpath)
+    spec = importlib.util.spec_from_file_location(os.path.basename(relpath).replace("-", "_")[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ArgumentParsing(unittest.TestCase):
+    def test_run_inference_accepts_bitnet_cpp_flags(self):
+        m = load_script("run_inference.py")
+        a = m.build_parser().parse_args(["-m", "x.gguf", "-n", "5", "-p", "hi", "-t", "3", "-c", "100",
+                                         "-temp", "0.2", "-b", "16", "-ngl", "0", "--telemetry-out", "t"])
+        c = m.config_from(a)
+        self.assertEqual((c.model, c.n_predict, c.prompt, c.threads, c.ctx_size, c.temperature, c.batch_size,
+                          c.telemetry_out), ("x.gguf", 5, "hi", 3, 100, 0.2, 16, "t"))
+        d = m.config_from(m.build_parser().parse_args(["-p", "sys", "-cnv"]))
+        self.assertEqual((d.conversation, d.prompt, d.system_prompt), (True, None, "sys"))
+        defaults = m.config_from(m.build_parser().parse_args(["-p", "x"]))
+        self.assertEqual((defaults.n_predict, defaults.ctx_size, defaults.temperature, defaults.threads),
+                         (128, 2048, 0.8, 0))
+
+    def test_server_flags(self):
+        m = load_script("run_inference_server.py")
+        a = m.build_parser().parse_args(["--host", "0.0.0.0", "--port", "9", "--temperature", "0.1",
+                                         "--api-key", "k" * 10, "-nocb", "-np", "2"])
+        c = m.config_from(a)
+        self.assertEqual((c.host, c.port, c.temperature, c.api_key, c.cont_batching, c.parallel),
+                         ("0.0.0.0", 9, 0.1, "k" * 10, False, 2))
+        c.validate()
+
+    def test_setup_env_flags(self):
+        m = load_script("setup_env.py")
+        a = m.parse_args(["--clean", "--gpu", "-q", "tl2", "--no-model", "-j", "1"])
+        self.assertEqual((a.clean, a.gpu, a.quant_type, a.no_model, a.jobs), (True, True, "tl2", True, 1))
+        with self.assertRaises(SystemExit):
+            m.parse_args(["--cpu", "--gpu"])
+        with self.assertRaises(SystemExit):
+            m.parse_args(["-q", "q4_0"])
