@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what is missing, builds Release and the sanitizer build of
-# the parser tests, then runs both with CTest.
+# the parser tests and an aarch64 cross build (run under qemu), then runs them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --asan
@@ -8,5 +8,7 @@ echo "== Release tests" >&2
 ctest --test-dir build --output-on-failure -j "$(nproc)"
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer: parser tests" >&2
 ctest --test-dir build-asan --output-on-failure -j "$(nproc)"
+echo "== aarch64 build (NEON path) under qemu" >&2
+scripts/test-arm.sh
 echo "== Python front end (standard library only)" >&2
 BITNET_BIN_DIR="$PWD/build/bin" python3 -m unittest discover -s python/tests
