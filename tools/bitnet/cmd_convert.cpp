@@ -3,7 +3,9 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "conversion/dummy_model.h"
 #include "conversion/hf_convert.h"
+#include "conversion/hf_synthetic.h"
 #include "model_options.h"
 
 namespace bitnet::cli {
@@ -18,14 +20,24 @@ GgmlType parse_conversion_type(const std::string& flag, const std::string& value
 }
 
 int cmd_convert(int argc, char** argv) {
-  std::string dir, out, outtype = "i2_s", embedding_type;
+  std::string dir, out, outtype = "i2_s", embedding_type, synthetic, synthetic_arch = "BitNetForCausalLM";
   ArgParser p("bitnet convert", "Convert a Hugging Face checkpoint (config.json, *.safetensors, tokenizer) to GGUF.");
   p.positional("HF_DIR", "checkpoint directory", &dir, true);
   p.option({"-o", "--outfile"}, "FILE", "output GGUF file", &out);
   p.option({"--outtype"}, "TYPE", "projection type: i2_s (default), tq1_0, tq2_0, tl1, tl2, f16, bf16, f32", &outtype);
   p.option({"--embedding-type"}, "TYPE", "token embedding / LM head type: f16, q8_0, q6_k, f32, bf16 "
            "(default f32 for --outtype f32, bf16 for bf16, else f16)", &embedding_type);
+  p.option({"--write-synthetic"}, "PRESET", "benchmark aid: instead of converting, write a random bf16 checkpoint "
+           "in the shapes of a gen-model preset to HF_DIR", &synthetic);
+  p.option({"--synthetic-arch"}, "CLASS", "with --write-synthetic: BitNetForCausalLM (default) or LlamaForCausalLM",
+           &synthetic_arch);
   if (!p.parse(argc, argv)) return 0;
+  if (!synthetic.empty()) {
+    const uint64_t n = write_synthetic_hf_checkpoint(dir, synthetic_arch, synthetic, default_vocab_dir());
+    std::fprintf(stderr, "wrote %s: %.2f GB of bf16 weights (%s, preset %s)\n", dir.c_str(), double(n) / 1e9,
+                 synthetic_arch.c_str(), synthetic.c_str());
+    return 0;
+  }
   if (out.empty()) throw UsageError("missing -o FILE");
   ConvertOptions o;
   o.type = parse_conversion_type("--outtype", outtype, false);

@@ -1,0 +1,114 @@
+#include "conversion/hf_synthetic.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "conversion/dummy_model.h"
+#include "errors.h"
+#include "formats/half.h"
+
+namespace bitnet {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Spec {
+  std::string name;
+  std::vector<int64_t> shape;
+  float sd, mean;
+};
+
+// One safetensors shard: header first, then each tensor generated and written on its own.
+uint64_t write_shard(const fs::path& path, const std::vector<Spec>& specs, std::mt19937_64& rng) {
+  nlohmann::ordered_json h = nlohmann::ordered_json::object();
+  uint64_t off = 0;
+  for (const Spec& s : specs) {
+    uint64_t n = 2;
+    for (int64_t d : s.shape) n *= uint64_t(d);
+    h[s.name] = {{"dtype", "BF16"}, {"shape", s.shape}, {"data_offsets", {off, off + n}}};
+    off += n;
+  }
+  std::string header = h.dump();
+  while (header.size() % 8) header += ' ';
+  std::ofstream out(path, std::ios::binary);
+  const uint64_t len = header.size();
+  out.write(reinterpret_cast<const char*>(&len), 8);
+  out.write(header.data(), std::streamsize(header.size()));
+  std::vector<uint16_t> buf;
+  for (const Spec& s : specs) {
+    uint64_t n = 1;
+    for (int64_t d : s.shape) n *= uint64_t(d);
+    buf.resize(size_t(n));
+    // Cheap pseudo-normal values (sum of uniforms): generating 2.4 B Box-Muller samples would
+    // dominate the benchmark set-up time.
+    for (uint16_t& x : buf) {
+      const uint64_t r = rng();
+      const float u = (float(r & 0xffff) + float((r >> 16) & 0xffff) + float((r >> 32) & 0xffff) - 98302.5f) / 32768.0f;
+      x = fp32_to_bf16(s.mean + s.sd * u);
+    }
+    out.write(reinterpret_cast<const char*>(buf.data()), std::streamsize(n * 2));
+  }
+  if (!out) throw Error(path.string() + ": write failed");
+  return off;
+}
+
+}  // namespace
+
+uint64_t write_synthetic_hf_checkpoint(const std::string& dir_s, const std::string& arch, const std::string& preset,
+                                       const std::string& vocab_dir, uint64_t seed) {
+  const ModelPreset* p = find_preset(preset);
+  if (!p) throw Error("unknown preset '" + preset + "'");
+  const bool llama = arch == "LlamaForCausalLM";
+  if (!llama && arch != "BitNetForCausalLM") throw Error("synthetic checkpoints: arch must be BitNetForCausalLM or LlamaForCausalLM");
+  const fs::path dir(dir_s);
+  fs::create_directories(dir);
+  const int64_t V = 128256, d = p->n_embd, hd = d / p->n_head, F = p->n_ff;
+  nlohmann::json cfg = {{"architectures", {arch}}, {"hidden_act", llama ? "silu" : "relu2"}, {"hidden_size", d},
+                        {"num_hidden_layers", p->n_layer}, {"num_attention_heads", p->n_head},
+                        {"num_key_value_heads", p->n_head_kv}, {"intermediate_size", F}, {"vocab_size", V},
+                        {"max_position_embeddings", p->n_ctx}, {"rms_norm_eps", 1e-5}, {"rope_theta", 500000.0},
+                        {"tie_word_embeddings", !llama}, {"_name_or_path", "synthetic-" + preset}};
+  std::ofstream(dir / "config.json") << cfg.dump(2);
+  fs::copy_file(vocab_dir + "/llama3-tokenizer.tiktoken", dir / "tokenizer.model", fs::copy_options::overwrite_existing);
+
+  // Shard per layer group so no single file is huge; embeddings in the first shard.
+  std::vector<std::vector<Spec>> shards(1);
+  const float emb_sd = 2.0f / std::sqrt(float(d));
+  shards[0].push_back({"model.embed_tokens.weight", {V, d}, emb_sd, 0});
+  shards[0].push_back({"model.norm.weight", {d}, 0.05f, 1});
+  if (llama) shards[0].push_back({"lm_head.weight", {V, d}, emb_sd, 0});
+  for (int64_t i = 0; i < p->n_layer; ++i) {
+    if (i % 8 == 0) shards.emplace_back();
+    auto& s = shards.back();
+    const std::string b = "model.layers." + std::to_string(i) + ".";
+    const float sd = 1.0f / std::sqrt(float(d));
+    s.push_back({b + "input_layernorm.weight", {d}, 0.05f, 1});
+    s.push_back({b + "self_attn.q_proj.weight", {p->n_head * hd, d}, sd, 0});
+    s.push_back({b + "self_attn.k_proj.weight", {p->n_head_kv * hd, d}, sd, 0});
+    s.push_back({b + "self_attn.v_proj.weight", {p->n_head_kv * hd, d}, sd, 0});
+    s.push_back({b + "self_attn.o_proj.weight", {d, p->n_head * hd}, sd, 0});
+    if (!llama) s.push_back({b + "self_attn.attn_sub_norm.weight", {d}, 0.05f, 1});
+    s.push_back({b + "post_attention_layernorm.weight", {d}, 0.05f, 1});
+    s.push_back({b + "mlp.gate_proj.weight", {F, d}, sd, 0});
+    s.push_back({b + "mlp.up_proj.weight", {F, d}, sd, 0});
+    s.push_back({b + "mlp.down_proj.weight", {d, F}, 1.0f / std::sqrt(float(F)), 0});
+    if (!llama) s.push_back({b + "mlp.ffn_sub_norm.weight", {F}, 0.05f, 1});
+  }
+  nlohmann::json index = {{"weight_map", nlohmann::json::object()}};
+  std::mt19937_64 rng(seed);
+  uint64_t total = 0;
+  for (size_t k = 0; k < shards.size(); ++k) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, shards.size());
+    for (const Spec& s : shards[k]) index["weight_map"][s.name] = name;
+    total += write_shard(dir / name, shards[k], rng);
+  }
+  std::ofstream(dir / "model.safetensors.index.json") << index.dump(2);
+  return total;
+}
+
+}  // namespace bitnet
