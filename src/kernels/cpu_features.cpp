@@ -7,6 +7,10 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 namespace bitnet::kernels {
 namespace {
@@ -38,6 +42,11 @@ CpuFeatures detect() {
     f.avx512vnni = (c >> 11) & 1;
   }
 #endif
+#if defined(__aarch64__)
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  f.neon = (hwcap & HWCAP_ASIMD) != 0;
+  f.dotprod = f.neon && (hwcap & HWCAP_ASIMDDP) != 0;
+#endif
   return f;
 }
 
@@ -48,8 +57,18 @@ std::string missing_list(Isa isa, const CpuFeatures& f) {
     if (!m.empty()) m += ' ';
     m += name;
   };
+  if (isa == Isa::Generic) return m;
+  if (isa == Isa::Neon || isa == Isa::NeonDotprod) {
+#if defined(__aarch64__)
+    need(f.neon, "neon");
+    if (isa == Isa::NeonDotprod) need(f.dotprod, "dotprod");
+#else
+    m = "aarch64";
+#endif
+    return m;
+  }
 #if !defined(__x86_64__)
-  if (isa != Isa::Generic) return "x86-64";
+  return "x86-64";
 #endif
   if (isa >= Isa::Avx2) {
     need(f.avx2, "avx2");
@@ -77,8 +96,12 @@ Isa choose_active() {
     want = Isa::Avx2;
   } else if (req == "avx512" || req == "avx512vnni") {
     want = Isa::Avx512Vnni;
+  } else if (req == "neon") {
+    want = Isa::Neon;
+  } else if (req == "neon-dotprod" || req == "dotprod") {
+    want = Isa::NeonDotprod;
   } else {
-    std::fprintf(stderr, "bitnet: unknown BITNET_ISA '%s' (generic|avx2|avx512); using %s\n",
+    std::fprintf(stderr, "bitnet: unknown BITNET_ISA '%s' (generic|avx2|avx512|neon|neon-dotprod); using %s\n",
                  env, std::string(isa_name(best)).c_str());
     return best;
   }
@@ -101,6 +124,10 @@ std::string_view isa_name(Isa isa) {
       return "avx2";
     case Isa::Avx512Vnni:
       return "avx512";
+    case Isa::Neon:
+      return "neon";
+    case Isa::NeonDotprod:
+      return "neon-dotprod";
     default:
       return "generic";
   }
@@ -111,6 +138,8 @@ std::string missing_features(Isa isa) { return missing_list(isa, cpu_features())
 bool isa_supported(Isa isa) { return missing_features(isa).empty(); }
 
 Isa best_isa() {
+  if (isa_supported(Isa::NeonDotprod)) return Isa::NeonDotprod;
+  if (isa_supported(Isa::Neon)) return Isa::Neon;
   if (isa_supported(Isa::Avx512Vnni)) return Isa::Avx512Vnni;
   if (isa_supported(Isa::Avx2)) return Isa::Avx2;
   return Isa::Generic;

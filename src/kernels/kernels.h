@@ -25,6 +25,21 @@ struct TernaryJob {
 //   TQ2_0, TQ1_0 (K % 256 == 0): y = (Σ_b d_b·(float)isum_b, f32 in block order) / s
 using TernaryRowsFn = bool (*)(const TernaryJob& job, int64_t r0, int64_t r1, float* y);
 
+// Several tokens' int8 activations against a ternary matrix (prompt processing): each weight block is
+// loaded once and applied to a register tile of tokens.
+struct TernaryBatch {
+  const uint8_t* w = nullptr;
+  int64_t K = 0;
+  int64_t n_tokens = 0;
+  const int8_t* q = nullptr;              // token t at q + t·K
+  const ActivationQuant* act = nullptr;   // n_tokens entries
+  const int32_t* block_qsum = nullptr;    // TQ only: Σq of 256-block b of token t at [b·n_tokens + t]
+  float alpha = 0;                        // I2_S per-tensor scale
+};
+// Writes y[t·ld + r] for every token t and r in [r0, r1), each value bit-identical to the
+// TernaryRowsFn result for that token (and so to dot_ternary_ref). Same invalid-code contract.
+using TernaryMatFn = bool (*)(const TernaryBatch& job, int64_t r0, int64_t r1, float* y, int64_t ld);
+
 // Float-storage weights (row-major, K columns) times f32 activations x[K]: y[r] for r in [r0, r1).
 // Accumulated in f32 lanes (the reference uses double); see docs/kernels.md for the tolerance.
 using FloatRowsFn = void (*)(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1,
@@ -33,6 +48,7 @@ using FloatRowsFn = void (*)(const uint8_t* w, int64_t K, const float* x, int64_
 struct KernelSet {
   Isa isa = Isa::Generic;
   TernaryRowsFn i2s = nullptr, tq1 = nullptr, tq2 = nullptr;
+  TernaryMatFn i2s_mm = nullptr, tq1_mm = nullptr, tq2_mm = nullptr;
   FloatRowsFn f32 = nullptr, f16 = nullptr, bf16 = nullptr, q8_0 = nullptr, q6_k = nullptr;
 };
 
@@ -60,11 +76,20 @@ inline __attribute__((always_inline)) void q6_k_block_to_f32(const uint8_t* blk,
     }
 }
 
+// Σq of each 256-element block of each token, laid out for TernaryBatch::block_qsum.
+void block_qsums(const int8_t* q, int64_t K, int64_t n_tokens, int32_t* out);
+
 // Per-ISA tables, defined in kernels_<isa>.cpp.
 const KernelSet& generic_kernels();
 #if defined(__x86_64__)
 const KernelSet& avx2_kernels();
 const KernelSet& avx512_kernels();
+#endif
+#if defined(__aarch64__)
+const KernelSet& neon_kernels();
+const KernelSet& neon_dotprod_kernels();
+// The generic set with the NEON ternary kernels of one level swapped in.
+KernelSet neon_set_with(Isa isa, TernaryRowsFn i2s, TernaryRowsFn tq2);
 #endif
 
 }  // namespace bitnet::kernels

@@ -4,6 +4,7 @@
 #define BITNET_VNNI 0
 #define BITNET_ISA_ENUM Isa::Avx2
 #include "kernels/kernels_x86_impl.h"
+#include "kernels/kernels_x86_mm.h"
 
 namespace bitnet::kernels {
 const KernelSet& avx2_kernels() { return kSet; }

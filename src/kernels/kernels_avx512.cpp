@@ -6,6 +6,7 @@
 #define BITNET_VNNI 1
 #define BITNET_ISA_ENUM Isa::Avx512Vnni
 #include "kernels/kernels_x86_impl.h"
+#include "kernels/kernels_x86_mm.h"
 
 namespace bitnet::kernels {
 const KernelSet& avx512_kernels() { return kSet; }

@@ -1,5 +1,6 @@
 // Portable kernels (any CPU): byte decoding with shifts in short fixed-length inner loops that
 // the compiler can vectorize, exact int32 sums, no allocation. Also the per-ISA table lookup.
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -100,6 +101,101 @@ bool tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
   return true;  // every byte decodes to valid trits
 }
 
+// ---- matrix × several tokens: each weight block is decoded once into trits t = u − 1 (or codes u)
+// and reused for a tile of tokens; the integer sums are exact, the float steps the row kernels' ----
+
+constexpr int kTileTokens = 8;
+
+// The 128 codes u of one I2_S block (element order); returns v & (v >> 1) over its bytes.
+inline unsigned decode_i2s_block(const uint8_t* wb, uint8_t* u) {
+  unsigned bad = 0;
+  for (int i = 0; i < 32; ++i) {
+    const unsigned v = wb[i];
+    bad |= v & (v >> 1);
+    u[i] = uint8_t(v >> 6);
+    u[32 + i] = uint8_t((v >> 4) & 3);
+    u[64 + i] = uint8_t((v >> 2) & 3);
+    u[96 + i] = uint8_t(v & 3);
+  }
+  return bad;
+}
+
+bool i2s_mm(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
+  unsigned bad = 0;
+  uint8_t u[128];
+  for (int64_t t0 = 0; t0 < j.n_tokens; t0 += kTileTokens) {
+    const int nt = int(std::min<int64_t>(kTileTokens, j.n_tokens - t0));
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* w = j.w + r * (j.K / 4);
+      int32_t S[kTileTokens] = {};
+      for (int64_t b = 0; b < j.K / 128; ++b) {
+        bad |= decode_i2s_block(w + 32 * b, u);
+        for (int t = 0; t < nt; ++t) {
+          const int8_t* q = j.q + (t0 + t) * j.K + 128 * b;
+          int32_t s = 0;
+          for (int i = 0; i < 128; ++i) s += int32_t(u[i]) * q[i];
+          S[t] += s;
+        }
+      }
+      for (int t = 0; t < nt; ++t) {
+        const ActivationQuant& a = j.act[t0 + t];
+        y[(t0 + t) * ld + r] = (float(S[t]) - float(a.sum)) / a.scale * j.alpha;
+      }
+    }
+  }
+  return (bad & 0x55) == 0;
+}
+
+// The 256 trits of one TQ2_0 block; returns v & (v >> 1) over its code bytes.
+inline unsigned decode_tq2_block(const uint8_t* blk, int8_t* t) {
+  unsigned bad = 0;
+  for (int h = 0; h < 2; ++h)
+    for (int m = 0; m < 32; ++m) {
+      const unsigned v = blk[32 * h + m];
+      bad |= v & (v >> 1);
+      for (int p = 0; p < 4; ++p) t[128 * h + 32 * p + m] = int8_t(int((v >> (2 * p)) & 3) - 1);
+    }
+  return bad;
+}
+
+// The 256 trits of one TQ1_0 block (every byte decodes).
+inline unsigned decode_tq1_block(const uint8_t* blk, int8_t* t) {
+  uint8_t mul = 1;
+  for (int p = 0; p < 5; ++p, mul = uint8_t(mul * 3)) {
+    for (int m = 0; m < 32; ++m) t[32 * p + m] = int8_t(trit(uint8_t(blk[m] * mul)));
+    for (int m = 0; m < 16; ++m) t[160 + 16 * p + m] = int8_t(trit(uint8_t(blk[32 + m] * mul)));
+    if (p < 4)
+      for (int m = 0; m < 4; ++m) t[240 + 4 * p + m] = int8_t(trit(uint8_t(blk[48 + m] * mul)));
+  }
+  return 0;
+}
+
+template <int64_t kBytes, int64_t kScale, unsigned (*Decode)(const uint8_t*, int8_t*)>
+bool tq_mm(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
+  const int64_t nb = j.K / 256;
+  unsigned bad = 0;
+  int8_t tr[256];
+  for (int64_t t0 = 0; t0 < j.n_tokens; t0 += kTileTokens) {
+    const int nt = int(std::min<int64_t>(kTileTokens, j.n_tokens - t0));
+    for (int64_t r = r0; r < r1; ++r) {
+      float acc[kTileTokens] = {};
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = j.w + (r * nb + b) * kBytes;
+        bad |= Decode(blk, tr);
+        const float d = fp16_to_fp32(load_u16(blk + kScale));
+        for (int t = 0; t < nt; ++t) {
+          const int8_t* q = j.q + (t0 + t) * j.K + 256 * b;
+          int32_t isum = 0;
+          for (int i = 0; i < 256; ++i) isum += int32_t(tr[i]) * q[i];
+          tq_accumulate(acc[t], d, isum);
+        }
+      }
+      for (int t = 0; t < nt; ++t) y[(t0 + t) * ld + r] = acc[t] / j.act[t0 + t].scale;
+    }
+  }
+  return (bad & 0x55) == 0;
+}
+
 // ---- float-storage weights: 8 f32 lanes per row, combined pairwise, then the scalar tail ----
 
 inline float lanes_sum(const float* a) {
@@ -167,9 +263,30 @@ void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t 
 
 }  // namespace
 
+void block_qsums(const int8_t* q, int64_t K, int64_t n_tokens, int32_t* out) {
+  const int64_t nb = K / 256;
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t b = 0; b < nb; ++b) {
+      const int8_t* qb = q + t * K + 256 * b;
+      int32_t s = 0;
+      for (int i = 0; i < 256; ++i) s += qb[i];
+      out[b * n_tokens + t] = s;
+    }
+}
+
 const KernelSet& generic_kernels() {
-  static const KernelSet set{Isa::Generic, i2s_rows,  tq1_rows,  tq2_rows, f32_rows,
-                             f16_rows,     bf16_rows, q8_0_rows, q6_k_rows};
+  static const KernelSet set{.isa = Isa::Generic,
+                             .i2s = i2s_rows,
+                             .tq1 = tq1_rows,
+                             .tq2 = tq2_rows,
+                             .i2s_mm = i2s_mm,
+                             .tq1_mm = tq_mm<kTqBytes1, 52, decode_tq1_block>,
+                             .tq2_mm = tq_mm<kTqBytes2, 64, decode_tq2_block>,
+                             .f32 = f32_rows,
+                             .f16 = f16_rows,
+                             .bf16 = bf16_rows,
+                             .q8_0 = q8_0_rows,
+                             .q6_k = q6_k_rows};
   return set;
 }
 
@@ -177,6 +294,9 @@ const KernelSet& kernel_set(Isa isa) {
 #if defined(__x86_64__)
   if (isa == Isa::Avx512Vnni) return avx512_kernels();
   if (isa == Isa::Avx2) return avx2_kernels();
+#elif defined(__aarch64__)
+  if (isa == Isa::NeonDotprod) return neon_dotprod_kernels();
+  if (isa == Isa::Neon) return neon_kernels();
 #else
   (void)isa;
 #endif

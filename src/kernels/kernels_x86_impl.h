@@ -180,9 +180,10 @@ TGT __m256i trit_code(__m256i bp) {
   return _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge86, ge171));
 }
 
-// Σ u·q over one block: qs[0..31] carry elements 32p + m; qs[32..47] elements 160 + 16p + m
-// (planes paired into 256-bit vectors [p, p+1]); qh[0..3] elements 240 + 4p + j.
-TGT __m256i tq1_block_dot(const uint8_t* blk, const __m256i* q8) {
+// The 8 code planes of one block; plane k multiplies activations 32k … 32k+31 of the block:
+// qs[0..31] carry elements 32p + m; qs[32..47] elements 160 + 16p + m (planes paired into 256-bit
+// vectors [p, p+1]); qh[0..3] elements 240 + 4p + j.
+TGT void tq1_codes(const uint8_t* blk, __m256i* c) {
   const __m256i a0 = load256(blk);
   const __m256i a1 = times3(a0), a2 = times3(a1), a3 = times3(a2), a4 = times3(a3);
   const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 32));
@@ -193,10 +194,22 @@ TGT __m256i tq1_block_dot(const uint8_t* blk, const __m256i* q8) {
   const __m128i t0 = _mm_set1_epi32(qh_word), t1 = times3(t0), t2 = times3(t1), t3 = times3(t2);
   const __m128i y = _mm_blend_epi32(_mm_blend_epi32(t0, t1, 0x2), _mm_blend_epi32(t2, t3, 0x8), 0xC);
   const __m256i x4 = _mm256_set_m128i(y, _mm256_extracti128_si256(times3(x23), 1));
-  __m256i acc = dot4(_mm256_setzero_si256(), trit_code(a0), q8[0], trit_code(a1), q8[1],
-                     trit_code(a2), q8[2], trit_code(a3), q8[3]);
-  return dot4(acc, trit_code(a4), q8[4], trit_code(x01), q8[5], trit_code(x23), q8[6],
-              trit_code(x4), q8[7]);
+  c[0] = trit_code(a0);
+  c[1] = trit_code(a1);
+  c[2] = trit_code(a2);
+  c[3] = trit_code(a3);
+  c[4] = trit_code(a4);
+  c[5] = trit_code(x01);
+  c[6] = trit_code(x23);
+  c[7] = trit_code(x4);
+}
+
+// Σ u·q over one block.
+TGT __m256i tq1_block_dot(const uint8_t* blk, const __m256i* q8) {
+  __m256i c[8];
+  tq1_codes(blk, c);
+  const __m256i acc = dot4(_mm256_setzero_si256(), c[0], q8[0], c[1], q8[1], c[2], q8[2], c[3], q8[3]);
+  return dot4(acc, c[4], q8[4], c[5], q8[5], c[6], q8[6], c[7], q8[7]);
 }
 
 template <int R>
@@ -349,17 +362,5 @@ BITNET_TGT void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r
   }
 }
 
-const KernelSet kSet{BITNET_ISA_ENUM,
-                     i2s_rows,
-                     tq1_rows,
-                     tq2_rows,
-                     float_rows<LoadF32>,
-                     float_rows<LoadF16>,
-                     float_rows<LoadBF16>,
-                     q8_0_rows,
-                     q6_k_rows};
-
 }  // namespace
 }  // namespace bitnet::kernels
-
-#undef TGT

@@ -31,7 +31,10 @@ class KernelIsa : public ::testing::TestWithParam<Isa> {
 };
 
 std::string isa_param_name(const ::testing::TestParamInfo<Isa>& info) {
-  return std::string(kernels::isa_name(info.param));
+  std::string name(kernels::isa_name(info.param));
+  for (char& c : name)
+    if (c == '-') c = '_';  // test names must be identifiers
+  return name;
 }
 
 // Ternary weights with all three codes; per-256-block scales vary so TQ's d_b differ. Row 0 is

@@ -1,0 +1,200 @@
+// Matrix × several tokens (prompt processing), x86 SIMD; included after kernels_x86_impl.h by
+// kernels_avx2.cpp and kernels_avx512.cpp, whose helpers it uses, and which it completes with the
+// KernelSet table.
+//
+// Register tile: one weight row × T ≤ 8 tokens. Each weight vector is loaded and decoded once and
+// multiplied with the T tokens' activations (one accumulator per token), so decoding is amortized
+// over the tile and the activation loads fold into VPMADDUBSW/VPDPBUSD memory operands.
+// Cache tile: kTileRows rows × one token tile × one chunk of columns, so that the chunk's
+// activations (≤ 16 KiB) stay in L1 while the tile's rows stream past them.
+//
+// Exactness (AVX2): VPMADDUBSW pairs with valid codes u ≤ 2 lie in [−512, 508]; an I2_S chunk adds
+// 16 blocks × 4 planes = 64 of them per int16 lane (range [−32768, 32512], no wrap) before
+// VPMADDWD widens to int32; a TQ block adds 8. Invalid codes (3) may wrap but are reported, and the
+// caller then discards the result. With VNNI, VPDPBUSD accumulates in int32 directly.
+// The float steps per (row, token) are the row kernels' (and the reference's): I2_S
+// ((float)S − (float)Q) / s · α; TQ acc += d_b·(float)isum_b in block order, then / s.
+#include <algorithm>
+
+namespace bitnet::kernels {
+namespace {
+
+constexpr int kTileTokens = 8;
+constexpr int64_t kTileRows = 64;
+constexpr int64_t kChunkI2s = 16;  // 128-element blocks per chunk (the int16 window above)
+constexpr int64_t kChunkTq = 8;    // 256-element blocks per chunk
+
+TGT __m256i mac(__m256i acc, __m256i c, __m256i q) {
+#if BITNET_VNNI
+  return _mm256_dpbusd_epi32(acc, c, q);
+#else
+  return _mm256_add_epi16(acc, _mm256_maddubs_epi16(c, q));
+#endif
+}
+TGT __m256i widen(__m256i acc) {
+#if BITNET_VNNI
+  return acc;
+#else
+  return _mm256_madd_epi16(acc, _mm256_set1_epi16(1));
+#endif
+}
+
+// Lane t = Σ of the int32 lanes of a[t], for eight accumulators.
+TGT __m256i hsum8(const __m256i* a) {
+  const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+  const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
+                          _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
+// T per-token sums (widened accumulators) into S[0..T).
+template <int T>
+TGT void add_sums(const __m256i* a, int32_t* S) {
+  if constexpr (T == 8) {
+    __m256i* s = reinterpret_cast<__m256i*>(S);
+    _mm256_store_si256(s, _mm256_add_epi32(_mm256_load_si256(s), hsum8(a)));
+  } else {
+    for (int t = 0; t < T; ++t) S[t] += hsum_i32(a[t]);
+  }
+}
+
+// ---- I2_S ----
+
+// S[t] += Σ u·q over nb 128-blocks of one row (w) and T tokens (q, stride K).
+template <int T>
+TGT void i2s_chunk(const uint8_t* w, const int8_t* q, int64_t K, int64_t nb, int32_t* S, __m256i& bad) {
+  const __m256i m3 = _mm256_set1_epi8(3);
+  __m256i a[T];
+  for (auto& x : a) x = _mm256_setzero_si256();
+  for (int64_t b = 0; b < nb; ++b, w += 32, q += 128) {
+    const __m256i v = load256(w);
+    note_invalid(bad, v);
+    const __m256i c[4] = {_mm256_and_si256(_mm256_srli_epi16(v, 6), m3),
+                          _mm256_and_si256(_mm256_srli_epi16(v, 4), m3),
+                          _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), _mm256_and_si256(v, m3)};
+    for (int p = 0; p < 4; ++p)
+      for (int t = 0; t < T; ++t) a[t] = mac(a[t], c[p], load256(q + t * K + 32 * p));
+  }
+  for (auto& x : a) x = widen(x);
+  add_sums<T>(a, S);
+}
+
+struct I2sTile {
+  template <int T>
+  TGT static void run(const TernaryBatch& j, int64_t r0, int64_t r1, int64_t t0, float* y,
+                      int64_t ld, __m256i& bad) {
+    alignas(32) int32_t S[kTileRows][kTileTokens] = {};
+    const int64_t nb = j.K / 128, row_bytes = j.K / 4;
+    const int8_t* q = j.q + t0 * j.K;
+    for (int64_t c = 0; c < nb; c += kChunkI2s) {
+      const int64_t n = std::min(kChunkI2s, nb - c);
+      for (int64_t r = r0; r < r1; ++r)
+        i2s_chunk<T>(j.w + r * row_bytes + 32 * c, q + 128 * c, j.K, n, S[r - r0], bad);
+    }
+    for (int t = 0; t < T; ++t) {
+      const ActivationQuant& a = j.act[t0 + t];
+      for (int64_t r = r0; r < r1; ++r)
+        y[(t0 + t) * ld + r] = (float(S[r - r0][t]) - float(a.sum)) / a.scale * j.alpha;
+    }
+  }
+};
+
+// ---- TQ2_0 / TQ1_0: Σ u·q of one 256-block for T tokens into a[0..T) ----
+
+struct Tq2Block {
+  static constexpr int64_t kBytes = kTq2Bytes, kScale = 64;
+  template <int T>
+  TGT static void dot(const uint8_t* blk, const int8_t* q, int64_t K, __m256i* a, __m256i& bad) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i v = load256(blk + 32 * h);
+      note_invalid(bad, v);
+      for (int p = 0; p < 4; ++p) {
+        const __m256i c = _mm256_and_si256(_mm256_srli_epi16(v, 2 * p), m3);
+        for (int t = 0; t < T; ++t) a[t] = mac(a[t], c, load256(q + t * K + 128 * h + 32 * p));
+      }
+    }
+  }
+};
+
+struct Tq1Block {
+  static constexpr int64_t kBytes = kTq1Bytes, kScale = 52;
+  template <int T>
+  TGT static void dot(const uint8_t* blk, const int8_t* q, int64_t K, __m256i* a, __m256i&) {
+    __m256i c[8];
+    tq1_codes(blk, c);
+    for (int k = 0; k < 8; ++k)
+      for (int t = 0; t < T; ++t) a[t] = mac(a[t], c[k], load256(q + t * K + 32 * k));
+  }
+};
+
+// acc[t] += d·(float)(Σu·q − Σq) for T tokens, product and sum rounded separately.
+template <int T>
+TGT void tq_accumulate_tile(__m256i* a, const int32_t* qsum, const uint8_t* d16, float* acc) {
+  for (int t = 0; t < T; ++t) a[t] = widen(a[t]);
+  if constexpr (T == 8) {
+    const __m256i s = _mm256_sub_epi32(hsum8(a), load256(qsum));
+    __m256 p = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(d16))), _mm256_cvtepi32_ps(s));
+    __asm__("" : "+x"(p));  // an opaque value: the product cannot be fused into an FMA
+    _mm256_store_ps(acc, _mm256_add_ps(_mm256_load_ps(acc), p));
+  } else {
+    for (int t = 0; t < T; ++t) tq_accumulate(acc[t], d16, hsum_i32(a[t]) - qsum[t]);
+  }
+}
+
+template <class Block>
+struct TqTile {
+  template <int T>
+  TGT static void run(const TernaryBatch& j, int64_t r0, int64_t r1, int64_t t0, float* y,
+                      int64_t ld, __m256i& bad) {
+    alignas(32) float acc[kTileRows][kTileTokens] = {};
+    const int64_t nb = j.K / 256, row_bytes = nb * Block::kBytes;
+    const int8_t* q = j.q + t0 * j.K;
+    for (int64_t c = 0; c < nb; c += kChunkTq) {
+      const int64_t end = std::min(nb, c + kChunkTq);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t b = c; b < end; ++b) {
+          const uint8_t* blk = j.w + r * row_bytes + b * Block::kBytes;
+          __m256i a[T];
+          for (auto& x : a) x = _mm256_setzero_si256();
+          Block::template dot<T>(blk, q + 256 * b, j.K, a, bad);
+          tq_accumulate_tile<T>(a, j.block_qsum + b * j.n_tokens + t0, blk + Block::kScale, acc[r - r0]);
+        }
+    }
+    for (int t = 0; t < T; ++t)
+      for (int64_t r = r0; r < r1; ++r) y[(t0 + t) * ld + r] = acc[r - r0][t] / j.act[t0 + t].scale;
+  }
+};
+
+// Row tiles × token tiles of 8, then 4, 2, 1 for the remaining tokens.
+template <class Tile>
+BITNET_TGT bool mat_rows(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
+  __m256i bad = _mm256_setzero_si256();
+  for (int64_t a = r0; a < r1; a += kTileRows) {
+    const int64_t b = std::min(r1, a + kTileRows);
+    int64_t t = 0;
+    for (; t + 8 <= j.n_tokens; t += 8) Tile::template run<8>(j, a, b, t, y, ld, bad);
+    if (t + 4 <= j.n_tokens) Tile::template run<4>(j, a, b, t, y, ld, bad), t += 4;
+    if (t + 2 <= j.n_tokens) Tile::template run<2>(j, a, b, t, y, ld, bad), t += 2;
+    if (t < j.n_tokens) Tile::template run<1>(j, a, b, t, y, ld, bad);
+  }
+  return all_valid(bad);
+}
+
+const KernelSet kSet{.isa = BITNET_ISA_ENUM,
+                     .i2s = i2s_rows,
+                     .tq1 = tq1_rows,
+                     .tq2 = tq2_rows,
+                     .i2s_mm = mat_rows<I2sTile>,
+                     .tq1_mm = mat_rows<TqTile<Tq1Block>>,
+                     .tq2_mm = mat_rows<TqTile<Tq2Block>>,
+                     .f32 = float_rows<LoadF32>,
+                     .f16 = float_rows<LoadF16>,
+                     .bf16 = float_rows<LoadBF16>,
+                     .q8_0 = q8_0_rows,
+                     .q6_k = q6_k_rows};
+
+}  // namespace
+}  // namespace bitnet::kernels
+
+#undef TGT
