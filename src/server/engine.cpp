@@ -12,7 +12,9 @@ namespace bitnet::server {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+}  // namespace
 
 std::optional<Event> Job::next(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);

@@ -78,12 +78,18 @@ inline std::string run_cli(const std::vector<std::string>& args) {
 
 class ServerProcess {
  public:
-  // Starts `bitnet serve -m tiny --port 0 -t 1 ARGS…`; `wait_ready` waits for /health to say 200.
-  explicit ServerProcess(std::vector<std::string> args, std::vector<std::string> env = {}, bool wait_ready = true)
+  // Starts `bitnet serve -m tiny --port 0 -t 1 ARGS…` (or the `llama-server` alias);
+  // `wait_ready` waits for /health to say 200.
+  explicit ServerProcess(std::vector<std::string> args, std::vector<std::string> env = {}, bool wait_ready = true,
+                         bool llama_alias = false)
       : env_(std::move(env)) {
     static int n = 0;
     base_ = (temp_dir() / ("server-" + std::to_string(getpid()) + "-" + std::to_string(n++))).string();
     std::vector<std::string> full = {bitnet_bin(), "serve", "-m", tiny_model(), "--port", "0", "-t", "1"};
+    if (llama_alias) {
+      full[0] = bin_dir() + "/llama-server";
+      full.erase(full.begin() + 1);
+    }
     full.insert(full.end(), args.begin(), args.end());
     pid_ = spawn(full, base_ + ".out", base_ + ".err", env_);
     const std::regex listening("server listening on http://127\\.0\\.0\\.1:([0-9]+)");

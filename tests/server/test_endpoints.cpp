@@ -240,6 +240,17 @@ TEST(ServerEndpoints, EnvironmentTwinsAndCommandLinePrecedence) {
   EXPECT_EQ(get_json(cli, "/props")["total_slots"], 2);
 }
 
+TEST(ServerEndpoints, LlamaServerAliasTakesTheSameFlagsAndSigintExitsZero) {
+  ServerProcess server({"-c", "256", "-np", "2", "-cb", "--temp", "0", "-n", "3", "--host", "127.0.0.1", "-to", "30"}, {},
+                       true, true);
+  auto cli = server.client();
+  const json r = post_json(cli, "/completion", {{"prompt", kPrompt}});
+  EXPECT_EQ(r["tokens_predicted"], 3) << "-n is the default token limit";
+  EXPECT_EQ(get_json(cli, "/props")["total_slots"], 2);
+  kill(server.pid(), SIGINT);
+  EXPECT_EQ(server.terminate(), 0) << server.log();
+}
+
 TEST(ServerEndpoints, SigtermFinishesInFlightStreamsAndExitsZero) {
   ServerProcess server({"-c", "256", "--shutdown-grace", "30"});
   StreamResult result;
