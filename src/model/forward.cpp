@@ -58,10 +58,11 @@ void norm_rows(const float* in, const std::vector<float>& gain, int64_t n_rows, 
   for (int64_t t = 0; t < n_rows; ++t) ops::rms_norm(in + t * width, gain.data(), width, eps, out + t * width);
 }
 
-void linear(const TensorView& w, float scale, const float* x, int64_t n, float* y, ThreadPool& pool) {
-  ops::matmul(w, x, n, y, pool);
+// `in` may feed several weights (q/k/v, gate/up): its int8 quantization is computed once.
+void linear(const TensorView& w, float scale, const ops::MatmulInput& in, float* y, ThreadPool& pool) {
+  ops::matmul(w, in, y, pool);
   if (scale != 1.0f)
-    for (int64_t i = 0; i < n * w.rows(); ++i) y[i] *= scale;
+    for (int64_t i = 0; i < in.n_tokens() * w.rows(); ++i) y[i] *= scale;
 }
 
 void add_into(std::vector<float>& x, const std::vector<float>& delta) {
@@ -110,9 +111,10 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
   const int64_t n = a.n;
 
   norm_rows(a.x.data(), w.attn_norm, n, hp.norm_eps, a.h.data());
-  linear(w.wq, w.scale_q, a.h.data(), n, a.q.data(), pool);
-  linear(w.wk, w.scale_k, a.h.data(), n, a.k.data(), pool);
-  linear(w.wv, w.scale_v, a.h.data(), n, a.v.data(), pool);
+  const ops::MatmulInput attn_in(a.h.data(), hp.n_embd, n);
+  linear(w.wq, w.scale_q, attn_in, a.q.data(), pool);
+  linear(w.wk, w.scale_k, attn_in, a.k.data(), pool);
+  linear(w.wv, w.scale_v, attn_in, a.v.data(), pool);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < hp.n_head; ++h)
       ops::rope(&a.q[t * hp.q_dim() + h * hp.head_dim], int(hp.n_rot), b.positions[t],
@@ -130,18 +132,19 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
   attention(hp, cache, il, b, a.q.data(), a.attn_out.data(), pool);
   if (!w.attn_sub_norm.empty())  // attn_sub_norm
     norm_rows(a.attn_out.data(), w.attn_sub_norm, n, hp.norm_eps, a.attn_out.data());
-  linear(w.wo, w.scale_o, a.attn_out.data(), n, a.proj.data(), pool);
+  linear(w.wo, w.scale_o, ops::MatmulInput(a.attn_out.data(), hp.q_dim(), n), a.proj.data(), pool);
   add_into(a.x, a.proj);
 
   norm_rows(a.x.data(), w.ffn_norm, n, hp.norm_eps, a.h.data());
-  linear(w.w_gate, w.scale_gate, a.h.data(), n, a.gate.data(), pool);
-  linear(w.w_up, w.scale_up, a.h.data(), n, a.up.data(), pool);
+  const ops::MatmulInput ffn_in(a.h.data(), hp.n_embd, n);
+  linear(w.w_gate, w.scale_gate, ffn_in, a.gate.data(), pool);
+  linear(w.w_up, w.scale_up, ffn_in, a.up.data(), pool);
   const bool relu2 = hp.activation == FfnActivation::ReluSquared;
   for (size_t i = 0; i < a.gate.size(); ++i)
     a.gate[i] = (relu2 ? ops::relu_squared(a.gate[i]) : ops::silu(a.gate[i])) * a.up[i];
   if (!w.ffn_sub_norm.empty())  // ffn_sub_norm
     norm_rows(a.gate.data(), w.ffn_sub_norm, n, hp.norm_eps, a.gate.data());
-  linear(w.w_down, w.scale_down, a.gate.data(), n, a.proj.data(), pool);
+  linear(w.w_down, w.scale_down, ops::MatmulInput(a.gate.data(), hp.n_ff, n), a.proj.data(), pool);
   add_into(a.x, a.proj);
 }
 

@@ -55,11 +55,34 @@ void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, flo
   });
 }
 
+void MatmulInput::quantize(ThreadPool& pool) const {
+  if (!q_.empty() || n_tokens_ == 0) return;
+  q_.resize(size_t(n_tokens_ * cols_));
+  act_.resize(size_t(n_tokens_));
+  pool.parallel_for(n_tokens_, 4, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t) act_[size_t(t)] = quantize_activations(x_ + t * cols_, cols_, &q_[size_t(t * cols_)]);
+  });
+}
+const int8_t* MatmulInput::q(ThreadPool& pool) const {
+  quantize(pool);
+  return q_.data();
+}
+const ActivationQuant* MatmulInput::act(ThreadPool& pool) const {
+  quantize(pool);
+  return act_.data();
+}
+const int32_t* MatmulInput::block_qsum(ThreadPool& pool) const {
+  if (qsum_.empty()) {
+    qsum_.resize(size_t(n_tokens_ * (cols_ / 256)));
+    kernels::block_qsums(q(pool), cols_, n_tokens_, qsum_.data());
+  }
+  return qsum_.data();
+}
+
 namespace {
 
-// Rows per parallel_for grain (a multiple of the 4-row kernel groups), and rows per tile when
-// several tokens share the weights (the tile's weights stay in cache across the tokens).
-constexpr int64_t kGrain = 16;
+// Rows per tile when several tokens go through the one-token kernels (the tile's weights stay in
+// cache across the tokens).
 constexpr int64_t kTile = 64;
 
 kernels::TernaryRowsFn ternary_kernel(const kernels::KernelSet& ks, const TensorView& w) {
@@ -72,6 +95,19 @@ kernels::TernaryRowsFn ternary_kernel(const kernels::KernelSet& ks, const Tensor
       return ks.tq2;
     default:
       return nullptr;  // TL1/TL2 (repacked to I2_S at load) go through the reference
+  }
+}
+
+kernels::TernaryMatFn ternary_matrix_kernel(const kernels::KernelSet& ks, const TensorView& w) {
+  switch (w.type) {
+    case GgmlType::I2_S:
+      return w.cols() % 128 == 0 ? ks.i2s_mm : nullptr;
+    case GgmlType::TQ1_0:
+      return ks.tq1_mm;
+    case GgmlType::TQ2_0:
+      return ks.tq2_mm;
+    default:
+      return nullptr;
   }
 }
 
@@ -92,10 +128,27 @@ kernels::FloatRowsFn float_kernel(const kernels::KernelSet& ks, GgmlType type) {
   }
 }
 
-// Runs fn(tile_begin, tile_end, token) over row tiles of each thread's chunk.
+// Runs fn(begin, end) over row chunks that the threads claim one after another, so a thread that
+// is slowed down (the machine is shared, a core is busy) simply takes fewer chunks instead of
+// holding up the others. About eight chunks per thread; `align` rows per chunk step (the matrix
+// kernels' 64-row tile, the row kernels' 4-row group). Each row is computed by exactly one call
+// with a fixed per-row order, so results do not depend on the thread count or the claim order.
+template <class Fn>
+void for_row_chunks(ThreadPool& pool, int64_t rows, int64_t align, const Fn& fn) {
+  const int64_t want = (rows + 8 * pool.size() - 1) / (8 * pool.size());
+  const int64_t step = std::max(align, (want + align - 1) / align * align);
+  const int64_t n_chunks = (rows + step - 1) / step;
+  std::atomic<int64_t> next{0};
+  pool.parallel_for(std::min<int64_t>(pool.size(), n_chunks), 1, [&](int64_t, int64_t, int) {
+    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < n_chunks;)
+      fn(c * step, std::min(rows, (c + 1) * step));
+  });
+}
+
+// fn(tile_begin, tile_end, token) over row tiles of each chunk: the one-token kernels.
 template <class Fn>
 void for_row_tiles(ThreadPool& pool, int64_t rows, int64_t n_tokens, const Fn& fn) {
-  pool.parallel_for(rows, kGrain, [&](int64_t r0, int64_t r1, int) {
+  for_row_chunks(pool, rows, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t a = r0; a < r1; a += kTile) {
       const int64_t b = std::min(r1, a + kTile);
       for (int64_t t = 0; t < n_tokens; ++t) fn(a, b, t);
@@ -111,40 +164,51 @@ bool use_reference() {
   return ref;
 }
 
+// The ternary products; false if a weight code was invalid.
+bool ternary_kernels(const kernels::KernelSet& ks, const TensorView& w, const MatmulInput& in,
+                     float* y, ThreadPool& pool, bool matrix_kernels) {
+  const int64_t rows = w.rows(), cols = w.cols(), n = in.n_tokens();
+  const int8_t* q = in.q(pool);
+  const ActivationQuant* act = in.act(pool);
+  const float alpha = w.type == GgmlType::I2_S ? load_f32(w.data + w.elements() / 4) : 0.0f;
+  std::atomic<bool> valid{true};
+  const kernels::TernaryMatFn mm = matrix_kernels && n > 1 ? ternary_matrix_kernel(ks, w) : nullptr;
+  if (mm) {
+    const kernels::TernaryBatch j{w.data, cols, n, q, act,
+                                  w.type == GgmlType::I2_S ? nullptr : in.block_qsum(pool), alpha};
+    for_row_chunks(pool, rows, 64, [&](int64_t r0, int64_t r1) {
+      if (!mm(j, r0, r1, y, rows)) valid.store(false, std::memory_order_relaxed);
+    });
+    return valid.load();
+  }
+  const kernels::TernaryRowsFn fn = ternary_kernel(ks, w);
+  std::vector<kernels::TernaryJob> jobs(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) jobs[size_t(t)] = {w.data, cols, q + t * cols, act[t], alpha};
+  for_row_tiles(pool, rows, n, [&](int64_t a, int64_t b, int64_t t) {
+    if (!fn(jobs[size_t(t)], a, b, y + t * rows)) valid.store(false, std::memory_order_relaxed);
+  });
+  return valid.load();
+}
+
 }  // namespace
 
-bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64_t n_tokens,
-                    float* y, ThreadPool& pool) {
+bool matmul_kernels(kernels::Isa isa, const TensorView& w, const MatmulInput& in, float* y,
+                    ThreadPool& pool, bool matrix_kernels) {
   const kernels::KernelSet& ks = kernels::kernel_set(isa);
   const int64_t rows = w.rows(), cols = w.cols();
   // The kernels read the bytes freely: leave short/odd views to the reference, which reports them.
   const std::optional<uint64_t> need = ggml_tensor_nbytes(w.type, w.ne);
-  if (!w.data || !need || w.nbytes < *need) return false;
+  if (!w.data || !need || w.nbytes < *need || in.cols() != cols) return false;
   if (!ggml_type_is_ternary(w.type)) {
     const kernels::FloatRowsFn fn = float_kernel(ks, w.type);
     if (!fn) return false;
-    for_row_tiles(pool, rows, n_tokens, [&](int64_t a, int64_t b, int64_t t) {
-      fn(w.data, cols, x + t * cols, a, b, y + t * rows);
+    for_row_tiles(pool, rows, in.n_tokens(), [&](int64_t a, int64_t b, int64_t t) {
+      fn(w.data, cols, in.x() + t * cols, a, b, y + t * rows);
     });
     return true;
   }
-  const kernels::TernaryRowsFn fn = ternary_kernel(ks, w);
-  if (!fn) return false;
-  std::vector<int8_t> q(static_cast<size_t>(n_tokens * cols));
-  std::vector<kernels::TernaryJob> jobs(static_cast<size_t>(n_tokens));
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    kernels::TernaryJob& j = jobs[size_t(t)];
-    j.w = w.data;
-    j.K = cols;
-    j.q = &q[size_t(t * cols)];
-    j.act = quantize_activations(x + t * cols, cols, &q[size_t(t * cols)]);
-    j.alpha = w.type == GgmlType::I2_S ? load_f32(w.data + w.elements() / 4) : 0.0f;
-  }
-  std::atomic<bool> valid{true};
-  for_row_tiles(pool, rows, n_tokens, [&](int64_t a, int64_t b, int64_t t) {
-    if (!fn(jobs[size_t(t)], a, b, y + t * rows)) valid.store(false, std::memory_order_relaxed);
-  });
-  if (!valid.load()) {
+  if (!ternary_kernel(ks, w)) return false;
+  if (!ternary_kernels(ks, w, in, y, pool, matrix_kernels)) {
     // An invalid code: let the reference decoder name the first one (it throws FormatError).
     for (int64_t r = 0; r < rows; ++r) unpack_ternary_row(w, r);
     return false;
@@ -152,9 +216,18 @@ bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64
   return true;
 }
 
+bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64_t n_tokens,
+                    float* y, ThreadPool& pool) {
+  return matmul_kernels(isa, w, MatmulInput(x, w.cols(), n_tokens), y, pool);
+}
+
+void matmul(const TensorView& w, const MatmulInput& in, float* y, ThreadPool& pool) {
+  if (!use_reference() && matmul_kernels(kernels::active_isa(), w, in, y, pool)) return;
+  matmul_reference(w, in.x(), in.n_tokens(), y, pool);
+}
+
 void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
-  if (!use_reference() && matmul_kernels(kernels::active_isa(), w, x, n_tokens, y, pool)) return;
-  matmul_reference(w, x, n_tokens, y, pool);
+  matmul(w, MatmulInput(x, w.cols(), n_tokens), y, pool);
 }
 
 void embedding_row(const TensorView& table, int64_t index, float* out) {

@@ -2,9 +2,11 @@
 // Model-agnostic operations of the transformer, each a plain scalar reference. Matrix products go
 // through ops::matmul, the single entry point where faster kernels plug in.
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu_features.h"
 #include "kernels/thread_pool.h"
+#include "tensor/quants.h"
 #include "tensor/tensor_view.h"
 
 namespace bitnet::ops {
@@ -21,20 +23,52 @@ void rope(float* head, int n_rot, int64_t pos, float base, float freq_scale, Rop
 inline float silu(float z);
 inline float relu_squared(float z);
 
+// The input of one or more matrix products: n_tokens rows of `cols` floats. The int8 quantization
+// that ternary weights need (ternary-formats.md §3, per token) is computed on first use and then
+// reused by every ternary weight that reads the same input (q/k/v, gate/up). Not thread-safe; x
+// must outlive it and stay unchanged.
+class MatmulInput {
+ public:
+  MatmulInput(const float* x, int64_t cols, int64_t n_tokens) : x_(x), cols_(cols), n_tokens_(n_tokens) {}
+  const float* x() const { return x_; }
+  int64_t cols() const { return cols_; }
+  int64_t n_tokens() const { return n_tokens_; }
+  // Token t's codes at q() + t·cols, its scale/sum at act()[t].
+  const int8_t* q(ThreadPool& pool) const;
+  const ActivationQuant* act(ThreadPool& pool) const;
+  // Σq per 256-block (kernels::TernaryBatch::block_qsum), for the TQ matrix kernels.
+  const int32_t* block_qsum(ThreadPool& pool) const;
+
+ private:
+  void quantize(ThreadPool& pool) const;
+  const float* x_;
+  int64_t cols_, n_tokens_;
+  mutable std::vector<int8_t> q_;
+  mutable std::vector<ActivationQuant> act_;
+  mutable std::vector<int32_t> qsum_;
+};
+
 // y[t·rows + r] = Σ_c W[r, c] · x[t·cols + c] for t < n_tokens. Ternary types quantize each token's
 // activations to int8 first (ternary-formats.md §3); float types multiply in f32/f64.
 // Uses the SIMD kernels of kernels::active_isa() when the type/shape has one (I2_S with
 // cols % 128 == 0, TQ1_0, TQ2_0, F32, F16, BF16, Q8_0, Q6_K), else the reference; the environment
 // variable BITNET_KERNELS=reference forces the reference everywhere. Ternary results are
 // bit-identical on every path; float-storage results agree to f32 rounding (docs/kernels.md).
+// With several tokens the ternary types use the matrix-matrix kernels (each weight block loaded
+// once per tile of tokens); results equal the one-token kernels'.
 void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+// The same with a shared input (in.cols() must equal w.cols()).
+void matmul(const TensorView& w, const MatmulInput& in, float* y, ThreadPool& pool);
 // The scalar reference path (dot_ternary_ref / dot_float_ref per row).
 void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, float* y,
                       ThreadPool& pool);
 // The kernels of one ISA level (which must be supported); returns false without writing y when
 // that type/shape has no kernel. Throws FormatError on an invalid weight code like the reference.
+// `matrix_kernels` = false runs the one-token kernels per token even for several tokens (tests).
 bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64_t n_tokens,
                     float* y, ThreadPool& pool);
+bool matmul_kernels(kernels::Isa isa, const TensorView& w, const MatmulInput& in, float* y,
+                    ThreadPool& pool, bool matrix_kernels = true);
 
 // Row `index` of an embedding table, dequantized to f32.
 void embedding_row(const TensorView& table, int64_t index, float* out);
