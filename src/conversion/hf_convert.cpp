@@ -246,8 +246,9 @@ void produce_projection(const Item& it, ScaleRule rule, std::span<uint8_t> out) 
   quantize_tensor(it.type, w.data(), it.cols, it.rows, out);
 }
 
-// Row-independent types are encoded in chunks so a 128k × 4096 embedding never exists as f32.
-void produce_rows(const Item& it, std::span<uint8_t> out) {
+// Row-independent types are encoded in chunks so a 128k × 4096 embedding never exists as f32;
+// each chunk's input pages are released as soon as it is encoded.
+void produce_rows(const Item& it, const HfCheckpoint& ck, std::span<uint8_t> out) {
   const int64_t chunk = std::max<int64_t>(1, (int64_t(4) << 20) / it.cols);
   const uint64_t row_bytes = *ggml_tensor_nbytes(it.type, {it.cols, 1, 1, 1});
   std::vector<float> buf(size_t(std::min(chunk, it.rows) * it.cols));
@@ -255,6 +256,11 @@ void produce_rows(const Item& it, std::span<uint8_t> out) {
     const int64_t n = std::min(chunk, it.rows - r);
     read_finite(*it.src, r * it.cols, n * it.cols, buf.data());
     quantize_tensor(it.type, buf.data(), it.cols, n, out.subspan(size_t(uint64_t(r) * row_bytes), size_t(uint64_t(n) * row_bytes)));
+    StTensor done = *it.src;
+    const uint64_t elem = st_dtype_size(done.dtype);
+    done.data += uint64_t(r * it.cols) * elem;
+    done.nbytes = uint64_t(n * it.cols) * elem;
+    ck.release(done);
   }
 }
 
@@ -304,7 +310,7 @@ ConvertResult convert_hf_checkpoint(const std::string& dir, const std::string& o
     const ScaleRule rule = cfg.scale_rule;
     w.add_tensor(it.gguf, it.type, ne, [&it, &ck, rule](std::span<uint8_t> dst) {
       if (it.kind == Kind::Projection) produce_projection(it, rule, dst);
-      else produce_rows(it, dst);
+      else produce_rows(it, ck, dst);
       ck.release(*it.src);
     });
     result.input_bytes += it.src->nbytes + (it.scale ? it.scale->nbytes : 0);
