@@ -45,11 +45,17 @@ using TernaryMatFn = bool (*)(const TernaryBatch& job, int64_t r0, int64_t r1, f
 using FloatRowsFn = void (*)(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1,
                              float* y);
 
+// Attention over the f16 KV cache: Σ k_i·q_i (f32 lanes, fixed order) and acc_i += a·v_i.
+using F16DotFn = float (*)(const uint16_t* k, const float* q, int64_t n);
+using F16AxpyFn = void (*)(float a, const uint16_t* v, float* acc, int64_t n);
+
 struct KernelSet {
   Isa isa = Isa::Generic;
   TernaryRowsFn i2s = nullptr, tq1 = nullptr, tq2 = nullptr;
   TernaryMatFn i2s_mm = nullptr, tq1_mm = nullptr, tq2_mm = nullptr;
   FloatRowsFn f32 = nullptr, f16 = nullptr, bf16 = nullptr, q8_0 = nullptr, q6_k = nullptr;
+  F16DotFn f16_dot = nullptr;
+  F16AxpyFn f16_axpy = nullptr;
 };
 
 // The kernels of one ISA level (the caller checks isa_supported first; an x86 set requested on

@@ -84,9 +84,7 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
       float max_score = -INFINITY;
       for (int64_t p = 0; p < n_kv; ++p) {
         const uint16_t* kp = cache.k(layer, seq, p) + kvh * hd;
-        float s = 0;
-        for (int64_t d = 0; d < hd; ++d) s += qh[d] * fp16_to_fp32(kp[d]);
-        scores[p] = s * inv_sqrt;
+        scores[p] = ops::dot_f16(kp, qh, hd) * inv_sqrt;
         max_score = std::max(max_score, scores[p]);
       }
       double sum = 0;
@@ -95,7 +93,7 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
       for (int64_t p = 0; p < n_kv; ++p) {
         const uint16_t* vp = cache.v(layer, seq, p) + kvh * hd;
         const float w = float(scores[p] / sum);
-        for (int64_t d = 0; d < hd; ++d) acc[d] += w * fp16_to_fp32(vp[d]);
+        ops::axpy_f16(w, vp, acc.data(), hd);
       }
       std::copy(acc.begin(), acc.end(), out + t * hp.q_dim() + h * hd);
     }

@@ -11,6 +11,7 @@
 #include "formats/half.h"
 #include "kernels/kernels.h"
 #include "ops/ops.h"
+#include "kernels/kernel_test_util.h"
 #include "tensor/quant_test_util.h"
 
 namespace bitnet {
@@ -19,6 +20,9 @@ namespace {
 using kernels::Isa;
 using test::make_view;
 using test::Rng;
+using test::Token;
+using test::ternary_weights;
+using test::tokens_for;
 
 class KernelIsa : public ::testing::TestWithParam<Isa> {
  protected:
@@ -35,53 +39,6 @@ std::string isa_param_name(const ::testing::TestParamInfo<Isa>& info) {
   for (char& c : name)
     if (c == '-') c = '_';  // test names must be identifiers
   return name;
-}
-
-// Ternary weights with all three codes; per-256-block scales vary so TQ's d_b differ. Row 0 is
-// all +1 and row 1 all −1 (with all-127 / all-−128 activations they overflow any int16 sum).
-std::vector<float> ternary_weights(int64_t K, int64_t rows, uint64_t seed) {
-  std::vector<int8_t> t = test::random_trits(K * rows, seed);
-  for (int64_t c = 0; c < K; ++c) {
-    t[size_t(c)] = 1;
-    if (rows > 1) t[size_t(K + c)] = -1;
-  }
-  std::vector<float> x(t.size());
-  for (size_t i = 0; i < t.size(); ++i) {
-    const float d = 0.01f + 0.001f * float((i / 256) % 7);
-    x[i] = d * float(t[i]);
-  }
-  return x;
-}
-
-struct Token {
-  std::vector<int8_t> q;
-  ActivationQuant act;
-};
-
-// Activation vectors: quantized random floats, the extremes (all 127, all −128, alternating
-// 127/−128), and random int8 with the full range.
-std::vector<Token> tokens_for(int64_t K, uint64_t seed) {
-  std::vector<Token> out;
-  const auto x = test::random_floats(K, seed, -3, 3);
-  Token a;
-  a.q.resize(size_t(K));
-  a.act = quantize_activations(x.data(), K, a.q.data());
-  out.push_back(a);
-  auto fill = [&](auto f) {
-    Token tk;
-    tk.q.resize(size_t(K));
-    int32_t sum = 0;
-    for (int64_t i = 0; i < K; ++i) sum += (tk.q[size_t(i)] = int8_t(f(i)));
-    tk.act.scale = 0.8125f;
-    tk.act.sum = sum;
-    out.push_back(tk);
-  };
-  Rng rng(seed * 31 + 7);
-  fill([](int64_t) { return 127; });
-  fill([](int64_t) { return -128; });
-  fill([](int64_t i) { return i % 2 ? 127 : -128; });
-  fill([&](int64_t) { return rng.i8(); });
-  return out;
 }
 
 kernels::TernaryRowsFn ternary_fn(const kernels::KernelSet& ks, GgmlType type) {

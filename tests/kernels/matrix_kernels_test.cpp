@@ -1,0 +1,178 @@
+// Matrix-matrix ternary kernels (several tokens per call) and the attention helpers, for every
+// ISA level this CPU supports: each output bit-identical to dot_ternary_ref, for token counts that
+// are and are not multiples of the 8-token tile, row counts across the 64-row tile, and the
+// activation extremes that reach the int16 accumulation bound.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "errors.h"
+#include "kernels/kernel_test_util.h"
+#include "kernels/kernels.h"
+#include "ops/ops.h"
+
+namespace bitnet {
+namespace {
+
+using kernels::Isa;
+using test::make_view;
+
+class MatrixKernelIsa : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (!kernels::isa_supported(GetParam()))
+      GTEST_SKIP() << "ISA " << kernels::isa_name(GetParam())
+                   << " not supported by this CPU; missing: " << kernels::missing_features(GetParam());
+  }
+  const kernels::KernelSet& ks() const { return kernels::kernel_set(GetParam()); }
+};
+
+kernels::TernaryMatFn matrix_fn(const kernels::KernelSet& ks, GgmlType type) {
+  return type == GgmlType::I2_S ? ks.i2s_mm : type == GgmlType::TQ1_0 ? ks.tq1_mm : ks.tq2_mm;
+}
+
+// n tokens: the extremes of tokens_for (all 127, all −128, alternating, random int8) cycled with
+// quantized random floats, contiguous as the kernels expect.
+struct Tokens {
+  std::vector<int8_t> q;
+  std::vector<ActivationQuant> act;
+  std::vector<int32_t> qsum;
+};
+Tokens make_tokens(int64_t K, int64_t n, uint64_t seed) {
+  const std::vector<test::Token> base = test::tokens_for(K, seed);
+  Tokens out;
+  for (int64_t t = 0; t < n; ++t) {
+    const test::Token& tk = base[size_t(t) % base.size()];
+    out.q.insert(out.q.end(), tk.q.begin(), tk.q.end());
+    out.act.push_back(tk.act);
+  }
+  out.qsum.resize(size_t(n * (K / 256)));
+  kernels::block_qsums(out.q.data(), K, n, out.qsum.data());
+  return out;
+}
+
+void check_matrix(const kernels::KernelSet& ks, GgmlType type, int64_t K, int64_t rows, int64_t n) {
+  SCOPED_TRACE(std::string(ggml_type_name(type)) + " K=" + std::to_string(K) +
+               " rows=" + std::to_string(rows) + " tokens=" + std::to_string(n));
+  const auto x = test::ternary_weights(K, rows, uint64_t(K * 100 + rows));
+  const auto bytes = quantize_tensor(type, x.data(), K, rows);
+  const TensorView w = make_view(type, K, rows, bytes);
+  const Tokens tk = make_tokens(K, n, uint64_t(K + n));
+  const kernels::TernaryBatch j{w.data, K, n, tk.q.data(), tk.act.data(), tk.qsum.data(),
+                                type == GgmlType::I2_S ? load_f32(w.data + w.elements() / 4) : 0.0f};
+  // Output stride larger than rows; a sub-range [a, b) writes exactly its rows.
+  const int64_t ld = rows + 3, a = std::min<int64_t>(1, rows - 1), b = rows;
+  std::vector<float> y(size_t(ld * n), -7.0f);
+  ASSERT_TRUE(matrix_fn(ks, type)(j, a, b, y.data(), ld));
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < ld; ++r) {
+      const float got = y[size_t(t * ld + r)];
+      if (r < a || r >= b)
+        EXPECT_EQ(got, -7.0f) << "token " << t << " row " << r;
+      else
+        EXPECT_EQ(got, dot_ternary_ref(w, r, &tk.q[size_t(t * K)], tk.act[size_t(t)]))
+            << "token " << t << " row " << r;
+    }
+}
+
+TEST_P(MatrixKernelIsa, I2sBitIdenticalToReference) {
+  for (int64_t K : {128, 1536, 2176, 6912})  // 6912: 54 blocks, a partial int16 chunk
+    for (int64_t rows : {1, 7, 67})
+      for (int64_t n : {1, 3, 5, 9, 16}) check_matrix(ks(), GgmlType::I2_S, K, rows, n);
+}
+
+TEST_P(MatrixKernelIsa, Tq2BitIdenticalToReference) {
+  for (int64_t K : {256, 2560, 4096})
+    for (int64_t rows : {2, 67})
+      for (int64_t n : {1, 3, 5, 9, 16}) check_matrix(ks(), GgmlType::TQ2_0, K, rows, n);
+}
+
+TEST_P(MatrixKernelIsa, Tq1BitIdenticalToReference) {
+  for (int64_t K : {256, 2560})
+    for (int64_t rows : {2, 67})
+      for (int64_t n : {1, 3, 5, 9, 16}) check_matrix(ks(), GgmlType::TQ1_0, K, rows, n);
+}
+
+TEST_P(MatrixKernelIsa, InvalidCodeIsReported) {
+  for (GgmlType type : {GgmlType::I2_S, GgmlType::TQ2_0}) {
+    const int64_t K = 512, rows = 9, n = 5;
+    const auto x = test::ternary_weights(K, rows, 3);
+    auto bytes = quantize_tensor(type, x.data(), K, rows);
+    const int64_t row_bytes = type == GgmlType::I2_S ? K / 4 : K / 256 * 66;
+    bytes[size_t(6 * row_bytes + 37)] |= 0x0C;  // one code 3 in row 6
+    const TensorView w = make_view(type, K, rows, bytes);
+    const Tokens tk = make_tokens(K, n, 1);
+    const kernels::TernaryBatch j{w.data, K, n, tk.q.data(), tk.act.data(), tk.qsum.data(), 1.0f};
+    std::vector<float> y(size_t(rows * n));
+    EXPECT_TRUE(matrix_fn(ks(), type)(j, 0, 6, y.data(), rows));
+    EXPECT_FALSE(matrix_fn(ks(), type)(j, 0, rows, y.data(), rows));
+    ThreadPool pool(2);
+    const auto xa = test::random_floats(K * n, 2);
+    EXPECT_THROW(ops::matmul_kernels(GetParam(), w, xa.data(), n, y.data(), pool), FormatError);
+  }
+}
+
+// ops::matmul over several tokens: matrix kernels == one-token kernels == reference, bit for bit,
+// with one and two threads; the shared quantized input gives the same as a fresh one.
+TEST_P(MatrixKernelIsa, MatmulMatchesOneTokenKernelsAndReference) {
+  ThreadPool one(1), two(2);
+  for (GgmlType type : {GgmlType::I2_S, GgmlType::TQ1_0, GgmlType::TQ2_0})
+    for (int64_t n : {2, 3, 9, 21}) {
+      SCOPED_TRACE(std::string(ggml_type_name(type)) + " tokens=" + std::to_string(n));
+      const int64_t K = 768, rows = 203;
+      const auto wf = test::ternary_weights(K, rows, 5);
+      const auto bytes = quantize_tensor(type, wf.data(), K, rows);
+      const TensorView w = make_view(type, K, rows, bytes);
+      const auto x = test::random_floats(K * n, uint64_t(n), -2, 2);
+      const ops::MatmulInput in(x.data(), K, n);
+      std::vector<float> mm1(size_t(rows * n)), mm2(mm1.size()), rows1(mm1.size()), ref(mm1.size());
+      ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, in, mm1.data(), one));
+      ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, in, mm2.data(), two));
+      ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, x.data(), n, rows1.data(), two));
+      ops::matmul_reference(w, x.data(), n, ref.data(), two);
+      EXPECT_EQ(mm1, ref);
+      EXPECT_EQ(mm2, ref);
+      EXPECT_EQ(rows1, ref);
+      std::vector<float> per_token(mm1.size());
+      ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, in, per_token.data(), two, /*matrix_kernels=*/false));
+      EXPECT_EQ(per_token, ref);
+    }
+}
+
+// f16 attention helpers: within f32 rounding of a double evaluation (tolerance as for the float
+// rows: 1e-5 of Σ|k·q|), for lengths around the 8/16-lane steps.
+TEST_P(MatrixKernelIsa, F16DotAndAxpyWithinTolerance) {
+  for (int64_t n : {1, 7, 8, 15, 16, 17, 64, 96, 128, 131}) {
+    const auto kf = test::random_floats(n, uint64_t(n), -3, 3);
+    const auto q = test::random_floats(n, uint64_t(n + 1), -3, 3);
+    std::vector<uint16_t> k(static_cast<size_t>(n));
+    double want = 0, mag = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      k[size_t(i)] = fp32_to_fp16(kf[size_t(i)]);
+      const double p = double(fp16_to_fp32(k[size_t(i)])) * q[size_t(i)];
+      want += p;
+      mag += std::fabs(p);
+    }
+    EXPECT_NEAR(ks().f16_dot(k.data(), q.data(), n), want, 1e-5 * mag) << "n=" << n;
+    std::vector<float> acc(q.begin(), q.end());
+    ks().f16_axpy(0.375f, k.data(), acc.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double e = double(q[size_t(i)]) + 0.375 * fp16_to_fp32(k[size_t(i)]);
+      EXPECT_NEAR(acc[size_t(i)], e, 1e-6 * (std::fabs(e) + 1)) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+std::string isa_param_name(const ::testing::TestParamInfo<Isa>& info) {
+  std::string s(kernels::isa_name(info.param));
+  for (char& c : s)
+    if (c == '-') c = '_';
+  return s;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, MatrixKernelIsa, ::testing::ValuesIn(kernels::kAllIsas), isa_param_name);
+
+}  // namespace
+}  // namespace bitnet
