@@ -95,6 +95,13 @@ void Api::install(httplib::Server& srv) {
       reply(res, 401, error_body(401, "authentication_error", "invalid or missing API key"));
       return httplib::Server::HandlerResponse::Handled;
     }
+    // Refused before the body is read: the HTTP library would otherwise read and discard it all.
+    if (req.has_header("Content-Length") &&
+        req.get_header_value<uint64_t>("Content-Length") > config_.max_body) {
+      res.set_header("Connection", "close");
+      reply(res, 413, error_body(413, "invalid_request_error", "request body is larger than the server's limit (--max-body)"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (!is_public(req.path) && !ready_) {
       reply(res, 503, error_body(503, "unavailable_error", "Loading model"));
       return httplib::Server::HandlerResponse::Handled;

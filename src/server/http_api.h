@@ -31,6 +31,7 @@ struct ApiConfig {
   SamplingParams sampling;       // defaults for requests that do not set them
   bool random_seed = true;       // no -s given: each request without "seed" draws one
   int64_t n_predict = -1;        // default token limit
+  size_t max_body = size_t(1) << 20;  // larger declared bodies get 413 before being read
 };
 
 enum class Dialect { Native, OpenAiText, OpenAiChat };

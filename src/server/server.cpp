@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -70,6 +71,7 @@ void configure(httplib::Server& srv, const ServerConfig& c) {
 int run_server(ServerConfig config) {
   SignalWaiter signals;  // first, before any thread exists
   Metrics metrics;
+  config.api.max_body = config.max_body;
   Api api(config.api, metrics);
   httplib::Server srv;
   configure(srv, config);
@@ -119,6 +121,13 @@ int run_server(ServerConfig config) {
   // Let the last events of every stream reach its client before the listener closes.
   const auto deadline = Clock::now() + std::chrono::seconds(5);
   while (api.in_flight() > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // A connection stuck in a slow read would hold the listener open for up to --timeout: past a
+  // few seconds, exit anyway (every generation has ended by now).
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    std::fprintf(stderr, "server: connections still open after shutdown; exiting\n");
+    std::_Exit(0);
+  }).detach();
   stop_http();
   engine.reset();
   std::fprintf(stderr, "server stopped\n");
