@@ -69,11 +69,16 @@ TGT void i2s_chunk(const uint8_t* w, const int8_t* q, int64_t K, int64_t nb, int
   for (int64_t b = 0; b < nb; ++b, w += 32, q += 128) {
     const __m256i v = load256(w);
     note_invalid(bad, v);
-    const __m256i c[4] = {_mm256_and_si256(_mm256_srli_epi16(v, 6), m3),
-                          _mm256_and_si256(_mm256_srli_epi16(v, 4), m3),
-                          _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), _mm256_and_si256(v, m3)};
-    for (int p = 0; p < 4; ++p)
-      for (int t = 0; t < T; ++t) a[t] = mac(a[t], c[p], load256(q + t * K + 32 * p));
+    // One plane at a time keeps the live registers at T accumulators + 3. The empty asm pins
+    // each accumulator to a register, so the compiler cannot regroup the integer sums into a
+    // tree over all planes (which needs more registers than AVX2 has and spills).
+    for (int p = 0; p < 4; ++p) {
+      const __m256i c = _mm256_and_si256(_mm256_srli_epi16(v, 6 - 2 * p), m3);
+      for (int t = 0; t < T; ++t) {
+        a[t] = mac(a[t], c, load256(q + t * K + 32 * p));
+        __asm__("" : "+x"(a[t]));
+      }
+    }
   }
   for (auto& x : a) x = widen(x);
   add_sums<T>(a, S);
@@ -111,7 +116,10 @@ struct Tq2Block {
       note_invalid(bad, v);
       for (int p = 0; p < 4; ++p) {
         const __m256i c = _mm256_and_si256(_mm256_srli_epi16(v, 2 * p), m3);
-        for (int t = 0; t < T; ++t) a[t] = mac(a[t], c, load256(q + t * K + 128 * h + 32 * p));
+        for (int t = 0; t < T; ++t) {
+          a[t] = mac(a[t], c, load256(q + t * K + 128 * h + 32 * p));
+          __asm__("" : "+x"(a[t]));  // as in i2s_chunk
+        }
       }
     }
   }
