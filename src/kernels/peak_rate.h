@@ -11,7 +11,7 @@ namespace bitnet::kernels {
 double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t(1) << 30, int repeats = 5);
 
 // int8 MACs per second (u8 × s8 products accumulated into int32); median of `repeats`.
-// Uses VPDPBUSD (AVX-512 VNNI), else VPMADDUBSW+VPMADDWD (AVX2), else scalar.
+// Uses VPDPBUSD (AVX-512 VNNI), else VPMADDUBSW with 16-bit accumulation (AVX2), else scalar.
 double measure_int8_mac_peak(ThreadPool& pool, int repeats = 5);
 
 }  // namespace bitnet::kernels

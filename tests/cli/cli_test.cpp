@@ -179,5 +179,26 @@ TEST(Cli, BenchReportsThroughputAndEfficiencyFractions) {
   EXPECT_NE(bad.err.find("-o must be"), std::string::npos);
 }
 
+TEST(Cli, BenchAndServeDryRunsLoadNothingAndPrintTheArgumentList) {
+  const Result b = run({bitnet(), "bench", "-m", "/nonexistent/m.gguf", "-p", "32", "-n", "8", "-t", "1,2",
+                        "--dry-run", "--json"});
+  ASSERT_EQ(b.code, 0) << b.err;
+  const auto jb = nlohmann::json::parse(b.out);
+  EXPECT_EQ(jb["command"], "bench");
+  EXPECT_EQ(jb["resolved"]["tests"], nlohmann::json({"pp32", "tg8"}));
+  EXPECT_EQ(jb["resolved"]["threads"], nlohmann::json({1, 2}));
+  EXPECT_EQ(jb["argv"], nlohmann::json({bitnet(), "bench", "-m", "/nonexistent/m.gguf", "-p", "32", "-n", "8",
+                                        "-t", "1,2"}));
+  const Result s = run({testing::bin_dir() + "/llama-server", "-m", "/nonexistent/m.gguf", "--api-key", "secret",
+                        "-np", "4", "--port", "9", "--dry-run", "--json"});
+  ASSERT_EQ(s.code, 0) << s.err;
+  EXPECT_EQ(s.out.find("secret"), std::string::npos) << "the API key must not be printed";
+  const auto js = nlohmann::json::parse(s.out);
+  EXPECT_EQ(js["command"], "serve");
+  EXPECT_EQ(js["config"]["parallel"], 4);
+  EXPECT_EQ(js["resolved"]["model_exists"], false);
+  EXPECT_EQ(js["argv"][1], "serve");
+}
+
 }  // namespace
 }  // namespace bitnet

@@ -13,6 +13,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/peak_rate.h"
 #include "model_options.h"
+#include "runtime/run_config.h"
 
 namespace bitnet::cli {
 namespace {
@@ -180,7 +181,11 @@ int cmd_bench(int argc, char** argv) {
   p.option({"-r", "--repetitions"}, "N", "repetitions of each test (default 5)", &reps);
   p.option({"-o", "--output"}, "FORMAT", "md, csv, json or jsonl (default md)", &format);
   p.flag({"--no-warmup"}, "skip the warm-up run", &no_warmup);
+  bool dry = false, json_dry = false;
+  p.flag({"--dry-run"}, "print the resolved configuration and the argument list; load nothing", &dry);
+  p.flag({"--json"}, "with --dry-run: print one JSON object", &json_dry);
   if (!p.parse(argc, argv)) return 0;
+  if (json_dry && !dry) throw UsageError("--json goes with --dry-run");
   if (format != "md" && format != "csv" && format != "json" && format != "jsonl")
     throw UsageError("-o must be md, csv, json or jsonl, got '" + format + "'");
   if (reps < 1 || reps > 1000) throw UsageError("-r must be between 1 and 1000");
@@ -204,6 +209,24 @@ int cmd_bench(int argc, char** argv) {
   for (std::string f; std::getline(ms, f, ',');) model_files.push_back(f);
   if (model_files.empty()) model_files.push_back("");
 
+  if (dry) {
+    std::vector<std::string> args = {self_executable(), "bench"};
+    for (int i = 1; i < argc; ++i)
+      if (std::string(argv[i]) != "--dry-run" && std::string(argv[i]) != "--json") args.push_back(argv[i]);
+    std::vector<std::string> test_names, resolved_models;
+    for (const Test& t : tests) test_names.push_back(t.name());
+    for (const auto& f : model_files) resolved_models.push_back(f.empty() ? default_model_location() : f);
+    std::vector<int64_t> threads_resolved;
+    for (int64_t t : threads_list) threads_resolved.push_back(plan_threads(t).threads);
+    const nlohmann::json config = {{"models", models_arg}, {"n_prompt", p_arg},     {"n_gen", n_arg},
+                                   {"pg", pg_arg},         {"threads", t_arg},      {"batch_size", b_arg},
+                                   {"repetitions", reps},  {"output", format},      {"warmup", !no_warmup}};
+    const nlohmann::json resolved = {{"models", resolved_models}, {"tests", test_names},
+                                     {"threads", threads_resolved}, {"batch_sizes", batches},
+                                     {"cpu_isa", kernels::isa_name(kernels::active_isa())}, {"backend", "cpu"}};
+    print_dry_run("bench", config, resolved, args, json_dry);
+    return 0;
+  }
   std::vector<Row> rows;
   for (const auto& file : model_files) {
     ModelOptions mo;

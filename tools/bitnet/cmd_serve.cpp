@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "commands.h"
+#include "runtime/run_config.h"
 #include "model_options.h"
 #include "server/server.h"
 
@@ -135,6 +137,36 @@ server::ServerConfig to_config(const ServeOptions& o) {
   return c;
 }
 
+// --dry-run: the effective options (environment merged) and the argument list that reproduces
+// them. The API key is shown as **** so it never lands in logs.
+int serve_dry_run(const ServeOptions& o, const std::vector<std::string>& args, bool json) {
+  std::vector<std::string> argv = {self_executable(), "serve"};
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--dry-run" || args[i] == "--json") continue;
+    argv.push_back(args[i].rfind("--api-key=", 0) == 0 ? "--api-key=****" : args[i]);
+    if ((args[i] == "--api-key") && i + 1 < args.size()) {
+      argv.push_back("****");
+      ++i;
+    }
+  }
+  const ThreadPlan tp = plan_threads(o.model.threads);
+  const std::string model = o.model.model.empty() ? default_model_location() : o.model.model;
+  const nlohmann::json config = {
+      {"model", o.model.model},     {"threads", o.model.threads},   {"ctx_size", o.model.ctx},
+      {"batch_size", o.model.batch}, {"parallel", o.parallel},      {"cont_batching", !o.no_cont_batching},
+      {"n_predict", o.n_predict},   {"host", o.host},               {"port", o.port},
+      {"timeout", o.timeout},       {"queue_limit", o.queue_limit}, {"max_body", o.max_body},
+      {"metrics", o.metrics},       {"api_key_set", !o.api_key.empty() || !o.api_key_file.empty()},
+      {"system_prompt", o.system_prompt}, {"temperature", o.sampling.temperature}};
+  nlohmann::json resolved = {{"model", model},
+                             {"model_exists", std::filesystem::exists(model)},
+                             {"threads", tp.threads},
+                             {"threads_automatic", tp.automatic},
+                             {"backend", "cpu"}};
+  print_dry_run("serve", config, resolved, argv, json);
+  return 0;
+}
+
 }  // namespace
 
 int cmd_serve(int argc, char** argv) {
@@ -147,8 +179,13 @@ int cmd_serve(int argc, char** argv) {
   std::vector<std::string> args = with_environment(argc, argv);
   std::vector<char*> ptrs;
   for (auto& a : args) ptrs.push_back(a.data());
+  bool dry = false, json = false;
+  p.flag({"--dry-run"}, "print the resolved configuration and the argument list; load nothing, bind nothing", &dry);
+  p.flag({"--json"}, "with --dry-run: print one JSON object", &json);
   if (!p.parse(int(ptrs.size()), ptrs.data())) return 0;
+  if (json && !dry) throw UsageError("--json goes with --dry-run");
   server::ServerConfig config = to_config(o);
+  if (dry) return serve_dry_run(o, args, json);
   if (!o.model.model.empty() && !std::ifstream(o.model.model)) throw UsageError("model file not found: " + o.model.model);
   config.api.model_path = o.model.model.empty() ? default_model_path() : o.model.model;
   ModelOptions model_options = o.model;
