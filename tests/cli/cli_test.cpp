@@ -150,8 +150,9 @@ TEST(Cli, ConversationModeAnswersEachLine) {
 
 TEST(Cli, BenchReportsThroughputAndEfficiencyFractions) {
   const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  const std::string events = (testing::temp_dir() / "bench.jsonl").string();
   const Result r = run({testing::bin_dir() + "/llama-bench", "-m", model, "-p", "16", "-n", "4", "-r", "2",
-                        "-t", "1", "-o", "json", "--no-warmup"});
+                        "-t", "1", "-o", "json", "--no-warmup", "--telemetry-out", events});
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j.size(), 2u);
@@ -169,6 +170,12 @@ TEST(Cli, BenchReportsThroughputAndEfficiencyFractions) {
   EXPECT_TRUE(j[1]["mac_peak_fraction"].is_null());
   EXPECT_GT(j[1]["read_bw_fraction"].get<double>(), 0.0);
   EXPECT_LT(j[1]["read_bw_fraction"].get<double>(), 1.5);
+
+  std::ifstream in(events);
+  std::vector<std::string> names;
+  for (std::string line; std::getline(in, line);) names.push_back(nlohmann::json::parse(line)["event"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"run_started", "model_loaded", "bench_reference_rates",
+                                             "bench_result", "bench_result", "run_finished"}));
 
   const Result md = run({bitnet(), "bench", "-m", model, "-p", "8", "-n", "0", "-r", "1", "-t", "1"});
   ASSERT_EQ(md.code, 0) << md.err;

@@ -14,6 +14,7 @@
 #include "kernels/peak_rate.h"
 #include "model_options.h"
 #include "runtime/run_config.h"
+#include "runtime/telemetry.h"
 
 namespace bitnet::cli {
 namespace {
@@ -167,6 +168,10 @@ void print_rows(const std::vector<Row>& rows, const std::string& format) {
   std::fflush(stdout);
 }
 
+void bench_all(const std::vector<std::string>& model_files, const std::vector<Test>& tests,
+               const std::vector<int64_t>& threads_list, const std::vector<int64_t>& batches, int64_t reps,
+               bool no_warmup, const std::string& format, Telemetry& telemetry);
+
 int cmd_bench(int argc, char** argv) {
   std::string models_arg, p_arg = "512", n_arg = "128", pg_arg, t_arg, b_arg = "2048", format = "md";
   int64_t reps = 5;
@@ -182,6 +187,8 @@ int cmd_bench(int argc, char** argv) {
   p.option({"-o", "--output"}, "FORMAT", "md, csv, json or jsonl (default md)", &format);
   p.flag({"--no-warmup"}, "skip the warm-up run", &no_warmup);
   bool dry = false, json_dry = false;
+  std::string telemetry_out;
+  p.option({"--telemetry-out"}, "FILE.jsonl", "append structured events (docs/telemetry.md)", &telemetry_out);
   p.flag({"--dry-run"}, "print the resolved configuration and the argument list; load nothing", &dry);
   p.flag({"--json"}, "with --dry-run: print one JSON object", &json_dry);
   if (!p.parse(argc, argv)) return 0;
@@ -227,6 +234,23 @@ int cmd_bench(int argc, char** argv) {
     print_dry_run("bench", config, resolved, args, json_dry);
     return 0;
   }
+  Telemetry telemetry = telemetry_out.empty() ? Telemetry() : Telemetry(telemetry_out, "bench");
+  telemetry.emit("run_started", {{"config", {{"models", model_files}, {"n_prompt", p_arg}, {"n_gen", n_arg},
+                                             {"pg", pg_arg}, {"threads", t_arg}, {"batch_size", b_arg},
+                                             {"repetitions", reps}}}});
+  try {
+    bench_all(model_files, tests, threads_list, batches, reps, no_warmup, format, telemetry);
+  } catch (const std::exception& e) {
+    telemetry.emit("run_failed", {{"error", e.what()}});
+    throw;
+  }
+  telemetry.emit("run_finished", {{"status", "ok"}});
+  return 0;
+}
+
+void bench_all(const std::vector<std::string>& model_files, const std::vector<Test>& tests,
+               const std::vector<int64_t>& threads_list, const std::vector<int64_t>& batches, int64_t reps,
+               bool no_warmup, const std::string& format, Telemetry& telemetry) {
   std::vector<Row> rows;
   for (const auto& file : model_files) {
     ModelOptions mo;
@@ -234,6 +258,8 @@ int cmd_bench(int argc, char** argv) {
     mo.threads = threads_list[0];
     LoadedModel lm = load_for_run(mo);
     const ModelStats stats = model_stats(*lm.model);
+    telemetry.emit("model_loaded", {{"model", file.empty() ? default_model_path() : file},
+                                    {"load_ms", lm.load_ms}, {"params", stats.params}});
     for (int64_t t : threads_list) {
       const int threads = t > 0 ? int(t) : lm.threads;
       ThreadPool pool(threads);
@@ -241,6 +267,8 @@ int cmd_bench(int argc, char** argv) {
       const double mac_peak = kernels::measure_int8_mac_peak(pool);
       std::fprintf(stderr, "threads %d: read bandwidth %.1f GB/s, int8 MAC peak %.1f GMAC/s\n", threads,
                    read_bw / 1e9, mac_peak / 1e9);
+      telemetry.emit("bench_reference_rates", {{"threads", threads}, {"read_bandwidth_bytes_per_s", read_bw},
+                                               {"int8_mac_peak_per_s", mac_peak}});
       for (int64_t b : batches) {
         if (b < 1) throw UsageError("-b must be ≥ 1");
         for (const Test& test : tests) {
@@ -250,13 +278,13 @@ int cmd_bench(int argc, char** argv) {
           for (int64_t r = 0; r < reps; ++r)
             row.ts.push_back(double(test.n_prompt + test.n_gen) / run_once(*lm.model, test, threads, b, uint64_t(r)));
           if (format == "jsonl") print_rows({row}, format);
+          telemetry.emit("bench_result", row_json(row));
           rows.push_back(std::move(row));
         }
       }
     }
   }
   if (format != "jsonl") print_rows(rows, format);
-  return 0;
 }
 
 const CommandRegistration kRegistration({"bench", "llama-bench", cmd_bench,
