@@ -424,6 +424,7 @@ void Engine::finish(Slot& s, Event done) {
     s.job->stats_ = s.stats;
   }
   metrics_.e2e.observe(seconds_since(s.job->submitted_));
+  if (config_.on_finished) config_.on_finished(s.stats, done.finish_reason);
   s.pending = -1;
   std::shared_ptr<Job> job;
   {

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -90,6 +91,8 @@ struct EngineConfig {
   int queue_limit = 16;           // jobs that may wait for a slot; more get Busy
   bool continuous_batching = true;  // false: admit new jobs only when every slot is idle
   std::vector<int32_t> system_prefix;  // primed into every slot at start-up
+  // Called on the engine thread when a request ends (telemetry); must not block.
+  std::function<void(const JobStats& stats, const std::string& finish_reason)> on_finished;
 };
 
 // submit() when the wait queue is full, or while shutting down.

@@ -6,11 +6,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
 #include "commands.h"
 #include "runtime/run_config.h"
+#include "runtime/telemetry.h"
 #include "model_options.h"
 #include "server/server.h"
 
@@ -23,7 +25,7 @@ struct ServeOptions {
   int64_t max_body = 1 << 20;
   float grace = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
-  std::string host = "127.0.0.1", api_key, api_key_file, system_prompt;
+  std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out;
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
 };
@@ -98,6 +100,7 @@ void add_options(ArgParser& p, ServeOptions& o) {
            &o.api_key);
   p.option({"--api-key-file"}, "FILE", "read the API key from the first line of FILE", &o.api_key_file);
   p.option({"-to", "--timeout"}, "S", "read/write timeout of a connection in seconds (default 600)", &o.timeout);
+  p.option({"--telemetry-out"}, "FILE.jsonl", "append structured events (docs/telemetry.md)", &o.telemetry_out);
   p.flag({"--metrics"}, "expose Prometheus metrics at GET /metrics", &o.metrics);
   p.option({"-sys", "--system-prompt"}, "TEXT", "system prompt primed into every slot at start-up", &o.system_prompt);
   p.option({"--queue-limit"}, "N", "requests that may wait for a slot; more get 503 (default 16)", &o.queue_limit);
@@ -195,15 +198,36 @@ int cmd_serve(int argc, char** argv) {
   config.engine.threads = model_options.threads > 0
                               ? int(model_options.threads)
                               : int(std::max(1u, std::min(256u, std::thread::hardware_concurrency())));
-  config.load = [model_options] {
+  auto telemetry = std::make_shared<Telemetry>(o.telemetry_out.empty() ? Telemetry()
+                                                                       : Telemetry(o.telemetry_out, "serve"));
+  telemetry->emit("run_started", {{"config", {{"model", config.api.model_path}, {"host", o.host}, {"port", o.port},
+                                              {"parallel", o.parallel}, {"ctx_size", o.model.ctx},
+                                              {"threads", config.engine.threads}, {"batch_size", o.model.batch}}}});
+  if (telemetry->enabled())
+    config.engine.on_finished = [telemetry](const server::JobStats& st, const std::string& reason) {
+      telemetry->emit("request_finished", {{"slot", st.slot}, {"prompt_tokens", st.prompt_tokens},
+                                           {"cached_tokens", st.cached_tokens}, {"generated_tokens", st.generated},
+                                           {"queue_ms", st.queue_ms}, {"prompt_ms", st.prompt_ms},
+                                           {"generation_ms", st.generation_ms}, {"finish_reason", reason}});
+    };
+  config.load = [model_options, telemetry] {
     // Testing aid: keeps the loading phase open long enough to observe /health's 503.
     if (const char* delay = std::getenv("BITNET_SERVE_LOAD_DELAY_MS"))
       std::this_thread::sleep_for(std::chrono::milliseconds(std::clamp(std::atoi(delay), 0, 60000)));
     LoadedModel lm = load_for_run(model_options);
     if (!lm.model->tokenizer) throw Error("model has no tokenizer: the server needs one");
+    telemetry->emit("model_loaded", {{"model", model_options.model}, {"architecture", lm.model->hp.arch.name},
+                                     {"load_ms", lm.load_ms}, {"threads", lm.threads}, {"ctx_size", lm.ctx}});
     return server::ServedModel{std::move(lm.model), lm.ctx};
   };
-  return server::run_server(std::move(config));
+  try {
+    const int code = server::run_server(std::move(config));
+    telemetry->emit("run_finished", {{"exit_code", code}});
+    return code;
+  } catch (const std::exception& e) {
+    telemetry->emit("run_failed", {{"error", e.what()}, {"exit_code", 1}});
+    throw;
+  }
 }
 
 namespace {
