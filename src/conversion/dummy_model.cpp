@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "errors.h"
+#include "conversion/hf_convert.h"
 #include "formats/gguf.h"
 #include "model/hparams.h"
 #include "tensor/quants.h"
@@ -45,22 +46,6 @@ struct Rng {
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
   }
 };
-
-uint32_t file_type_id(GgmlType t) {
-  switch (t) {
-    case GgmlType::F32: return 0;
-    case GgmlType::F16: return 1;
-    case GgmlType::Q8_0: return 7;
-    case GgmlType::Q6_K: return 18;
-    case GgmlType::BF16: return 32;
-    case GgmlType::TQ1_0: return 36;
-    case GgmlType::TQ2_0: return 37;
-    case GgmlType::TL1: return 38;
-    case GgmlType::TL2: return 39;
-    case GgmlType::I2_S: return 40;
-    default: throw Error("gen-model: type " + std::string(ggml_type_name(t)) + " is not supported");
-  }
-}
 
 // Random ternary matrix α·t with P(t=±1) = 1/3 each. α = gain / sqrt(expected non-zeros per row),
 // so every output element has variance gain² when the input has unit RMS.
@@ -152,7 +137,7 @@ void generate_dummy_model(const DummyModelSpec& spec, const std::string& path,
   w.add_u32(a + "attention.head_count_kv", uint32_t(p.n_head_kv));
   w.add_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
   w.add_f32(a + "rope.freq_base", rope_base);
-  w.add_u32("general.file_type", file_type_id(spec.type));
+  w.add_u32("general.file_type", gguf_file_type(spec.type));
   w.add_u32("general.quantization_version", 2);
   write_vocab(w, vocab);
 

@@ -10,39 +10,16 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "process_runner.h"
 #include "test_data.h"
 
 namespace bitnet {
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
+using Result = testing::ProcessResult;
 
-Result run(const std::vector<std::string>& args) {
-  const auto dir = testing::temp_dir();
-  const std::string out_path = (dir / "doctor-stdout.txt").string(), err_path = (dir / "doctor-stderr.txt").string();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    freopen("/dev/null", "r", stdin);
-    freopen(out_path.c_str(), "w", stdout);
-    freopen(err_path.c_str(), "w", stderr);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  };
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out_path), slurp(err_path)};
+Result run(const std::vector<std::string>& args, const std::string& stdin_text = "") {
+  return testing::run_process(args, stdin_text);
 }
 
 std::string bitnet() { return testing::bin_dir() + "/bitnet"; }
