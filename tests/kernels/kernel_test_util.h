@@ -4,6 +4,11 @@
 #include <cstdint>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "kernels/kernels.h"
 #include "tensor/quant_test_util.h"
 
 namespace bitnet::test {
@@ -53,6 +58,24 @@ inline std::vector<Token> tokens_for(int64_t K, uint64_t seed) {
   fill([](int64_t i) { return i % 2 ? 127 : -128; });
   fill([&](int64_t) { return rng.i8(); });
   return out;
+}
+
+// Base fixture of the per-ISA kernel tests: skips ISAs this CPU lacks, naming the missing features.
+class IsaTest : public ::testing::TestWithParam<kernels::Isa> {
+ protected:
+  void SetUp() override {
+    if (!kernels::isa_supported(GetParam()))
+      GTEST_SKIP() << "ISA " << kernels::isa_name(GetParam())
+                   << " not supported by this CPU; missing: " << kernels::missing_features(GetParam());
+  }
+  const kernels::KernelSet& ks() const { return kernels::kernel_set(GetParam()); }
+};
+
+inline std::string isa_param_name(const ::testing::TestParamInfo<kernels::Isa>& info) {
+  std::string name(kernels::isa_name(info.param));
+  for (char& c : name)
+    if (c == '-') c = '_';  // test names must be identifiers
+  return name;
 }
 
 }  // namespace bitnet::test

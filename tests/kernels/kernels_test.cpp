@@ -24,22 +24,7 @@ using test::Token;
 using test::ternary_weights;
 using test::tokens_for;
 
-class KernelIsa : public ::testing::TestWithParam<Isa> {
- protected:
-  void SetUp() override {
-    if (!kernels::isa_supported(GetParam()))
-      GTEST_SKIP() << "ISA " << kernels::isa_name(GetParam())
-                   << " not supported by this CPU; missing: " << kernels::missing_features(GetParam());
-  }
-  const kernels::KernelSet& ks() const { return kernels::kernel_set(GetParam()); }
-};
-
-std::string isa_param_name(const ::testing::TestParamInfo<Isa>& info) {
-  std::string name(kernels::isa_name(info.param));
-  for (char& c : name)
-    if (c == '-') c = '_';  // test names must be identifiers
-  return name;
-}
+class KernelIsa : public test::IsaTest {};
 
 kernels::TernaryRowsFn ternary_fn(const kernels::KernelSet& ks, GgmlType type) {
   return type == GgmlType::I2_S ? ks.i2s : type == GgmlType::TQ1_0 ? ks.tq1 : ks.tq2;
@@ -202,7 +187,7 @@ TEST_P(KernelIsa, MatmulSameWithOneAndTwoThreads) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllIsas, KernelIsa, ::testing::ValuesIn(kernels::kAllIsas), isa_param_name);
+INSTANTIATE_TEST_SUITE_P(AllIsas, KernelIsa, ::testing::ValuesIn(kernels::kAllIsas), test::isa_param_name);
 
 TEST(Matmul, I2sWithUnalignedWidthFallsBackToReference) {
   // K = 192: not a multiple of 128, so no kernel; the flat-layout reference still computes it.

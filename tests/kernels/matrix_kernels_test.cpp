@@ -19,15 +19,7 @@ namespace {
 using kernels::Isa;
 using test::make_view;
 
-class MatrixKernelIsa : public ::testing::TestWithParam<Isa> {
- protected:
-  void SetUp() override {
-    if (!kernels::isa_supported(GetParam()))
-      GTEST_SKIP() << "ISA " << kernels::isa_name(GetParam())
-                   << " not supported by this CPU; missing: " << kernels::missing_features(GetParam());
-  }
-  const kernels::KernelSet& ks() const { return kernels::kernel_set(GetParam()); }
-};
+class MatrixKernelIsa : public test::IsaTest {};
 
 kernels::TernaryMatFn matrix_fn(const kernels::KernelSet& ks, GgmlType type) {
   return type == GgmlType::I2_S ? ks.i2s_mm : type == GgmlType::TQ1_0 ? ks.tq1_mm : ks.tq2_mm;
@@ -165,14 +157,7 @@ TEST_P(MatrixKernelIsa, F16DotAndAxpyWithinTolerance) {
   }
 }
 
-std::string isa_param_name(const ::testing::TestParamInfo<Isa>& info) {
-  std::string s(kernels::isa_name(info.param));
-  for (char& c : s)
-    if (c == '-') c = '_';
-  return s;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllIsas, MatrixKernelIsa, ::testing::ValuesIn(kernels::kAllIsas), isa_param_name);
+INSTANTIATE_TEST_SUITE_P(AllIsas, MatrixKernelIsa, ::testing::ValuesIn(kernels::kAllIsas), test::isa_param_name);
 
 }  // namespace
 }  // namespace bitnet

@@ -217,12 +217,7 @@ int cmd_run(int argc, char** argv) {
   p.option({"-f", "--file"}, "FILE", "read the prompt from a file", &o.prompt_file);
   p.option({"-n", "--n-predict"}, "N", "tokens to generate (-1: until end of text or full context)",
            &o.n_predict);
-  p.option({"--temp"}, "T", "temperature (0: greedy; default 0.8)", &o.sampling.temperature);
-  p.option({"--top-k"}, "N", "top-k sampling (0: off; default 40)", &o.sampling.top_k);
-  p.option({"--top-p"}, "P", "top-p sampling (1: off; default 0.95)", &o.sampling.top_p);
-  p.option({"--min-p"}, "P", "min-p sampling (0: off; default 0.05)", &o.sampling.min_p);
-  p.option({"--repeat-penalty"}, "X", "repetition penalty (1: off; default 1.0)", &o.sampling.repeat_penalty);
-  p.option({"--repeat-last-n"}, "N", "tokens considered by the penalty (default 64)", &o.sampling.repeat_last_n);
+  add_sampling_options(p, o.sampling);
   p.option({"-s", "--seed"}, "N", "random seed (-1: from the clock)", &o.seed);
   p.flag({"-cnv", "--conversation"}, "chat mode: read user turns from stdin, use the chat template", &o.conversation);
   p.option({"-sys", "--system-prompt"}, "TEXT", "system prompt for chat mode", &o.system_prompt);

@@ -87,12 +87,7 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.flag({"-nocb", "--no-cont-batching"}, "admit new requests only when every slot is idle", &o.no_cont_batching);
   p.option({"-n", "--n-predict"}, "N", "default token limit per request (-1: until end of text or full slot)",
            &o.n_predict);
-  p.option({"--temp"}, "T", "default temperature (0: greedy; default 0.8)", &o.sampling.temperature);
-  p.option({"--top-k"}, "N", "default top-k (0: off; default 40)", &o.sampling.top_k);
-  p.option({"--top-p"}, "P", "default top-p (1: off; default 0.95)", &o.sampling.top_p);
-  p.option({"--min-p"}, "P", "default min-p (0: off; default 0.05)", &o.sampling.min_p);
-  p.option({"--repeat-penalty"}, "X", "default repetition penalty (default 1.0)", &o.sampling.repeat_penalty);
-  p.option({"--repeat-last-n"}, "N", "default tokens considered by the penalty (default 64)", &o.sampling.repeat_last_n);
+  add_sampling_options(p, o.sampling);  // per-request defaults for serve
   p.option({"-s", "--seed"}, "N", "default seed (default: a new one per request)", &o.seed);
   p.option({"--host"}, "ADDR", "address to listen on (default 127.0.0.1)", &o.host);
   p.option({"--port"}, "N", "port (default 8080; 0: any free port, printed at start-up)", &o.port);

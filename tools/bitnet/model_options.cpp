@@ -40,6 +40,15 @@ RunConfig to_run_config(const ModelOptions& o) {
   return c;
 }
 
+void add_sampling_options(ArgParser& p, SamplingParams& s) {
+  p.option({"--temp"}, "T", "temperature (0: greedy; default 0.8)", &s.temperature);
+  p.option({"--top-k"}, "N", "top-k sampling (0: off; default 40)", &s.top_k);
+  p.option({"--top-p"}, "P", "top-p sampling (1: off; default 0.95)", &s.top_p);
+  p.option({"--min-p"}, "P", "min-p sampling (0: off; default 0.05)", &s.min_p);
+  p.option({"--repeat-penalty"}, "X", "repetition penalty (1: off; default 1.0)", &s.repeat_penalty);
+  p.option({"--repeat-last-n"}, "N", "tokens considered by the penalty (default 64)", &s.repeat_last_n);
+}
+
 std::string default_model_path() {
   const std::string path = default_model_location();
   if (std::filesystem::exists(path)) return path;

@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "runtime/run_config.h"
 #include "runtime/session.h"
+#include "sampling/sampler.h"
 
 namespace bitnet::cli {
 
@@ -24,6 +25,8 @@ struct ModelOptions {
 };
 
 void add_model_options(ArgParser& parser, ModelOptions& options);
+// --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n (llama.cpp's sampling flags).
+void add_sampling_options(ArgParser& parser, SamplingParams& sampling);
 // The shared options as the library's run configuration (validated there, in one place).
 RunConfig to_run_config(const ModelOptions& options);
 
