@@ -21,14 +21,22 @@ inline std::string bin_dir() {
   return std::string(BITNET_BUILD_DIR) + "/bin";
 }
 
+// A fresh directory per test process, removed (with its contents) when the process exits.
 inline std::filesystem::path temp_dir() {
-  static const std::filesystem::path dir = [] {
+  struct Owned {
+    std::filesystem::path path;
+    ~Owned() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  };
+  static const Owned dir = [] {
     std::string tmpl = (std::filesystem::temp_directory_path() / "bitnet-test-XXXXXX").string();
     char* made = mkdtemp(tmpl.data());
     if (!made) std::abort();
-    return std::filesystem::path(made);
+    return Owned{std::filesystem::path(made)};
   }();
-  return dir;
+  return dir.path;
 }
 
 // Generates a model for arch × preset × type once per build (CTest runs every test case in its

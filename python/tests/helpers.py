@@ -1,6 +1,8 @@
 """Test helpers: import path, a fake `bitnet` binary (a real executable that records its argv)."""
 
+import atexit
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -29,6 +31,7 @@ print(json.dumps(sys.argv[1:]))
 def fake_bin_dir(commands=("run", "doctor", "gen-model")) -> str:
     """A directory with an executable `bitnet` that knows `commands` and prints its arguments."""
     d = tempfile.mkdtemp(prefix="bitnet-fake-bin-")
+    atexit.register(shutil.rmtree, d, True)
     path = os.path.join(d, "bitnet")
     with open(path, "w") as f:
         f.write(FAKE.format(python=sys.executable, commands=list(commands)))

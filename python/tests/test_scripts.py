@@ -3,6 +3,7 @@ prints the arguments it got, a missing binary, and (when built) the real one."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,6 +134,7 @@ class UtilScripts(unittest.TestCase):
 
     def test_convert_helper(self):
         d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
         r = script("utils/convert-helper-bitnet.py", d, bin_dir=fake_bin_dir())
         self.assertEqual(r.returncode, 2)
         self.assertIn("no config.json", r.stderr)

@@ -26,6 +26,7 @@ MAIN = '#include <cstdio>\nint main() { std::puts("usage: bitnet <command>\\n\\n
 class SetupEnvTest(unittest.TestCase):
     def setUp(self):
         self.src = tempfile.mkdtemp(prefix="bitnet-setup-src-")
+        self.addCleanup(shutil.rmtree, self.src, True)
         self.build = os.path.join(self.src, "build")
         os.makedirs(os.path.join(self.src, "tools"))
         with open(os.path.join(self.src, "CMakeLists.txt"), "w") as f:

@@ -4,6 +4,7 @@ process group, retry with backoff, shutdown."""
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ async def wait_until(predicate, limit=30.0):
 class SupervisorTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="bitnet-sup-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
         self.events = os.path.join(self.dir, "events.jsonl")
 
     def test_concurrency_limit_is_never_exceeded(self):

@@ -2,10 +2,14 @@
 // A persistent pool of worker threads: created once, reused for every matrix product, so no
 // thread is created per token. parallel_for splits [0, n) into one contiguous chunk per thread;
 // each index is processed by exactly one thread, so results never depend on the thread count.
-#include <condition_variable>
+//
+// A decode step issues a few hundred short jobs. Waking a sleeping thread through the kernel costs
+// tens of microseconds on a VM, so workers and the caller first spin on an atomic for a short
+// while (kSpinMicros) and only then sleep on a futex (std::atomic::wait): back-to-back jobs never
+// touch the scheduler, and an idle pool still costs no CPU.
+#include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -24,17 +28,20 @@ class ThreadPool {
   void parallel_for(int64_t n, int64_t grain,
                     const std::function<void(int64_t, int64_t, int)>& fn);
 
+  // How long a thread spins for the next job (worker) or for the others to finish (caller)
+  // before it sleeps.
+  static constexpr int64_t kSpinMicros = 200;
+
  private:
   void worker_loop(int index);
   void run_chunk(int index);
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable start_cv_, done_cv_;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  // Bumped (release) after the job fields below are written; workers acquire it.
+  alignas(64) std::atomic<uint32_t> generation_{0};
+  alignas(64) std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
   // The current job.
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
   int64_t job_n_ = 0, job_grain_ = 1;
