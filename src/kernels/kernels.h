@@ -19,11 +19,12 @@ struct TernaryJob {
   ActivationQuant act;
   float alpha = 0;  // I2_S per-tensor scale (unused by TQ1_0/TQ2_0)
 };
-// Writes y[r] for r in [r0, r1). Returns false if some weight code was invalid (I2_S/TQ2_0
-// code 3); the caller then lets the reference report the error — y is unspecified in that case.
+// Writes y[r] for r in [r0, r1). The weight codes must be valid (no I2_S/TQ2_0 code 3): the
+// kernels do not check them per product — ternary_codes_valid() does, once per tensor (at model
+// load, or in ops::matmul for views not marked TensorView::codes_checked).
 //   I2_S  (K % 128 == 0): rows are K/4 contiguous bytes; y = ((float)S − (float)Q) / s · α
 //   TQ2_0, TQ1_0 (K % 256 == 0): y = (Σ_b d_b·(float)isum_b, f32 in block order) / s
-using TernaryRowsFn = bool (*)(const TernaryJob& job, int64_t r0, int64_t r1, float* y);
+using TernaryRowsFn = void (*)(const TernaryJob& job, int64_t r0, int64_t r1, float* y);
 
 // Several tokens' int8 activations against a ternary matrix (prompt processing): each weight block is
 // loaded once and applied to a register tile of tokens.
@@ -37,8 +38,8 @@ struct TernaryBatch {
   float alpha = 0;                        // I2_S per-tensor scale
 };
 // Writes y[t·ld + r] for every token t and r in [r0, r1), each value bit-identical to the
-// TernaryRowsFn result for that token (and so to dot_ternary_ref). Same invalid-code contract.
-using TernaryMatFn = bool (*)(const TernaryBatch& job, int64_t r0, int64_t r1, float* y, int64_t ld);
+// TernaryRowsFn result for that token (and so to dot_ternary_ref). Same valid-code precondition.
+using TernaryMatFn = void (*)(const TernaryBatch& job, int64_t r0, int64_t r1, float* y, int64_t ld);
 
 // Float-storage weights (row-major, K columns) times f32 activations x[K]: y[r] for r in [r0, r1).
 // Accumulated in f32 lanes (the reference uses double); see docs/kernels.md for the tolerance.

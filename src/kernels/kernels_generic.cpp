@@ -12,9 +12,8 @@ namespace {
 
 constexpr int64_t kTqBytes1 = 54, kTqBytes2 = 66, kQ8Bytes = 34, kQ6Bytes = 210;
 
-bool i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
   const int64_t row_bytes = j.K / 4;
-  unsigned bad = 0;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* w = j.w + r * row_bytes;
     int32_t S = 0;
@@ -24,7 +23,6 @@ bool i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
       int32_t s = 0;
       for (int i = 0; i < 32; ++i) {
         const unsigned v = wb[i];
-        bad |= v & (v >> 1);
         s += int32_t(v >> 6) * qb[i] + int32_t((v >> 4) & 3) * qb[32 + i] +
              int32_t((v >> 2) & 3) * qb[64 + i] + int32_t(v & 3) * qb[96 + i];
       }
@@ -32,7 +30,6 @@ bool i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
     }
     y[r] = (float(S) - float(j.act.sum)) / j.act.scale * j.alpha;
   }
-  return (bad & 0x55) == 0;
 }
 
 // Σ_b d_b·(float)isum_b in block order (two statements: never contracted to an FMA), then / s.
@@ -41,9 +38,8 @@ inline void tq_accumulate(float& acc, float d, int32_t isum) {
   acc += p;
 }
 
-bool tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+void tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
   const int64_t nb = j.K / 256;
-  unsigned bad = 0;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* w = j.w + r * nb * kTqBytes2;
     float acc = 0;
@@ -54,7 +50,6 @@ bool tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
       for (int h = 0; h < 2; ++h)
         for (int m = 0; m < 32; ++m) {
           const int v = blk[32 * h + m];
-          bad |= unsigned(v & (v >> 1));
           const int8_t* qh = qb + 128 * h + m;
           isum += ((v & 3) - 1) * qh[0] + (((v >> 2) & 3) - 1) * qh[32] +
                   (((v >> 4) & 3) - 1) * qh[64] + ((v >> 6) - 1) * qh[96];
@@ -63,7 +58,6 @@ bool tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
     }
     y[r] = acc / j.act.scale;
   }
-  return (bad & 0x55) == 0;
 }
 
 // Trit p of byte B: ((B·3^p mod 256)·3) >> 8, as u − 1.
@@ -78,7 +72,7 @@ inline float half_to_float(uint16_t h) {
 
 inline int trit(uint8_t bp) { return ((int(bp) * 3) >> 8) - 1; }
 
-bool tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+void tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
   const int64_t nb = j.K / 256;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* w = j.w + r * nb * kTqBytes1;
@@ -98,7 +92,6 @@ bool tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
     }
     y[r] = acc / j.act.scale;
   }
-  return true;  // every byte decodes to valid trits
 }
 
 // ---- matrix × several tokens: each weight block is decoded once into trits t = u − 1 (or codes u)
@@ -106,22 +99,18 @@ bool tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
 
 constexpr int kTileTokens = 8;
 
-// The 128 codes u of one I2_S block (element order); returns v & (v >> 1) over its bytes.
-inline unsigned decode_i2s_block(const uint8_t* wb, uint8_t* u) {
-  unsigned bad = 0;
+// The 128 codes u of one I2_S block (element order).
+inline void decode_i2s_block(const uint8_t* wb, uint8_t* u) {
   for (int i = 0; i < 32; ++i) {
     const unsigned v = wb[i];
-    bad |= v & (v >> 1);
     u[i] = uint8_t(v >> 6);
     u[32 + i] = uint8_t((v >> 4) & 3);
     u[64 + i] = uint8_t((v >> 2) & 3);
     u[96 + i] = uint8_t(v & 3);
   }
-  return bad;
 }
 
-bool i2s_mm(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
-  unsigned bad = 0;
+void i2s_mm(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
   uint8_t u[128];
   for (int64_t t0 = 0; t0 < j.n_tokens; t0 += kTileTokens) {
     const int nt = int(std::min<int64_t>(kTileTokens, j.n_tokens - t0));
@@ -129,7 +118,7 @@ bool i2s_mm(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld)
       const uint8_t* w = j.w + r * (j.K / 4);
       int32_t S[kTileTokens] = {};
       for (int64_t b = 0; b < j.K / 128; ++b) {
-        bad |= decode_i2s_block(w + 32 * b, u);
+        decode_i2s_block(w + 32 * b, u);
         for (int t = 0; t < nt; ++t) {
           const int8_t* q = j.q + (t0 + t) * j.K + 128 * b;
           int32_t s = 0;
@@ -143,23 +132,19 @@ bool i2s_mm(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld)
       }
     }
   }
-  return (bad & 0x55) == 0;
 }
 
-// The 256 trits of one TQ2_0 block; returns v & (v >> 1) over its code bytes.
-inline unsigned decode_tq2_block(const uint8_t* blk, int8_t* t) {
-  unsigned bad = 0;
+// The 256 trits of one TQ2_0 block.
+inline void decode_tq2_block(const uint8_t* blk, int8_t* t) {
   for (int h = 0; h < 2; ++h)
     for (int m = 0; m < 32; ++m) {
       const unsigned v = blk[32 * h + m];
-      bad |= v & (v >> 1);
       for (int p = 0; p < 4; ++p) t[128 * h + 32 * p + m] = int8_t(int((v >> (2 * p)) & 3) - 1);
     }
-  return bad;
 }
 
-// The 256 trits of one TQ1_0 block (every byte decodes).
-inline unsigned decode_tq1_block(const uint8_t* blk, int8_t* t) {
+// The 256 trits of one TQ1_0 block.
+inline void decode_tq1_block(const uint8_t* blk, int8_t* t) {
   uint8_t mul = 1;
   for (int p = 0; p < 5; ++p, mul = uint8_t(mul * 3)) {
     for (int m = 0; m < 32; ++m) t[32 * p + m] = int8_t(trit(uint8_t(blk[m] * mul)));
@@ -167,13 +152,11 @@ inline unsigned decode_tq1_block(const uint8_t* blk, int8_t* t) {
     if (p < 4)
       for (int m = 0; m < 4; ++m) t[240 + 4 * p + m] = int8_t(trit(uint8_t(blk[48 + m] * mul)));
   }
-  return 0;
 }
 
-template <int64_t kBytes, int64_t kScale, unsigned (*Decode)(const uint8_t*, int8_t*)>
-bool tq_mm(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
+template <int64_t kBytes, int64_t kScale, void (*Decode)(const uint8_t*, int8_t*)>
+void tq_mm(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
   const int64_t nb = j.K / 256;
-  unsigned bad = 0;
   int8_t tr[256];
   for (int64_t t0 = 0; t0 < j.n_tokens; t0 += kTileTokens) {
     const int nt = int(std::min<int64_t>(kTileTokens, j.n_tokens - t0));
@@ -181,7 +164,7 @@ bool tq_mm(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) 
       float acc[kTileTokens] = {};
       for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* blk = j.w + (r * nb + b) * kBytes;
-        bad |= Decode(blk, tr);
+        Decode(blk, tr);
         const float d = fp16_to_fp32(load_u16(blk + kScale));
         for (int t = 0; t < nt; ++t) {
           const int8_t* q = j.q + (t0 + t) * j.K + 256 * b;
@@ -193,7 +176,6 @@ bool tq_mm(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) 
       for (int t = 0; t < nt; ++t) y[(t0 + t) * ld + r] = acc[t] / j.act[t0 + t].scale;
     }
   }
-  return (bad & 0x55) == 0;
 }
 
 // ---- float-storage weights: 8 f32 lanes per row, combined pairwise, then the scalar tail ----

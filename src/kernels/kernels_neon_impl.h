@@ -15,10 +15,9 @@ constexpr int64_t kTq2Bytes = 66;
 
 // I2_S: block of 128 elements in 32 bytes; byte j holds elements j, 32+j, 64+j, 96+j at bit
 // shifts 6, 4, 2, 0 (ternary-formats.md §2.2).
-inline bool i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+inline void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
   const int64_t row_bytes = j.K / 4;
   const uint8x16_t three = vdupq_n_u8(3);
-  uint8x16_t bad = vdupq_n_u8(0);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* w = j.w + r * row_bytes;
     int32x4_t acc = vdupq_n_s32(0);
@@ -26,7 +25,6 @@ inline bool i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
       const int8_t* qb = j.q + 128 * b;
       for (int half = 0; half < 2; ++half) {
         const uint8x16_t v = vld1q_u8(w + 32 * b + 16 * half);
-        bad = vorrq_u8(bad, vandq_u8(v, vshrq_n_u8(v, 1)));
         const int8_t* qh = qb + 16 * half;
         acc = dot16(acc, vshrq_n_u8(v, 6), vld1q_s8(qh));
         acc = dot16(acc, vandq_u8(vshrq_n_u8(v, 4), three), vld1q_s8(qh + 32));
@@ -37,15 +35,13 @@ inline bool i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
     const int32_t S = vaddvq_s32(acc);
     y[r] = (float(S) - float(j.act.sum)) / j.act.scale * j.alpha;
   }
-  return (vmaxvq_u8(vandq_u8(bad, vdupq_n_u8(0x55)))) == 0;
 }
 
 // TQ2_0: 256 elements in 64 code bytes + f16 d; element 128h + 32p + m is in byte 32h + m at
 // bits 2p (low bits first). isum = Σ code·q − Σ q.
-inline bool tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+inline void tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
   const int64_t nb = j.K / 256;
   const uint8x16_t three = vdupq_n_u8(3);
-  uint8x16_t bad = vdupq_n_u8(0);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* w = j.w + r * nb * kTq2Bytes;
     float acc = 0;
@@ -57,7 +53,6 @@ inline bool tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
       for (int h = 0; h < 2; ++h)
         for (int half = 0; half < 2; ++half) {
           const uint8x16_t v = vld1q_u8(blk + 32 * h + 16 * half);
-          bad = vorrq_u8(bad, vandq_u8(v, vshrq_n_u8(v, 1)));
           for (int p = 0; p < 4; ++p) {
             const int8x16_t q = vld1q_s8(qb + 128 * h + 32 * p + 16 * half);
             const uint8x16_t code = vandq_u8(vshlq_u8(v, vdupq_n_s8(int8_t(-2 * p))), three);
@@ -71,7 +66,6 @@ inline bool tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
     }
     y[r] = acc / j.act.scale;
   }
-  return (vmaxvq_u8(vandq_u8(bad, vdupq_n_u8(0x55)))) == 0;
 }
 
 }  // namespace bitnet::kernels::BITNET_NEON_NAMESPACE

@@ -62,13 +62,12 @@ TGT void add_sums(const __m256i* a, int32_t* S) {
 
 // S[t] += Σ u·q over nb 128-blocks of one row (w) and T tokens (q, stride K).
 template <int T>
-TGT void i2s_chunk(const uint8_t* w, const int8_t* q, int64_t K, int64_t nb, int32_t* S, __m256i& bad) {
+TGT void i2s_chunk(const uint8_t* w, const int8_t* q, int64_t K, int64_t nb, int32_t* S) {
   const __m256i m3 = _mm256_set1_epi8(3);
   __m256i a[T];
   for (auto& x : a) x = _mm256_setzero_si256();
   for (int64_t b = 0; b < nb; ++b, w += 32, q += 128) {
     const __m256i v = load256(w);
-    note_invalid(bad, v);
     // One plane at a time keeps the live registers at T accumulators + 3. The empty asm pins
     // each accumulator to a register, so the compiler cannot regroup the integer sums into a
     // tree over all planes (which needs more registers than AVX2 has and spills).
@@ -87,14 +86,14 @@ TGT void i2s_chunk(const uint8_t* w, const int8_t* q, int64_t K, int64_t nb, int
 struct I2sTile {
   template <int T>
   TGT static void run(const TernaryBatch& j, int64_t r0, int64_t r1, int64_t t0, float* y,
-                      int64_t ld, __m256i& bad) {
+                      int64_t ld) {
     alignas(32) int32_t S[kTileRows][kTileTokens] = {};
     const int64_t nb = j.K / 128, row_bytes = j.K / 4;
     const int8_t* q = j.q + t0 * j.K;
     for (int64_t c = 0; c < nb; c += kChunkI2s) {
       const int64_t n = std::min(kChunkI2s, nb - c);
       for (int64_t r = r0; r < r1; ++r)
-        i2s_chunk<T>(j.w + r * row_bytes + 32 * c, q + 128 * c, j.K, n, S[r - r0], bad);
+        i2s_chunk<T>(j.w + r * row_bytes + 32 * c, q + 128 * c, j.K, n, S[r - r0]);
     }
     for (int t = 0; t < T; ++t) {
       const ActivationQuant& a = j.act[t0 + t];
@@ -109,11 +108,10 @@ struct I2sTile {
 struct Tq2Block {
   static constexpr int64_t kBytes = kTq2Bytes, kScale = 64;
   template <int T>
-  TGT static void dot(const uint8_t* blk, const int8_t* q, int64_t K, __m256i* a, __m256i& bad) {
+  TGT static void dot(const uint8_t* blk, const int8_t* q, int64_t K, __m256i* a) {
     const __m256i m3 = _mm256_set1_epi8(3);
     for (int h = 0; h < 2; ++h) {
       const __m256i v = load256(blk + 32 * h);
-      note_invalid(bad, v);
       for (int p = 0; p < 4; ++p) {
         const __m256i c = _mm256_and_si256(_mm256_srli_epi16(v, 2 * p), m3);
         for (int t = 0; t < T; ++t) {
@@ -128,7 +126,7 @@ struct Tq2Block {
 struct Tq1Block {
   static constexpr int64_t kBytes = kTq1Bytes, kScale = 52;
   template <int T>
-  TGT static void dot(const uint8_t* blk, const int8_t* q, int64_t K, __m256i* a, __m256i&) {
+  TGT static void dot(const uint8_t* blk, const int8_t* q, int64_t K, __m256i* a) {
     __m256i c[8];
     tq1_codes(blk, c);
     for (int k = 0; k < 8; ++k)
@@ -154,7 +152,7 @@ template <class Block>
 struct TqTile {
   template <int T>
   TGT static void run(const TernaryBatch& j, int64_t r0, int64_t r1, int64_t t0, float* y,
-                      int64_t ld, __m256i& bad) {
+                      int64_t ld) {
     alignas(32) float acc[kTileRows][kTileTokens] = {};
     const int64_t nb = j.K / 256, row_bytes = nb * Block::kBytes;
     const int8_t* q = j.q + t0 * j.K;
@@ -165,7 +163,7 @@ struct TqTile {
           const uint8_t* blk = j.w + r * row_bytes + b * Block::kBytes;
           __m256i a[T];
           for (auto& x : a) x = _mm256_setzero_si256();
-          Block::template dot<T>(blk, q + 256 * b, j.K, a, bad);
+          Block::template dot<T>(blk, q + 256 * b, j.K, a);
           tq_accumulate_tile<T>(a, j.block_qsum + b * j.n_tokens + t0, blk + Block::kScale, acc[r - r0]);
         }
     }
@@ -176,17 +174,15 @@ struct TqTile {
 
 // Row tiles × token tiles of 8, then 4, 2, 1 for the remaining tokens.
 template <class Tile>
-BITNET_TGT bool mat_rows(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
-  __m256i bad = _mm256_setzero_si256();
+BITNET_TGT void mat_rows(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
   for (int64_t a = r0; a < r1; a += kTileRows) {
     const int64_t b = std::min(r1, a + kTileRows);
     int64_t t = 0;
-    for (; t + 8 <= j.n_tokens; t += 8) Tile::template run<8>(j, a, b, t, y, ld, bad);
-    if (t + 4 <= j.n_tokens) Tile::template run<4>(j, a, b, t, y, ld, bad), t += 4;
-    if (t + 2 <= j.n_tokens) Tile::template run<2>(j, a, b, t, y, ld, bad), t += 2;
-    if (t < j.n_tokens) Tile::template run<1>(j, a, b, t, y, ld, bad);
+    for (; t + 8 <= j.n_tokens; t += 8) Tile::template run<8>(j, a, b, t, y, ld);
+    if (t + 4 <= j.n_tokens) Tile::template run<4>(j, a, b, t, y, ld), t += 4;
+    if (t + 2 <= j.n_tokens) Tile::template run<2>(j, a, b, t, y, ld), t += 2;
+    if (t < j.n_tokens) Tile::template run<1>(j, a, b, t, y, ld);
   }
-  return all_valid(bad);
 }
 
 // ---- attention over the f16 KV cache ----

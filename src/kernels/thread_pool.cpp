@@ -30,6 +30,8 @@ bool spin_until(const Pred& done) {
       if (done()) return true;
     }
     if (std::chrono::steady_clock::now() >= deadline) return done();
+    // On a busy machine the thread we wait for may be waiting for this core: offer it.
+    std::this_thread::yield();
   }
 }
 

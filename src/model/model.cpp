@@ -43,6 +43,15 @@ class Binder {
     check_type(*t);
     TensorView v = m_.file.view(*t);
     if (v.type == GgmlType::TL1 || v.type == GgmlType::TL2) v = repack_to_i2s(v);
+    // Checked once here so that the kernels need not check every product.
+    if (ggml_type_is_ternary(v.type)) {
+      try {
+        check_ternary_codes(v);
+      } catch (const FormatError& e) {
+        throw FormatError(m_.file.path() + ": " + e.what());
+      }
+      v.codes_checked = true;
+    }
     return v;
   }
 

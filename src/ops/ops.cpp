@@ -164,30 +164,24 @@ bool use_reference() {
   return ref;
 }
 
-// The ternary products; false if a weight code was invalid.
-bool ternary_kernels(const kernels::KernelSet& ks, const TensorView& w, const MatmulInput& in,
+// The ternary products (the weight codes are valid: matmul_kernels checked).
+void ternary_kernels(const kernels::KernelSet& ks, const TensorView& w, const MatmulInput& in,
                      float* y, ThreadPool& pool, bool matrix_kernels) {
   const int64_t rows = w.rows(), cols = w.cols(), n = in.n_tokens();
   const int8_t* q = in.q(pool);
   const ActivationQuant* act = in.act(pool);
   const float alpha = w.type == GgmlType::I2_S ? load_f32(w.data + w.elements() / 4) : 0.0f;
-  std::atomic<bool> valid{true};
   const kernels::TernaryMatFn mm = matrix_kernels && n > 1 ? ternary_matrix_kernel(ks, w) : nullptr;
   if (mm) {
     const kernels::TernaryBatch j{w.data, cols, n, q, act,
                                   w.type == GgmlType::I2_S ? nullptr : in.block_qsum(pool), alpha};
-    for_row_chunks(pool, rows, 64, [&](int64_t r0, int64_t r1) {
-      if (!mm(j, r0, r1, y, rows)) valid.store(false, std::memory_order_relaxed);
-    });
-    return valid.load();
+    for_row_chunks(pool, rows, 64, [&](int64_t r0, int64_t r1) { mm(j, r0, r1, y, rows); });
+    return;
   }
   const kernels::TernaryRowsFn fn = ternary_kernel(ks, w);
   std::vector<kernels::TernaryJob> jobs(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) jobs[size_t(t)] = {w.data, cols, q + t * cols, act[t], alpha};
-  for_row_tiles(pool, rows, n, [&](int64_t a, int64_t b, int64_t t) {
-    if (!fn(jobs[size_t(t)], a, b, y + t * rows)) valid.store(false, std::memory_order_relaxed);
-  });
-  return valid.load();
+  for_row_tiles(pool, rows, n, [&](int64_t a, int64_t b, int64_t t) { fn(jobs[size_t(t)], a, b, y + t * rows); });
 }
 
 }  // namespace
@@ -208,11 +202,9 @@ bool matmul_kernels(kernels::Isa isa, const TensorView& w, const MatmulInput& in
     return true;
   }
   if (!ternary_kernel(ks, w)) return false;
-  if (!ternary_kernels(ks, w, in, y, pool, matrix_kernels)) {
-    // An invalid code: let the reference decoder name the first one (it throws FormatError).
-    for (int64_t r = 0; r < rows; ++r) unpack_ternary_row(w, r);
-    return false;
-  }
+  // Views the model loader has not checked (tests, tools) are checked here, on every call.
+  if (!w.codes_checked) check_ternary_codes(w);
+  ternary_kernels(ks, w, in, y, pool, matrix_kernels);
   return true;
 }
 

@@ -29,6 +29,11 @@ TernaryRow unpack_ternary_row(const TensorView& w, int64_t row);
 // Bulk form for load-time repacking: the ternaries of rows [row0, row0 + nrows) into
 // t[nrows * w.cols()]. Like unpack_ternary_row, throws FormatError on an invalid code.
 void unpack_ternary_rows(const TensorView& w, int64_t row0, int64_t nrows, int8_t* t);
+// False if some I2_S (K % 128 == 0) or TQ2_0 weight code is 3, the one invalid 2-bit code; true
+// for every other type. A single pass over the code bytes: call it once per tensor.
+bool ternary_codes_valid(const TensorView& w);
+// Throws FormatError naming the tensor, row and element of the first invalid code, if any.
+void check_ternary_codes(const TensorView& w);
 
 // ---- encoding ------------------------------------------------------------------------------
 // Encodes a rows x cols row-major float matrix into the exact file bytes of `type` (including the

@@ -7,6 +7,7 @@
 
 #include "errors.h"
 #include "formats/half.h"
+#include "tensor/quants.h"
 #include "tensor/quants_internal.h"
 
 namespace bitnet::detail {
@@ -174,3 +175,43 @@ void encode_tq(GgmlType type, const float* x, int64_t n, uint8_t* out) {
 }
 
 }  // namespace bitnet::detail
+
+namespace bitnet {
+namespace {
+
+// Any byte with a 2-bit field equal to 3 leaves a bit of 0x55 set in b & (b >> 1); OR-ing whole
+// 64-bit words keeps the loop simple enough for the compiler to vectorize.
+uint64_t invalid_code_bits(const uint8_t* p, int64_t n) {
+  uint64_t acc = 0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    std::memcpy(&x, p + i, 8);
+    acc |= x & (x >> 1);
+  }
+  for (; i < n; ++i) acc |= unsigned(p[i] & (p[i] >> 1));
+  return acc & 0x5555555555555555ull;
+}
+
+}  // namespace
+
+bool ternary_codes_valid(const TensorView& w) {
+  using namespace detail;
+  if (w.type == GgmlType::I2_S) {
+    if (w.cols() % kI2Block != 0) return true;  // flat layout: only the reference reads it, and checks
+    return invalid_code_bits(w.data, w.elements() / 4) == 0;
+  }
+  if (w.type == GgmlType::TQ2_0) {
+    const int64_t blocks = w.elements() / kTqBlock;
+    for (int64_t b = 0; b < blocks; ++b)
+      if (invalid_code_bits(w.data + b * kTq2Bytes, kTq2D) != 0) return false;
+  }
+  return true;
+}
+
+void check_ternary_codes(const TensorView& w) {
+  if (ternary_codes_valid(w)) return;
+  for (int64_t r = 0; r < w.rows(); ++r) unpack_ternary_row(w, r);  // throws, naming the first one
+}
+
+}  // namespace bitnet

@@ -15,6 +15,9 @@ struct TensorView {
   std::array<int64_t, 4> ne = {1, 1, 1, 1};  // innermost first: ne[0] = row length
   const uint8_t* data = nullptr;
   uint64_t nbytes = 0;
+  // Set once ternary_codes_valid() has accepted this tensor's weight codes (the model loader does
+  // it for every ternary tensor); the fast kernels rely on valid codes and do not re-check them.
+  bool codes_checked = false;
 
   int64_t cols() const { return ne[0]; }
   int64_t rows() const { return ne[1] * ne[2] * ne[3]; }

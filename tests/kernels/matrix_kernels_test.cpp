@@ -57,7 +57,7 @@ void check_matrix(const kernels::KernelSet& ks, GgmlType type, int64_t K, int64_
   // Output stride larger than rows; a sub-range [a, b) writes exactly its rows.
   const int64_t ld = rows + 3, a = std::min<int64_t>(1, rows - 1), b = rows;
   std::vector<float> y(size_t(ld * n), -7.0f);
-  ASSERT_TRUE(matrix_fn(ks, type)(j, a, b, y.data(), ld));
+  matrix_fn(ks, type)(j, a, b, y.data(), ld);
   for (int64_t t = 0; t < n; ++t)
     for (int64_t r = 0; r < ld; ++r) {
       const float got = y[size_t(t * ld + r)];
@@ -87,7 +87,7 @@ TEST_P(MatrixKernelIsa, Tq1BitIdenticalToReference) {
       for (int64_t n : {1, 3, 5, 9, 16}) check_matrix(ks(), GgmlType::TQ1_0, K, rows, n);
 }
 
-TEST_P(MatrixKernelIsa, InvalidCodeIsReported) {
+TEST_P(MatrixKernelIsa, InvalidCodeIsRejectedBeforeTheKernels) {
   for (GgmlType type : {GgmlType::I2_S, GgmlType::TQ2_0}) {
     const int64_t K = 512, rows = 9, n = 5;
     const auto x = test::ternary_weights(K, rows, 3);
@@ -95,11 +95,7 @@ TEST_P(MatrixKernelIsa, InvalidCodeIsReported) {
     const int64_t row_bytes = type == GgmlType::I2_S ? K / 4 : K / 256 * 66;
     bytes[size_t(6 * row_bytes + 37)] |= 0x0C;  // one code 3 in row 6
     const TensorView w = make_view(type, K, rows, bytes);
-    const Tokens tk = make_tokens(K, n, 1);
-    const kernels::TernaryBatch j{w.data, K, n, tk.q.data(), tk.act.data(), tk.qsum.data(), 1.0f};
     std::vector<float> y(size_t(rows * n));
-    EXPECT_TRUE(matrix_fn(ks(), type)(j, 0, 6, y.data(), rows));
-    EXPECT_FALSE(matrix_fn(ks(), type)(j, 0, rows, y.data(), rows));
     ThreadPool pool(2);
     const auto xa = test::random_floats(K * n, 2);
     EXPECT_THROW(ops::matmul_kernels(GetParam(), w, xa.data(), n, y.data(), pool), FormatError);

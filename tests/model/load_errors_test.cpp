@@ -137,5 +137,17 @@ TEST(ModelLoad, NonFiniteNormWeightsAreRejected) {
   EXPECT_CONTAINS(msg, "NaN");
 }
 
+// The kernels trust the codes, so the loader checks every ternary tensor once.
+TEST(ModelLoad, InvalidTernaryCodeIsNamedAtLoad) {
+  for (GgmlType type : {GgmlType::I2_S, GgmlType::TQ2_0}) {
+    const auto msg = load_error([](auto&, auto& ts) {
+      for (auto& t : ts)
+        if (t.name == "blk.1.ffn_up.weight") t.bytes[100] |= 0x30;  // one field becomes code 3
+    }, type);
+    EXPECT_CONTAINS(msg, "blk.1.ffn_up.weight");
+    EXPECT_CONTAINS(msg, "code 3");
+  }
+}
+
 }  // namespace
 }  // namespace bitnet
