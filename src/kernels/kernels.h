@@ -18,6 +18,9 @@ struct TernaryJob {
   const int8_t* q = nullptr;  // K activations from quantize_activations
   ActivationQuant act;
   float alpha = 0;  // I2_S per-tensor scale (unused by TQ1_0/TQ2_0)
+  // TQ only: Σq of this token's 256-block b at block_qsum[b · qsum_stride] (see block_qsums).
+  const int32_t* block_qsum = nullptr;
+  int64_t qsum_stride = 1;
 };
 // Writes y[r] for r in [r0, r1). The weight codes must be valid (no I2_S/TQ2_0 code 3): the
 // kernels do not check them per product — ternary_codes_valid() does, once per tensor (at model

@@ -39,14 +39,6 @@ TGT __m256i widen(__m256i acc) {
 #endif
 }
 
-// Lane t = Σ of the int32 lanes of a[t], for eight accumulators.
-TGT __m256i hsum8(const __m256i* a) {
-  const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-  const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
-  return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
-                          _mm256_permute2x128_si256(h0, h1, 0x31));
-}
-
 // T per-token sums (widened accumulators) into S[0..T).
 template <int T>
 TGT void add_sums(const __m256i* a, int32_t* S) {

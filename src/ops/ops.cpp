@@ -180,7 +180,9 @@ void ternary_kernels(const kernels::KernelSet& ks, const TensorView& w, const Ma
   }
   const kernels::TernaryRowsFn fn = ternary_kernel(ks, w);
   std::vector<kernels::TernaryJob> jobs(static_cast<size_t>(n));
-  for (int64_t t = 0; t < n; ++t) jobs[size_t(t)] = {w.data, cols, q + t * cols, act[t], alpha};
+  const int32_t* qsum = w.type == GgmlType::I2_S ? nullptr : in.block_qsum(pool);
+  for (int64_t t = 0; t < n; ++t)
+    jobs[size_t(t)] = {w.data, cols, q + t * cols, act[t], alpha, qsum ? qsum + t : nullptr, n};
   for_row_tiles(pool, rows, n, [&](int64_t a, int64_t b, int64_t t) { fn(jobs[size_t(t)], a, b, y + t * rows); });
 }
 

@@ -32,6 +32,7 @@ inline std::vector<float> ternary_weights(int64_t K, int64_t rows, uint64_t seed
 struct Token {
   std::vector<int8_t> q;
   ActivationQuant act;
+  std::vector<int32_t> qsum;  // Σq per 256-block (K % 256 == 0), for the TQ kernels
 };
 
 // Activation vectors: quantized random floats, the extremes (all 127, all −128, alternating
@@ -57,6 +58,10 @@ inline std::vector<Token> tokens_for(int64_t K, uint64_t seed) {
   fill([](int64_t) { return -128; });
   fill([](int64_t i) { return i % 2 ? 127 : -128; });
   fill([&](int64_t) { return rng.i8(); });
+  for (Token& tk : out) {
+    tk.qsum.resize(size_t(K / 256));
+    kernels::block_qsums(tk.q.data(), K, 1, tk.qsum.data());
+  }
   return out;
 }
 

@@ -43,6 +43,7 @@ void check_ternary(const kernels::KernelSet& ks, GgmlType type, int64_t K, int64
     j.q = tk.q.data();
     j.act = tk.act;
     j.alpha = type == GgmlType::I2_S ? load_f32(w.data + w.elements() / 4) : 0.0f;
+    j.block_qsum = tk.qsum.data();
     std::vector<float> y(size_t(rows), NAN);
     ternary_fn(ks, type)(j, 0, rows, y.data());
     for (int64_t r = 0; r < rows; ++r)
@@ -79,7 +80,7 @@ TEST_P(KernelIsa, Tq1EveryByteValueDecodes) {
   for (int64_t r = 0; r < rows; ++r) std::memcpy(&bytes[size_t(r * 54 + 52)], "\x00\x3c", 2);
   const TensorView w = make_view(GgmlType::TQ1_0, K, rows, bytes);
   for (const Token& tk : tokens_for(K, 5)) {
-    kernels::TernaryJob j{w.data, K, tk.q.data(), tk.act, 0.0f};
+    kernels::TernaryJob j{w.data, K, tk.q.data(), tk.act, 0.0f, tk.qsum.data()};
     std::vector<float> y(static_cast<size_t>(rows));
     ks().tq1(j, 0, rows, y.data());
     for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(y[size_t(r)], dot_ternary_ref(w, r, tk.q.data(), tk.act));
