@@ -43,6 +43,7 @@ class Binder {
     check_type(*t);
     TensorView v = m_.file.view(*t);
     if (v.type == GgmlType::TL1 || v.type == GgmlType::TL2) v = repack_to_i2s(v);
+    if (v.type == GgmlType::TQ1_0) v = repack_tq1_to_tq2(v);
     // Checked once here so that the kernels need not check every product.
     if (ggml_type_is_ternary(v.type)) {
       try {
@@ -102,16 +103,33 @@ class Binder {
     return v;
   }
 
+  // TQ1_0's base-3 bytes cost several instructions per weight to decode; TQ2_0 holds the same
+  // trits and block scales (identical products) in 2-bit fields, 22% more bytes, decoded in one.
+  TensorView repack_tq1_to_tq2(const TensorView& tq1) {
+    auto bytes = tq1_to_tq2(tq1);
+    TensorView v = tq1;
+    v.type = GgmlType::TQ2_0;
+    v.data = bytes.data();
+    v.nbytes = bytes.size();
+    m_.owned_buffers.push_back(std::move(bytes));
+    ++repacked_tq1_;
+    return v;
+  }
+
  public:
   // One summary line per source type for `inspect` / run logs.
   void add_notes() const {
     for (const auto& [type, n] : repacked_)
       m_.load_notes.push_back("repacked " + std::to_string(n) + " " + type +
                               " tensors to I2_S at load (bitnet.cpp tile layout for their shapes)");
+    if (repacked_tq1_ > 0)
+      m_.load_notes.push_back("repacked " + std::to_string(repacked_tq1_) +
+                              " TQ1_0 tensors to TQ2_0 at load (same trits and scales, faster to decode)");
   }
 
  private:
   std::map<std::string, int> repacked_;
+  int repacked_tq1_ = 0;
 
   Model& m_;
 };

@@ -34,6 +34,9 @@ void unpack_ternary_rows(const TensorView& w, int64_t row0, int64_t nrows, int8_
 bool ternary_codes_valid(const TensorView& w);
 // Throws FormatError naming the tensor, row and element of the first invalid code, if any.
 void check_ternary_codes(const TensorView& w);
+// TQ1_0 blocks (54 bytes) -> TQ2_0 blocks (66 bytes) with the same trits and the same f16 d, so
+// every product is unchanged (isum_b and d_b are equal). Any byte value decodes, as in the reference.
+std::vector<uint8_t> tq1_to_tq2(const TensorView& tq1);
 
 // ---- encoding ------------------------------------------------------------------------------
 // Encodes a rows x cols row-major float matrix into the exact file bytes of `type` (including the

@@ -209,6 +209,32 @@ bool ternary_codes_valid(const TensorView& w) {
   return true;
 }
 
+std::vector<uint8_t> tq1_to_tq2(const TensorView& tq1) {
+  using namespace detail;
+  if (tq1.type != GgmlType::TQ1_0 || tq1.elements() % kTqBlock != 0)
+    throw Error(describe(tq1) + ": tq1_to_tq2 needs a TQ1_0 tensor of whole 256-blocks");
+  const int64_t blocks = tq1.elements() / kTqBlock;
+  std::vector<uint8_t> out(size_t(blocks * kTq2Bytes));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* in = tq1.data + b * kTq1Bytes;
+    uint8_t* o = out.data() + b * kTq2Bytes;
+    uint8_t u[kTqBlock];  // codes in element order, laid out as tq1_slot() reads them
+    for (int p = 0; p < 5; ++p) {
+      for (int m = 0; m < 32; ++m) u[32 * p + m] = uint8_t(tq1_trit(in[m], p));
+      for (int m = 0; m < 16; ++m) u[160 + 16 * p + m] = uint8_t(tq1_trit(in[32 + m], p));
+      if (p < 4)
+        for (int m = 0; m < 4; ++m) u[240 + 4 * p + m] = uint8_t(tq1_trit(in[48 + m], p));
+    }
+    for (int h = 0; h < 2; ++h)
+      for (int m = 0; m < 32; ++m) {
+        const uint8_t* e = u + 128 * h + m;  // elements 128h + 32p + m, p = 0..3 at bits 2p
+        o[32 * h + m] = uint8_t(e[0] | e[32] << 2 | e[64] << 4 | e[96] << 6);
+      }
+    std::memcpy(o + kTq2D, in + kTq1D, 2);
+  }
+  return out;
+}
+
 void check_ternary_codes(const TensorView& w) {
   if (ternary_codes_valid(w)) return;
   for (int64_t r = 0; r < w.rows(); ++r) unpack_ternary_row(w, r);  // throws, naming the first one

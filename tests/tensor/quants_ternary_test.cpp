@@ -213,6 +213,26 @@ TEST(TQ, RoundTripExactWithPerBlockScales) {
   }
 }
 
+// The load-time TQ1_0 -> TQ2_0 repack keeps every trit and scale: equal to encoding TQ2_0 directly,
+// and for arbitrary bytes (values an encoder never writes) equal to the TQ1_0 reference decoding.
+TEST(TQ, Tq1ToTq2KeepsTritsAndScales) {
+  const int64_t cols = 768, rows = 3;
+  const auto t = random_trits(cols * rows, 12);
+  std::vector<float> x(t.size());
+  for (size_t i = 0; i < t.size(); ++i) x[i] = float(t[i]) * (0.25f + 0.125f * float(i / 256));
+  const auto tq1 = quantize_tensor(GgmlType::TQ1_0, x.data(), cols, rows);
+  EXPECT_EQ(tq1_to_tq2(make_view(GgmlType::TQ1_0, cols, rows, tq1)),
+            quantize_tensor(GgmlType::TQ2_0, x.data(), cols, rows));
+
+  std::vector<uint8_t> noise(size_t(rows * 3 * 54));
+  for (size_t i = 0; i < noise.size(); ++i) noise[i] = uint8_t(i * 37 + 11);
+  for (int64_t b = 0; b < rows * 3; ++b) std::memcpy(&noise[size_t(b * 54 + 52)], "\x00\x3c", 2);  // d = 1
+  const TensorView w1 = make_view(GgmlType::TQ1_0, cols, rows, noise);
+  const auto tq2 = tq1_to_tq2(w1);
+  EXPECT_EQ(dequantize_all(make_view(GgmlType::TQ2_0, cols, rows, tq2)), dequantize_all(w1));
+  EXPECT_THROW(tq1_to_tq2(make_view(GgmlType::TQ2_0, cols, rows, tq2)), Error);
+}
+
 TEST(TQ, ScaleIsF16OfBlockAmaxAndRoundsHalfAway) {
   std::vector<float> x(256, 0.0f);
   x[0] = 0.1f;     // not f16-exact

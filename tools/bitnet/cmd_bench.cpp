@@ -61,7 +61,10 @@ ModelStats model_stats(const Model& m) {
   const double b = double(s.params) / 1e9;
   char size[32];
   std::snprintf(size, sizeof size, b >= 1 ? "%.1fB" : "%.0fM", b >= 1 ? b : b * 1e3);
-  s.description = m.hp.arch.name + " " + size + " " + std::string(ggml_type_name(m.layers[0].wq.type));
+  // The file's type (llama-bench names the file), even where the loader repacked the tensors.
+  const GgufTensorInfo* wq = m.file.find_tensor("blk.0.attn_q.weight");
+  s.description = m.hp.arch.name + " " + size + " " +
+                  std::string(ggml_type_name(wq ? wq->type : m.layers[0].wq.type));
   return s;
 }
 
