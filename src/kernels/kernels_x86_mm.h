@@ -177,6 +177,49 @@ BITNET_TGT void mat_rows(const TernaryBatch& j, int64_t r0, int64_t r1, float* y
   }
 }
 
+// ---- float-storage weights × several tokens ----
+
+// One row × T tokens with float_group's per-(row, token) order: two 8-lane FMA chains over 16-element
+// steps, one 8-step, the fixed horizontal sum, the scalar tail.
+template <class L, int T>
+TGT void float_row_tokens(const uint8_t* row, int64_t K, const float* x, float* y, int64_t ld) {
+  __m256 a0[T], a1[T];
+  for (int t = 0; t < T; ++t) a0[t] = a1[t] = _mm256_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= K; c += 16) {
+    const __m256 w0 = L::vec(row + c * L::kBytes), w1 = L::vec(row + (c + 8) * L::kBytes);
+    for (int t = 0; t < T; ++t) {
+      a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * K + c), a0[t]);
+      a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * K + c + 8), a1[t]);
+    }
+  }
+  if (c + 8 <= K) {
+    const __m256 w0 = L::vec(row + c * L::kBytes);
+    for (int t = 0; t < T; ++t) a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * K + c), a0[t]);
+    c += 8;
+  }
+  for (int t = 0; t < T; ++t) {
+    float s = hsum_ps(_mm256_add_ps(a0[t], a1[t]));
+    for (int64_t e = c; e < K; ++e) s = std::fma(L::one(row + e * L::kBytes), x[t * K + e], s);
+    y[t * ld] = s;
+  }
+}
+
+// Row tiles small enough to stay in L2 while every group of four tokens passes over them.
+template <class L>
+BITNET_TGT void float_mm(const uint8_t* w, int64_t K, const float* x, int64_t n_tokens, int64_t r0,
+                         int64_t r1, float* y, int64_t ld) {
+  const int64_t tile = std::max<int64_t>(1, (128 << 10) / (K * L::kBytes));
+  for (int64_t a = r0; a < r1; a += tile) {
+    const int64_t b = std::min(r1, a + tile);
+    int64_t t = 0;
+    for (; t + 4 <= n_tokens; t += 4)
+      for (int64_t r = a; r < b; ++r) float_row_tokens<L, 4>(w + r * K * L::kBytes, K, x + t * K, y + t * ld + r, ld);
+    for (; t < n_tokens; ++t)
+      for (int64_t r = a; r < b; ++r) float_row_tokens<L, 1>(w + r * K * L::kBytes, K, x + t * K, y + t * ld + r, ld);
+  }
+}
+
 // ---- attention over the f16 KV cache ----
 
 TGT __m256 load_f16x8(const uint16_t* p) {
@@ -219,6 +262,9 @@ const KernelSet kSet{.isa = BITNET_ISA_ENUM,
                      .bf16 = float_rows<LoadBF16>,
                      .q8_0 = q8_0_rows,
                      .q6_k = q6_k_rows,
+                     .f32_mm = float_mm<LoadF32>,
+                     .f16_mm = float_mm<LoadF16>,
+                     .bf16_mm = float_mm<LoadBF16>,
                      .f16_dot = f16_dot,
                      .f16_axpy = f16_axpy};
 

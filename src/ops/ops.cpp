@@ -198,6 +198,14 @@ bool matmul_kernels(kernels::Isa isa, const TensorView& w, const MatmulInput& in
   if (!ggml_type_is_ternary(w.type)) {
     const kernels::FloatRowsFn fn = float_kernel(ks, w.type);
     if (!fn) return false;
+    const kernels::FloatMatFn mm = w.type == GgmlType::F16    ? ks.f16_mm
+                                   : w.type == GgmlType::BF16 ? ks.bf16_mm
+                                   : w.type == GgmlType::F32  ? ks.f32_mm
+                                                              : nullptr;
+    if (mm && matrix_kernels && in.n_tokens() > 1) {
+      for_row_chunks(pool, rows, 16, [&](int64_t r0, int64_t r1) { mm(w.data, cols, in.x(), in.n_tokens(), r0, r1, y, rows); });
+      return true;
+    }
     for_row_tiles(pool, rows, in.n_tokens(), [&](int64_t a, int64_t b, int64_t t) {
       fn(w.data, cols, in.x() + t * cols, a, b, y + t * rows);
     });

@@ -129,6 +129,27 @@ TEST_P(MatrixKernelIsa, MatmulMatchesOneTokenKernelsAndReference) {
     }
 }
 
+// Float weights × several tokens (the LM head of a batch): the token-tiled kernels equal the
+// one-token row kernels bit for bit, so a token's logits do not depend on its batch.
+TEST_P(MatrixKernelIsa, FloatMatmulOverTokensEqualsRowKernels) {
+  ThreadPool two(2);
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
+    for (int64_t K : {24, 100, 2560})
+      for (int64_t n : {2, 5, 9}) {
+        SCOPED_TRACE(std::string(ggml_type_name(type)) + " K=" + std::to_string(K) + " tokens=" + std::to_string(n));
+        const int64_t rows = 67;
+        const auto wf = test::random_floats(K * rows, uint64_t(K + n), -2, 2);
+        const auto bytes = quantize_tensor(type, wf.data(), K, rows);
+        const TensorView w = make_view(type, K, rows, bytes);
+        const auto x = test::random_floats(K * n, uint64_t(n), -2, 2);
+        const ops::MatmulInput in(x.data(), K, n);
+        std::vector<float> tiled(size_t(rows * n)), per_token(tiled.size());
+        ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, in, tiled.data(), two));
+        ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, in, per_token.data(), two, /*matrix_kernels=*/false));
+        EXPECT_EQ(tiled, per_token);
+      }
+}
+
 // f16 attention helpers: within f32 rounding of a double evaluation (tolerance as for the float
 // rows: 1e-5 of Σ|k·q|), for lengths around the 8/16-lane steps.
 TEST_P(MatrixKernelIsa, F16DotAndAxpyWithinTolerance) {
