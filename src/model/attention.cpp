@@ -48,6 +48,18 @@ struct GenericKernels {
       }
   }
 
+  // row[p] ← exp(scale·row[p] − max) for p < n_kv; returns 1 / Σ in double, 4 partial sums by p mod 4.
+  static float softmax(float* row, int64_t n_kv, float scale) {
+    float max_score = -INFINITY;
+    for (int64_t p = 0; p < n_kv; ++p) max_score = std::max(max_score, row[p] *= scale);
+    double part[4] = {0, 0, 0, 0};
+    int64_t p = 0;
+    for (; p + 4 <= n_kv; p += 4)
+      for (int j = 0; j < 4; ++j) part[j] += row[p + j] = std::exp(row[p + j] - max_score);
+    for (int j = 0; p < n_kv; ++p, ++j) part[j] += row[p] = std::exp(row[p] - max_score);
+    return float(1.0 / ((part[0] + part[1]) + (part[2] + part[3])));
+  }
+
   // acc[i][d] += Σ_{p < count} w[i][p]·v[p·stride + d], in order of p.
   static void weighted_sum(int rows, const float* const* w, const float* v, int64_t stride,
                            int64_t count, int64_t hd, float* const* acc) {
@@ -143,8 +155,62 @@ BITNET_ATTN_AVX2 void sum_rows(const float* const* w, const T* v, int64_t stride
   if (d < hd) sum_rest<R, V>(int((hd - d) / 8), w, v, stride, count, acc, d);
 }
 
+// e^x for x ≤ 0 (Cephes expf: 2^n · polynomial, within 2 ulp); below ln(FLT_MIN) it returns
+// about FLT_MIN instead of a subnormal or zero, far below the softmax's largest term of 1.
+BITNET_ATTN_AVX2 inline __m256 exp8(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n));
+}
+
 struct Avx2Kernels {
   static constexpr bool kReadsF16 = true;
+
+  // As GenericKernels::softmax, 8 positions at a time: the sum has 8 partial sums by p mod 8.
+  BITNET_ATTN_AVX2 static float softmax(float* row, int64_t n_kv, float scale) {
+    const __m256 vscale = _mm256_set1_ps(scale);
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    int64_t p = 0;
+    for (; p + 8 <= n_kv; p += 8) {
+      const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(row + p), vscale);
+      _mm256_storeu_ps(row + p, x);
+      vmax = _mm256_max_ps(vmax, x);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vmax);
+    float max_score = -INFINITY;
+    for (float x : lanes) max_score = std::max(max_score, x);
+    for (; p < n_kv; ++p) max_score = std::max(max_score, row[p] *= scale);
+
+    const __m256 vmax_score = _mm256_set1_ps(max_score);
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    for (p = 0; p < n_kv; p += 8) {
+      __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + p), vmax_score));
+      if (n_kv - p < 8) {  // lanes past n_kv (stale scratch) count as 0
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(n_kv - p)), lane)));
+      }
+      _mm256_storeu_ps(row + p, e);
+      lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+      hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    alignas(32) double part[8];
+    _mm256_store_pd(part, lo);
+    _mm256_store_pd(part + 4, hi);
+    const double sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    return float(1.0 / sum);
+  }
 
   BITNET_ATTN_AVX2 static void convert(const uint16_t* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(dst + i, load8(src + i));
@@ -220,19 +286,9 @@ void attend_with(const KvHead& kv, std::span<const AttentionQuery> queries, floa
     }
   }
 
-  // Softmax numerators in place; 1/sum per query.
-  for (int64_t r = 0; r < n; ++r) {
-    float* row = &s.scores[size_t(r * ld)];
-    const int64_t n_kv = queries[size_t(r)].n_kv;
-    float max_score = -INFINITY;
-    for (int64_t p = 0; p < n_kv; ++p) max_score = std::max(max_score, row[p] *= scale);
-    double part[4] = {0, 0, 0, 0};
-    int64_t p = 0;
-    for (; p + 4 <= n_kv; p += 4)
-      for (int j = 0; j < 4; ++j) part[j] += row[p + j] = std::exp(row[p + j] - max_score);
-    for (int j = 0; p < n_kv; ++p, ++j) part[j] += row[p] = std::exp(row[p] - max_score);
-    s.inv_sum[size_t(r)] = float(1.0 / ((part[0] + part[1]) + (part[2] + part[3])));
-  }
+  // Softmax numerators in place (a row has room up to the next multiple of 8); 1/sum per query.
+  for (int64_t r = 0; r < n; ++r)
+    s.inv_sum[size_t(r)] = Kernels::softmax(&s.scores[size_t(r * ld)], queries[size_t(r)].n_kv, scale);
 
   // Weighted sum of values, 64 positions at a time. A pair of queries shares the positions both
   // attend to; the longer one finishes its own tail alone (same order of operations either way).

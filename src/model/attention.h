@@ -31,7 +31,8 @@ struct AttentionQuery {
 // queries equals one call per query bit for bit, whatever the grouping:
 //   score_p = Σ_d q_d·k_p,d, one sequential chain d = 0 .. head_dim-1 (fused multiply-adds on the
 //             SIMD levels, multiply then add on Generic), then × scale, in f32;
-//   e_p     = exp(score_p − max_p score_p) in f32, summed in double (4 partial sums by p mod 4);
+//   e_p     = exp(score_p − max_p score_p) in f32 (std::exp on Generic, a vectorized polynomial
+//             on the SIMD levels), summed in double with partial sums by p mod 4 (Generic) or 8;
 //   out_d   = (Σ_p e_p·v_p,d, one sequential chain p = 0 .. n_kv-1) · float(1 / sum).
 // The SIMD path needs head_dim % 8 == 0; other head sizes take Generic.
 void attend(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale);

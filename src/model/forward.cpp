@@ -77,7 +77,7 @@ void add_into(std::vector<float>& x, const std::vector<float>& delta) {
 // one sequence are cut into tiles of up to kAttentionTile consecutive positions that share the f16
 // → f32 conversion of the cache; each (tile, head) is one work item. attend() makes every output
 // independent of the tiling, so batching and thread count never change the numbers.
-constexpr int64_t kAttentionTile = 32;
+constexpr int64_t kAttentionTile = 64;
 
 void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Batch& b,
                const float* q, float* out, ThreadPool& pool) {

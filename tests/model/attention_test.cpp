@@ -154,5 +154,20 @@ TEST(KvCache, KeysAreStoredInPositionBlocksAndPrefixesCopy) {
   EXPECT_EQ(cache.v(0, 1, 10)[0], 0);  // values past the prefix are not copied
 }
 
+TEST(KvCache, StoreRoundsLikeFp32ToFp16) {
+  // Normal, subnormal, tie, overflow and zero cases; the SIMD conversion must match the scalar one.
+  std::vector<float> x = {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 65520.0f, 1e6f, -1e6f, 6.1e-5f, 3e-8f,
+                          -5.96e-8f, 1e-9f, 1.00048828125f, 1.00146484375f, 0.333333f, -7.77e-6f};
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> exponent(-30.0f, 17.0f);
+  while (x.size() < 64) x.push_back(std::exp2(exponent(rng)) * (x.size() % 2 ? -1.0f : 1.0f));
+  KvCache cache(1, 1, 1, int64_t(x.size()));
+  cache.store(0, 0, 0, x.data(), x.data());
+  for (size_t d = 0; d < x.size(); ++d) {
+    EXPECT_EQ(cache.key(0, 0, 0, int64_t(d)), fp32_to_fp16(x[d])) << x[d];
+    EXPECT_EQ(cache.v(0, 0, 0)[d], fp32_to_fp16(x[d])) << x[d];
+  }
+}
+
 }  // namespace
 }  // namespace bitnet
