@@ -1,10 +1,14 @@
 #include "model/forward.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <numeric>
 #include <string>
+#include <utility>
 
 #include "errors.h"
-#include "formats/half.h"
+#include "model/attention.h"
 #include "ops/ops.h"
 
 namespace bitnet {
@@ -69,33 +73,54 @@ void add_into(std::vector<float>& x, const std::vector<float>& delta) {
   for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
 }
 
-// Causal grouped-query attention of every batch token over its own sequence's cache.
+// Causal grouped-query attention of every batch token over its own sequence's cache. Tokens of
+// one sequence are cut into tiles of up to kAttentionTile consecutive positions that share the f16
+// → f32 conversion of the cache; each (tile, head) is one work item. attend() makes every output
+// independent of the tiling, so batching and thread count never change the numbers.
+constexpr int64_t kAttentionTile = 64;
+
 void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Batch& b,
                const float* q, float* out, ThreadPool& pool) {
   const int64_t hd = hp.head_dim, group = hp.n_head / hp.n_head_kv;
-  const float inv_sqrt = 1.0f / std::sqrt(float(hd));
-  pool.parallel_for(b.size() * hp.n_head, 1, [&](int64_t i0, int64_t i1, int) {
-    std::vector<float> scores, kv(static_cast<size_t>(hd)), acc(static_cast<size_t>(hd));
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t = i / hp.n_head, h = i % hp.n_head, kvh = h / group;
-      const int64_t seq = b.seq_ids[t], n_kv = b.positions[t] + 1;
-      const float* qh = q + t * hp.q_dim() + h * hd;
-      scores.resize(size_t(n_kv));
-      float max_score = -INFINITY;
-      for (int64_t p = 0; p < n_kv; ++p) {
-        const uint16_t* kp = cache.k(layer, seq, p) + kvh * hd;
-        scores[p] = ops::dot_f16(kp, qh, hd) * inv_sqrt;
-        max_score = std::max(max_score, scores[p]);
+  const float scale = 1.0f / std::sqrt(float(hd));
+
+  std::vector<int64_t> order(size_t(b.size()));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+    return std::pair(b.seq_ids[x], b.positions[x]) < std::pair(b.seq_ids[y], b.positions[y]);
+  });
+  struct Tile {
+    int64_t begin, end, seq, cost;  // [begin, end) of `order`
+  };
+  std::vector<Tile> tiles;
+  for (int64_t i = 0; i < b.size(); ++i) {
+    const int64_t seq = b.seq_ids[order[i]];
+    if (tiles.empty() || tiles.back().seq != seq || tiles.back().end - tiles.back().begin == kAttentionTile)
+      tiles.push_back({i, i, seq, 0});
+    Tile& tile = tiles.back();
+    tile.end = i + 1;
+    tile.cost = (tile.end - tile.begin) * (b.positions[order[i]] + 1);
+  }
+  // The costliest tiles first, handed out one (tile, head) at a time: the threads finish together.
+  std::stable_sort(tiles.begin(), tiles.end(), [](const Tile& x, const Tile& y) { return x.cost > y.cost; });
+
+  const int64_t n_items = int64_t(tiles.size()) * hp.n_head;
+  const kernels::Isa isa = attention_isa();
+  std::atomic<int64_t> next_item{0};
+  pool.parallel_for(pool.size(), 1, [&](int64_t, int64_t, int) {
+    static thread_local std::vector<AttentionQuery> queries;
+    for (int64_t item; (item = next_item.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
+      const Tile& tile = tiles[size_t(item / hp.n_head)];
+      const int64_t h = item % hp.n_head, kvh = h / group;
+      queries.clear();
+      for (int64_t i = tile.begin; i < tile.end; ++i) {
+        const int64_t t = order[size_t(i)];
+        queries.push_back({q + t * hp.q_dim() + h * hd, out + t * hp.q_dim() + h * hd, b.positions[t] + 1});
       }
-      double sum = 0;
-      for (int64_t p = 0; p < n_kv; ++p) sum += scores[p] = std::exp(scores[p] - max_score);
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t p = 0; p < n_kv; ++p) {
-        const uint16_t* vp = cache.v(layer, seq, p) + kvh * hd;
-        const float w = float(scores[p] / sum);
-        ops::axpy_f16(w, vp, acc.data(), hd);
-      }
-      std::copy(acc.begin(), acc.end(), out + t * hp.q_dim() + h * hd);
+      const KvHead kv{cache.key_blocks(layer, tile.seq) + kvh * hd * KvCache::kKeyBlock,
+                      cache.key_block_stride(), cache.v(layer, tile.seq, 0) + kvh * hd,
+                      cache.kv_dim(), hd};
+      attend(isa, kv, queries, scale);
     }
   });
 }
@@ -120,12 +145,7 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
     for (int64_t h = 0; h < hp.n_head_kv; ++h)
       ops::rope(&a.k[t * hp.kv_dim() + h * hp.head_dim], int(hp.n_rot), b.positions[t],
                 hp.rope_base, hp.rope_freq_scale, hp.arch.rope_style);
-    uint16_t* kc = cache.k(il, b.seq_ids[t], b.positions[t]);
-    uint16_t* vc = cache.v(il, b.seq_ids[t], b.positions[t]);
-    for (int64_t d = 0; d < hp.kv_dim(); ++d) {
-      kc[d] = fp32_to_fp16(a.k[t * hp.kv_dim() + d]);
-      vc[d] = fp32_to_fp16(a.v[t * hp.kv_dim() + d]);
-    }
+    cache.store(il, b.seq_ids[t], b.positions[t], &a.k[t * hp.kv_dim()], &a.v[t * hp.kv_dim()]);
   }
   attention(hp, cache, il, b, a.q.data(), a.attn_out.data(), pool);
   if (!w.attn_sub_norm.empty())  // attn_sub_norm

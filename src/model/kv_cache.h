@@ -2,6 +2,12 @@
 // Key/value cache: for every layer and sequence, `n_ctx` positions of K and V vectors stored as
 // f16 (like llama.cpp; halves the memory traffic of attention). Sized once by the context option;
 // the forward pass refuses positions outside it, so it never reads or writes out of bounds.
+//
+// Values are stored one position after another (kv_dim halves per position). Keys are stored
+// transposed in blocks of kKeyBlock positions — block b holds kv_dim × kKeyBlock halves with the
+// position fastest — so that attention scores are computed for several positions at once, each
+// score a plain sequential sum over the head dimension (model/attention.h), without transposing
+// anything at run time.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -10,6 +16,8 @@ namespace bitnet {
 
 class KvCache {
  public:
+  static constexpr int64_t kKeyBlock = 8;
+
   KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim);
 
   int64_t n_seq() const { return n_seq_; }
@@ -17,10 +25,25 @@ class KvCache {
   int64_t kv_dim() const { return kv_dim_; }
   uint64_t bytes() const { return 2 * k_.size() * sizeof(uint16_t); }
 
-  uint16_t* k(int64_t layer, int64_t seq, int64_t pos) { return &k_[index(layer, seq, pos)]; }
-  uint16_t* v(int64_t layer, int64_t seq, int64_t pos) { return &v_[index(layer, seq, pos)]; }
-  const uint16_t* k(int64_t layer, int64_t seq, int64_t pos) const { return &k_[index(layer, seq, pos)]; }
-  const uint16_t* v(int64_t layer, int64_t seq, int64_t pos) const { return &v_[index(layer, seq, pos)]; }
+  // Writes position `pos` of a sequence: kv_dim keys and values, rounded to f16.
+  void store(int64_t layer, int64_t seq, int64_t pos, const float* key, const float* value);
+
+  // The key blocks of a sequence: block b (positions [b·kKeyBlock, (b+1)·kKeyBlock)) starts at
+  // key_blocks(...) + b·key_block_stride(); dimension d of position p sits at d·kKeyBlock + p%kKeyBlock.
+  const uint16_t* key_blocks(int64_t layer, int64_t seq) const { return &k_[base(layer, seq)]; }
+  int64_t key_block_stride() const { return kv_dim_ * kKeyBlock; }
+  // Key dimension d of one position (tests and diagnostics; attention reads whole blocks).
+  uint16_t key(int64_t layer, int64_t seq, int64_t pos, int64_t d) const {
+    return k_[base(layer, seq) + size_t(key_offset(pos, d))];
+  }
+
+  // The kv_dim values of one position.
+  const uint16_t* v(int64_t layer, int64_t seq, int64_t pos) const {
+    return &v_[base(layer, seq) + size_t(pos * kv_dim_)];
+  }
+
+  // Copies positions [0, n) of sequence `from` to sequence `to` (every layer).
+  void copy_prefix(int64_t from, int64_t to, int64_t n);
 
   // Positions [0, length) of a sequence hold valid entries (tracked for prefix reuse).
   int64_t length(int64_t seq) const { return length_[size_t(seq)]; }
@@ -28,10 +51,14 @@ class KvCache {
   void clear(int64_t seq) { length_[size_t(seq)] = 0; }
 
  private:
-  size_t index(int64_t layer, int64_t seq, int64_t pos) const {
-    return size_t(((layer * n_seq_ + seq) * n_ctx_ + pos) * kv_dim_);
+  // Both arrays hold n_ctx_padded_ positions per (layer, seq) (whole key blocks).
+  size_t base(int64_t layer, int64_t seq) const {
+    return size_t((layer * n_seq_ + seq) * n_ctx_padded_ * kv_dim_);
   }
-  int64_t n_layer_, n_seq_, n_ctx_, kv_dim_;
+  int64_t key_offset(int64_t pos, int64_t d) const {
+    return (pos / kKeyBlock) * key_block_stride() + d * kKeyBlock + pos % kKeyBlock;
+  }
+  int64_t n_layer_, n_seq_, n_ctx_, n_ctx_padded_, kv_dim_;
   std::vector<uint16_t> k_, v_;
   std::vector<int64_t> length_;
 };

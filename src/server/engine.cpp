@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "errors.h"
 #include "runtime/session.h"
@@ -145,14 +144,10 @@ void Engine::prime_system_prefix() {
       b.add(prefix[i], int32_t(i), 0, false);
     forward(model_, cache_, b, pool_);
   }
-  const size_t n = prefix.size() * size_t(cache_.kv_dim()) * sizeof(uint16_t);
   for (auto& s : slots_) {
     s->cached = prefix;
     if (s->id == 0) continue;
-    for (int64_t l = 0; l < model_.hp.n_layer; ++l) {
-      std::memcpy(cache_.k(l, s->id, 0), cache_.k(l, 0, 0), n);
-      std::memcpy(cache_.v(l, s->id, 0), cache_.v(l, 0, 0), n);
-    }
+    cache_.copy_prefix(0, s->id, int64_t(prefix.size()));
     cache_.set_length(s->id, int64_t(prefix.size()));
   }
 }

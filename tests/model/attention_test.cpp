@@ -1,0 +1,173 @@
+// Attention over the f16 KV cache (model/attention.h) against a float64 evaluation, and the
+// property the forward pass relies on: grouping queries never changes a single output bit.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <random>
+#include <tuple>
+
+#include "formats/half.h"
+#include "model/attention.h"
+#include "model/kv_cache.h"
+
+namespace bitnet {
+namespace {
+
+using kernels::Isa;
+
+constexpr int64_t kHeadsKv = 2, kGroup = 3, kPositions = 300;  // 300: the last key block is partial
+
+// Random non-zero cache contents and queries for one head size.
+struct Fixture {
+  int64_t hd;
+  KvCache cache;
+  std::vector<float> q;  // per query and head: hd floats
+  std::vector<int64_t> n_kv;
+
+  explicit Fixture(int64_t head_dim)
+      : hd(head_dim), cache(1, 2, kPositions, kHeadsKv * head_dim) {
+    std::mt19937 rng(static_cast<uint32_t>(head_dim));
+    std::uniform_real_distribution<float> u(0.05f, 2.0f);
+    std::bernoulli_distribution sign;
+    auto value = [&] { return sign(rng) ? u(rng) : -u(rng); };
+    std::vector<float> k(size_t(cache.kv_dim())), v(size_t(cache.kv_dim()));
+    for (int64_t p = 0; p < kPositions; ++p) {
+      for (size_t d = 0; d < k.size(); ++d) k[d] = value(), v[d] = value();
+      cache.store(0, 1, p, k.data(), v.data());  // sequence 1: sequence 0 stays zero
+    }
+    n_kv = {1, 7, 96, 300, 8, 9, 64, 65};
+    for (int64_t n = 260; n < kPositions; ++n) n_kv.push_back(n);
+    q.resize(size_t(int64_t(n_kv.size()) * kHeadsKv * kGroup * hd));
+    for (float& x : q) x = value();
+  }
+
+  KvHead head(int64_t h) const {
+    const int64_t kvh = h / kGroup;
+    return {cache.key_blocks(0, 1) + kvh * hd * KvCache::kKeyBlock, cache.key_block_stride(),
+            cache.v(0, 1, 0) + kvh * hd, cache.kv_dim(), hd};
+  }
+  const float* query(size_t i, int64_t h) const { return &q[size_t((int64_t(i) * kHeadsKv * kGroup + h) * hd)]; }
+
+  // softmax(q·k / sqrt(hd)) · v in double, from the f16 cache contents.
+  std::vector<double> reference(size_t i, int64_t h) const {
+    const int64_t kvh = h / kGroup, n = n_kv[i];
+    std::vector<double> score(static_cast<size_t>(n)), out(static_cast<size_t>(hd), 0.0);
+    double max_score = -INFINITY, sum = 0;
+    for (int64_t p = 0; p < n; ++p) {
+      double dot = 0;
+      for (int64_t d = 0; d < hd; ++d)
+        dot += double(query(i, h)[d]) * fp16_to_fp32(cache.key(0, 1, p, kvh * hd + d));
+      score[size_t(p)] = dot / std::sqrt(double(hd));
+      max_score = std::max(max_score, score[size_t(p)]);
+    }
+    for (double& s : score) sum += s = std::exp(s - max_score);
+    for (int64_t p = 0; p < n; ++p)
+      for (int64_t d = 0; d < hd; ++d)
+        out[size_t(d)] += score[size_t(p)] / sum * fp16_to_fp32(cache.v(0, 1, p)[kvh * hd + d]);
+    return out;
+  }
+
+  // Runs attend() over all queries of head h in groups of `group_size`; returns n × hd outputs.
+  std::vector<float> run(Isa isa, int64_t h, size_t group_size) const {
+    std::vector<float> out(n_kv.size() * size_t(hd), NAN);
+    std::vector<AttentionQuery> queries;
+    for (size_t i = 0; i < n_kv.size(); ++i) queries.push_back({query(i, h), &out[i * size_t(hd)], n_kv[i]});
+    const float scale = 1.0f / std::sqrt(float(hd));
+    for (size_t i = 0; i < queries.size(); i += group_size)
+      attend(isa, head(h), std::span(queries).subspan(i, std::min(group_size, queries.size() - i)), scale);
+    return out;
+  }
+};
+
+class Attention : public ::testing::TestWithParam<std::tuple<Isa, int64_t>> {
+ protected:
+  void SetUp() override {
+    if (!kernels::isa_supported(std::get<0>(GetParam()))) GTEST_SKIP() << "CPU lacks this level";
+  }
+};
+
+// f32 scores and sums of ±2 inputs over up to 128 dims and 300 positions: errors stay near
+// 1e-6 of the output scale (≤ 2); 2e-5 leaves room without hiding a wrong index or weight.
+constexpr double kTolerance = 2e-5;
+
+TEST_P(Attention, MatchesDoubleReference) {
+  const auto [isa, hd] = GetParam();
+  const Fixture f(hd);
+  for (int64_t h = 0; h < kHeadsKv * kGroup; ++h) {
+    const std::vector<float> out = f.run(isa, h, f.n_kv.size());
+    for (size_t i = 0; i < f.n_kv.size(); ++i) {
+      const std::vector<double> want = f.reference(i, h);
+      for (int64_t d = 0; d < hd; ++d)
+        ASSERT_NEAR(out[i * size_t(hd) + size_t(d)], want[size_t(d)], kTolerance)
+            << "head " << h << " n_kv " << f.n_kv[i] << " dim " << d;
+    }
+  }
+}
+
+TEST_P(Attention, GroupingNeverChangesABit) {
+  const auto [isa, hd] = GetParam();
+  const Fixture f(hd);
+  for (int64_t h = 0; h < kHeadsKv * kGroup; ++h) {
+    const std::vector<float> alone = f.run(isa, h, 1);
+    for (size_t group : {size_t(2), size_t(3), size_t(4), size_t(5), size_t(32), f.n_kv.size()}) {
+      const std::vector<float> grouped = f.run(isa, h, group);
+      for (size_t j = 0; j < alone.size(); ++j)
+        ASSERT_EQ(std::bit_cast<uint32_t>(grouped[j]), std::bit_cast<uint32_t>(alone[j]))
+            << "head " << h << " group of " << group << " query " << j / size_t(hd) << " dim " << j % size_t(hd);
+    }
+  }
+}
+
+std::string name(const ::testing::TestParamInfo<std::tuple<Isa, int64_t>>& info) {
+  std::string isa(kernels::isa_name(std::get<0>(info.param)));
+  for (char& c : isa) c = c == '-' ? '_' : c;
+  return isa + "_hd" + std::to_string(std::get<1>(info.param));
+}
+
+// 20: not a multiple of 8, so every level takes the generic path.
+INSTANTIATE_TEST_SUITE_P(AllIsas, Attention,
+                         ::testing::Combine(::testing::ValuesIn(kernels::kAllIsas),
+                                            ::testing::Values(int64_t(20), int64_t(64), int64_t(96), int64_t(128))),
+                         name);
+
+TEST(KvCache, KeysAreStoredInPositionBlocksAndPrefixesCopy) {
+  KvCache cache(2, 2, 13, 3);  // 13 positions: two key blocks, the second partial
+  for (int64_t l = 0; l < 2; ++l)
+    for (int64_t p = 0; p < 13; ++p) {
+      const float k[3] = {float(l * 100 + p), float(p) + 0.5f, -float(p)};
+      const float v[3] = {float(p), float(l), 1.0f};
+      cache.store(l, 0, p, k, v);
+    }
+  EXPECT_EQ(fp16_to_fp32(cache.key(1, 0, 9, 0)), 109.0f);
+  EXPECT_EQ(fp16_to_fp32(cache.key_blocks(1, 0)[cache.key_block_stride() + 1 * 8 + 1]), 9.5f);
+  EXPECT_EQ(fp16_to_fp32(cache.v(1, 0, 12)[1]), 1.0f);
+  EXPECT_EQ(cache.bytes(), 2u * 2 * 2 * 16 * 3 * sizeof(uint16_t));  // positions padded to 16
+
+  cache.copy_prefix(0, 1, 10);
+  for (int64_t l = 0; l < 2; ++l)
+    for (int64_t p = 0; p < 10; ++p)
+      for (int64_t d = 0; d < 3; ++d) {
+        EXPECT_EQ(cache.key(l, 1, p, d), cache.key(l, 0, p, d));
+        EXPECT_EQ(cache.v(l, 1, p)[d], cache.v(l, 0, p)[d]);
+      }
+  EXPECT_EQ(cache.v(0, 1, 10)[0], 0);  // values past the prefix are not copied
+}
+
+TEST(KvCache, StoreRoundsLikeFp32ToFp16) {
+  // Normal, subnormal, tie, overflow and zero cases; the SIMD conversion must match the scalar one.
+  std::vector<float> x = {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 65520.0f, 1e6f, -1e6f, 6.1e-5f, 3e-8f,
+                          -5.96e-8f, 1e-9f, 1.00048828125f, 1.00146484375f, 0.333333f, -7.77e-6f};
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> exponent(-30.0f, 17.0f);
+  while (x.size() < 64) x.push_back(std::exp2(exponent(rng)) * (x.size() % 2 ? -1.0f : 1.0f));
+  KvCache cache(1, 1, 1, int64_t(x.size()));
+  cache.store(0, 0, 0, x.data(), x.data());
+  for (size_t d = 0; d < x.size(); ++d) {
+    EXPECT_EQ(cache.key(0, 0, 0, int64_t(d)), fp32_to_fp16(x[d])) << x[d];
+    EXPECT_EQ(cache.v(0, 0, 0)[d], fp32_to_fp16(x[d])) << x[d];
+  }
+}
+
+}  // namespace
+}  // namespace bitnet
