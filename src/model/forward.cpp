@@ -56,10 +56,22 @@ void validate(const Model& m, const KvCache& cache, const Batch& b) {
   }
 }
 
+// fn(t) for every token of a batch, tokens split over the pool. Each token's values are computed
+// by one thread in a fixed order, so results do not depend on the thread count; one token (decode)
+// runs inline on the caller.
+template <class Fn>
+void for_each_token(ThreadPool& pool, int64_t n, const Fn& fn) {
+  pool.parallel_for(n, 1, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t) fn(t);
+  });
+}
+
 void norm_rows(const float* in, const std::vector<float>& gain, int64_t n_rows, float eps,
-               float* out) {
+               float* out, ThreadPool& pool) {
   const int64_t width = int64_t(gain.size());
-  for (int64_t t = 0; t < n_rows; ++t) ops::rms_norm(in + t * width, gain.data(), width, eps, out + t * width);
+  for_each_token(pool, n_rows, [&](int64_t t) {
+    ops::rms_norm(in + t * width, gain.data(), width, eps, out + t * width);
+  });
 }
 
 // `in` may feed several weights (q/k/v, gate/up): its int8 quantization is computed once.
@@ -69,8 +81,11 @@ void linear(const TensorView& w, float scale, const ops::MatmulInput& in, float*
     for (int64_t i = 0; i < in.n_tokens() * w.rows(); ++i) y[i] *= scale;
 }
 
-void add_into(std::vector<float>& x, const std::vector<float>& delta) {
-  for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
+void add_into(std::vector<float>& x, const std::vector<float>& delta, int64_t n_rows, ThreadPool& pool) {
+  const int64_t width = int64_t(x.size()) / n_rows;
+  for_each_token(pool, n_rows, [&](int64_t t) {
+    for (int64_t i = t * width; i < (t + 1) * width; ++i) x[size_t(i)] += delta[size_t(i)];
+  });
 }
 
 // Causal grouped-query attention of every batch token over its own sequence's cache. Tokens of
@@ -133,12 +148,12 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
   const LayerWeights& w = m.layers[size_t(il)];
   const int64_t n = a.n;
 
-  norm_rows(a.x.data(), w.attn_norm, n, hp.norm_eps, a.h.data());
+  norm_rows(a.x.data(), w.attn_norm, n, hp.norm_eps, a.h.data(), pool);
   const ops::MatmulInput attn_in(a.h.data(), hp.n_embd, n);
   linear(w.wq, w.scale_q, attn_in, a.q.data(), pool);
   linear(w.wk, w.scale_k, attn_in, a.k.data(), pool);
   linear(w.wv, w.scale_v, attn_in, a.v.data(), pool);
-  for (int64_t t = 0; t < n; ++t) {
+  for_each_token(pool, n, [&](int64_t t) {  // each token writes its own cache position
     for (int64_t h = 0; h < hp.n_head; ++h)
       ops::rope(&a.q[t * hp.q_dim() + h * hp.head_dim], int(hp.n_rot), b.positions[t],
                 hp.rope_base, hp.rope_freq_scale, hp.arch.rope_style);
@@ -146,24 +161,26 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
       ops::rope(&a.k[t * hp.kv_dim() + h * hp.head_dim], int(hp.n_rot), b.positions[t],
                 hp.rope_base, hp.rope_freq_scale, hp.arch.rope_style);
     cache.store(il, b.seq_ids[t], b.positions[t], &a.k[t * hp.kv_dim()], &a.v[t * hp.kv_dim()]);
-  }
+  });
   attention(hp, cache, il, b, a.q.data(), a.attn_out.data(), pool);
   if (!w.attn_sub_norm.empty())  // attn_sub_norm
-    norm_rows(a.attn_out.data(), w.attn_sub_norm, n, hp.norm_eps, a.attn_out.data());
+    norm_rows(a.attn_out.data(), w.attn_sub_norm, n, hp.norm_eps, a.attn_out.data(), pool);
   linear(w.wo, w.scale_o, ops::MatmulInput(a.attn_out.data(), hp.q_dim(), n), a.proj.data(), pool);
-  add_into(a.x, a.proj);
+  add_into(a.x, a.proj, n, pool);
 
-  norm_rows(a.x.data(), w.ffn_norm, n, hp.norm_eps, a.h.data());
+  norm_rows(a.x.data(), w.ffn_norm, n, hp.norm_eps, a.h.data(), pool);
   const ops::MatmulInput ffn_in(a.h.data(), hp.n_embd, n);
   linear(w.w_gate, w.scale_gate, ffn_in, a.gate.data(), pool);
   linear(w.w_up, w.scale_up, ffn_in, a.up.data(), pool);
   const bool relu2 = hp.activation == FfnActivation::ReluSquared;
-  for (size_t i = 0; i < a.gate.size(); ++i)
-    a.gate[i] = (relu2 ? ops::relu_squared(a.gate[i]) : ops::silu(a.gate[i])) * a.up[i];
+  for_each_token(pool, n, [&](int64_t t) {
+    for (int64_t i = t * hp.n_ff; i < (t + 1) * hp.n_ff; ++i)
+      a.gate[size_t(i)] = (relu2 ? ops::relu_squared(a.gate[size_t(i)]) : ops::silu(a.gate[size_t(i)])) * a.up[size_t(i)];
+  });
   if (!w.ffn_sub_norm.empty())  // ffn_sub_norm
-    norm_rows(a.gate.data(), w.ffn_sub_norm, n, hp.norm_eps, a.gate.data());
+    norm_rows(a.gate.data(), w.ffn_sub_norm, n, hp.norm_eps, a.gate.data(), pool);
   linear(w.w_down, w.scale_down, ops::MatmulInput(a.gate.data(), hp.n_ff, n), a.proj.data(), pool);
-  add_into(a.x, a.proj);
+  add_into(a.x, a.proj, n, pool);
 }
 
 }  // namespace
