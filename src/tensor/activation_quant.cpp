@@ -22,17 +22,30 @@ float ternarize_absmean(float* w, int64_t n) {
   return alpha;
 }
 
+// Called for every token of every projection (≈ 8% of prompt time when scalar), so it is written
+// to vectorize: a float max (|x| is exact in f32, so this equals the double max), and rounding to
+// nearest-even by adding and subtracting 1.5·2^23, which equals std::nearbyint for |v| < 2^22 (here
+// |v| ≤ 127·(1 + 2^-23)) under FE_TONEAREST without a libm call per element. On x86-64 an AVX2
+// clone is picked at load time (same operations, wider vectors, identical results).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 ActivationQuant quantize_activations(const float* x, int64_t k, int8_t* q) {
-  double m = 0;
-  for (int64_t i = 0; i < k; ++i) m = std::max(m, std::fabs(double(x[i])));
-  m = std::max(m, 1e-5);  // ε keeps an all-zero token finite (s = 127/1e-5, all q = 0)
+  float m = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const float a = std::fabs(x[i]);
+    m = a > m ? a : m;
+  }
+  const double m_eps = std::max(double(m), 1e-5);  // ε keeps an all-zero token finite (s = 127/1e-5, all q = 0)
   ActivationQuant act;
-  act.scale = float(127.0 / m);
+  act.scale = float(127.0 / m_eps);
+  const float scale = act.scale, magic = 12582912.0f;  // 1.5·2^23
   int32_t sum = 0;
   for (int64_t i = 0; i < k; ++i) {
-    const float scaled = x[i] * act.scale;  // the f32 product, as the kernel computes it
-    const float r = std::clamp(std::nearbyint(scaled), -128.0f, 127.0f);
-    q[i] = int8_t(r);
+    const float scaled = x[i] * scale;  // the f32 product, as the kernel computes it
+    float r = (scaled + magic) - magic;
+    r = r < -128.0f ? -128.0f : r > 127.0f ? 127.0f : r;
+    q[i] = int8_t(int32_t(r));
     sum += q[i];
   }
   act.sum = sum;
