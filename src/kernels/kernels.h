@@ -55,18 +55,12 @@ using FloatRowsFn = void (*)(const uint8_t* w, int64_t K, const float* x, int64_
 using FloatMatFn = void (*)(const uint8_t* w, int64_t K, const float* x, int64_t n_tokens, int64_t r0,
                             int64_t r1, float* y, int64_t ld);
 
-// Attention over the f16 KV cache: Σ k_i·q_i (f32 lanes, fixed order) and acc_i += a·v_i.
-using F16DotFn = float (*)(const uint16_t* k, const float* q, int64_t n);
-using F16AxpyFn = void (*)(float a, const uint16_t* v, float* acc, int64_t n);
-
 struct KernelSet {
   Isa isa = Isa::Generic;
   TernaryRowsFn i2s = nullptr, tq1 = nullptr, tq2 = nullptr;
   TernaryMatFn i2s_mm = nullptr, tq1_mm = nullptr, tq2_mm = nullptr;
   FloatRowsFn f32 = nullptr, f16 = nullptr, bf16 = nullptr, q8_0 = nullptr, q6_k = nullptr;
   FloatMatFn f32_mm = nullptr, f16_mm = nullptr, bf16_mm = nullptr;
-  F16DotFn f16_dot = nullptr;
-  F16AxpyFn f16_axpy = nullptr;
 };
 
 // The kernels of one ISA level (the caller checks isa_supported first; an x86 set requested on

@@ -243,20 +243,6 @@ void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t 
   }
 }
 
-float f16_dot(const uint16_t* k, const float* q, int64_t n) {
-  float a[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) a[l] += half_to_float(k[i + l]) * q[i + l];
-  float s = lanes_sum(a);
-  for (; i < n; ++i) s += half_to_float(k[i]) * q[i];
-  return s;
-}
-
-void f16_axpy(float a, const uint16_t* v, float* acc, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) acc[i] += a * half_to_float(v[i]);
-}
-
 }  // namespace
 
 void block_qsums(const int8_t* q, int64_t K, int64_t n_tokens, int32_t* out) {
@@ -282,9 +268,7 @@ const KernelSet& generic_kernels() {
                              .f16 = f16_rows,
                              .bf16 = bf16_rows,
                              .q8_0 = q8_0_rows,
-                             .q6_k = q6_k_rows,
-                             .f16_dot = f16_dot,
-                             .f16_axpy = f16_axpy};
+                             .q6_k = q6_k_rows};
   return set;
 }
 

@@ -220,36 +220,6 @@ BITNET_TGT void float_mm(const uint8_t* w, int64_t K, const float* x, int64_t n_
   }
 }
 
-// ---- attention over the f16 KV cache ----
-
-TGT __m256 load_f16x8(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-
-BITNET_TGT float f16_dot(const uint16_t* k, const float* q, int64_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    a0 = _mm256_fmadd_ps(load_f16x8(k + i), _mm256_loadu_ps(q + i), a0);
-    a1 = _mm256_fmadd_ps(load_f16x8(k + i + 8), _mm256_loadu_ps(q + i + 8), a1);
-  }
-  if (i + 8 <= n) {
-    a0 = _mm256_fmadd_ps(load_f16x8(k + i), _mm256_loadu_ps(q + i), a0);
-    i += 8;
-  }
-  float s = hsum_ps(_mm256_add_ps(a0, a1));
-  for (; i < n; ++i) s = std::fma(_cvtsh_ss(k[i]), q[i], s);
-  return s;
-}
-
-BITNET_TGT void f16_axpy(float a, const uint16_t* v, float* acc, int64_t n) {
-  const __m256 av = _mm256_set1_ps(a);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(av, load_f16x8(v + i), _mm256_loadu_ps(acc + i)));
-  for (; i < n; ++i) acc[i] = std::fma(a, _cvtsh_ss(v[i]), acc[i]);
-}
-
 const KernelSet kSet{.isa = BITNET_ISA_ENUM,
                      .i2s = i2s_rows,
                      .tq1 = tq1_rows,
@@ -264,9 +234,7 @@ const KernelSet kSet{.isa = BITNET_ISA_ENUM,
                      .q6_k = q6_k_rows,
                      .f32_mm = float_mm<LoadF32>,
                      .f16_mm = float_mm<LoadF16>,
-                     .bf16_mm = float_mm<LoadBF16>,
-                     .f16_dot = f16_dot,
-                     .f16_axpy = f16_axpy};
+                     .bf16_mm = float_mm<LoadBF16>};
 
 }  // namespace
 }  // namespace bitnet::kernels

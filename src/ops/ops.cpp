@@ -232,18 +232,6 @@ void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
   matmul(w, MatmulInput(x, w.cols(), n_tokens), y, pool);
 }
 
-float dot_f16(const uint16_t* k, const float* q, int64_t n) {
-  if (!use_reference()) return kernels::kernel_set(kernels::active_isa()).f16_dot(k, q, n);
-  float s = 0;
-  for (int64_t i = 0; i < n; ++i) s += q[i] * fp16_to_fp32(k[i]);
-  return s;
-}
-
-void axpy_f16(float a, const uint16_t* v, float* acc, int64_t n) {
-  if (!use_reference()) return kernels::kernel_set(kernels::active_isa()).f16_axpy(a, v, acc, n);
-  for (int64_t i = 0; i < n; ++i) acc[i] += a * fp16_to_fp32(v[i]);
-}
-
 void embedding_row(const TensorView& table, int64_t index, float* out) {
   dequantize_rows(table, index, 1, out);
 }

@@ -70,11 +70,6 @@ bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64
 bool matmul_kernels(kernels::Isa isa, const TensorView& w, const MatmulInput& in, float* y,
                     ThreadPool& pool, bool matrix_kernels = true);
 
-// Attention over the f16 KV cache: Σ k_i·q_i, and acc_i += a·v_i (SIMD kernels of the active ISA
-// with f32 lanes; BITNET_KERNELS=reference: plain sequential f32 loops).
-float dot_f16(const uint16_t* k, const float* q, int64_t n);
-void axpy_f16(float a, const uint16_t* v, float* acc, int64_t n);
-
 // Row `index` of an embedding table, dequantized to f32.
 void embedding_row(const TensorView& table, int64_t index, float* out);
 

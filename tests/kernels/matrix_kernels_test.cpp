@@ -150,30 +150,6 @@ TEST_P(MatrixKernelIsa, FloatMatmulOverTokensEqualsRowKernels) {
       }
 }
 
-// f16 attention helpers: within f32 rounding of a double evaluation (tolerance as for the float
-// rows: 1e-5 of Σ|k·q|), for lengths around the 8/16-lane steps.
-TEST_P(MatrixKernelIsa, F16DotAndAxpyWithinTolerance) {
-  for (int64_t n : {1, 7, 8, 15, 16, 17, 64, 96, 128, 131}) {
-    const auto kf = test::random_floats(n, uint64_t(n), -3, 3);
-    const auto q = test::random_floats(n, uint64_t(n + 1), -3, 3);
-    std::vector<uint16_t> k(static_cast<size_t>(n));
-    double want = 0, mag = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      k[size_t(i)] = fp32_to_fp16(kf[size_t(i)]);
-      const double p = double(fp16_to_fp32(k[size_t(i)])) * q[size_t(i)];
-      want += p;
-      mag += std::fabs(p);
-    }
-    EXPECT_NEAR(ks().f16_dot(k.data(), q.data(), n), want, 1e-5 * mag) << "n=" << n;
-    std::vector<float> acc(q.begin(), q.end());
-    ks().f16_axpy(0.375f, k.data(), acc.data(), n);
-    for (int64_t i = 0; i < n; ++i) {
-      const double e = double(q[size_t(i)]) + 0.375 * fp16_to_fp32(k[size_t(i)]);
-      EXPECT_NEAR(acc[size_t(i)], e, 1e-6 * (std::fabs(e) + 1)) << "n=" << n << " i=" << i;
-    }
-  }
-}
-
 INSTANTIATE_TEST_SUITE_P(AllIsas, MatrixKernelIsa, ::testing::ValuesIn(kernels::kAllIsas), test::isa_param_name);
 
 }  // namespace
