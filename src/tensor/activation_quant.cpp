@@ -26,7 +26,8 @@ float ternarize_absmean(float* w, int64_t n) {
 // to vectorize: a float max (|x| is exact in f32, so this equals the double max), and rounding to
 // nearest-even by adding and subtracting 1.5·2^23, which equals std::nearbyint for |v| < 2^22 (here
 // |v| ≤ 127·(1 + 2^-23)) under FE_TONEAREST without a libm call per element. On x86-64 an AVX2
-// clone is picked at load time (same operations, wider vectors, identical results).
+// clone is picked at load time (same operations, wider vectors, identical results). Built with
+// -ffp-contract=off (CMakeLists.txt): x·s must be rounded before the add, never fused into an FMA.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
