@@ -142,16 +142,15 @@ TGT void tq_accumulate(float& acc, const uint8_t* d16, int32_t isum) {
   acc = acc + p;
 }
 
-// ---- TQ2_0: 66-byte blocks; element 128h + 32p + m at byte 32h + m, bits 2p ----
-
-template <int R>
-TGT void tq2_group(const TernaryJob& j, int64_t r, float* y) {
-  const __m256i m3 = _mm256_set1_epi8(3);
+// R rows of a TQ format: per block, Σq once, each row's Σ u·q (BlockDot), then the float step
+// acc += d_b·(float)isum_b in block order. kBytes: block size; kScale: offset of the f16 d.
+template <int R, int64_t kBytes, int64_t kScale, __m256i (*BlockDot)(const uint8_t*, const __m256i*)>
+TGT void tq_group(const TernaryJob& j, int64_t r, float* y) {
   const int64_t nb = j.K / 256;
   const uint8_t* w[R];
   float acc[R];
   for (int i = 0; i < R; ++i) {
-    w[i] = j.w + (r + i) * nb * kTq2Bytes;
+    w[i] = j.w + (r + i) * nb * kBytes;
     acc[i] = 0.0f;
   }
   for (int64_t b = 0; b < nb; ++b) {
@@ -159,22 +158,27 @@ TGT void tq2_group(const TernaryJob& j, int64_t r, float* y) {
     for (int k = 0; k < 8; ++k) q8[k] = load256(j.q + 256 * b + 32 * k);
     const int32_t qsum = block_qsum(q8);
     __m256i a[R];
-    for (int i = 0; i < R; ++i) {
-      const uint8_t* blk = w[i] + b * kTq2Bytes;
-      a[i] = _mm256_setzero_si256();
-      for (int h = 0; h < 2; ++h) {
-        const __m256i v = load256(blk + 32 * h);
-        a[i] = dot4(a[i], _mm256_and_si256(v, m3), q8[4 * h],
-                    _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), q8[4 * h + 1],
-                    _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), q8[4 * h + 2],
-                    _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), q8[4 * h + 3]);
-      }
-    }
+    for (int i = 0; i < R; ++i) a[i] = BlockDot(w[i] + b * kBytes, q8);
     int32_t s[R];
     hsum_rows<R>(a, s);
-    for (int i = 0; i < R; ++i) tq_accumulate(acc[i], w[i] + b * kTq2Bytes + 64, s[i] - qsum);
+    for (int i = 0; i < R; ++i) tq_accumulate(acc[i], w[i] + b * kBytes + kScale, s[i] - qsum);
   }
   for (int i = 0; i < R; ++i) y[r + i] = acc[i] / j.act.scale;
+}
+
+// ---- TQ2_0: 66-byte blocks; element 128h + 32p + m at byte 32h + m, bits 2p ----
+
+// Σ u·q over one TQ2_0 block.
+TGT __m256i tq2_block_dot(const uint8_t* blk, const __m256i* q8) {
+  const __m256i m3 = _mm256_set1_epi8(3);
+  __m256i a = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    const __m256i v = load256(blk + 32 * h);
+    a = dot4(a, _mm256_and_si256(v, m3), q8[4 * h], _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), q8[4 * h + 1],
+             _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), q8[4 * h + 2],
+             _mm256_and_si256(_mm256_srli_epi16(v, 6), m3), q8[4 * h + 3]);
+  }
+  return a;
 }
 
 // Eight rows at once, with each block's float step vectorized across the rows: lane i of the f32
@@ -221,7 +225,7 @@ TGT void tq2_group8(const TernaryJob& j, int64_t r, float* y) {
 BITNET_TGT void tq2_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
   int64_t r = r0;
   for (; r + 8 <= r1; r += 8) tq2_group8(j, r, y);
-  for (; r < r1; ++r) tq2_group<1>(j, r, y);
+  for (; r < r1; ++r) tq_group<1, kTq2Bytes, 64, tq2_block_dot>(j, r, y);
 }
 
 // ---- TQ1_0: 54-byte blocks of base-3 trits (§4) ----
@@ -270,32 +274,10 @@ TGT __m256i tq1_block_dot(const uint8_t* blk, const __m256i* q8) {
   return dot4(acc, c[4], q8[4], c[5], q8[5], c[6], q8[6], c[7], q8[7]);
 }
 
-template <int R>
-TGT void tq1_group(const TernaryJob& j, int64_t r, float* y) {
-  const int64_t nb = j.K / 256;
-  const uint8_t* w[R];
-  float acc[R];
-  for (int i = 0; i < R; ++i) {
-    w[i] = j.w + (r + i) * nb * kTq1Bytes;
-    acc[i] = 0.0f;
-  }
-  for (int64_t b = 0; b < nb; ++b) {
-    __m256i q8[8];
-    for (int k = 0; k < 8; ++k) q8[k] = load256(j.q + 256 * b + 32 * k);
-    const int32_t qsum = block_qsum(q8);
-    __m256i a[R];
-    for (int i = 0; i < R; ++i) a[i] = tq1_block_dot(w[i] + b * kTq1Bytes, q8);
-    int32_t s[R];
-    hsum_rows<R>(a, s);
-    for (int i = 0; i < R; ++i) tq_accumulate(acc[i], w[i] + b * kTq1Bytes + 52, s[i] - qsum);
-  }
-  for (int i = 0; i < R; ++i) y[r + i] = acc[i] / j.act.scale;
-}
-
 BITNET_TGT void tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
   int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) tq1_group<4>(j, r, y);
-  for (; r < r1; ++r) tq1_group<1>(j, r, y);
+  for (; r + 4 <= r1; r += 4) tq_group<4, kTq1Bytes, 52, tq1_block_dot>(j, r, y);
+  for (; r < r1; ++r) tq_group<1, kTq1Bytes, 52, tq1_block_dot>(j, r, y);
 }
 
 // ---- float-storage weights: per row two 8-lane FMA chains over 16-element steps, one 8-step,
