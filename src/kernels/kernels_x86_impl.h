@@ -126,14 +126,7 @@ BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) 
   for (; r < r1; ++r) i2s_group<1>(j, r, y);
 }
 
-// ---- TQ shared: Σq of a 256-block, and the f32 block accumulation ----
-
-TGT int32_t block_qsum(const __m256i* q8) {
-  const __m256i ones = _mm256_set1_epi8(1);
-  __m256i a = dot4(_mm256_setzero_si256(), ones, q8[0], ones, q8[1], ones, q8[2], ones, q8[3]);
-  a = dot4(a, ones, q8[4], ones, q8[5], ones, q8[6], ones, q8[7]);
-  return hsum_i32(a);
-}
+// ---- TQ shared: the f32 block accumulation (Σq of each block comes from TernaryJob::block_qsum) ----
 
 // acc += d·(float)isum as two separate roundings, in block order like the reference. The product
 // goes through a volatile so that no compiler setting (-ffp-contract=fast) can fuse it into an FMA.
@@ -142,7 +135,7 @@ TGT void tq_accumulate(float& acc, const uint8_t* d16, int32_t isum) {
   acc = acc + p;
 }
 
-// R rows of a TQ format: per block, Σq once, each row's Σ u·q (BlockDot), then the float step
+// R rows of a TQ format: per block, each row's Σ u·q (BlockDot) minus the block's Σq, then the float step
 // acc += d_b·(float)isum_b in block order. kBytes: block size; kScale: offset of the f16 d.
 template <int R, int64_t kBytes, int64_t kScale, __m256i (*BlockDot)(const uint8_t*, const __m256i*)>
 TGT void tq_group(const TernaryJob& j, int64_t r, float* y) {
@@ -156,7 +149,7 @@ TGT void tq_group(const TernaryJob& j, int64_t r, float* y) {
   for (int64_t b = 0; b < nb; ++b) {
     __m256i q8[8];
     for (int k = 0; k < 8; ++k) q8[k] = load256(j.q + 256 * b + 32 * k);
-    const int32_t qsum = block_qsum(q8);
+    const int32_t qsum = j.block_qsum[b * j.qsum_stride];
     __m256i a[R];
     for (int i = 0; i < R; ++i) a[i] = BlockDot(w[i] + b * kBytes, q8);
     int32_t s[R];

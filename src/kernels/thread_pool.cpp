@@ -93,4 +93,11 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   job_ = nullptr;
 }
 
+void ThreadPool::for_each_claimed(int64_t n, const std::function<void(int64_t, int)>& fn) {
+  std::atomic<int64_t> next{0};
+  parallel_for(std::min<int64_t>(n_threads_, n), 1, [&](int64_t, int64_t, int thread) {
+    for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(item, thread);
+  });
+}
+
 }  // namespace bitnet

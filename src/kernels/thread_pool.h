@@ -28,6 +28,11 @@ class ThreadPool {
   void parallel_for(int64_t n, int64_t grain,
                     const std::function<void(int64_t, int64_t, int)>& fn);
 
+  // fn(item, thread_index) for every item in [0, n), the threads claiming items one after another
+  // from a shared counter: a thread slowed down by other work on the machine simply takes fewer.
+  // Each item runs exactly once, so results never depend on the thread count or the claim order.
+  void for_each_claimed(int64_t n, const std::function<void(int64_t, int)>& fn);
+
   // How long a thread spins for the next job (worker) or for the others to finish (caller)
   // before it sleeps.
   static constexpr int64_t kSpinMicros = 200;

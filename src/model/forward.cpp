@@ -1,7 +1,6 @@
 #include "model/forward.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <numeric>
 #include <string>
@@ -121,22 +120,19 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
 
   const int64_t n_items = int64_t(tiles.size()) * hp.n_head;
   const kernels::Isa isa = attention_isa();
-  std::atomic<int64_t> next_item{0};
-  pool.parallel_for(pool.size(), 1, [&](int64_t, int64_t, int) {
+  pool.for_each_claimed(n_items, [&](int64_t item, int) {
     static thread_local std::vector<AttentionQuery> queries;
-    for (int64_t item; (item = next_item.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
-      const Tile& tile = tiles[size_t(item / hp.n_head)];
-      const int64_t h = item % hp.n_head, kvh = h / group;
-      queries.clear();
-      for (int64_t i = tile.begin; i < tile.end; ++i) {
-        const int64_t t = order[size_t(i)];
-        queries.push_back({q + t * hp.q_dim() + h * hd, out + t * hp.q_dim() + h * hd, b.positions[t] + 1});
-      }
-      const KvHead kv{cache.key_blocks(layer, tile.seq) + kvh * hd * KvCache::kKeyBlock,
-                      cache.key_block_stride(), cache.v(layer, tile.seq, 0) + kvh * hd,
-                      cache.kv_dim(), hd};
-      attend(isa, kv, queries, scale);
+    const Tile& tile = tiles[size_t(item / hp.n_head)];
+    const int64_t h = item % hp.n_head, kvh = h / group;
+    queries.clear();
+    for (int64_t i = tile.begin; i < tile.end; ++i) {
+      const int64_t t = order[size_t(i)];
+      queries.push_back({q + t * hp.q_dim() + h * hd, out + t * hp.q_dim() + h * hd, b.positions[t] + 1});
     }
+    const KvHead kv{cache.key_blocks(layer, tile.seq) + kvh * hd * KvCache::kKeyBlock,
+                    cache.key_block_stride(), cache.v(layer, tile.seq, 0) + kvh * hd,
+                    cache.kv_dim(), hd};
+    attend(isa, kv, queries, scale);
   });
 }
 

@@ -1,7 +1,6 @@
 #include "ops/ops.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <optional>
@@ -128,21 +127,29 @@ kernels::FloatRowsFn float_kernel(const kernels::KernelSet& ks, GgmlType type) {
   }
 }
 
-// Runs fn(begin, end) over row chunks that the threads claim one after another, so a thread that
-// is slowed down (the machine is shared, a core is busy) simply takes fewer chunks instead of
-// holding up the others. About eight chunks per thread; `align` rows per chunk step (the matrix
-// kernels' 64-row tile, the row kernels' 4-row group). Each row is computed by exactly one call
-// with a fixed per-row order, so results do not depend on the thread count or the claim order.
+// The token-tiled kernel of a float type, if this ISA has one.
+kernels::FloatMatFn float_matrix_kernel(const kernels::KernelSet& ks, GgmlType type) {
+  switch (type) {
+    case GgmlType::F32:
+      return ks.f32_mm;
+    case GgmlType::F16:
+      return ks.f16_mm;
+    case GgmlType::BF16:
+      return ks.bf16_mm;
+    default:
+      return nullptr;
+  }
+}
+
+// Runs fn(begin, end) over row chunks that the threads claim one after another (for_each_claimed),
+// about eight per thread; `align` rows per chunk step (the matrix kernels' 64-row tile, the row
+// kernels' 16-row group). Each row is computed by exactly one call with a fixed per-row order.
 template <class Fn>
 void for_row_chunks(ThreadPool& pool, int64_t rows, int64_t align, const Fn& fn) {
   const int64_t want = (rows + 8 * pool.size() - 1) / (8 * pool.size());
   const int64_t step = std::max(align, (want + align - 1) / align * align);
   const int64_t n_chunks = (rows + step - 1) / step;
-  std::atomic<int64_t> next{0};
-  pool.parallel_for(std::min<int64_t>(pool.size(), n_chunks), 1, [&](int64_t, int64_t, int) {
-    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < n_chunks;)
-      fn(c * step, std::min(rows, (c + 1) * step));
-  });
+  pool.for_each_claimed(n_chunks, [&](int64_t c, int) { fn(c * step, std::min(rows, (c + 1) * step)); });
 }
 
 // fn(tile_begin, tile_end, token) over row tiles of each chunk: the one-token kernels.
@@ -198,11 +205,8 @@ bool matmul_kernels(kernels::Isa isa, const TensorView& w, const MatmulInput& in
   if (!ggml_type_is_ternary(w.type)) {
     const kernels::FloatRowsFn fn = float_kernel(ks, w.type);
     if (!fn) return false;
-    const kernels::FloatMatFn mm = w.type == GgmlType::F16    ? ks.f16_mm
-                                   : w.type == GgmlType::BF16 ? ks.bf16_mm
-                                   : w.type == GgmlType::F32  ? ks.f32_mm
-                                                              : nullptr;
-    if (mm && matrix_kernels && in.n_tokens() > 1) {
+    const kernels::FloatMatFn mm = matrix_kernels && in.n_tokens() > 1 ? float_matrix_kernel(ks, w.type) : nullptr;
+    if (mm) {
       for_row_chunks(pool, rows, 16, [&](int64_t r0, int64_t r1) { mm(w.data, cols, in.x(), in.n_tokens(), r0, r1, y, rows); });
       return true;
     }
