@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "python"))
 
-from bitnet.cli import ensure_built, guarded, print_dry_run  # noqa: E402
+from bitnet.cli import run_script  # noqa: E402
 from bitnet.config import RuntimeConfig  # noqa: E402
 from bitnet.runtime import BitNetRuntime  # noqa: E402
 
@@ -52,21 +52,9 @@ def config_from(args) -> RuntimeConfig:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     runtime = BitNetRuntime()
-
-    def body() -> int:
-        config = config_from(args)
-        if args.diagnostics:
-            report = runtime.diagnostics(args.model, args.ctx_size, args.threads)
-            print(__import__("json").dumps(report.as_dict(), indent=2) if args.json else report.to_text())
-            return 0 if report.ready else 1
-        config.validate()
-        if args.dry_run:
-            print_dry_run(runtime.dry_run(config), args.json)
-            return 0
-        ensure_built(runtime, PROG)
-        return runtime.run_inference(config).returncode
-
-    return guarded(PROG, body)
+    diagnose = (lambda: runtime.diagnostics(args.model, args.ctx_size, args.threads)) if args.diagnostics else None
+    return run_script(PROG, runtime, lambda: config_from(args), runtime.run_inference, args.dry_run, args.json,
+                      diagnose)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ batch size, context and port before anything starts. Standard library only.
 """
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "python"))
 
-from bitnet.cli import ensure_built, guarded, print_dry_run  # noqa: E402
+from bitnet.cli import run_script  # noqa: E402
 from bitnet.config import ServerConfig  # noqa: E402
 from bitnet.runtime import BitNetRuntime  # noqa: E402
 
@@ -56,21 +55,12 @@ def config_from(args) -> ServerConfig:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     runtime = BitNetRuntime()
-
-    def body() -> int:
-        config = config_from(args)
-        if args.diagnostics:
-            report = runtime.diagnostics(args.model, args.ctx_size, args.threads, port=args.port, host=args.host)
-            print(json.dumps(report.as_dict(), indent=2) if args.json else report.to_text())
-            return 0 if report.ready else 1
-        config.validate()
-        if args.dry_run:
-            print_dry_run(runtime.dry_run(config), args.json)
-            return 0
-        ensure_built(runtime, PROG)
-        return runtime.run_server(config).returncode
-
-    return guarded(PROG, body)
+    diagnose = None
+    if args.diagnostics:
+        def diagnose():
+            return runtime.diagnostics(args.model, args.ctx_size, args.threads, port=args.port, host=args.host)
+    return run_script(PROG, runtime, lambda: config_from(args), runtime.run_server, args.dry_run, args.json,
+                      diagnose)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
-from bitnet.cli import ensure_built, guarded, print_dry_run  # noqa: E402
+from bitnet.cli import run_script  # noqa: E402
 from bitnet.config import BenchConfig  # noqa: E402
 from bitnet.runtime import BitNetRuntime  # noqa: E402
 
@@ -35,16 +35,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     runtime = BitNetRuntime()
 
-    def body() -> int:
-        config = BenchConfig(model=args.model, n_token=args.n_token, n_prompt=args.n_prompt,
-                             threads=args.threads, repetitions=args.repetitions, output=args.output).validate()
-        if args.dry_run:
-            print_dry_run(runtime.dry_run(config), args.json)
-            return 0
-        ensure_built(runtime, PROG)
-        return runtime.run_bench(config).returncode
+    def make_config() -> BenchConfig:
+        return BenchConfig(model=args.model, n_token=args.n_token, n_prompt=args.n_prompt, threads=args.threads,
+                           repetitions=args.repetitions, output=args.output)
 
-    return guarded(PROG, body)
+    return run_script(PROG, runtime, make_config, runtime.run_bench, args.dry_run, args.json)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,28 @@ def print_dry_run(report: dict, as_json: bool) -> None:
     print("would run:\n  " + format_argv(report["argv"]))
 
 
+def run_script(program: str, runtime: BitNetRuntime, make_config: Callable, launch: Callable,
+               dry_run: bool, as_json: bool, diagnose: Callable | None = None) -> int:
+    """The flow every top-level script shares: diagnostics (when `diagnose` is given) or config
+    validation, --dry-run, building the engine on first use, then `launch(config)`; failures become
+    one-line errors and exit codes (guarded)."""
+
+    def body() -> int:
+        config = make_config()
+        if diagnose is not None:
+            report = diagnose()
+            print(json.dumps(report.as_dict(), indent=2) if as_json else report.to_text())
+            return 0 if report.ready else 1
+        config.validate()
+        if dry_run:
+            print_dry_run(runtime.dry_run(config), as_json)
+            return 0
+        ensure_built(runtime, program)
+        return launch(config).returncode
+
+    return guarded(program, body)
+
+
 def guarded(program: str, body: Callable[[], int]) -> int:
     """Runs a script body, turning expected failures into one-line errors and exit codes."""
     try:
