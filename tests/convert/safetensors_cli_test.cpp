@@ -1,9 +1,8 @@
 // The safetensors reader on its own, and `bitnet convert` / `bitnet quantize` as processes.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "hf_fixture.h"
+#include "process_runner.h"
 
 namespace bitnet {
 namespace {
@@ -40,28 +39,8 @@ TEST(Safetensors, RejectsTruncatedFilesAndBadMetadata) {
   EXPECT_THROW(SafetensorsFile::parse(neg, "n"), FormatError);
 }
 
-struct Result {
-  int code;
-  std::string err;
-};
-
-Result run(const std::vector<std::string>& args) {
-  const std::string err_path = (testing::temp_dir() / "cli-stderr.txt").string();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    if (!freopen(err_path.c_str(), "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  std::ifstream in(err_path);
-  std::string err((std::istreambuf_iterator<char>(in)), {});
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), err};
-}
+using Result = testing::ProcessResult;
+using testing::run_process;
 
 TEST(ConvertCli, ConvertThenQuantizeAndErrors) {
   testing::HfModel m;
@@ -71,19 +50,19 @@ TEST(ConvertCli, ConvertThenQuantizeAndErrors) {
   testing::write_checkpoint(dir, m);
   const std::string bin = testing::bin_dir() + "/bitnet", f32 = dir.string() + "-f32.gguf",
                     i2s = dir.string() + "-i2s.gguf", q = dir.string() + "-q.gguf";
-  Result r = run({bin, "convert", dir.string(), "-o", f32, "--outtype", "f32"});
+  Result r = run_process({bin, "convert", dir.string(), "-o", f32, "--outtype", "f32"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("GB/s of input"), std::string::npos) << r.err;
-  ASSERT_EQ(run({bin, "convert", dir.string(), "-o", i2s}).code, 0);
-  r = run({testing::bin_dir() + "/llama-quantize", f32, q, "i2_s"});
+  ASSERT_EQ(run_process({bin, "convert", dir.string(), "-o", i2s}).code, 0);
+  r = run_process({testing::bin_dir() + "/llama-quantize", f32, q, "i2_s"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(testing::read_bytes(q), testing::read_bytes(i2s));
 
-  r = run({bin, "convert", dir.string(), "-o", q + "2", "--outtype", "q4_0"});
+  r = run_process({bin, "convert", dir.string(), "-o", q + "2", "--outtype", "q4_0"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("error: unsupported --outtype 'q4_0'"), std::string::npos) << r.err;
   fs::remove(dir / "config.json");
-  r = run({bin, "convert", dir.string(), "-o", q + "3"});
+  r = run_process({bin, "convert", dir.string(), "-o", q + "3"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("config.json: cannot open"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(q + "3"));
