@@ -150,12 +150,13 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
   linear(w.wk, w.scale_k, attn_in, a.k.data(), pool);
   linear(w.wv, w.scale_v, attn_in, a.v.data(), pool);
   for_each_token(pool, n, [&](int64_t t) {  // each token writes its own cache position
+    static thread_local std::vector<float> cos_sin;
+    cos_sin.resize(size_t(hp.n_rot));
+    ops::rope_angles(int(hp.n_rot), b.positions[t], hp.rope_base, hp.rope_freq_scale, cos_sin.data());
     for (int64_t h = 0; h < hp.n_head; ++h)
-      ops::rope(&a.q[t * hp.q_dim() + h * hp.head_dim], int(hp.n_rot), b.positions[t],
-                hp.rope_base, hp.rope_freq_scale, hp.arch.rope_style);
+      ops::rope_rotate(&a.q[t * hp.q_dim() + h * hp.head_dim], int(hp.n_rot), cos_sin.data(), hp.arch.rope_style);
     for (int64_t h = 0; h < hp.n_head_kv; ++h)
-      ops::rope(&a.k[t * hp.kv_dim() + h * hp.head_dim], int(hp.n_rot), b.positions[t],
-                hp.rope_base, hp.rope_freq_scale, hp.arch.rope_style);
+      ops::rope_rotate(&a.k[t * hp.kv_dim() + h * hp.head_dim], int(hp.n_rot), cos_sin.data(), hp.arch.rope_style);
     cache.store(il, b.seq_ids[t], b.positions[t], &a.k[t * hp.kv_dim()], &a.v[t * hp.kv_dim()]);
   });
   attention(hp, cache, il, b, a.q.data(), a.attn_out.data(), pool);
@@ -170,8 +171,12 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
   linear(w.w_up, w.scale_up, ffn_in, a.up.data(), pool);
   const bool relu2 = hp.activation == FfnActivation::ReluSquared;
   for_each_token(pool, n, [&](int64_t t) {
-    for (int64_t i = t * hp.n_ff; i < (t + 1) * hp.n_ff; ++i)
-      a.gate[size_t(i)] = (relu2 ? ops::relu_squared(a.gate[size_t(i)]) : ops::silu(a.gate[size_t(i)])) * a.up[size_t(i)];
+    float* g = &a.gate[size_t(t * hp.n_ff)];
+    const float* u = &a.up[size_t(t * hp.n_ff)];
+    if (relu2)  // separate loops: the branch-free ReLU² one vectorizes
+      for (int64_t i = 0; i < hp.n_ff; ++i) g[i] = ops::relu_squared(g[i]) * u[i];
+    else
+      for (int64_t i = 0; i < hp.n_ff; ++i) g[i] = ops::silu(g[i]) * u[i];
   });
   if (!w.ffn_sub_norm.empty())  // ffn_sub_norm
     norm_rows(a.gate.data(), w.ffn_sub_norm, n, hp.norm_eps, a.gate.data(), pool);

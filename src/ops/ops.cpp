@@ -20,19 +20,32 @@ void rms_norm(const float* x, const float* gain, int64_t n, float eps, float* ou
   for (int64_t i = 0; i < n; ++i) out[i] = gain[i] * (x[i] * scale);
 }
 
-void rope(float* head, int n_rot, int64_t pos, float base, float freq_scale, RopeStyle style) {
+void rope_angles(int n_rot, int64_t pos, float base, float freq_scale, float* cos_sin) {
   const float theta_scale = std::pow(base, -2.0f / float(n_rot));
   float theta = float(pos) * freq_scale;
+  for (int j = 0; j < n_rot / 2; ++j) {
+    cos_sin[2 * j] = std::cos(theta);
+    cos_sin[2 * j + 1] = std::sin(theta);
+    theta *= theta_scale;
+  }
+}
+
+void rope_rotate(float* head, int n_rot, const float* cos_sin, RopeStyle style) {
   const int half = n_rot / 2;
   for (int j = 0; j < half; ++j) {
-    const float c = std::cos(theta), s = std::sin(theta);
+    const float c = cos_sin[2 * j], s = cos_sin[2 * j + 1];
     float* u = style == RopeStyle::Neox ? &head[j] : &head[2 * j];
     float* v = style == RopeStyle::Neox ? &head[j + half] : &head[2 * j + 1];
     const float a = *u, b = *v;
     *u = a * c - b * s;
     *v = a * s + b * c;
-    theta *= theta_scale;
   }
+}
+
+void rope(float* head, int n_rot, int64_t pos, float base, float freq_scale, RopeStyle style) {
+  std::vector<float> cos_sin(size_t(n_rot / 2) * 2);
+  rope_angles(n_rot, pos, base, freq_scale, cos_sin.data());
+  rope_rotate(head, n_rot, cos_sin.data(), style);
 }
 
 void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, float* y,

@@ -19,6 +19,10 @@ enum class RopeStyle { Neox, Norm };  // half-split pairs (x_j, x_{j+n/2}) vs ad
 // Rotates the first n_rot dims of one head vector in place for position `pos`.
 // θ_j = pos·freq_scale·base^(-2j/n_rot), formed by repeated f32 multiplication like ggml.
 void rope(float* head, int n_rot, int64_t pos, float base, float freq_scale, RopeStyle style);
+// The same in two steps, so that every head of a token shares one table: cos_sin[2j], cos_sin[2j+1]
+// = cos θ_j, sin θ_j (n_rot floats), then the rotation of one head. rope() is exactly these two.
+void rope_angles(int n_rot, int64_t pos, float base, float freq_scale, float* cos_sin);
+void rope_rotate(float* head, int n_rot, const float* cos_sin, RopeStyle style);
 
 inline float silu(float z);
 inline float relu_squared(float z);
