@@ -53,6 +53,7 @@ class Binder {
       }
       v.codes_checked = true;
     }
+    if (v.type == GgmlType::TQ2_0) v = repack_tq2_to_i2s(v);
     return v;
   }
 
@@ -103,6 +104,25 @@ class Binder {
     return v;
   }
 
+  // A TQ2_0 tensor with one scale for all its blocks (what BitNet conversions write) is an I2_S
+  // tensor in another byte order: the I2_S kernels are the fastest, and the products are exact
+  // (α·Σ t·q instead of Σ_b d·isum_b with every d_b = α). Per-block scales stay TQ2_0.
+  TensorView repack_tq2_to_i2s(const TensorView& tq2) {
+    auto bytes = tq2_to_i2s(tq2);
+    if (!bytes) return tq2;
+    TensorView v = tq2;
+    v.type = GgmlType::I2_S;
+    v.data = bytes->data();
+    v.nbytes = bytes->size();
+    // A TQ1_0 tensor's intermediate TQ2_0 copy is no longer needed.
+    if (!m_.owned_buffers.empty() && m_.owned_buffers.back().data() == tq2.data)
+      m_.owned_buffers.back() = std::move(*bytes);
+    else
+      m_.owned_buffers.push_back(std::move(*bytes));
+    ++repacked_[std::string(ggml_type_name(tq2.type))];
+    return v;
+  }
+
   // TQ1_0's base-3 bytes cost several instructions per weight to decode; TQ2_0 holds the same
   // trits and block scales (identical products) in 2-bit fields, 22% more bytes, decoded in one.
   TensorView repack_tq1_to_tq2(const TensorView& tq1) {
@@ -119,12 +139,14 @@ class Binder {
  public:
   // One summary line per source type for `inspect` / run logs.
   void add_notes() const {
-    for (const auto& [type, n] : repacked_)
-      m_.load_notes.push_back("repacked " + std::to_string(n) + " " + type +
-                              " tensors to I2_S at load (bitnet.cpp tile layout for their shapes)");
     if (repacked_tq1_ > 0)
       m_.load_notes.push_back("repacked " + std::to_string(repacked_tq1_) +
                               " TQ1_0 tensors to TQ2_0 at load (same trits and scales, faster to decode)");
+    for (const auto& [type, n] : repacked_)
+      m_.load_notes.push_back("repacked " + std::to_string(n) + " " + type + " tensors to I2_S at load (" +
+                              (type == "TQ2_0" ? "one scale for all blocks: same trits and products"
+                                               : "bitnet.cpp tile layout for their shapes") +
+                              ")");
   }
 
  private:

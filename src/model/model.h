@@ -30,7 +30,7 @@ struct Model {
   TensorView output;  // == tok_embd when tied
   std::vector<float> output_norm;
   std::vector<LayerWeights> layers;
-  // Weight buffers created at load time (TL1/TL2 repacked to I2_S); views point into them.
+  // Weight buffers created at load time (repacked tensors, see load_notes); views point into them.
   std::vector<std::vector<uint8_t>> owned_buffers;
   std::vector<std::string> load_notes;  // one line per load-time transformation (shown by inspect)
 

@@ -4,6 +4,7 @@
 // Block layouts: shared/spec/ternary-formats.md. These are the oracle for the SIMD kernels.
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <vector>
 
 #include "tensor/tensor_view.h"
@@ -37,6 +38,10 @@ void check_ternary_codes(const TensorView& w);
 // TQ1_0 blocks (54 bytes) -> TQ2_0 blocks (66 bytes) with the same trits and the same f16 d, so
 // every product is unchanged (isum_b and d_b are equal). Any byte value decodes, as in the reference.
 std::vector<uint8_t> tq1_to_tq2(const TensorView& tq1);
+// TQ2_0 whose blocks share one scale (every block with a non-zero trit has the same f16 d, as
+// converted BitNet checkpoints do: one α per tensor) -> I2_S bytes with α = d and the same trits,
+// so every product Σ_b d·isum_b equals α·Σ t·q; nullopt when the scales differ.
+std::optional<std::vector<uint8_t>> tq2_to_i2s(const TensorView& tq2);
 
 // ---- encoding ------------------------------------------------------------------------------
 // Encodes a rows x cols row-major float matrix into the exact file bytes of `type` (including the

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "errors.h"
 #include "formats/half.h"
@@ -232,6 +233,34 @@ std::vector<uint8_t> tq1_to_tq2(const TensorView& tq1) {
       }
     std::memcpy(o + kTq2D, in + kTq1D, 2);
   }
+  return out;
+}
+
+std::optional<std::vector<uint8_t>> tq2_to_i2s(const TensorView& tq2) {
+  using namespace detail;
+  if (tq2.type != GgmlType::TQ2_0 || tq2.elements() % kTqBlock != 0)
+    throw Error(describe(tq2) + ": tq2_to_i2s needs a TQ2_0 tensor of whole 256-blocks");
+  const int64_t blocks = tq2.elements() / kTqBlock;
+  // The one scale: every block with a non-zero trit must carry the same f16 bits. All-zero
+  // blocks (every code 1) add nothing whatever their d, so they do not count.
+  std::optional<uint16_t> d16;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* blk = tq2.data + b * kTq2Bytes;
+    if (std::all_of(blk, blk + kTq2D, [](uint8_t x) { return x == 0x55; })) continue;
+    const uint16_t d = load_u16(blk + kTq2D);
+    if (d16 && *d16 != d) return std::nullopt;
+    d16 = d;
+  }
+  // Element 128h + 32p + m of a TQ2_0 block sits in byte 32h + m at bits 2p; in I2_S (128-blocks
+  // 2b + h) the same byte position holds it at bits 6 − 2p: reverse the four 2-bit fields.
+  uint8_t reversed[256];
+  for (int x = 0; x < 256; ++x)
+    reversed[x] = uint8_t((x & 3) << 6 | (x >> 2 & 3) << 4 | (x >> 4 & 3) << 2 | (x >> 6 & 3));
+  std::vector<uint8_t> out(size_t(tq2.elements() / 4 + 32), 0);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int i = 0; i < kTq2D; ++i) out[size_t(64 * b + i)] = reversed[tq2.data[b * kTq2Bytes + i]];
+  const float alpha = d16 ? fp16_to_fp32(*d16) : 0.0f;
+  std::memcpy(out.data() + tq2.elements() / 4, &alpha, 4);
   return out;
 }
 

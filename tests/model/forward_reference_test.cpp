@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "formats/half.h"
 #include "model/forward.h"
 #include "tensor/quants.h"
+#include "gguf_edit.h"
 #include "test_data.h"
 
 namespace bitnet {
@@ -133,13 +135,35 @@ std::vector<std::vector<double>> reference_logits(const Model& m, const std::vec
 struct Case {
   std::string arch;
   GgmlType type;
+  // TQ2_0 with a different scale in every block of a row: the loader keeps such tensors as TQ2_0
+  // (single-scale ones, as the generator writes, are repacked to I2_S), so the TQ2_0 kernels run.
+  bool per_block_scales = false;
 };
+
+// The model file of a case: the generated one, or its TQ2_0 blocks' d scaled by 1, 1.25, 1.5, …
+std::vector<uint8_t> case_file(const Case& c) {
+  return testing::edited_gguf(testing::dummy_model(c.arch, "tiny", c.type), [&](auto&, auto& tensors) {
+    if (!c.per_block_scales) return;
+    for (testing::TensorCopy& t : tensors) {
+      if (t.type != GgmlType::TQ2_0) continue;
+      for (size_t b = 0; b * 66 < t.bytes.size(); ++b) {
+        const float d = fp16_to_fp32(load_u16(&t.bytes[b * 66 + 64])) * (1.0f + 0.25f * float(b % 4));
+        const uint16_t d16 = fp32_to_fp16(d);
+        std::memcpy(&t.bytes[b * 66 + 64], &d16, 2);
+      }
+    }
+  });
+}
 
 class ForwardReference : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ForwardReference, MatchesFloat64Evaluation) {
   const Case c = GetParam();
-  const auto model = load_model(testing::dummy_model(c.arch, "tiny", c.type));
+  const std::vector<uint8_t> file = case_file(c);
+  const auto model = load_model(GgufFile::parse(file));
+  bool has_tq2 = false;
+  for (const LayerWeights& w : model->layers) has_tq2 |= w.wq.type == GgmlType::TQ2_0;
+  EXPECT_EQ(has_tq2, c.per_block_scales) << "which TQ2_0 tensors the loader keeps";
   const std::vector<int32_t> tokens = model->tokenizer->encode("The quick brown fox jumps over", true, false);
   ASSERT_GE(tokens.size(), 5u);
 
@@ -186,12 +210,14 @@ std::vector<Case> all_cases() {
     for (GgmlType t : {GgmlType::I2_S, GgmlType::TQ1_0, GgmlType::TQ2_0, GgmlType::F32, GgmlType::F16,
                        GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q6_K})
       cases.push_back({arch, t});
+  for (const char* arch : {"bitnet-b1.58", "bitnet", "llama"}) cases.push_back({arch, GgmlType::TQ2_0, true});
   return cases;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllArchsAndTypes, ForwardReference, ::testing::ValuesIn(all_cases()),
                          [](const auto& info) {
-                           std::string n = info.param.arch + "_" + std::string(ggml_type_name(info.param.type));
+                           std::string n = info.param.arch + "_" + std::string(ggml_type_name(info.param.type)) +
+                                         (info.param.per_block_scales ? "_block_scales" : "");
                            for (char& ch : n)
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return n;

@@ -6,35 +6,18 @@
 #include <functional>
 
 #include "model/model.h"
+#include "gguf_edit.h"
 #include "test_data.h"
 
 namespace bitnet {
 namespace {
 
-struct TensorCopy {
-  std::string name;
-  GgmlType type;
-  std::vector<int64_t> ne;
-  std::vector<uint8_t> bytes;
-};
+using testing::TensorCopy;
 
-// Rebuilds a tiny model in memory after `edit` changed its metadata or tensors, then binds it.
 std::string load_error(const std::function<void(std::vector<GgufKV>&, std::vector<TensorCopy>&)>& edit,
                        GgmlType type = GgmlType::I2_S) {
-  const GgufFile src = GgufFile::open(testing::dummy_model("bitnet-b1.58", "tiny", type));
-  std::vector<GgufKV> kvs = src.metadata();
-  std::vector<TensorCopy> tensors;
-  for (const auto& t : src.tensors()) {
-    const uint8_t* d = src.tensor_data(t);
-    tensors.push_back({t.name, t.type, std::vector<int64_t>(t.ne.begin(), t.ne.begin() + t.n_dims),
-                       std::vector<uint8_t>(d, d + t.nbytes)});
-  }
-  edit(kvs, tensors);
-  GgufWriter w;
-  for (auto& kv : kvs) w.add(kv.key, kv.value);
-  for (auto& t : tensors) w.add_tensor_bytes(t.name, t.type, t.ne, t.bytes);
   static std::vector<std::vector<uint8_t>> keep_alive;  // GgufFile::parse does not copy
-  keep_alive.push_back(w.write_to_memory());
+  keep_alive.push_back(testing::edited_gguf(testing::dummy_model("bitnet-b1.58", "tiny", type), edit));
   try {
     load_model(GgufFile::parse(keep_alive.back()));
   } catch (const FormatError& e) {

@@ -233,6 +233,30 @@ TEST(TQ, Tq1ToTq2KeepsTritsAndScales) {
   EXPECT_THROW(tq1_to_tq2(make_view(GgmlType::TQ2_0, cols, rows, tq2)), Error);
 }
 
+// The load-time TQ2_0 -> I2_S repack of single-scale tensors: the same bytes as encoding I2_S
+// directly, the same dequantized values; all-zero blocks may carry any d; mixed scales stay TQ2_0.
+TEST(TQ, Tq2WithOneScaleBecomesI2s) {
+  const int64_t cols = 768, rows = 4;
+  auto t = random_trits(cols * rows, 13);
+  std::fill(t.begin() + 256, t.begin() + 512, int8_t(0));  // row 0, block 1: all zero
+  std::vector<float> x(t.size());
+  for (size_t i = 0; i < t.size(); ++i) x[i] = float(t[i]) * 0.375f;  // f16-exact α
+  auto tq2 = quantize_tensor(GgmlType::TQ2_0, x.data(), cols, rows);
+  EXPECT_EQ(load_u16(&tq2[66 + 64]), 0u);  // the encoder writes d = 0 for the zero block
+  const TensorView w = make_view(GgmlType::TQ2_0, cols, rows, tq2);
+  const auto i2s = tq2_to_i2s(w);
+  ASSERT_TRUE(i2s.has_value());
+  EXPECT_EQ(*i2s, quantize_tensor(GgmlType::I2_S, x.data(), cols, rows));
+  EXPECT_EQ(dequantize_all(make_view(GgmlType::I2_S, cols, rows, *i2s)), dequantize_all(w));
+
+  const uint16_t other = fp32_to_fp16(2.0f);
+  std::memcpy(&tq2[66 + 64], &other, 2);  // the zero block's d does not matter
+  EXPECT_EQ(tq2_to_i2s(make_view(GgmlType::TQ2_0, cols, rows, tq2)), i2s);
+  std::memcpy(&tq2[2 * 66 + 64], &other, 2);  // a non-zero block with another d
+  EXPECT_FALSE(tq2_to_i2s(make_view(GgmlType::TQ2_0, cols, rows, tq2)).has_value());
+  EXPECT_THROW(tq2_to_i2s(make_view(GgmlType::I2_S, cols, rows, *i2s)), Error);
+}
+
 TEST(TQ, ScaleIsF16OfBlockAmaxAndRoundsHalfAway) {
   std::vector<float> x(256, 0.0f);
   x[0] = 0.1f;     // not f16-exact
