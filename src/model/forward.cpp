@@ -73,11 +73,21 @@ void norm_rows(const float* in, const std::vector<float>& gain, int64_t n_rows, 
   });
 }
 
-// `in` may feed several weights (q/k/v, gate/up): its int8 quantization is computed once.
-void linear(const TensorView& w, float scale, const ops::MatmulInput& in, float* y, ThreadPool& pool) {
-  ops::matmul(w, in, y, pool);
-  if (scale != 1.0f)
-    for (int64_t i = 0; i < in.n_tokens() * w.rows(); ++i) y[i] *= scale;
+// y = scale · (w x) for each (w, scale, y) of a group sharing the input `in` (q/k/v, gate/up): the
+// input is quantized once and the products run as one parallel job.
+struct Projection {
+  const TensorView& w;
+  float scale;
+  float* y;
+};
+void linear(std::initializer_list<Projection> group, const ops::MatmulInput& in, ThreadPool& pool) {
+  std::vector<const TensorView*> ws;
+  std::vector<float*> ys;
+  for (const Projection& p : group) ws.push_back(&p.w), ys.push_back(p.y);
+  ops::matmul_group(ws, in, ys, pool);
+  for (const Projection& p : group)
+    if (p.scale != 1.0f)
+      for (int64_t i = 0; i < in.n_tokens() * p.w.rows(); ++i) p.y[i] *= p.scale;
 }
 
 void add_into(std::vector<float>& x, const std::vector<float>& delta, int64_t n_rows, ThreadPool& pool) {
@@ -146,9 +156,8 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
 
   norm_rows(a.x.data(), w.attn_norm, n, hp.norm_eps, a.h.data(), pool);
   const ops::MatmulInput attn_in(a.h.data(), hp.n_embd, n);
-  linear(w.wq, w.scale_q, attn_in, a.q.data(), pool);
-  linear(w.wk, w.scale_k, attn_in, a.k.data(), pool);
-  linear(w.wv, w.scale_v, attn_in, a.v.data(), pool);
+  linear({{w.wq, w.scale_q, a.q.data()}, {w.wk, w.scale_k, a.k.data()}, {w.wv, w.scale_v, a.v.data()}}, attn_in,
+         pool);
   for_each_token(pool, n, [&](int64_t t) {  // each token writes its own cache position
     static thread_local std::vector<float> cos_sin;
     cos_sin.resize(size_t(hp.n_rot));
@@ -162,13 +171,12 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
   attention(hp, cache, il, b, a.q.data(), a.attn_out.data(), pool);
   if (!w.attn_sub_norm.empty())  // attn_sub_norm
     norm_rows(a.attn_out.data(), w.attn_sub_norm, n, hp.norm_eps, a.attn_out.data(), pool);
-  linear(w.wo, w.scale_o, ops::MatmulInput(a.attn_out.data(), hp.q_dim(), n), a.proj.data(), pool);
+  linear({{w.wo, w.scale_o, a.proj.data()}}, ops::MatmulInput(a.attn_out.data(), hp.q_dim(), n), pool);
   add_into(a.x, a.proj, n, pool);
 
   norm_rows(a.x.data(), w.ffn_norm, n, hp.norm_eps, a.h.data(), pool);
   const ops::MatmulInput ffn_in(a.h.data(), hp.n_embd, n);
-  linear(w.w_gate, w.scale_gate, ffn_in, a.gate.data(), pool);
-  linear(w.w_up, w.scale_up, ffn_in, a.up.data(), pool);
+  linear({{w.w_gate, w.scale_gate, a.gate.data()}, {w.w_up, w.scale_up, a.up.data()}}, ffn_in, pool);
   const bool relu2 = hp.activation == FfnActivation::ReluSquared;
   for_each_token(pool, n, [&](int64_t t) {
     float* g = &a.gate[size_t(t * hp.n_ff)];
@@ -180,7 +188,7 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
   });
   if (!w.ffn_sub_norm.empty())  // ffn_sub_norm
     norm_rows(a.gate.data(), w.ffn_sub_norm, n, hp.norm_eps, a.gate.data(), pool);
-  linear(w.w_down, w.scale_down, ops::MatmulInput(a.gate.data(), hp.n_ff, n), a.proj.data(), pool);
+  linear({{w.w_down, w.scale_down, a.proj.data()}}, ops::MatmulInput(a.gate.data(), hp.n_ff, n), pool);
   add_into(a.x, a.proj, n, pool);
 }
 

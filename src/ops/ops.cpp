@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -154,26 +156,43 @@ kernels::FloatMatFn float_matrix_kernel(const kernels::KernelSet& ks, GgmlType t
   }
 }
 
-// Runs fn(begin, end) over row chunks that the threads claim one after another (for_each_claimed),
-// about eight per thread; `align` rows per chunk step (the matrix kernels' 64-row tile, the row
-// kernels' 16-row group). Each row is computed by exactly one call with a fixed per-row order.
-template <class Fn>
-void for_row_chunks(ThreadPool& pool, int64_t rows, int64_t align, const Fn& fn) {
-  const int64_t want = (rows + 8 * pool.size() - 1) / (8 * pool.size());
+// The products of one matrix, ready to run over any row range [r0, r1): ops::matmul_group runs
+// several of them in one claimed-work loop.
+struct RowJob {
+  int64_t rows = 0;
+  int64_t align = 16;  // rows per chunk step: the matrix kernels' 64-row tile, the row kernels' group
+  std::function<void(int64_t, int64_t)> run;
+};
+
+// Runs every job's rows in chunks that the threads claim one after another (for_each_claimed),
+// about eight per thread over all jobs together. Each row is computed by exactly one call with a
+// fixed per-row order, so chunking never changes a result.
+void run_row_jobs(ThreadPool& pool, const std::vector<RowJob>& jobs) {
+  int64_t total = 0, align = 1;
+  for (const RowJob& j : jobs) total += j.rows, align = std::max(align, j.align);
+  const int64_t want = (total + 8 * pool.size() - 1) / (8 * pool.size());
   const int64_t step = std::max(align, (want + align - 1) / align * align);
-  const int64_t n_chunks = (rows + step - 1) / step;
-  pool.for_each_claimed(n_chunks, [&](int64_t c, int) { fn(c * step, std::min(rows, (c + 1) * step)); });
+  struct Chunk {
+    const RowJob* job;
+    int64_t r0, r1;
+  };
+  std::vector<Chunk> chunks;
+  for (const RowJob& j : jobs)
+    for (int64_t r = 0; r < j.rows; r += step) chunks.push_back({&j, r, std::min(j.rows, r + step)});
+  pool.for_each_claimed(int64_t(chunks.size()), [&](int64_t c, int) {
+    const Chunk& ch = chunks[size_t(c)];
+    ch.job->run(ch.r0, ch.r1);
+  });
 }
 
-// fn(tile_begin, tile_end, token) over row tiles of each chunk: the one-token kernels.
+// fn(tile_begin, tile_end, token) over 64-row tiles of [r0, r1): the one-token kernels, each tile's
+// weights staying in cache across the tokens.
 template <class Fn>
-void for_row_tiles(ThreadPool& pool, int64_t rows, int64_t n_tokens, const Fn& fn) {
-  for_row_chunks(pool, rows, 16, [&](int64_t r0, int64_t r1) {
-    for (int64_t a = r0; a < r1; a += kTile) {
-      const int64_t b = std::min(r1, a + kTile);
-      for (int64_t t = 0; t < n_tokens; ++t) fn(a, b, t);
-    }
-  });
+void for_row_tiles(int64_t r0, int64_t r1, int64_t n_tokens, const Fn& fn) {
+  for (int64_t a = r0; a < r1; a += kTile) {
+    const int64_t b = std::min(r1, a + kTile);
+    for (int64_t t = 0; t < n_tokens; ++t) fn(a, b, t);
+  }
 }
 
 bool use_reference() {
@@ -184,54 +203,61 @@ bool use_reference() {
   return ref;
 }
 
-// The ternary products (the weight codes are valid: matmul_kernels checked).
-void ternary_kernels(const kernels::KernelSet& ks, const TensorView& w, const MatmulInput& in,
-                     float* y, ThreadPool& pool, bool matrix_kernels) {
+// The ternary products (the weight codes are valid: row_job checked). The job keeps pointers
+// into `in`, which must outlive it.
+RowJob ternary_job(const kernels::KernelSet& ks, const TensorView& w, const MatmulInput& in, float* y,
+                   ThreadPool& pool, bool matrix_kernels) {
   const int64_t rows = w.rows(), cols = w.cols(), n = in.n_tokens();
   const int8_t* q = in.q(pool);
   const ActivationQuant* act = in.act(pool);
   const float alpha = w.type == GgmlType::I2_S ? load_f32(w.data + w.elements() / 4) : 0.0f;
+  const int32_t* qsum = w.type == GgmlType::I2_S ? nullptr : in.block_qsum(pool);
   const kernels::TernaryMatFn mm = matrix_kernels && n > 1 ? ternary_matrix_kernel(ks, w) : nullptr;
   if (mm) {
-    const kernels::TernaryBatch j{w.data, cols, n, q, act,
-                                  w.type == GgmlType::I2_S ? nullptr : in.block_qsum(pool), alpha};
-    for_row_chunks(pool, rows, 64, [&](int64_t r0, int64_t r1) { mm(j, r0, r1, y, rows); });
-    return;
+    const kernels::TernaryBatch j{w.data, cols, n, q, act, qsum, alpha};
+    return {rows, 64, [=](int64_t r0, int64_t r1) { mm(j, r0, r1, y, rows); }};
   }
   const kernels::TernaryRowsFn fn = ternary_kernel(ks, w);
-  std::vector<kernels::TernaryJob> jobs(static_cast<size_t>(n));
-  const int32_t* qsum = w.type == GgmlType::I2_S ? nullptr : in.block_qsum(pool);
+  auto jobs = std::make_shared<std::vector<kernels::TernaryJob>>(size_t(n));
   for (int64_t t = 0; t < n; ++t)
-    jobs[size_t(t)] = {w.data, cols, q + t * cols, act[t], alpha, qsum ? qsum + t : nullptr, n};
-  for_row_tiles(pool, rows, n, [&](int64_t a, int64_t b, int64_t t) { fn(jobs[size_t(t)], a, b, y + t * rows); });
+    (*jobs)[size_t(t)] = {w.data, cols, q + t * cols, act[t], alpha, qsum ? qsum + t : nullptr, n};
+  return {rows, 16, [=](int64_t r0, int64_t r1) {
+            for_row_tiles(r0, r1, n, [&](int64_t a, int64_t b, int64_t t) { fn((*jobs)[size_t(t)], a, b, y + t * rows); });
+          }};
+}
+
+// The job of one product on the kernels of `isa`, or nullopt when that type/shape has none.
+std::optional<RowJob> row_job(kernels::Isa isa, const TensorView& w, const MatmulInput& in, float* y,
+                              ThreadPool& pool, bool matrix_kernels) {
+  const kernels::KernelSet& ks = kernels::kernel_set(isa);
+  const int64_t rows = w.rows(), cols = w.cols(), n = in.n_tokens();
+  // The kernels read the bytes freely: leave short/odd views to the reference, which reports them.
+  const std::optional<uint64_t> need = ggml_tensor_nbytes(w.type, w.ne);
+  if (!w.data || !need || w.nbytes < *need || in.cols() != cols) return std::nullopt;
+  if (!ggml_type_is_ternary(w.type)) {
+    const kernels::FloatRowsFn fn = float_kernel(ks, w.type);
+    if (!fn) return std::nullopt;
+    const uint8_t* data = w.data;
+    const float* x = in.x();
+    if (const kernels::FloatMatFn mm = matrix_kernels && n > 1 ? float_matrix_kernel(ks, w.type) : nullptr)
+      return RowJob{rows, 16, [=](int64_t r0, int64_t r1) { mm(data, cols, x, n, r0, r1, y, rows); }};
+    return RowJob{rows, 16, [=](int64_t r0, int64_t r1) {
+                    for_row_tiles(r0, r1, n, [&](int64_t a, int64_t b, int64_t t) { fn(data, cols, x + t * cols, a, b, y + t * rows); });
+                  }};
+  }
+  if (!ternary_kernel(ks, w)) return std::nullopt;
+  // Views the model loader has not checked (tests, tools) are checked here, on every call.
+  if (!w.codes_checked) check_ternary_codes(w);
+  return ternary_job(ks, w, in, y, pool, matrix_kernels);
 }
 
 }  // namespace
 
 bool matmul_kernels(kernels::Isa isa, const TensorView& w, const MatmulInput& in, float* y,
                     ThreadPool& pool, bool matrix_kernels) {
-  const kernels::KernelSet& ks = kernels::kernel_set(isa);
-  const int64_t rows = w.rows(), cols = w.cols();
-  // The kernels read the bytes freely: leave short/odd views to the reference, which reports them.
-  const std::optional<uint64_t> need = ggml_tensor_nbytes(w.type, w.ne);
-  if (!w.data || !need || w.nbytes < *need || in.cols() != cols) return false;
-  if (!ggml_type_is_ternary(w.type)) {
-    const kernels::FloatRowsFn fn = float_kernel(ks, w.type);
-    if (!fn) return false;
-    const kernels::FloatMatFn mm = matrix_kernels && in.n_tokens() > 1 ? float_matrix_kernel(ks, w.type) : nullptr;
-    if (mm) {
-      for_row_chunks(pool, rows, 16, [&](int64_t r0, int64_t r1) { mm(w.data, cols, in.x(), in.n_tokens(), r0, r1, y, rows); });
-      return true;
-    }
-    for_row_tiles(pool, rows, in.n_tokens(), [&](int64_t a, int64_t b, int64_t t) {
-      fn(w.data, cols, in.x() + t * cols, a, b, y + t * rows);
-    });
-    return true;
-  }
-  if (!ternary_kernel(ks, w)) return false;
-  // Views the model loader has not checked (tests, tools) are checked here, on every call.
-  if (!w.codes_checked) check_ternary_codes(w);
-  ternary_kernels(ks, w, in, y, pool, matrix_kernels);
+  std::optional<RowJob> job = row_job(isa, w, in, y, pool, matrix_kernels);
+  if (!job) return false;
+  run_row_jobs(pool, {std::move(*job)});
   return true;
 }
 
@@ -243,6 +269,19 @@ bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64
 void matmul(const TensorView& w, const MatmulInput& in, float* y, ThreadPool& pool) {
   if (!use_reference() && matmul_kernels(kernels::active_isa(), w, in, y, pool)) return;
   matmul_reference(w, in.x(), in.n_tokens(), y, pool);
+}
+
+void matmul_group(std::span<const TensorView* const> ws, const MatmulInput& in, std::span<float* const> ys,
+                  ThreadPool& pool) {
+  std::vector<RowJob> jobs;
+  if (!use_reference())
+    for (size_t i = 0; i < ws.size(); ++i) {
+      std::optional<RowJob> job = row_job(kernels::active_isa(), *ws[i], in, ys[i], pool, true);
+      if (!job) break;
+      jobs.push_back(std::move(*job));
+    }
+  if (jobs.size() == ws.size()) return run_row_jobs(pool, jobs);
+  for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], in, ys[i], pool);
 }
 
 void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {

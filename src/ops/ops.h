@@ -2,6 +2,7 @@
 // Model-agnostic operations of the transformer, each a plain scalar reference. Matrix products go
 // through ops::matmul, the single entry point where faster kernels plug in.
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "kernels/cpu_features.h"
@@ -63,6 +64,11 @@ class MatmulInput {
 void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
 // The same with a shared input (in.cols() must equal w.cols()).
 void matmul(const TensorView& w, const MatmulInput& in, float* y, ThreadPool& pool);
+// Several products of the same input (q/k/v, gate/up) as one parallel job: one hand-out of row
+// chunks over all of them instead of one per matrix, so no thread waits between them. ys[i] gets
+// exactly matmul(*ws[i], in, ys[i])'s values.
+void matmul_group(std::span<const TensorView* const> ws, const MatmulInput& in, std::span<float* const> ys,
+                  ThreadPool& pool);
 // The scalar reference path (dot_ternary_ref / dot_float_ref per row).
 void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, float* y,
                       ThreadPool& pool);
