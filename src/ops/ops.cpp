@@ -16,8 +16,14 @@
 namespace bitnet::ops {
 
 void rms_norm(const float* x, const float* gain, int64_t n, float eps, float* out) {
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += double(x[i]) * x[i];
+  // Eight partial sums (element i into part[i % 8]) instead of one serial chain of double adds,
+  // which vectorize; each square is exact in double, so only the last bits of the sum move.
+  double part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) part[l] += double(x[i + l]) * x[i + l];
+  for (; i < n; ++i) part[i % 8] += double(x[i]) * x[i];
+  const double sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
   const float scale = 1.0f / std::sqrt(float(sum / double(n)) + eps);
   for (int64_t i = 0; i < n; ++i) out[i] = gain[i] * (x[i] * scale);
 }
