@@ -168,6 +168,14 @@ TEST(Cli, BenchAndServeDryRunsLoadNothingAndPrintTheArgumentList) {
   EXPECT_EQ(jb["command"], "bench");
   EXPECT_EQ(jb["resolved"]["tests"], nlohmann::json({"pp32", "tg8"}));
   EXPECT_EQ(jb["resolved"]["threads"], nlohmann::json({1, 2}));
+  // Repeated list flags add up, as in llama-bench.
+  const Result rep = run({bitnet(), "bench", "-m", "/a.gguf", "-m", "/b.gguf,/c.gguf", "-p", "16", "-p", "32",
+                          "-n", "0", "-t", "1", "-t", "2", "--dry-run", "--json"});
+  ASSERT_EQ(rep.code, 0) << rep.err;
+  const auto jr = nlohmann::json::parse(rep.out);
+  EXPECT_EQ(jr["resolved"]["models"], nlohmann::json({"/a.gguf", "/b.gguf", "/c.gguf"}));
+  EXPECT_EQ(jr["resolved"]["tests"], nlohmann::json({"pp16", "pp32"}));
+  EXPECT_EQ(jr["resolved"]["threads"], nlohmann::json({1, 2}));
   EXPECT_EQ(jb["argv"], nlohmann::json({bitnet(), "bench", "-m", "/nonexistent/m.gguf", "-p", "32", "-n", "8",
                                         "-t", "1,2"}));
   const Result s = run({testing::bin_dir() + "/llama-server", "-m", "/nonexistent/m.gguf", "--api-key", "secret",

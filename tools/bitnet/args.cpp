@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 
 namespace bitnet::cli {
 namespace {
@@ -36,6 +37,14 @@ void ArgParser::option(std::vector<std::string> names, std::string value_name, s
                        std::string* target) {
   add(std::move(names), std::move(value_name), std::move(help),
       [target](const std::string& v) { *target = v; });
+}
+void ArgParser::list_option(std::vector<std::string> names, std::string value_name, std::string help,
+                            std::string* target) {
+  auto seen = std::make_shared<bool>(false);
+  add(std::move(names), std::move(value_name), std::move(help), [target, seen](const std::string& v) {
+    *target = *seen ? *target + "," + v : v;
+    *seen = true;
+  });
 }
 void ArgParser::option(std::vector<std::string> names, std::string value_name, std::string help,
                        int64_t* target) {

@@ -29,6 +29,10 @@ class ArgParser {
               uint64_t* target);
   void option(std::vector<std::string> names, std::string value_name, std::string help,
               float* target);
+  // A repeatable comma-separated list (llama-bench's -m/-p/-n/-t/-b): each occurrence appends its
+  // values; the first one replaces the default.
+  void list_option(std::vector<std::string> names, std::string value_name, std::string help,
+                   std::string* target);
   void positional(std::string name, std::string help, std::string* target, bool required);
 
   // Throws UsageError with a one-line message. Returns false if --help was given (usage printed).

@@ -180,12 +180,12 @@ int cmd_bench(int argc, char** argv) {
   int64_t reps = 5;
   bool no_warmup = false;
   ArgParser p("bitnet bench", "Benchmark prompt processing and generation (llama-bench compatible).");
-  p.option({"-m", "--model"}, "FILES", "comma-separated GGUF models (default: the default model)", &models_arg);
-  p.option({"-p", "--n-prompt"}, "N[,N...]", "prompt lengths (default 512; 0 skips)", &p_arg);
-  p.option({"-n", "--n-gen"}, "N[,N...]", "generated tokens (default 128; 0 skips)", &n_arg);
+  p.list_option({"-m", "--model"}, "FILES", "GGUF models, comma-separated or repeated (default: the default model)", &models_arg);
+  p.list_option({"-p", "--n-prompt"}, "N[,N...]", "prompt lengths (default 512; 0 skips)", &p_arg);
+  p.list_option({"-n", "--n-gen"}, "N[,N...]", "generated tokens (default 128; 0 skips)", &n_arg);
   p.option({"-pg"}, "PP,TG", "combined test: a prompt of PP tokens then TG generated tokens", &pg_arg);
-  p.option({"-t", "--threads"}, "N[,N...]", "threads (default: all hardware threads)", &t_arg);
-  p.option({"-b", "--batch-size"}, "N[,N...]", "batch size for prompt processing (default 2048)", &b_arg);
+  p.list_option({"-t", "--threads"}, "N[,N...]", "threads (default: all hardware threads)", &t_arg);
+  p.list_option({"-b", "--batch-size"}, "N[,N...]", "batch size for prompt processing (default 2048)", &b_arg);
   p.option({"-r", "--repetitions"}, "N", "repetitions of each test (default 5)", &reps);
   p.option({"-o", "--output"}, "FORMAT", "md, csv, json or jsonl (default md)", &format);
   p.flag({"--no-warmup"}, "skip the warm-up run", &no_warmup);
