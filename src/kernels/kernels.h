@@ -100,7 +100,7 @@ const KernelSet& avx512_kernels();
 const KernelSet& neon_kernels();
 const KernelSet& neon_dotprod_kernels();
 // The generic set with the NEON ternary kernels of one level swapped in.
-KernelSet neon_set_with(Isa isa, TernaryRowsFn i2s, TernaryRowsFn tq2);
+KernelSet neon_set_with(Isa isa, TernaryRowsFn i2s, TernaryRowsFn tq2, TernaryMatFn i2s_mm);
 #endif
 
 }  // namespace bitnet::kernels

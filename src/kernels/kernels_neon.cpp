@@ -20,16 +20,17 @@ inline int32x4_t dot16(int32x4_t acc, uint8x16_t codes, int8x16_t q) {
 
 namespace bitnet::kernels {
 
-KernelSet neon_set_with(Isa isa, TernaryRowsFn i2s, TernaryRowsFn tq2) {
+KernelSet neon_set_with(Isa isa, TernaryRowsFn i2s, TernaryRowsFn tq2, TernaryMatFn i2s_mm) {
   KernelSet set = generic_kernels();
   set.isa = isa;
   set.i2s = i2s;
   set.tq2 = tq2;
+  set.i2s_mm = i2s_mm;
   return set;
 }
 
 const KernelSet& neon_kernels() {
-  static const KernelSet set = neon_set_with(Isa::Neon, neon::i2s_rows, neon::tq2_rows);
+  static const KernelSet set = neon_set_with(Isa::Neon, neon::i2s_rows, neon::tq2_rows, neon::i2s_mm);
   return set;
 }
 

@@ -20,7 +20,8 @@ namespace bitnet::kernels {
 
 const KernelSet& neon_dotprod_kernels() {
   static const KernelSet set =
-      neon_set_with(Isa::NeonDotprod, neon_dotprod::i2s_rows, neon_dotprod::tq2_rows);
+      neon_set_with(Isa::NeonDotprod, neon_dotprod::i2s_rows, neon_dotprod::tq2_rows,
+                    neon_dotprod::i2s_mm);
   return set;
 }
 
