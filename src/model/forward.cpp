@@ -184,7 +184,7 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
     if (relu2)  // separate loops: the branch-free ReLU² one vectorizes
       for (int64_t i = 0; i < hp.n_ff; ++i) g[i] = ops::relu_squared(g[i]) * u[i];
     else
-      for (int64_t i = 0; i < hp.n_ff; ++i) g[i] = ops::silu(g[i]) * u[i];
+      ops::silu_mul(g, u, hp.n_ff);
   });
   if (!w.ffn_sub_norm.empty())  // ffn_sub_norm
     norm_rows(a.gate.data(), w.ffn_sub_norm, n, hp.norm_eps, a.gate.data(), pool);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -54,6 +55,31 @@ void rope(float* head, int n_rot, int64_t pos, float base, float freq_scale, Rop
   std::vector<float> cos_sin(size_t(n_rot / 2) * 2);
   rope_angles(n_rot, pos, base, freq_scale, cos_sin.data());
   rope_rotate(head, n_rot, cos_sin.data(), style);
+}
+
+float exp_vectorizable(float x) {
+  // NaN becomes −87 (no undefined int conversion). These selects are why ops.cpp is built with
+  // -fno-trapping-math (CMakeLists.txt): with it GCC if-converts them and vectorizes silu_mul.
+  x = x > -87.0f ? x : -87.0f;
+  x = x < 88.0f ? x : 88.0f;
+  const float magic = 12582912.0f;             // 1.5·2^23: adding and subtracting rounds to an integer
+  const float kf = (x * 1.44269504088896341f + magic) - magic;
+  const float r = (x - kf * 0.693359375f) - kf * -2.12194440e-4f;  // ln2 split in two for exactness
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float er = p * (r * r) + r + 1.0f;
+  const int32_t bits = (int32_t(kf) + 127) << 23;  // 2^k, k ∈ [−126, 127]
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return er * scale;
+}
+
+void silu_mul(float* __restrict g, const float* __restrict u, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + exp_vectorizable(-g[i])) * u[i];
 }
 
 void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, float* y,

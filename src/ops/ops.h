@@ -28,6 +28,13 @@ void rope_rotate(float* head, int n_rot, const float* cos_sin, RopeStyle style);
 inline float silu(float z);
 inline float relu_squared(float z);
 
+// e^x in f32 without a libm call, so that loops over it vectorize: x = k·ln2 + r with |r| ≤ ln2/2,
+// e^r from Cephes' degree-7 expf polynomial, times 2^k. Within 2 ulp of std::exp for finite
+// x ∈ [−87, 88] (tested); below that (and for NaN) it returns e^−87 ≈ 0, above e^88 (finite).
+float exp_vectorizable(float x);
+// g[i] = silu(g[i]) · u[i] (the gated FFN of SiLU models) through exp_vectorizable; a NaN g stays NaN.
+void silu_mul(float* __restrict g, const float* __restrict u, int64_t n);
+
 // The input of one or more matrix products: n_tokens rows of `cols` floats. The int8 quantization
 // that ternary weights need (ternary-formats.md §3, per token) is computed on first use and then
 // reused by every ternary weight that reads the same input (q/k/v, gate/up). Not thread-safe; x

@@ -1,0 +1,62 @@
+// ops::exp_vectorizable (the SiLU gate's e^x) against std::exp, and silu_mul against the scalar
+// silu, on dense sweeps and the extremes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "ops/ops.h"
+
+namespace bitnet {
+namespace {
+
+// Distance in units in the last place between two positive finite floats.
+int64_t ulps(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  return std::llabs(int64_t(ia) - int64_t(ib));
+}
+
+TEST(ExpVectorizable, WithinTwoUlpOfStdExpOverItsRange) {
+  int64_t worst = 0;
+  float worst_x = 0;
+  for (int64_t i = 0; i <= 2'000'000; ++i) {
+    const float x = -87.0f + 175.0f * float(i) / 2'000'000.0f;
+    const int64_t d = ulps(ops::exp_vectorizable(x), std::exp(x));
+    if (d > worst) worst = d, worst_x = x;
+  }
+  EXPECT_LE(worst, 2) << "at x = " << worst_x;
+  EXPECT_EQ(ops::exp_vectorizable(0.0f), 1.0f);
+}
+
+TEST(ExpVectorizable, ExtremesStayFinite) {
+  const float lo = ops::exp_vectorizable(-87.0f), hi = ops::exp_vectorizable(88.0f);
+  EXPECT_GT(lo, 0.0f);
+  EXPECT_TRUE(std::isfinite(hi));
+  EXPECT_EQ(ops::exp_vectorizable(-1e30f), lo);
+  EXPECT_EQ(ops::exp_vectorizable(std::numeric_limits<float>::infinity()), hi);
+  EXPECT_EQ(ops::exp_vectorizable(std::numeric_limits<float>::quiet_NaN()), lo);
+}
+
+TEST(SiluMul, MatchesScalarSiluTimesUp) {
+  std::vector<float> g, u, expect;
+  for (int i = 0; i < 20'001; ++i) {
+    const float z = -40.0f + 80.0f * float(i) / 20'000.0f, up = 0.5f + float(i % 7);
+    g.push_back(z);
+    u.push_back(up);
+    expect.push_back(ops::silu(z) * up);
+  }
+  g.push_back(std::numeric_limits<float>::quiet_NaN());
+  u.push_back(1.0f);
+  ops::silu_mul(g.data(), u.data(), int64_t(g.size()));
+  for (size_t i = 0; i < expect.size(); ++i)
+    ASSERT_NEAR(g[i], expect[i], 1e-6f * std::fabs(expect[i]) + 1e-30f) << "z = " << -40.0f + 80.0f * float(i) / 20'000.0f;
+  EXPECT_TRUE(std::isnan(g.back()));
+}
+
+}  // namespace
+}  // namespace bitnet
