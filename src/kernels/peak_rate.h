@@ -7,11 +7,11 @@
 
 namespace bitnet::kernels {
 
-// Bytes per second reading `bytes` (default 1 GiB) once per repeat; median of `repeats`.
+// Bytes per second reading `bytes` (default 1 GiB) once per repeat; the best of `repeats`.
 double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t(1) << 30, int repeats = 5);
 
-// int8 MACs per second (u8 × s8 products accumulated into int32); median of `repeats`.
+// int8 MACs per second (u8 × s8 products accumulated into int32); the best of `repeats`.
 // Uses VPDPBUSD (AVX-512 VNNI), else VPMADDUBSW with 16-bit accumulation (AVX2), else scalar.
-double measure_int8_mac_peak(ThreadPool& pool, int repeats = 5);
+double measure_int8_mac_peak(ThreadPool& pool, int repeats = 9);
 
 }  // namespace bitnet::kernels
