@@ -15,6 +15,7 @@
 // The float steps per (row, token) are the row kernels' (and the reference's): I2_S
 // ((float)S − (float)Q) / s · α; TQ acc += d_b·(float)isum_b in block order, then / s.
 #include <algorithm>
+#include <type_traits>
 
 namespace bitnet::kernels {
 namespace {
@@ -90,26 +91,31 @@ TGT void i2s_chunk(const uint8_t* w, const int8_t* q, int64_t K, int64_t nb, int
   BITNET_MAC(plane, "96", "a3") BITNET_MAC(plane, "128", "a4") BITNET_MAC(plane, "160", "a5")      \
   BITNET_MAC(plane, "192", "a6") BITNET_MAC(plane, "224", "a7")
 
-// S[t] += Σ u·q over nb ≤ kChunkI2s 128-blocks of one row (w) and 8 tokens (qi, interleaved).
-TGT void i2s_chunk8(const uint8_t* w, const int8_t* qi, int64_t nb, int32_t* S) {
+// a[t] += Σ u·q over one 32-byte vector of codes (8 tokens): the 2-bit fields at shifts 6, 4, 2, 0
+// multiply the activations at qi + 0, 256, 512, 768 (token t at + 32·t).
+TGT void codes32_times8(const uint8_t* w, const int8_t* qi, __m256i* a) {
   const __m256i m3 = _mm256_set1_epi8(3);
+  __m256i v, c, p;
+  // Shift, then mask each byte to its code.
+  __asm__(
+      "vmovdqu (%[w]), %[v]\n\t"
+      "vpsrlw $6, %[v], %[c]\n\tvpand %[m3], %[c], %[c]\n\t" BITNET_PLANE("0")
+      "vpsrlw $4, %[v], %[c]\n\tvpand %[m3], %[c], %[c]\n\t" BITNET_PLANE("256")
+      "vpsrlw $2, %[v], %[c]\n\tvpand %[m3], %[c], %[c]\n\t" BITNET_PLANE("512")
+      "vpand %[m3], %[v], %[c]\n\t" BITNET_PLANE("768")
+      : [a0] "+x"(a[0]), [a1] "+x"(a[1]), [a2] "+x"(a[2]), [a3] "+x"(a[3]), [a4] "+x"(a[4]),
+        [a5] "+x"(a[5]), [a6] "+x"(a[6]), [a7] "+x"(a[7]), [v] "=&x"(v), [c] "=&x"(c), [p] "=&x"(p)
+      : [w] "r"(w), [q] "r"(qi), [m3] "x"(m3)
+      : "memory");
+  (void)p;
+}
+
+// S[t] += Σ u·q over nb ≤ kChunkI2s 128-blocks of one row (w) and 8 tokens (qi, interleaved: an
+// I2_S byte holds planes 0 … 3 at shifts 6 … 0).
+TGT void i2s_chunk8(const uint8_t* w, const int8_t* qi, int64_t nb, int32_t* S) {
   __m256i a[8];
   for (auto& x : a) x = _mm256_setzero_si256();
-  __m256i v, c, p;
-  for (int64_t b = 0; b < nb; ++b, w += 32, qi += 1024) {
-    // Plane k of a byte is bits 7-6 … 1-0 (k = 0 … 3): shift, then mask each byte to its code.
-    __asm__(
-        "vmovdqu (%[w]), %[v]\n\t"
-        "vpsrlw $6, %[v], %[c]\n\tvpand %[m3], %[c], %[c]\n\t" BITNET_PLANE("0")
-        "vpsrlw $4, %[v], %[c]\n\tvpand %[m3], %[c], %[c]\n\t" BITNET_PLANE("256")
-        "vpsrlw $2, %[v], %[c]\n\tvpand %[m3], %[c], %[c]\n\t" BITNET_PLANE("512")
-        "vpand %[m3], %[v], %[c]\n\t" BITNET_PLANE("768")
-        : [a0] "+x"(a[0]), [a1] "+x"(a[1]), [a2] "+x"(a[2]), [a3] "+x"(a[3]), [a4] "+x"(a[4]),
-          [a5] "+x"(a[5]), [a6] "+x"(a[6]), [a7] "+x"(a[7]), [v] "=&x"(v), [c] "=&x"(c), [p] "=&x"(p)
-        : [w] "r"(w), [q] "r"(qi), [m3] "x"(m3)
-        : "memory");
-  }
-  (void)p;
+  for (int64_t b = 0; b < nb; ++b, w += 32, qi += 1024) codes32_times8(w, qi, a);
   for (auto& x : a) x = widen(x);
   add_sums<8>(a, S);
 }
@@ -196,16 +202,43 @@ TGT void tq_accumulate_tile(__m256i* a, const int32_t* qsum, const uint8_t* d16,
   }
 }
 
+// The layout codes32_times8 reads for TQ2_0: per 256-block 2048 bytes, half h at + 1024·h; a TQ2_0
+// byte holds planes 0 … 3 at shifts 0 … 6, so plane p's activations go where that routine reads
+// shift 2p: + 256·(3 − p).
+TGT void interleave8_tq2(const int8_t* q, int64_t K, int64_t nb, int8_t* qi) {
+  for (int64_t b = 0; b < nb; ++b)
+    for (int h = 0; h < 2; ++h)
+      for (int pl = 0; pl < 4; ++pl)
+        for (int t = 0; t < 8; ++t)
+          _mm256_store_si256(reinterpret_cast<__m256i*>(qi + 2048 * b + 1024 * h + 256 * (3 - pl) + 32 * t),
+                             load256(q + t * K + 256 * b + 128 * h + 32 * pl));
+}
+
 template <class Block>
 struct TqTile {
   template <int T>
   TGT static void run(const TernaryBatch& j, int64_t r0, int64_t r1, int64_t t0, float* y,
                       int64_t ld) {
     alignas(32) float acc[kTileRows][kTileTokens] = {};
+    constexpr bool kAsm = T == 8 && std::is_same_v<Block, Tq2Block>;
+    alignas(32) int8_t qi[kAsm ? kChunkTq * 2048 : 32];
     const int64_t nb = j.K / 256, row_bytes = nb * Block::kBytes;
     const int8_t* q = j.q + t0 * j.K;
     for (int64_t c = 0; c < nb; c += kChunkTq) {
       const int64_t end = std::min(nb, c + kChunkTq);
+      if constexpr (kAsm) {
+        interleave8_tq2(q + 256 * c, j.K, end - c, qi);
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t b = c; b < end; ++b) {
+            const uint8_t* blk = j.w + r * row_bytes + b * Block::kBytes;
+            __m256i a[8];
+            for (auto& x : a) x = _mm256_setzero_si256();
+            codes32_times8(blk, qi + 2048 * (b - c), a);
+            codes32_times8(blk + 32, qi + 2048 * (b - c) + 1024, a);
+            tq_accumulate_tile<8>(a, j.block_qsum + b * j.n_tokens + t0, blk + Block::kScale, acc[r - r0]);
+          }
+        continue;
+      }
       for (int64_t r = r0; r < r1; ++r)
         for (int64_t b = c; b < end; ++b) {
           const uint8_t* blk = j.w + r * row_bytes + b * Block::kBytes;
