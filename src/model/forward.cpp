@@ -99,7 +99,7 @@ void add_into(std::vector<float>& x, const std::vector<float>& delta, int64_t n_
 
 // Causal grouped-query attention of every batch token over its own sequence's cache. Tokens of
 // one sequence are cut into tiles of up to kAttentionTile consecutive positions that share the f16
-// → f32 conversion of the cache; each (tile, head) is one work item. attend() makes every output
+// → f32 conversion of the cache; each (tile, kv head) is one work item. attend() makes every output
 // independent of the tiling, so batching and thread count never change the numbers.
 constexpr int64_t kAttentionTile = 64;
 
@@ -128,16 +128,19 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
   // The costliest tiles first, handed out one (tile, head) at a time: the threads finish together.
   std::stable_sort(tiles.begin(), tiles.end(), [](const Tile& x, const Tile& y) { return x.cost > y.cost; });
 
-  const int64_t n_items = int64_t(tiles.size()) * hp.n_head;
+  // One item per (tile, kv head): the query heads that share a kv head (grouped-query attention)
+  // go through it together and read its cache once, not once per query head.
+  const int64_t n_items = int64_t(tiles.size()) * hp.n_head_kv;
   const kernels::Isa isa = attention_isa();
   pool.for_each_claimed(n_items, [&](int64_t item, int) {
     static thread_local std::vector<AttentionQuery> queries;
-    const Tile& tile = tiles[size_t(item / hp.n_head)];
-    const int64_t h = item % hp.n_head, kvh = h / group;
+    const Tile& tile = tiles[size_t(item / hp.n_head_kv)];
+    const int64_t kvh = item % hp.n_head_kv;
     queries.clear();
     for (int64_t i = tile.begin; i < tile.end; ++i) {
       const int64_t t = order[size_t(i)];
-      queries.push_back({q + t * hp.q_dim() + h * hd, out + t * hp.q_dim() + h * hd, b.positions[t] + 1});
+      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
+        queries.push_back({q + t * hp.q_dim() + h * hd, out + t * hp.q_dim() + h * hd, b.positions[t] + 1});
     }
     const KvHead kv{cache.key_blocks(layer, tile.seq) + kvh * hd * KvCache::kKeyBlock,
                     cache.key_block_stride(), cache.v(layer, tile.seq, 0) + kvh * hd,
