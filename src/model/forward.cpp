@@ -108,6 +108,9 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
   const int64_t hd = hp.head_dim, group = hp.n_head / hp.n_head_kv;
   const float scale = 1.0f / std::sqrt(float(hd));
 
+  // A work item holds tile_tokens × group queries: at most kAttentionTile, so that its scores stay
+  // in L2 whatever the grouping.
+  const int64_t tile_tokens = std::max<int64_t>(1, kAttentionTile / group);
   std::vector<int64_t> order(size_t(b.size()));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
@@ -119,7 +122,7 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
   std::vector<Tile> tiles;
   for (int64_t i = 0; i < b.size(); ++i) {
     const int64_t seq = b.seq_ids[order[i]];
-    if (tiles.empty() || tiles.back().seq != seq || tiles.back().end - tiles.back().begin == kAttentionTile)
+    if (tiles.empty() || tiles.back().seq != seq || tiles.back().end - tiles.back().begin == tile_tokens)
       tiles.push_back({i, i, seq, 0});
     Tile& tile = tiles.back();
     tile.end = i + 1;
