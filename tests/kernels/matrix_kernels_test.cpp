@@ -129,6 +129,43 @@ TEST_P(MatrixKernelIsa, MatmulMatchesOneTokenKernelsAndReference) {
     }
 }
 
+// ops::matmul_group (q/k/v, gate/up as one job) writes exactly what ops::matmul writes for each
+// matrix, for mixed types, one and several tokens, one and two threads.
+TEST(MatmulGroup, EqualsOneMatmulPerMatrix) {
+  const int64_t K = 768;
+  const std::vector<std::pair<GgmlType, int64_t>> shapes = {
+      {GgmlType::I2_S, 203}, {GgmlType::TQ2_0, 64}, {GgmlType::F16, 17}, {GgmlType::I2_S, 1}};
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<TensorView> views;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const auto [type, rows] = shapes[i];
+    const auto wf = test::ternary_weights(K, rows, 40 + i);
+    bytes.push_back(quantize_tensor(type, wf.data(), K, rows));
+  }
+  for (size_t i = 0; i < shapes.size(); ++i) views.push_back(make_view(shapes[i].first, K, shapes[i].second, bytes[i]));
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {1, 5}) {
+      SCOPED_TRACE("threads=" + std::to_string(threads) + " tokens=" + std::to_string(n));
+      const auto x = test::random_floats(K * n, uint64_t(n + 7), -2, 2);
+      std::vector<std::vector<float>> grouped, alone;
+      std::vector<const TensorView*> ws;
+      std::vector<float*> ys;
+      for (const TensorView& w : views) {
+        grouped.emplace_back(size_t(w.rows() * n), -1.0f);
+        alone.emplace_back(size_t(w.rows() * n), -2.0f);
+        ws.push_back(&w);
+      }
+      for (auto& y : grouped) ys.push_back(y.data());
+      ops::matmul_group(ws, ops::MatmulInput(x.data(), K, n), ys, pool);
+      for (size_t i = 0; i < views.size(); ++i) {
+        ops::matmul(views[i], x.data(), n, alone[i].data(), pool);
+        EXPECT_EQ(grouped[i], alone[i]) << "matrix " << i;
+      }
+    }
+  }
+}
+
 // Float weights × several tokens (the LM head of a batch): the token-tiled kernels equal the
 // one-token row kernels bit for bit, so a token's logits do not depend on its batch.
 TEST_P(MatrixKernelIsa, FloatMatmulOverTokensEqualsRowKernels) {
