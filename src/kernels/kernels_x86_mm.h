@@ -122,12 +122,14 @@ TGT void i2s_chunk8(const uint8_t* w, const int8_t* qi, int64_t nb, int32_t* S) 
 #undef BITNET_PLANE
 #undef BITNET_MAC
 
-// The layout i2s_chunk8 reads: nb blocks of 8 tokens' activations (token t at q + t·K).
-TGT void interleave8(const int8_t* q, int64_t K, int64_t nb, int8_t* qi) {
-  for (int64_t b = 0; b < nb; ++b)
+// The layout codes32_times8 reads: n 128-element blocks of 8 tokens' activations (token t at
+// q + t·K), block b's plane p at qi + 1024·b + 256·p, or at + 256·(3 − p) with reverse_planes (for
+// TQ2_0, whose bytes hold planes 0 … 3 at shifts 0 … 6, the opposite of I2_S).
+TGT void interleave8(const int8_t* q, int64_t K, int64_t n, bool reverse_planes, int8_t* qi) {
+  for (int64_t b = 0; b < n; ++b)
     for (int pl = 0; pl < 4; ++pl)
       for (int t = 0; t < 8; ++t)
-        _mm256_store_si256(reinterpret_cast<__m256i*>(qi + 1024 * b + 256 * pl + 32 * t),
+        _mm256_store_si256(reinterpret_cast<__m256i*>(qi + 1024 * b + 256 * (reverse_planes ? 3 - pl : pl) + 32 * t),
                            load256(q + t * K + 128 * b + 32 * pl));
 }
 
@@ -142,7 +144,7 @@ struct I2sTile {
     for (int64_t c = 0; c < nb; c += kChunkI2s) {
       const int64_t n = std::min(kChunkI2s, nb - c);
       if constexpr (T == 8) {
-        interleave8(q + 128 * c, j.K, n, qi);
+        interleave8(q + 128 * c, j.K, n, false, qi);
         for (int64_t r = r0; r < r1; ++r) i2s_chunk8(j.w + r * row_bytes + 32 * c, qi, n, S[r - r0]);
       } else {
         for (int64_t r = r0; r < r1; ++r)
@@ -202,18 +204,6 @@ TGT void tq_accumulate_tile(__m256i* a, const int32_t* qsum, const uint8_t* d16,
   }
 }
 
-// The layout codes32_times8 reads for TQ2_0: per 256-block 2048 bytes, half h at + 1024·h; a TQ2_0
-// byte holds planes 0 … 3 at shifts 0 … 6, so plane p's activations go where that routine reads
-// shift 2p: + 256·(3 − p).
-TGT void interleave8_tq2(const int8_t* q, int64_t K, int64_t nb, int8_t* qi) {
-  for (int64_t b = 0; b < nb; ++b)
-    for (int h = 0; h < 2; ++h)
-      for (int pl = 0; pl < 4; ++pl)
-        for (int t = 0; t < 8; ++t)
-          _mm256_store_si256(reinterpret_cast<__m256i*>(qi + 2048 * b + 1024 * h + 256 * (3 - pl) + 32 * t),
-                             load256(q + t * K + 256 * b + 128 * h + 32 * pl));
-}
-
 template <class Block>
 struct TqTile {
   template <int T>
@@ -227,7 +217,7 @@ struct TqTile {
     for (int64_t c = 0; c < nb; c += kChunkTq) {
       const int64_t end = std::min(nb, c + kChunkTq);
       if constexpr (kAsm) {
-        interleave8_tq2(q + 256 * c, j.K, end - c, qi);
+        interleave8(q + 256 * c, j.K, 2 * (end - c), true, qi);  // a 256-block is two 128-halves
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t b = c; b < end; ++b) {
             const uint8_t* blk = j.w + r * row_bytes + b * Block::kBytes;

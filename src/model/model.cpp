@@ -94,14 +94,8 @@ class Binder {
   TensorView repack_to_i2s(const TensorView& tl) {
     std::vector<float> w(size_t(tl.elements()));
     dequantize_rows(tl, 0, tl.rows(), w.data());
-    auto bytes = quantize_tensor(GgmlType::I2_S, w.data(), tl.cols(), tl.rows());
-    TensorView v = tl;
-    v.type = GgmlType::I2_S;
-    v.data = bytes.data();
-    v.nbytes = bytes.size();
-    m_.owned_buffers.push_back(std::move(bytes));
     ++repacked_[std::string(ggml_type_name(tl.type))];
-    return v;
+    return adopt(tl, GgmlType::I2_S, quantize_tensor(GgmlType::I2_S, w.data(), tl.cols(), tl.rows()));
   }
 
   // A TQ2_0 tensor with one scale for all its blocks (what BitNet conversions write) is an I2_S
@@ -110,29 +104,28 @@ class Binder {
   TensorView repack_tq2_to_i2s(const TensorView& tq2) {
     auto bytes = tq2_to_i2s(tq2);
     if (!bytes) return tq2;
-    TensorView v = tq2;
-    v.type = GgmlType::I2_S;
-    v.data = bytes->data();
-    v.nbytes = bytes->size();
-    // A TQ1_0 tensor's intermediate TQ2_0 copy is no longer needed.
-    if (!m_.owned_buffers.empty() && m_.owned_buffers.back().data() == tq2.data)
-      m_.owned_buffers.back() = std::move(*bytes);
-    else
-      m_.owned_buffers.push_back(std::move(*bytes));
     ++repacked_[std::string(ggml_type_name(tq2.type))];
-    return v;
+    return adopt(tq2, GgmlType::I2_S, std::move(*bytes));
   }
 
   // TQ1_0's base-3 bytes cost several instructions per weight to decode; TQ2_0 holds the same
   // trits and block scales (identical products) in 2-bit fields, 22% more bytes, decoded in one.
   TensorView repack_tq1_to_tq2(const TensorView& tq1) {
-    auto bytes = tq1_to_tq2(tq1);
-    TensorView v = tq1;
-    v.type = GgmlType::TQ2_0;
+    ++repacked_tq1_;
+    return adopt(tq1, GgmlType::TQ2_0, tq1_to_tq2(tq1));
+  }
+
+  // `from` as `type` stored in `bytes`, which the model keeps. A buffer that `from` itself came
+  // from (a TQ1_0 tensor's intermediate TQ2_0 copy) is replaced rather than kept.
+  TensorView adopt(const TensorView& from, GgmlType type, std::vector<uint8_t> bytes) {
+    TensorView v = from;
+    v.type = type;
     v.data = bytes.data();
     v.nbytes = bytes.size();
-    m_.owned_buffers.push_back(std::move(bytes));
-    ++repacked_tq1_;
+    if (!m_.owned_buffers.empty() && m_.owned_buffers.back().data() == from.data)
+      m_.owned_buffers.back() = std::move(bytes);
+    else
+      m_.owned_buffers.push_back(std::move(bytes));
     return v;
   }
 
