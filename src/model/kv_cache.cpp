@@ -22,8 +22,9 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim)
   const unsigned __int128 cells = (unsigned __int128)n_layer * n_seq * n_ctx_padded_ * kv_dim;
   if (cells > (unsigned __int128)(int64_t(1) << 40))
     throw Error("KV cache of " + std::to_string(n_ctx) + " positions is too large");
-  k_.assign(size_t(cells), 0);
-  v_.assign(size_t(cells), 0);
+  cells_ = size_t(cells);
+  k_ = PageBuffer(cells_ * sizeof(uint16_t));
+  v_ = PageBuffer(cells_ * sizeof(uint16_t));
   length_.assign(size_t(n_seq), 0);
 }
 
@@ -54,11 +55,11 @@ void round_to_fp16(const float* in, uint16_t* out, int64_t n) {
 }  // namespace
 
 void KvCache::store(int64_t layer, int64_t seq, int64_t pos, const float* key, const float* value) {
-  round_to_fp16(value, &v_[base(layer, seq) + size_t(pos * kv_dim_)], kv_dim_);
+  round_to_fp16(value, v_data() + base(layer, seq) + size_t(pos * kv_dim_), kv_dim_);
   static thread_local std::vector<uint16_t> key_row;
   key_row.resize(size_t(kv_dim_));
   round_to_fp16(key, key_row.data(), kv_dim_);
-  uint16_t* k = &k_[base(layer, seq)];
+  uint16_t* k = k_data() + base(layer, seq);
   for (int64_t d = 0; d < kv_dim_; ++d) k[key_offset(pos, d)] = key_row[size_t(d)];
 }
 
@@ -67,8 +68,8 @@ void KvCache::copy_prefix(int64_t from, int64_t to, int64_t n) {
   const size_t key_cells = size_t((n + kKeyBlock - 1) / kKeyBlock * key_block_stride());
   const size_t value_cells = size_t(n * kv_dim_);
   for (int64_t l = 0; l < n_layer_; ++l) {
-    std::copy_n(&k_[base(l, from)], key_cells, &k_[base(l, to)]);
-    std::copy_n(&v_[base(l, from)], value_cells, &v_[base(l, to)]);
+    std::copy_n(k_data() + base(l, from), key_cells, k_data() + base(l, to));
+    std::copy_n(v_data() + base(l, from), value_cells, v_data() + base(l, to));
   }
 }
 

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "memory/page_buffer.h"
+
 namespace bitnet {
 
 class KvCache {
@@ -23,23 +25,23 @@ class KvCache {
   int64_t n_seq() const { return n_seq_; }
   int64_t n_ctx() const { return n_ctx_; }  // positions per sequence
   int64_t kv_dim() const { return kv_dim_; }
-  uint64_t bytes() const { return 2 * k_.size() * sizeof(uint16_t); }
+  uint64_t bytes() const { return 2 * cells_ * sizeof(uint16_t); }
 
   // Writes position `pos` of a sequence: kv_dim keys and values, rounded to f16.
   void store(int64_t layer, int64_t seq, int64_t pos, const float* key, const float* value);
 
   // The key blocks of a sequence: block b (positions [b·kKeyBlock, (b+1)·kKeyBlock)) starts at
   // key_blocks(...) + b·key_block_stride(); dimension d of position p sits at d·kKeyBlock + p%kKeyBlock.
-  const uint16_t* key_blocks(int64_t layer, int64_t seq) const { return &k_[base(layer, seq)]; }
+  const uint16_t* key_blocks(int64_t layer, int64_t seq) const { return k_data() + base(layer, seq); }
   int64_t key_block_stride() const { return kv_dim_ * kKeyBlock; }
   // Key dimension d of one position (tests and diagnostics; attention reads whole blocks).
   uint16_t key(int64_t layer, int64_t seq, int64_t pos, int64_t d) const {
-    return k_[base(layer, seq) + size_t(key_offset(pos, d))];
+    return k_data()[base(layer, seq) + size_t(key_offset(pos, d))];
   }
 
   // The kv_dim values of one position.
   const uint16_t* v(int64_t layer, int64_t seq, int64_t pos) const {
-    return &v_[base(layer, seq) + size_t(pos * kv_dim_)];
+    return v_data() + base(layer, seq) + size_t(pos * kv_dim_);
   }
 
   // Copies positions [0, n) of sequence `from` to sequence `to` (every layer).
@@ -58,8 +60,15 @@ class KvCache {
   int64_t key_offset(int64_t pos, int64_t d) const {
     return (pos / kKeyBlock) * key_block_stride() + d * kKeyBlock + pos % kKeyBlock;
   }
+  uint16_t* k_data() { return reinterpret_cast<uint16_t*>(k_.data()); }
+  const uint16_t* k_data() const { return reinterpret_cast<const uint16_t*>(k_.data()); }
+  uint16_t* v_data() { return reinterpret_cast<uint16_t*>(v_.data()); }
+  const uint16_t* v_data() const { return reinterpret_cast<const uint16_t*>(v_.data()); }
   int64_t n_layer_, n_seq_, n_ctx_, n_ctx_padded_, kv_dim_;
-  std::vector<uint16_t> k_, v_;
+  size_t cells_ = 0;  // halves in each of k_ and v_
+  // Attention streams the whole cache of a sequence every step: huge pages, zero-filled (by the
+  // system, page by page on first touch).
+  PageBuffer k_, v_;
   std::vector<int64_t> length_;
 };
 

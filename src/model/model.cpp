@@ -26,11 +26,14 @@ std::string computable_types() {
 
 class Binder {
  public:
-  Binder(Model& m) : m_(m) {}
+  Binder(Model& m, const LoadOptions& options) : m_(m), options_(options) {}
 
   const GgufTensorInfo* find(const std::string& name) const { return m_.file.find_tensor(name); }
 
-  TensorView matrix(const std::string& name, int64_t cols, int64_t rows, bool required = true) {
+  // A 2-D tensor checked against the expected shape, in the layout the kernels compute. `streamed`:
+  // read whole by every decode step (layer matrices, output matrix), so copied into the arena
+  // unless the options keep the file mapping.
+  TensorView matrix(const std::string& name, int64_t cols, int64_t rows, bool streamed, bool required = true) {
     const GgufTensorInfo* t = find(name);
     if (!t) {
       if (required) throw FormatError(m_.file.path() + ": missing tensor '" + name + "'");
@@ -42,8 +45,9 @@ class Binder {
                         ", " + std::to_string(rows) + "] from the hyper-parameters");
     check_type(*t);
     TensorView v = m_.file.view(*t);
-    if (v.type == GgmlType::TL1 || v.type == GgmlType::TL2) v = repack_to_i2s(v);
-    if (v.type == GgmlType::TQ1_0) v = repack_tq1_to_tq2(v);
+    std::vector<uint8_t> repacked;  // v's bytes when a repack made them
+    if (v.type == GgmlType::TL1 || v.type == GgmlType::TL2) v = repack_to_i2s(v, repacked);
+    if (v.type == GgmlType::TQ1_0) v = repack_tq1_to_tq2(v, repacked);
     // Checked once here so that the kernels need not check every product.
     if (ggml_type_is_ternary(v.type)) {
       try {
@@ -53,7 +57,8 @@ class Binder {
       }
       v.codes_checked = true;
     }
-    if (v.type == GgmlType::TQ2_0) v = repack_tq2_to_i2s(v);
+    if (v.type == GgmlType::TQ2_0) v = repack_tq2_to_i2s(v, repacked);
+    if (!repacked.empty() || (streamed && !options_.map_weights)) v.data = m_.arena.copy(v.data, v.nbytes);
     return v;
   }
 
@@ -91,41 +96,39 @@ class Binder {
 
   // TL1/TL2 tile layouts depend on the matrix shape; decode once with the known layout and keep
   // the weights as I2_S, which every kernel handles (lossless: both are α·t).
-  TensorView repack_to_i2s(const TensorView& tl) {
+  TensorView repack_to_i2s(const TensorView& tl, std::vector<uint8_t>& holder) {
     std::vector<float> w(size_t(tl.elements()));
     dequantize_rows(tl, 0, tl.rows(), w.data());
     ++repacked_[std::string(ggml_type_name(tl.type))];
-    return adopt(tl, GgmlType::I2_S, quantize_tensor(GgmlType::I2_S, w.data(), tl.cols(), tl.rows()));
+    return adopt(tl, GgmlType::I2_S, quantize_tensor(GgmlType::I2_S, w.data(), tl.cols(), tl.rows()), holder);
   }
 
   // A TQ2_0 tensor with one scale for all its blocks (what BitNet conversions write) is an I2_S
   // tensor in another byte order: the I2_S kernels are the fastest, and the products are exact
   // (α·Σ t·q instead of Σ_b d·isum_b with every d_b = α). Per-block scales stay TQ2_0.
-  TensorView repack_tq2_to_i2s(const TensorView& tq2) {
+  TensorView repack_tq2_to_i2s(const TensorView& tq2, std::vector<uint8_t>& holder) {
     auto bytes = tq2_to_i2s(tq2);
     if (!bytes) return tq2;
     ++repacked_[std::string(ggml_type_name(tq2.type))];
-    return adopt(tq2, GgmlType::I2_S, std::move(*bytes));
+    return adopt(tq2, GgmlType::I2_S, std::move(*bytes), holder);
   }
 
   // TQ1_0's base-3 bytes cost several instructions per weight to decode; TQ2_0 holds the same
   // trits and block scales (identical products) in 2-bit fields, 22% more bytes, decoded in one.
-  TensorView repack_tq1_to_tq2(const TensorView& tq1) {
+  TensorView repack_tq1_to_tq2(const TensorView& tq1, std::vector<uint8_t>& holder) {
     ++repacked_tq1_;
-    return adopt(tq1, GgmlType::TQ2_0, tq1_to_tq2(tq1));
+    return adopt(tq1, GgmlType::TQ2_0, tq1_to_tq2(tq1), holder);
   }
 
-  // `from` as `type` stored in `bytes`, which the model keeps. A buffer that `from` itself came
-  // from (a TQ1_0 tensor's intermediate TQ2_0 copy) is replaced rather than kept.
-  TensorView adopt(const TensorView& from, GgmlType type, std::vector<uint8_t> bytes) {
+  // `from` as `type` stored in `bytes`, which `holder` keeps until matrix() copies the final
+  // bytes into the arena (an intermediate repack's buffer is simply replaced).
+  static TensorView adopt(const TensorView& from, GgmlType type, std::vector<uint8_t> bytes,
+                          std::vector<uint8_t>& holder) {
+    holder = std::move(bytes);
     TensorView v = from;
     v.type = type;
-    v.data = bytes.data();
-    v.nbytes = bytes.size();
-    if (!m_.owned_buffers.empty() && m_.owned_buffers.back().data() == from.data)
-      m_.owned_buffers.back() = std::move(bytes);
-    else
-      m_.owned_buffers.push_back(std::move(bytes));
+    v.data = holder.data();
+    v.nbytes = holder.size();
     return v;
   }
 
@@ -147,6 +150,7 @@ class Binder {
   int repacked_tq1_ = 0;
 
   Model& m_;
+  const LoadOptions& options_;
 };
 
 }  // namespace
@@ -177,12 +181,12 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
     throw FormatError(m->file.path() + ": tokenizer has " + std::to_string(m->tokenizer->n_tokens()) +
                       " tokens but the model's vocabulary size is " + std::to_string(hp.n_vocab));
 
-  Binder bind(*m);
-  m->tok_embd = bind.matrix("token_embd.weight", hp.n_embd, hp.n_vocab);
+  Binder bind(*m, options);
+  // The embedding table is read one row per token, unless it is also the output matrix.
+  const bool tied = hp.arch.always_tied || !bind.find("output.weight");
+  m->tok_embd = bind.matrix("token_embd.weight", hp.n_embd, hp.n_vocab, tied);
   m->output_norm = bind.vector("output_norm.weight", hp.n_embd);
-  m->output = hp.arch.always_tied ? TensorView{}
-                                  : bind.matrix("output.weight", hp.n_embd, hp.n_vocab, false);
-  if (!m->output.valid()) m->output = m->tok_embd;
+  m->output = tied ? m->tok_embd : bind.matrix("output.weight", hp.n_embd, hp.n_vocab, true);
 
   m->layers.resize(size_t(hp.n_layer));
   for (int64_t i = 0; i < hp.n_layer; ++i) {
@@ -194,13 +198,13 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
       l.attn_sub_norm = bind.vector(p + "attn_sub_norm.weight", hp.q_dim());
       l.ffn_sub_norm = bind.vector(p + "ffn_sub_norm.weight", hp.n_ff);
     }
-    l.wq = bind.matrix(p + "attn_q.weight", hp.n_embd, hp.q_dim());
-    l.wk = bind.matrix(p + "attn_k.weight", hp.n_embd, hp.kv_dim());
-    l.wv = bind.matrix(p + "attn_v.weight", hp.n_embd, hp.kv_dim());
-    l.wo = bind.matrix(p + "attn_output.weight", hp.q_dim(), hp.n_embd);
-    l.w_gate = bind.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
-    l.w_up = bind.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff);
-    l.w_down = bind.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd);
+    l.wq = bind.matrix(p + "attn_q.weight", hp.n_embd, hp.q_dim(), true);
+    l.wk = bind.matrix(p + "attn_k.weight", hp.n_embd, hp.kv_dim(), true);
+    l.wv = bind.matrix(p + "attn_v.weight", hp.n_embd, hp.kv_dim(), true);
+    l.wo = bind.matrix(p + "attn_output.weight", hp.q_dim(), hp.n_embd, true);
+    l.w_gate = bind.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff, true);
+    l.w_up = bind.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff, true);
+    l.w_down = bind.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd, true);
     l.scale_q = bind.scalar(p + "attn_q.scale");
     l.scale_k = bind.scalar(p + "attn_k.scale");
     l.scale_v = bind.scalar(p + "attn_v.scale");
@@ -210,6 +214,14 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
     l.scale_down = bind.scalar(p + "ffn_down.scale");
   }
   bind.add_notes();
+  if (m->arena.bytes() > 0) {
+    const std::string mode = transparent_huge_page_mode();
+    m->load_notes.push_back(
+        "weights: " + std::to_string(m->arena.bytes() >> 20) + " MiB in process memory, " +
+        std::to_string(m->arena.huge_page_bytes() >> 20) + " MiB of it on 2 MiB pages" +
+        (mode == "never" ? " (transparent huge pages are disabled on this system)" : "") +
+        (options.map_weights ? "" : "; --mmap reads them from the file instead"));
+  }
   return m;
 }
 

@@ -1,13 +1,15 @@
 #pragma once
-// A loaded model: hyper-parameters, tensors bound by name (views into the memory-mapped file),
-// the tokenizer. Loading checks every tensor's presence, shape and type against the
-// hyper-parameters, so the forward pass can trust them.
+// A loaded model: hyper-parameters, tensors bound by name, the tokenizer. Loading checks every
+// tensor's presence, shape and type against the hyper-parameters, so the forward pass can trust
+// them. The matrices the forward pass streams are copied into huge-page memory (WeightArena);
+// everything else stays a view into the memory-mapped file.
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "formats/gguf.h"
+#include "memory/page_buffer.h"
 #include "model/hparams.h"
 #include "tokenizer/tokenizer.h"
 
@@ -30,8 +32,8 @@ struct Model {
   TensorView output;  // == tok_embd when tied
   std::vector<float> output_norm;
   std::vector<LayerWeights> layers;
-  // Weight buffers created at load time (repacked tensors, see load_notes); views point into them.
-  std::vector<std::vector<uint8_t>> owned_buffers;
+  // The streamed matrices (and any repacked tensor, see load_notes); views point into it.
+  WeightArena arena;
   std::vector<std::string> load_notes;  // one line per load-time transformation (shown by inspect)
 
   uint64_t weight_bytes() const;  // bytes of all tensor data the forward pass reads
@@ -39,6 +41,10 @@ struct Model {
 
 struct LoadOptions {
   bool load_tokenizer = true;
+  // false: the layer matrices and the output matrix are copied into huge-page memory at load
+  // (faster decode, PageBuffer); true: the kernels read them from the file mapping (less memory,
+  // faster start). Repacked tensors live in the arena either way.
+  bool map_weights = false;
 };
 
 // Throws FormatError with a specific message on any problem.

@@ -130,6 +130,7 @@ nlohmann::json to_json(const RunConfig& c) {
       {"threads", c.threads},
       {"batch_size", c.batch_size},
       {"gpu_layers", c.gpu_layers},
+      {"mmap", c.mmap},
       {"temperature", num(s.temperature)},
       {"top_k", s.top_k},
       {"top_p", num(s.top_p)},
@@ -158,6 +159,7 @@ std::vector<std::string> run_arguments(const RunConfig& c, const std::string& bi
   add("-t", std::to_string(c.threads));
   add("-b", std::to_string(c.batch_size));
   add("-ngl", std::to_string(c.gpu_layers));
+  if (c.mmap) a.push_back("--mmap");
   const SamplingParams& s = c.sampling;
   add("--temp", format_float(s.temperature));
   add("--top-k", std::to_string(s.top_k));

@@ -35,6 +35,7 @@ struct RunConfig {
   int64_t threads = 0;     // 0: automatic (hardware, clamped, ceiling)
   int64_t batch_size = 512;
   int32_t gpu_layers = 0;
+  bool mmap = false;  // kernels read the weights from the file mapping (LoadOptions::map_weights)
   SamplingParams sampling;
   std::optional<uint64_t> seed;  // none: from the clock at start
   bool conversation = false, ignore_eos = false, no_display_prompt = false;

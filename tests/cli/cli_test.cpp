@@ -158,6 +158,31 @@ TEST(Cli, BenchReportsThroughputAndEfficiencyFractions) {
   const Result bad = run({bitnet(), "bench", "-m", model, "-o", "xml"});
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.err.find("-o must be"), std::string::npos);
+  const Result bad_mmap = run({bitnet(), "bench", "-m", model, "-mmp", "2"});
+  EXPECT_EQ(bad_mmap.code, 2);
+  EXPECT_NE(bad_mmap.err.find("-mmp must be 0 or 1"), std::string::npos) << bad_mmap.err;
+  EXPECT_EQ(j[0]["use_mmap"], false);
+  const Result mapped = run({bitnet(), "bench", "-m", model, "-p", "0", "-n", "2", "-r", "1", "-t", "1", "-mmp", "1",
+                             "-o", "json", "--no-warmup"});
+  ASSERT_EQ(mapped.code, 0) << mapped.err;
+  EXPECT_EQ(nlohmann::json::parse(mapped.out)[0]["use_mmap"], true);
+}
+
+TEST(Cli, WeightsInMemoryOrMappedGiveTheSameText) {
+  const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  const std::vector<std::string> args = {bitnet(), "run", "-m", model, "-p", "Hello", "-n", "8", "--temp", "0", "-t", "1"};
+  const Result copied = run(args);
+  auto mapped_args = args;
+  mapped_args.push_back("--mmap");
+  const Result mapped = run(mapped_args);
+  ASSERT_EQ(copied.code, 0) << copied.err;
+  ASSERT_EQ(mapped.code, 0) << mapped.err;
+  EXPECT_EQ(copied.out, mapped.out);
+  EXPECT_NE(copied.err.find("MiB in process memory"), std::string::npos) << copied.err;
+  EXPECT_EQ(mapped.err.find("MiB in process memory"), std::string::npos) << mapped.err;
+  auto compat = args;
+  compat.push_back("--no-mmap");  // llama.cpp's flag: our default
+  EXPECT_EQ(run(compat).out, copied.out);
 }
 
 TEST(Cli, BenchAndServeDryRunsLoadNothingAndPrintTheArgumentList) {

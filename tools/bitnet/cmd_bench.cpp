@@ -90,6 +90,7 @@ struct Row {
   ModelStats stats;
   int threads;
   int64_t batch, n_prompt, n_gen;
+  bool use_mmap;
   std::vector<double> ts;  // tokens per second of each repetition
   double read_bw = 0, mac_peak = 0;
   double mean() const {
@@ -123,6 +124,7 @@ nlohmann::json row_json(const Row& r) {
   j["cpu_isa"] = kernels::isa_name(kernels::active_isa());
   j["n_threads"] = r.threads;
   j["n_batch"] = r.batch;
+  j["use_mmap"] = r.use_mmap;
   j["n_prompt"] = r.n_prompt;
   j["n_gen"] = r.n_gen;
   j["test"] = r.test;
@@ -173,11 +175,11 @@ void print_rows(const std::vector<Row>& rows, const std::string& format) {
 
 void bench_all(const std::vector<std::string>& model_files, const std::vector<Test>& tests,
                const std::vector<int64_t>& threads_list, const std::vector<int64_t>& batches, int64_t reps,
-               bool no_warmup, const std::string& format, Telemetry& telemetry);
+               bool use_mmap, bool no_warmup, const std::string& format, Telemetry& telemetry);
 
 int cmd_bench(int argc, char** argv) {
   std::string models_arg, p_arg = "512", n_arg = "128", pg_arg, t_arg, b_arg = "2048", format = "md";
-  int64_t reps = 5;
+  int64_t reps = 5, mmap = 0;
   bool no_warmup = false;
   ArgParser p("bitnet bench", "Benchmark prompt processing and generation (llama-bench compatible).");
   p.list_option({"-m", "--model"}, "FILES", "GGUF models, comma-separated or repeated (default: the default model)", &models_arg);
@@ -188,6 +190,8 @@ int cmd_bench(int argc, char** argv) {
   p.list_option({"-b", "--batch-size"}, "N[,N...]", "batch size for prompt processing (default 2048)", &b_arg);
   p.option({"-r", "--repetitions"}, "N", "repetitions of each test (default 5)", &reps);
   p.option({"-o", "--output"}, "FORMAT", "md, csv, json or jsonl (default md)", &format);
+  p.option({"-mmp", "--mmap"}, "0|1", "1: read the weights from the memory-mapped file (default 0: copy them "
+           "into huge-page memory, as run and serve do)", &mmap);
   p.flag({"--no-warmup"}, "skip the warm-up run", &no_warmup);
   bool dry = false, json_dry = false;
   std::string telemetry_out;
@@ -199,6 +203,7 @@ int cmd_bench(int argc, char** argv) {
   if (format != "md" && format != "csv" && format != "json" && format != "jsonl")
     throw UsageError("-o must be md, csv, json or jsonl, got '" + format + "'");
   if (reps < 1 || reps > 1000) throw UsageError("-r must be between 1 and 1000");
+  if (mmap != 0 && mmap != 1) throw UsageError("-mmp must be 0 or 1, got " + std::to_string(mmap));
 
   std::vector<Test> tests;
   for (int64_t n : parse_list("-p", p_arg))
@@ -230,7 +235,8 @@ int cmd_bench(int argc, char** argv) {
     for (int64_t t : threads_list) threads_resolved.push_back(plan_threads(t).threads);
     const nlohmann::json config = {{"models", models_arg}, {"n_prompt", p_arg},     {"n_gen", n_arg},
                                    {"pg", pg_arg},         {"threads", t_arg},      {"batch_size", b_arg},
-                                   {"repetitions", reps},  {"output", format},      {"warmup", !no_warmup}};
+                                   {"repetitions", reps},  {"output", format},      {"warmup", !no_warmup},
+                                   {"mmap", mmap == 1}};
     const nlohmann::json resolved = {{"models", resolved_models}, {"tests", test_names},
                                      {"threads", threads_resolved}, {"batch_sizes", batches},
                                      {"cpu_isa", kernels::isa_name(kernels::active_isa())}, {"backend", "cpu"}};
@@ -242,7 +248,7 @@ int cmd_bench(int argc, char** argv) {
                                              {"pg", pg_arg}, {"threads", t_arg}, {"batch_size", b_arg},
                                              {"repetitions", reps}}}});
   try {
-    bench_all(model_files, tests, threads_list, batches, reps, no_warmup, format, telemetry);
+    bench_all(model_files, tests, threads_list, batches, reps, mmap == 1, no_warmup, format, telemetry);
   } catch (const std::exception& e) {
     telemetry.emit("run_failed", {{"error", e.what()}});
     throw;
@@ -253,12 +259,13 @@ int cmd_bench(int argc, char** argv) {
 
 void bench_all(const std::vector<std::string>& model_files, const std::vector<Test>& tests,
                const std::vector<int64_t>& threads_list, const std::vector<int64_t>& batches, int64_t reps,
-               bool no_warmup, const std::string& format, Telemetry& telemetry) {
+               bool use_mmap, bool no_warmup, const std::string& format, Telemetry& telemetry) {
   std::vector<Row> rows;
   for (const auto& file : model_files) {
     ModelOptions mo;
     mo.model = file;
     mo.threads = threads_list[0];
+    mo.mmap = use_mmap;
     LoadedModel lm = load_for_run(mo);
     const ModelStats stats = model_stats(*lm.model);
     telemetry.emit("model_loaded", {{"model", file.empty() ? default_model_path() : file},
@@ -276,7 +283,7 @@ void bench_all(const std::vector<std::string>& model_files, const std::vector<Te
         if (b < 1) throw UsageError("-b must be ≥ 1");
         for (const Test& test : tests) {
           Row row{file.empty() ? default_model_path() : file, stats.description, test.name(), stats,
-                  threads, b, test.n_prompt, test.n_gen, {}, read_bw, mac_peak};
+                  threads, b, test.n_prompt, test.n_gen, use_mmap, {}, read_bw, mac_peak};
           if (!no_warmup) run_once(*lm.model, test, threads, b, 999);
           for (int64_t r = 0; r < reps; ++r)
             row.ts.push_back(double(test.n_prompt + test.n_gen) / run_once(*lm.model, test, threads, b, uint64_t(r)));

@@ -23,6 +23,9 @@ void add_model_options(ArgParser& p, ModelOptions& o) {
   p.option({"-ngl", "--gpu-layers", "--n-gpu-layers"}, "N",
            "layers to offload to a GPU (accepted for compatibility; this build runs on the CPU)",
            &o.gpu_layers);
+  p.flag({"--mmap"}, "read the weights from the memory-mapped file: less memory and a faster start, "
+         "slower decode (default: copy them into huge-page memory)", &o.mmap);
+  p.flag({"--no-mmap"}, "copy the weights into huge-page memory (the default)", &o.no_mmap);
 }
 
 std::string default_model_location() {
@@ -37,6 +40,7 @@ RunConfig to_run_config(const ModelOptions& o) {
   c.ctx_size = o.ctx;
   c.batch_size = o.batch;
   c.gpu_layers = o.gpu_layers;
+  c.mmap = o.mmap && !o.no_mmap;
   return c;
 }
 
@@ -66,7 +70,7 @@ std::string default_model_path() {
 namespace {
 
 // The KV cache is allocated up front; refuse a context that cannot fit instead of dying in the
-// allocator (weights are memory-mapped and already accounted for by the page cache).
+// allocator (checked after loading, so the weights are already part of the used memory).
 void check_cache_fits(const HParams& hp, int64_t ctx, int64_t batch) {
   const MemoryEstimate need = estimate_memory(hp, 0, ctx, batch);
   const MemoryInfo mem = probe_memory();
@@ -125,8 +129,21 @@ LoadedModel load_for_run(const ModelOptions& o) {
   LoadedModel lm;
   lm.threads = threads.threads;
   const std::string path = o.model.empty() ? default_model_path() : o.model;
+  LoadOptions load;
+  load.map_weights = o.mmap && !o.no_mmap;
+  if (!load.map_weights) {
+    // The copy needs about the file's size in memory; without it the file mapping still works.
+    std::error_code ec;
+    const uint64_t file_bytes = std::filesystem::file_size(path, ec);
+    const MemoryInfo mem = probe_memory();
+    if (!ec && mem.available > 0 && file_bytes > mem.available) {
+      load.map_weights = true;
+      std::fprintf(stderr, "note: %llu MiB available, the weights need %llu MiB: reading them from the file mapping\n",
+                   (unsigned long long)(mem.available >> 20), (unsigned long long)(file_bytes >> 20));
+    }
+  }
   const auto start = std::chrono::steady_clock::now();
-  lm.model = load_model(path);
+  lm.model = load_model(path, load);
   lm.load_ms = elapsed_ms(start);
   const HParams& hp = lm.model->hp;
   lm.ctx = resolve_ctx(o.ctx, hp.n_ctx_train);

@@ -22,6 +22,7 @@ struct ModelOptions {
   int64_t ctx = 0;      // 0: min(training context, 4096)
   int64_t batch = 512;
   int32_t gpu_layers = 0;
+  bool mmap = false, no_mmap = false;  // no_mmap: the default, a flag for llama.cpp compatibility
 };
 
 void add_model_options(ArgParser& parser, ModelOptions& options);

@@ -1,0 +1,111 @@
+#include "memory/page_buffer.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "errors.h"
+
+namespace bitnet {
+
+PageBuffer::PageBuffer(size_t bytes) {
+  if (bytes == 0) return;
+  // Over-allocate by one huge page and align inside: mmap only guarantees 4 KiB alignment, and a
+  // huge page can only back a 2 MiB-aligned range.
+  const size_t mapped = (bytes + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
+  void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED)
+    throw Error("cannot allocate " + std::to_string(bytes >> 20) + " MiB: " + std::strerror(errno));
+  map_base_ = static_cast<uint8_t*>(base);
+  mapped_ = mapped;
+  const uintptr_t aligned = (reinterpret_cast<uintptr_t>(base) + kHugePage - 1) / kHugePage * kHugePage;
+  data_ = reinterpret_cast<uint8_t*>(aligned);
+  size_ = bytes;
+#ifdef MADV_HUGEPAGE
+  madvise(data_, (bytes + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);  // advisory
+#endif
+}
+
+PageBuffer::PageBuffer(PageBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      mapped_(std::exchange(other.mapped_, 0)),
+      map_base_(std::exchange(other.map_base_, nullptr)) {}
+
+PageBuffer& PageBuffer::operator=(PageBuffer&& other) noexcept {
+  if (this != &other) {
+    PageBuffer old(std::move(*this));
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    mapped_ = std::exchange(other.mapped_, 0);
+    map_base_ = std::exchange(other.map_base_, nullptr);
+  }
+  return *this;
+}
+
+PageBuffer::~PageBuffer() {
+  if (map_base_) munmap(map_base_, mapped_);
+}
+
+namespace {
+
+// Σ AnonHugePages over the mappings of /proc/self/smaps that overlap [begin, end).
+size_t smaps_huge_bytes(uintptr_t begin, uintptr_t end) {
+  std::ifstream in("/proc/self/smaps");
+  size_t total = 0;
+  bool inside = false;
+  for (std::string line; std::getline(in, line);) {
+    uintptr_t lo = 0, hi = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> lo >> dash >> hi && dash == '-') {
+      inside = lo < end && hi > begin;
+      continue;
+    }
+    if (inside && line.rfind("AnonHugePages:", 0) == 0) total += size_t(std::stoull(line.substr(14))) * 1024;
+  }
+  return total;
+}
+
+}  // namespace
+
+size_t PageBuffer::huge_page_bytes() const {
+  if (!data_) return 0;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data_);
+  return smaps_huge_bytes(begin, begin + size_);
+}
+
+const uint8_t* WeightArena::copy(const void* src, size_t bytes) {
+  used_ = (used_ + 63) / 64 * 64;
+  if (chunks_.empty() || used_ + bytes > chunks_.back().size()) {
+    chunks_.emplace_back(std::max(kChunk, bytes));
+    used_ = 0;
+  }
+  uint8_t* dst = chunks_.back().data() + used_;
+  std::memcpy(dst, src, bytes);
+  used_ += bytes;
+  bytes_ += bytes;
+  return dst;
+}
+
+size_t WeightArena::huge_page_bytes() const {
+  size_t total = 0;
+  for (const PageBuffer& c : chunks_) total += c.huge_page_bytes();
+  return std::min(total, bytes_);  // the last chunk's partly used huge page counts whole
+}
+
+std::string transparent_huge_page_mode() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes;
+  std::getline(in, modes);
+  const size_t open = modes.find('['), close = modes.find(']');
+  if (open == std::string::npos || close == std::string::npos || close < open) return "";
+  return modes.substr(open + 1, close - open - 1);
+}
+
+}  // namespace bitnet
