@@ -183,14 +183,16 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
   norm_rows(a.x.data(), w.ffn_norm, n, hp.norm_eps, a.h.data(), pool);
   const ops::MatmulInput ffn_in(a.h.data(), hp.n_embd, n);
   linear({{w.w_gate, w.scale_gate, a.gate.data()}, {w.w_up, w.scale_up, a.up.data()}}, ffn_in, pool);
+  // Element-wise over all tokens' [n_ff] rows at once, split over the pool even for one token
+  // (the SiLU gate is ~4% of a decode step on one thread); no split changes a value.
   const bool relu2 = hp.activation == FfnActivation::ReluSquared;
-  for_each_token(pool, n, [&](int64_t t) {
-    float* g = &a.gate[size_t(t * hp.n_ff)];
-    const float* u = &a.up[size_t(t * hp.n_ff)];
+  pool.parallel_for(n * hp.n_ff, 1024, [&](int64_t i0, int64_t i1, int) {
+    float* g = a.gate.data();
+    const float* u = a.up.data();
     if (relu2)  // separate loops: the branch-free ReLU² one vectorizes
-      for (int64_t i = 0; i < hp.n_ff; ++i) g[i] = ops::relu_squared(g[i]) * u[i];
+      for (int64_t i = i0; i < i1; ++i) g[i] = ops::relu_squared(g[i]) * u[i];
     else
-      ops::silu_mul(g, u, hp.n_ff);
+      ops::silu_mul(g + i0, u + i0, i1 - i0);
   });
   if (!w.ffn_sub_norm.empty())  // ffn_sub_norm
     norm_rows(a.gate.data(), w.ffn_sub_norm, n, hp.norm_eps, a.gate.data(), pool);
