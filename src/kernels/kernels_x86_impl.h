@@ -374,23 +374,67 @@ BITNET_TGT void q8_0_rows(const uint8_t* w, int64_t K, const float* x, int64_t r
   for (; r < r1; ++r) q8_0_group<1>(w, K, x, r, y);
 }
 
-// ---- Q6_K: each 256-block decoded to f32 (shared scalar decoder), then an FMA dot ----
+// ---- Q6_K: 6-bit codes decoded to int8 in registers, converted to f32 and dotted with x ----
+// Element 128h + 32k + l (l < 32) has its low 4 bits in nibble k/2 of ql[64h + 32(k%2) + l] and its
+// high 2 bits at bits 2k of qh[32h + l]; the 16 elements from 16g share the int8 scale sc[g]
+// (ternary-formats.md §10). Each 16-element group: Σ q·x in f32 (two 8-lane halves), then
+// acc += (d·sc[g]) · that sum — the same order for every row.
+
+// Bits 4-5 of every byte = bits 2k, 2k+1 of the qh byte (the 16-bit shifts only bring in bits
+// that the mask drops).
+template <int k>
+TGT __m256i q6_high(__m256i qh) {
+  const __m256i m = _mm256_set1_epi8(0x30);
+  if constexpr (k == 0) return _mm256_and_si256(_mm256_slli_epi16(qh, 4), m);
+  if constexpr (k == 1) return _mm256_and_si256(_mm256_slli_epi16(qh, 2), m);
+  if constexpr (k == 2) return _mm256_and_si256(qh, m);
+  return _mm256_and_si256(_mm256_srli_epi16(qh, 2), m);
+}
+
+// acc += scale · Σ_{i<16} q[i]·x[i] for 16 int8 codes.
+TGT __m256 q6_group(__m256 acc, __m128i q, const float* x, const float* scale) {
+  const __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+  const __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
+  const __m256 s = _mm256_fmadd_ps(f1, _mm256_loadu_ps(x + 8), _mm256_mul_ps(f0, _mm256_loadu_ps(x)));
+  return _mm256_fmadd_ps(s, _mm256_broadcast_ss(scale), acc);
+}
+
+template <int k>
+TGT __m256 q6_plane(__m256 acc, __m256i ql0, __m256i ql1, __m256i qh, const float* x, const float* scales) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i ql = k % 2 == 0 ? ql0 : ql1;
+  const __m256i lo = _mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), m4);
+  const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, q6_high<k>(qh)), _mm256_set1_epi8(32));
+  acc = q6_group(acc, _mm256_castsi256_si128(q), x + 32 * k, scales + 2 * k);
+  return q6_group(acc, _mm256_extracti128_si256(q, 1), x + 32 * k + 16, scales + 2 * k + 1);
+}
 
 BITNET_TGT void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1,
                           float* y) {
   const int64_t nb = K / 256;
-  alignas(32) float buf[256];
+  alignas(32) float scales[16];
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * nb * kQ6Bytes;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      q6_k_block_to_f32(row + b * kQ6Bytes, buf);
-      for (int i = 0; i < 256; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_load_ps(buf + i), _mm256_loadu_ps(x + 256 * b + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_load_ps(buf + i + 8), _mm256_loadu_ps(x + 256 * b + i + 8), a1);
+      const uint8_t* blk = row + b * kQ6Bytes;
+      const float* xb = x + 256 * b;
+      const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(blk + 208)));
+      const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192));
+      _mm256_store_ps(scales, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+      _mm256_store_ps(scales + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
+      for (int h = 0; h < 2; ++h) {
+        const __m256i ql0 = load256(blk + 64 * h), ql1 = load256(blk + 64 * h + 32);
+        const __m256i qh = load256(blk + 128 + 32 * h);
+        const float* xh = xb + 128 * h;
+        const float* sh = scales + 8 * h;
+        acc = q6_plane<0>(acc, ql0, ql1, qh, xh, sh);
+        acc = q6_plane<1>(acc, ql0, ql1, qh, xh, sh);
+        acc = q6_plane<2>(acc, ql0, ql1, qh, xh, sh);
+        acc = q6_plane<3>(acc, ql0, ql1, qh, xh, sh);
       }
     }
-    y[r] = hsum_ps(_mm256_add_ps(a0, a1));
+    y[r] = hsum_ps(acc);
   }
 }
 
