@@ -145,9 +145,8 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
         queries.push_back({q + t * hp.q_dim() + h * hd, out + t * hp.q_dim() + h * hd, b.positions[t] + 1});
     }
-    const KvHead kv{cache.key_blocks(layer, tile.seq) + kvh * hd * KvCache::kKeyBlock,
-                    cache.key_block_stride(), cache.v(layer, tile.seq, 0) + kvh * hd,
-                    cache.kv_dim(), hd};
+    const KvHead kv{cache.key_blocks(layer, tile.seq, kvh), cache.key_block_stride(),
+                    cache.values(layer, tile.seq, kvh), hd, hd};
     attend(isa, kv, queries, scale);
   });
 }

@@ -13,13 +13,13 @@
 
 namespace bitnet {
 
-KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim)
-    : n_layer_(n_layer), n_seq_(n_seq), n_ctx_(n_ctx), kv_dim_(kv_dim) {
-  if (n_layer <= 0 || n_seq <= 0 || n_ctx <= 0 || kv_dim <= 0)
+KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim)
+    : n_layer_(n_layer), n_seq_(n_seq), n_ctx_(n_ctx), n_head_kv_(n_head_kv), head_dim_(head_dim) {
+  if (n_layer <= 0 || n_seq <= 0 || n_ctx <= 0 || n_head_kv <= 0 || head_dim <= 0)
     throw Error("invalid KV cache geometry");
   if (n_ctx > (int64_t(1) << 40)) throw Error("KV cache of " + std::to_string(n_ctx) + " positions is too large");
   n_ctx_padded_ = (n_ctx + kKeyBlock - 1) / kKeyBlock * kKeyBlock;
-  const unsigned __int128 cells = (unsigned __int128)n_layer * n_seq * n_ctx_padded_ * kv_dim;
+  const unsigned __int128 cells = (unsigned __int128)n_layer * n_seq * n_ctx_padded_ * n_head_kv * head_dim;
   if (cells > (unsigned __int128)(int64_t(1) << 40))
     throw Error("KV cache of " + std::to_string(n_ctx) + " positions is too large");
   cells_ = size_t(cells);
@@ -55,22 +55,25 @@ void round_to_fp16(const float* in, uint16_t* out, int64_t n) {
 }  // namespace
 
 void KvCache::store(int64_t layer, int64_t seq, int64_t pos, const float* key, const float* value) {
-  round_to_fp16(value, v_data() + base(layer, seq) + size_t(pos * kv_dim_), kv_dim_);
   static thread_local std::vector<uint16_t> key_row;
-  key_row.resize(size_t(kv_dim_));
-  round_to_fp16(key, key_row.data(), kv_dim_);
-  uint16_t* k = k_data() + base(layer, seq);
-  for (int64_t d = 0; d < kv_dim_; ++d) k[key_offset(pos, d)] = key_row[size_t(d)];
+  key_row.resize(size_t(kv_dim()));
+  round_to_fp16(key, key_row.data(), kv_dim());
+  for (int64_t h = 0; h < n_head_kv_; ++h) {
+    round_to_fp16(value + h * head_dim_, v_data() + base(layer, seq, h) + size_t(pos * head_dim_), head_dim_);
+    uint16_t* k = k_data() + base(layer, seq, h);
+    for (int64_t d = 0; d < head_dim_; ++d) k[key_offset(pos, d)] = key_row[size_t(h * head_dim_ + d)];
+  }
 }
 
 void KvCache::copy_prefix(int64_t from, int64_t to, int64_t n) {
   // Whole key blocks: the positions past n in the last block are beyond the length anyway.
   const size_t key_cells = size_t((n + kKeyBlock - 1) / kKeyBlock * key_block_stride());
-  const size_t value_cells = size_t(n * kv_dim_);
-  for (int64_t l = 0; l < n_layer_; ++l) {
-    std::copy_n(k_data() + base(l, from), key_cells, k_data() + base(l, to));
-    std::copy_n(v_data() + base(l, from), value_cells, v_data() + base(l, to));
-  }
+  const size_t value_cells = size_t(n * head_dim_);
+  for (int64_t l = 0; l < n_layer_; ++l)
+    for (int64_t h = 0; h < n_head_kv_; ++h) {
+      std::copy_n(k_data() + base(l, from, h), key_cells, k_data() + base(l, to, h));
+      std::copy_n(v_data() + base(l, from, h), value_cells, v_data() + base(l, to, h));
+    }
 }
 
 }  // namespace bitnet

@@ -3,11 +3,13 @@
 // f16 (like llama.cpp; halves the memory traffic of attention). Sized once by the context option;
 // the forward pass refuses positions outside it, so it never reads or writes out of bounds.
 //
-// Values are stored one position after another (kv_dim halves per position). Keys are stored
-// transposed in blocks of kKeyBlock positions — block b holds kv_dim × kKeyBlock halves with the
-// position fastest — so that attention scores are computed for several positions at once, each
-// score a plain sequential sum over the head dimension (model/attention.h), without transposing
-// anything at run time.
+// Each (layer, sequence, kv head) owns one contiguous region, so attention over one head streams
+// its keys and then its values front to back (decode at 4000 positions reads more cache than
+// weights). In a region, values are stored one position after another (head_dim halves each);
+// keys are stored transposed in blocks of kKeyBlock positions — block b holds head_dim × kKeyBlock
+// halves with the position fastest — so that attention scores are computed for several positions
+// at once, each score a plain sequential sum over the head dimension (model/attention.h), without
+// transposing anything at run time.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -20,28 +22,31 @@ class KvCache {
  public:
   static constexpr int64_t kKeyBlock = 8;
 
-  KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim);
+  KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim);
 
   int64_t n_seq() const { return n_seq_; }
   int64_t n_ctx() const { return n_ctx_; }  // positions per sequence
-  int64_t kv_dim() const { return kv_dim_; }
+  int64_t n_head_kv() const { return n_head_kv_; }
+  int64_t head_dim() const { return head_dim_; }
+  int64_t kv_dim() const { return n_head_kv_ * head_dim_; }
   uint64_t bytes() const { return 2 * cells_ * sizeof(uint16_t); }
 
-  // Writes position `pos` of a sequence: kv_dim keys and values, rounded to f16.
+  // Writes position `pos` of a sequence: kv_dim keys and values (head after head), rounded to f16.
   void store(int64_t layer, int64_t seq, int64_t pos, const float* key, const float* value);
 
-  // The key blocks of a sequence: block b (positions [b·kKeyBlock, (b+1)·kKeyBlock)) starts at
+  // The key blocks of one kv head: block b (positions [b·kKeyBlock, (b+1)·kKeyBlock)) starts at
   // key_blocks(...) + b·key_block_stride(); dimension d of position p sits at d·kKeyBlock + p%kKeyBlock.
-  const uint16_t* key_blocks(int64_t layer, int64_t seq) const { return k_data() + base(layer, seq); }
-  int64_t key_block_stride() const { return kv_dim_ * kKeyBlock; }
-  // Key dimension d of one position (tests and diagnostics; attention reads whole blocks).
-  uint16_t key(int64_t layer, int64_t seq, int64_t pos, int64_t d) const {
-    return k_data()[base(layer, seq) + size_t(key_offset(pos, d))];
-  }
+  const uint16_t* key_blocks(int64_t layer, int64_t seq, int64_t head) const { return k_data() + base(layer, seq, head); }
+  int64_t key_block_stride() const { return head_dim_ * kKeyBlock; }
+  // The values of one kv head: position p's head_dim values at values(...) + p·head_dim().
+  const uint16_t* values(int64_t layer, int64_t seq, int64_t head) const { return v_data() + base(layer, seq, head); }
 
-  // The kv_dim values of one position.
-  const uint16_t* v(int64_t layer, int64_t seq, int64_t pos) const {
-    return v_data() + base(layer, seq) + size_t(pos * kv_dim_);
+  // Dimension d ∈ [0, kv_dim) of one position's key / value (tests and diagnostics).
+  uint16_t key(int64_t layer, int64_t seq, int64_t pos, int64_t d) const {
+    return key_blocks(layer, seq, d / head_dim_)[key_offset(pos, d % head_dim_)];
+  }
+  uint16_t value(int64_t layer, int64_t seq, int64_t pos, int64_t d) const {
+    return values(layer, seq, d / head_dim_)[pos * head_dim_ + d % head_dim_];
   }
 
   // Copies positions [0, n) of sequence `from` to sequence `to` (every layer).
@@ -53,9 +58,9 @@ class KvCache {
   void clear(int64_t seq) { length_[size_t(seq)] = 0; }
 
  private:
-  // Both arrays hold n_ctx_padded_ positions per (layer, seq) (whole key blocks).
-  size_t base(int64_t layer, int64_t seq) const {
-    return size_t((layer * n_seq_ + seq) * n_ctx_padded_ * kv_dim_);
+  // Both arrays hold n_ctx_padded_ positions per (layer, seq, head) (whole key blocks).
+  size_t base(int64_t layer, int64_t seq, int64_t head) const {
+    return size_t(((layer * n_seq_ + seq) * n_head_kv_ + head) * n_ctx_padded_ * head_dim_);
   }
   int64_t key_offset(int64_t pos, int64_t d) const {
     return (pos / kKeyBlock) * key_block_stride() + d * kKeyBlock + pos % kKeyBlock;
@@ -64,7 +69,7 @@ class KvCache {
   const uint16_t* k_data() const { return reinterpret_cast<const uint16_t*>(k_.data()); }
   uint16_t* v_data() { return reinterpret_cast<uint16_t*>(v_.data()); }
   const uint16_t* v_data() const { return reinterpret_cast<const uint16_t*>(v_.data()); }
-  int64_t n_layer_, n_seq_, n_ctx_, n_ctx_padded_, kv_dim_;
+  int64_t n_layer_, n_seq_, n_ctx_, n_ctx_padded_, n_head_kv_, head_dim_;
   size_t cells_ = 0;  // halves in each of k_ and v_
   // Attention streams the whole cache of a sequence every step: huge pages, zero-filled (by the
   // system, page by page on first touch).

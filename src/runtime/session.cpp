@@ -13,7 +13,7 @@ double elapsed_ms(std::chrono::steady_clock::time_point since) {
 Session::Session(const Model& model, int64_t n_ctx, int n_threads, int64_t n_batch)
     : model_(model),
       pool_(n_threads),
-      cache_(model.hp.n_layer, 1, n_ctx, model.hp.kv_dim()),
+      cache_(model.hp.n_layer, 1, n_ctx, model.hp.n_head_kv, model.hp.head_dim),
       n_batch_(std::max<int64_t>(1, n_batch)) {}
 
 std::vector<float> Session::run(std::span<const int32_t> tokens, int64_t first_pos, bool all_logits) {

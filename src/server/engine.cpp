@@ -107,7 +107,7 @@ Engine::Engine(const Model& model, EngineConfig config, Metrics& metrics)
       config_(std::move(config)),
       metrics_(metrics),
       pool_(config_.threads),
-      cache_(model.hp.n_layer, config_.n_slots, config_.n_ctx_slot, model.hp.kv_dim()) {
+      cache_(model.hp.n_layer, config_.n_slots, config_.n_ctx_slot, model.hp.n_head_kv, model.hp.head_dim) {
   if (!model.tokenizer) throw Error("the server needs a model with a tokenizer");
   for (int i = 0; i < config_.n_slots; ++i) {
     slots_.push_back(std::make_unique<Slot>());

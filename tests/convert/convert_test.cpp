@@ -205,7 +205,7 @@ TEST(Convert, OneBitLlmNamesGiveArchBitnet) {
 
 std::vector<float> logits(const std::string& path, const std::vector<int32_t>& tokens) {
   const auto model = load_model(path);
-  KvCache cache(model->hp.n_layer, 1, 64, model->hp.kv_dim());
+  KvCache cache(model->hp.n_layer, 1, 64, model->hp.n_head_kv, model->hp.head_dim);
   Batch b;
   for (size_t i = 0; i < tokens.size(); ++i) b.add(tokens[i], int32_t(i), 0, true);
   ThreadPool pool(2);

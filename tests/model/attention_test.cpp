@@ -26,7 +26,7 @@ struct Fixture {
   std::vector<int64_t> n_kv;
 
   explicit Fixture(int64_t head_dim)
-      : hd(head_dim), cache(1, 2, kPositions, kHeadsKv * head_dim) {
+      : hd(head_dim), cache(1, 2, kPositions, kHeadsKv, head_dim) {
     std::mt19937 rng(static_cast<uint32_t>(head_dim));
     std::uniform_real_distribution<float> u(0.05f, 2.0f);
     std::bernoulli_distribution sign;
@@ -44,8 +44,7 @@ struct Fixture {
 
   KvHead head(int64_t h) const {
     const int64_t kvh = h / kGroup;
-    return {cache.key_blocks(0, 1) + kvh * hd * KvCache::kKeyBlock, cache.key_block_stride(),
-            cache.v(0, 1, 0) + kvh * hd, cache.kv_dim(), hd};
+    return {cache.key_blocks(0, 1, kvh), cache.key_block_stride(), cache.values(0, 1, kvh), hd, hd};
   }
   const float* query(size_t i, int64_t h) const { return &q[size_t((int64_t(i) * kHeadsKv * kGroup + h) * hd)]; }
 
@@ -64,7 +63,7 @@ struct Fixture {
     for (double& s : score) sum += s = std::exp(s - max_score);
     for (int64_t p = 0; p < n; ++p)
       for (int64_t d = 0; d < hd; ++d)
-        out[size_t(d)] += score[size_t(p)] / sum * fp16_to_fp32(cache.v(0, 1, p)[kvh * hd + d]);
+        out[size_t(d)] += score[size_t(p)] / sum * fp16_to_fp32(cache.value(0, 1, p, kvh * hd + d));
     return out;
   }
 
@@ -131,27 +130,37 @@ INSTANTIATE_TEST_SUITE_P(AllIsas, Attention,
                                             ::testing::Values(int64_t(20), int64_t(64), int64_t(96), int64_t(128))),
                          name);
 
-TEST(KvCache, KeysAreStoredInPositionBlocksAndPrefixesCopy) {
-  KvCache cache(2, 2, 13, 3);  // 13 positions: two key blocks, the second partial
+TEST(KvCache, EachHeadHoldsKeyBlocksThenValuesAndPrefixesCopy) {
+  KvCache cache(2, 2, 13, 2, 3);  // 13 positions: two key blocks, the second partial; 2 heads of 3
   for (int64_t l = 0; l < 2; ++l)
     for (int64_t p = 0; p < 13; ++p) {
-      const float k[3] = {float(l * 100 + p), float(p) + 0.5f, -float(p)};
-      const float v[3] = {float(p), float(l), 1.0f};
+      const float k[6] = {float(l * 100 + p), float(p) + 0.5f, -float(p), 1000.0f + float(p), 2.0f, float(l)};
+      const float v[6] = {float(p), float(l), 1.0f, -float(p), 3.0f, float(l * 10 + p)};
       cache.store(l, 0, p, k, v);
     }
+  EXPECT_EQ(cache.kv_dim(), 6);
   EXPECT_EQ(fp16_to_fp32(cache.key(1, 0, 9, 0)), 109.0f);
-  EXPECT_EQ(fp16_to_fp32(cache.key_blocks(1, 0)[cache.key_block_stride() + 1 * 8 + 1]), 9.5f);
-  EXPECT_EQ(fp16_to_fp32(cache.v(1, 0, 12)[1]), 1.0f);
-  EXPECT_EQ(cache.bytes(), 2u * 2 * 2 * 16 * 3 * sizeof(uint16_t));  // positions padded to 16
+  EXPECT_EQ(fp16_to_fp32(cache.key(1, 0, 9, 3)), 1009.0f);
+  // Head 0, block 1 (positions 8..15), dimension 1, position 9 (8 + 1).
+  EXPECT_EQ(fp16_to_fp32(cache.key_blocks(1, 0, 0)[cache.key_block_stride() + 1 * 8 + 1]), 9.5f);
+  // Head 1's key blocks: dimension 0 of position 12 = 1012; its values: position 12, dimension 2.
+  EXPECT_EQ(fp16_to_fp32(cache.key_blocks(1, 0, 1)[cache.key_block_stride() + 0 * 8 + 4]), 1012.0f);
+  EXPECT_EQ(fp16_to_fp32(cache.values(1, 0, 1)[12 * 3 + 2]), 22.0f);
+  EXPECT_EQ(fp16_to_fp32(cache.value(1, 0, 12, 1)), 1.0f);
+  EXPECT_EQ(cache.key_block_stride(), 3 * KvCache::kKeyBlock);
+  // Regions are contiguous per head: head 1 starts right after head 0's 16 padded positions.
+  EXPECT_EQ(cache.values(0, 0, 1) - cache.values(0, 0, 0), 16 * 3);
+  EXPECT_EQ(cache.bytes(), 2u * 2 * 2 * 16 * 6 * sizeof(uint16_t));  // positions padded to 16
 
   cache.copy_prefix(0, 1, 10);
   for (int64_t l = 0; l < 2; ++l)
     for (int64_t p = 0; p < 10; ++p)
-      for (int64_t d = 0; d < 3; ++d) {
+      for (int64_t d = 0; d < 6; ++d) {
         EXPECT_EQ(cache.key(l, 1, p, d), cache.key(l, 0, p, d));
-        EXPECT_EQ(cache.v(l, 1, p)[d], cache.v(l, 0, p)[d]);
+        EXPECT_EQ(cache.value(l, 1, p, d), cache.value(l, 0, p, d));
       }
-  EXPECT_EQ(cache.v(0, 1, 10)[0], 0);  // values past the prefix are not copied
+  EXPECT_EQ(cache.value(0, 1, 10, 0), 0);  // values past the prefix are not copied
+  EXPECT_EQ(cache.value(0, 1, 10, 5), 0);
 }
 
 TEST(KvCache, StoreRoundsLikeFp32ToFp16) {
@@ -161,11 +170,11 @@ TEST(KvCache, StoreRoundsLikeFp32ToFp16) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> exponent(-30.0f, 17.0f);
   while (x.size() < 64) x.push_back(std::exp2(exponent(rng)) * (x.size() % 2 ? -1.0f : 1.0f));
-  KvCache cache(1, 1, 1, int64_t(x.size()));
+  KvCache cache(1, 1, 1, 4, int64_t(x.size()) / 4);
   cache.store(0, 0, 0, x.data(), x.data());
   for (size_t d = 0; d < x.size(); ++d) {
     EXPECT_EQ(cache.key(0, 0, 0, int64_t(d)), fp32_to_fp16(x[d])) << x[d];
-    EXPECT_EQ(cache.v(0, 0, 0)[d], fp32_to_fp16(x[d])) << x[d];
+    EXPECT_EQ(cache.value(0, 0, 0, int64_t(d)), fp32_to_fp16(x[d])) << x[d];
   }
 }
 

@@ -16,7 +16,7 @@ TEST(Batching, WholePromptEqualsTokenByToken) {
   const auto m = tiny();
   const auto tokens = m->tokenizer->encode("Batching must not change the numbers", true, false);
   ThreadPool pool(2);
-  KvCache a(m->hp.n_layer, 1, 64, m->hp.kv_dim()), b(m->hp.n_layer, 1, 64, m->hp.kv_dim());
+  KvCache a(m->hp.n_layer, 1, 64, m->hp.n_head_kv, m->hp.head_dim), b(m->hp.n_layer, 1, 64, m->hp.n_head_kv, m->hp.head_dim);
   Batch whole;
   for (size_t i = 0; i < tokens.size(); ++i) whole.add(tokens[i], int32_t(i), 0, true);
   const auto all = forward(*m, a, whole, pool);
@@ -36,14 +36,14 @@ TEST(Batching, InterleavedSequencesEqualSeparateRuns) {
   ThreadPool pool(2);
   const int64_t V = m->hp.n_vocab;
   auto run_alone = [&](const std::vector<int32_t>& s) {
-    KvCache c(m->hp.n_layer, 1, 64, m->hp.kv_dim());
+    KvCache c(m->hp.n_layer, 1, 64, m->hp.n_head_kv, m->hp.head_dim);
     Batch b;
     for (size_t i = 0; i < s.size(); ++i) b.add(s[i], int32_t(i), 0, true);
     return forward(*m, c, b, pool);
   };
   const auto alone0 = run_alone(s0), alone1 = run_alone(s1);
   // Both sequences in shared batches: each step holds one token of each (continuous batching).
-  KvCache c(m->hp.n_layer, 2, 64, m->hp.kv_dim());
+  KvCache c(m->hp.n_layer, 2, 64, m->hp.n_head_kv, m->hp.head_dim);
   for (size_t i = 0; i < std::max(s0.size(), s1.size()); ++i) {
     Batch b;
     if (i < s1.size()) b.add(s1[i], int32_t(i), 1, true);
@@ -139,7 +139,7 @@ TEST(ContextLimit, GenerateStopsWithContextFullReason) {
 TEST(BatchValidation, RejectsBadTokensSequencesAndGaps) {
   const auto m = tiny();
   ThreadPool pool(1);
-  KvCache c(m->hp.n_layer, 2, 16, m->hp.kv_dim());
+  KvCache c(m->hp.n_layer, 2, 16, m->hp.n_head_kv, m->hp.head_dim);
   auto expect_error = [&](Batch b, const char* needle) {
     try {
       forward(*m, c, b, pool);

@@ -168,7 +168,7 @@ TEST_P(ForwardReference, MatchesFloat64Evaluation) {
   ASSERT_GE(tokens.size(), 5u);
 
   ThreadPool pool(2);
-  KvCache cache(model->hp.n_layer, 1, 64, model->hp.kv_dim());
+  KvCache cache(model->hp.n_layer, 1, 64, model->hp.n_head_kv, model->hp.head_dim);
   Batch b;  // the prompt in one batch, logits at every position
   for (size_t i = 0; i < tokens.size(); ++i) b.add(tokens[i], int32_t(i), 0, true);
   const std::vector<float> logits = forward(*model, cache, b, pool);

@@ -37,7 +37,7 @@ TEST(WeightPlacement, StreamedMatricesAreCopiedUnlessMapped) {
 
   ThreadPool pool(2);
   const auto tokens = copied->tokenizer->encode("the same logits from either place", true, false);
-  KvCache a(copied->hp.n_layer, 1, 64, copied->hp.kv_dim()), b(copied->hp.n_layer, 1, 64, copied->hp.kv_dim());
+  KvCache a(copied->hp.n_layer, 1, 64, copied->hp.n_head_kv, copied->hp.head_dim), b(copied->hp.n_layer, 1, 64, copied->hp.n_head_kv, copied->hp.head_dim);
   Batch batch;
   for (size_t i = 0; i < tokens.size(); ++i) batch.add(tokens[i], int32_t(i), 0, i + 1 == tokens.size());
   EXPECT_EQ(forward(*copied, a, batch, pool), forward(*mapped, b, batch, pool));
