@@ -28,6 +28,10 @@ class PageBuffer {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
 
+  // Faults every page in now (the system zero-fills them), so that first use does not pay for it
+  // (a KV cache is allocated before a timed run and filled during it).
+  void prefault();
+
   // Bytes of this buffer currently resident on huge pages (/proc/self/smaps; 0 where unknown).
   size_t huge_page_bytes() const;
 

@@ -25,6 +25,8 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_k
   cells_ = size_t(cells);
   k_ = PageBuffer(cells_ * sizeof(uint16_t));
   v_ = PageBuffer(cells_ * sizeof(uint16_t));
+  k_.prefault();
+  v_.prefault();
   length_.assign(size_t(n_seq), 0);
 }
 

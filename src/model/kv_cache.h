@@ -71,8 +71,8 @@ class KvCache {
   const uint16_t* v_data() const { return reinterpret_cast<const uint16_t*>(v_.data()); }
   int64_t n_layer_, n_seq_, n_ctx_, n_ctx_padded_, n_head_kv_, head_dim_;
   size_t cells_ = 0;  // halves in each of k_ and v_
-  // Attention streams the whole cache of a sequence every step: huge pages, zero-filled (by the
-  // system, page by page on first touch).
+  // Attention streams the whole cache of a sequence every step: huge pages, zero-filled and
+  // faulted in at construction.
   PageBuffer k_, v_;
   std::vector<int64_t> length_;
 };

@@ -18,6 +18,8 @@ TEST(PageBuffer, IsHugePageAlignedZeroFilledAndWritable) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % PageBuffer::kHugePage, 0u);
   for (size_t i = 0; i < bytes; i += 4093) ASSERT_EQ(b.data()[i], 0) << i;
   EXPECT_EQ(b.data()[bytes - 1], 0);
+  b.prefault();  // touches every page, changes nothing
+  for (size_t i = 0; i < bytes; i += 4093) ASSERT_EQ(b.data()[i], 0) << i;
   for (size_t i = 0; i < bytes; ++i) b.data()[i] = uint8_t(i * 31 + 7);
   for (size_t i = 0; i < bytes; i += 4093) ASSERT_EQ(b.data()[i], uint8_t(i * 31 + 7)) << i;
   // Whatever the system grants, it cannot report more huge-page bytes than the buffer holds
