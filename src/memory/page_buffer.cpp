@@ -105,6 +105,12 @@ size_t WeightArena::huge_page_bytes() const {
   return std::min(total, bytes_);  // the last chunk's partly used huge page counts whole
 }
 
+void release_file_pages(const void* p, size_t bytes) {
+  const uintptr_t page = 4096, begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page,
+                  end = (reinterpret_cast<uintptr_t>(p) + bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advisory
+}
+
 std::string transparent_huge_page_mode() {
   std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
   std::string modes;

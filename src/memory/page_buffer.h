@@ -57,6 +57,11 @@ class WeightArena {
   size_t bytes_ = 0;
 };
 
+// Drops this process's mapping of the whole pages inside [p, p + bytes) of a read-only file mapping
+// (MADV_DONTNEED): a copy has been made, so the pages need not count twice in the resident set.
+// They stay in the page cache and read back unchanged if touched again.
+void release_file_pages(const void* p, size_t bytes);
+
 // The system's transparent huge page mode ("always", "madvise", "never"), or "" where unknown.
 std::string transparent_huge_page_mode();
 

@@ -58,7 +58,11 @@ class Binder {
       v.codes_checked = true;
     }
     if (v.type == GgmlType::TQ2_0) v = repack_tq2_to_i2s(v, repacked);
-    if (!repacked.empty() || (streamed && !options_.map_weights)) v.data = m_.arena.copy(v.data, v.nbytes);
+    if (!repacked.empty() || (streamed && !options_.map_weights)) {
+      const uint8_t* source = v.data;
+      v.data = m_.arena.copy(source, v.nbytes);
+      if (repacked.empty()) release_file_pages(source, v.nbytes);
+    }
     return v;
   }
 
