@@ -22,6 +22,25 @@ TEST(QuantsFloat, F32RoundTripIsExact) {
   EXPECT_EQ(dequantize_all(make_view(GgmlType::F32, 40, 3, bytes)), x);
 }
 
+TEST(Half, EveryHalfConvertsToItsValueAndBack) {
+  // Independent of half.h's code paths (bit manipulation on x86, FCVT on aarch64):
+  // (−1)^s · 2^(e−15) · (1 + m/1024), subnormals 2^−14 · m/1024, e = 31 infinities and NaNs.
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const int sign = (h >> 15) ? -1 : 1, e = int(h >> 10) & 31, m = int(h & 1023);
+    const float got = fp16_to_fp32(uint16_t(h));
+    if (e == 31 && m != 0) {
+      EXPECT_TRUE(std::isnan(got)) << h;
+      continue;
+    }
+    const double want = e == 31  ? sign * INFINITY
+                        : e == 0 ? sign * std::ldexp(double(m), -24)
+                                 : sign * std::ldexp(1024.0 + m, e - 25);
+    ASSERT_EQ(double(got), want) << "half 0x" << std::hex << h;
+    ASSERT_EQ(std::signbit(got), sign < 0) << "half 0x" << std::hex << h;
+    ASSERT_EQ(fp32_to_fp16(got), uint16_t(h)) << "half 0x" << std::hex << h;
+  }
+}
+
 TEST(QuantsFloat, F16AndBF16RoundTripMatchConversion) {
   const auto x = random_floats(4 * 33, 2, -70000, 70000);
   for (GgmlType type : {GgmlType::F16, GgmlType::BF16}) {
