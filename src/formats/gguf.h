@@ -80,6 +80,9 @@ class GgufFile {
   ~GgufFile();
 
   const std::string& path() const;
+  // True for open(): the tensor bytes are the process's private, read-only mapping of the file
+  // (so its pages may be dropped and re-read); false for parse() of a caller's buffer.
+  bool memory_mapped() const;
   uint32_t version() const;
   uint32_t alignment() const;
   uint64_t data_start() const;

@@ -95,6 +95,7 @@ GgufFile GgufFile::parse(std::span<const uint8_t> bytes, std::string name) {
 }
 
 const std::string& GgufFile::path() const { return impl_->path; }
+bool GgufFile::memory_mapped() const { return impl_->mapping != nullptr; }
 uint32_t GgufFile::version() const { return impl_->parsed.version; }
 uint32_t GgufFile::alignment() const { return impl_->parsed.alignment; }
 uint64_t GgufFile::data_start() const { return impl_->parsed.data_start; }

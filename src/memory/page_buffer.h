@@ -59,7 +59,8 @@ class WeightArena {
 
 // Drops this process's mapping of the whole pages inside [p, p + bytes) of a read-only file mapping
 // (MADV_DONTNEED): a copy has been made, so the pages need not count twice in the resident set.
-// They stay in the page cache and read back unchanged if touched again.
+// They stay in the page cache and read back unchanged if touched again. Only for file mappings:
+// on anonymous memory MADV_DONTNEED discards the contents.
 void release_file_pages(const void* p, size_t bytes);
 
 // The system's transparent huge page mode ("always", "madvise", "never"), or "" where unknown.

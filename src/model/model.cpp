@@ -61,7 +61,9 @@ class Binder {
     if (!repacked.empty() || (streamed && !options_.map_weights)) {
       const uint8_t* source = v.data;
       v.data = m_.arena.copy(source, v.nbytes);
-      if (repacked.empty()) release_file_pages(source, v.nbytes);
+      // Dropping pages is only safe on the file mapping: in a caller's buffer (GgufFile::parse)
+      // it would zero the caller's memory.
+      if (repacked.empty() && m_.file.memory_mapped()) release_file_pages(source, v.nbytes);
     }
     return v;
   }

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include "model/forward.h"
 #include "test_data.h"
@@ -41,6 +43,18 @@ TEST(WeightPlacement, StreamedMatricesAreCopiedUnlessMapped) {
   Batch batch;
   for (size_t i = 0; i < tokens.size(); ++i) batch.add(tokens[i], int32_t(i), 0, i + 1 == tokens.size());
   EXPECT_EQ(forward(*copied, a, batch, pool), forward(*mapped, b, batch, pool));
+}
+
+TEST(WeightPlacement, ACallersBufferIsLeftIntact) {
+  // The loader drops the file mapping's pages of each copy; a parsed buffer must not be touched.
+  std::ifstream in(testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S), std::ios::binary);
+  const std::vector<uint8_t> original((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(original.size(), 1u << 20);
+  const std::vector<uint8_t> buffer = original;
+  const auto m = load_model(GgufFile::parse(buffer));
+  EXPECT_GT(m->arena.bytes(), 0u);
+  EXPECT_FALSE(m->file.memory_mapped());
+  EXPECT_TRUE(buffer == original);
 }
 
 TEST(WeightPlacement, AnUntiedEmbeddingTableStaysInTheFile) {
