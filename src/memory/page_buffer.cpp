@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -60,8 +61,10 @@ void PageBuffer::prefault() {
 
 namespace {
 
-// Σ AnonHugePages over the mappings of /proc/self/smaps that overlap [begin, end).
-size_t smaps_huge_bytes(uintptr_t begin, uintptr_t end) {
+using Range = std::pair<uintptr_t, uintptr_t>;  // [begin, end)
+
+// Σ AnonHugePages over the mappings of /proc/self/smaps that overlap any of the ranges (one pass).
+size_t smaps_huge_bytes(const std::vector<Range>& ranges) {
   std::ifstream in("/proc/self/smaps");
   size_t total = 0;
   bool inside = false;
@@ -69,21 +72,27 @@ size_t smaps_huge_bytes(uintptr_t begin, uintptr_t end) {
     uintptr_t lo = 0, hi = 0;
     char dash = 0;
     std::istringstream head(line);
-    if (head >> std::hex >> lo >> dash >> hi && dash == '-') {
-      inside = lo < end && hi > begin;
+    if (head >> std::hex >> lo >> dash >> hi && dash == '-') {  // a mapping's header line
+      inside = std::any_of(ranges.begin(), ranges.end(), [&](const Range& r) { return lo < r.second && hi > r.first; });
       continue;
     }
-    if (inside && line.rfind("AnonHugePages:", 0) == 0) total += size_t(std::stoull(line.substr(14))) * 1024;
+    if (inside && line.rfind("AnonHugePages:", 0) == 0)
+      total += size_t(std::strtoull(line.c_str() + 14, nullptr, 10)) * 1024;
   }
   return total;
+}
+
+Range range_of(const PageBuffer& b) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(b.data());
+  return {begin, begin + b.size()};
 }
 
 }  // namespace
 
 size_t PageBuffer::huge_page_bytes() const {
   if (!data_) return 0;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(data_);
-  return smaps_huge_bytes(begin, begin + size_);
+  // The system may merge neighbouring mappings into one region; count at most this buffer's pages.
+  return std::min(smaps_huge_bytes({range_of(*this)}), (size_ + kHugePage - 1) / kHugePage * kHugePage);
 }
 
 const uint8_t* WeightArena::copy(const void* src, size_t bytes) {
@@ -100,9 +109,10 @@ const uint8_t* WeightArena::copy(const void* src, size_t bytes) {
 }
 
 size_t WeightArena::huge_page_bytes() const {
-  size_t total = 0;
-  for (const PageBuffer& c : chunks_) total += c.huge_page_bytes();
-  return std::min(total, bytes_);  // the last chunk's partly used huge page counts whole
+  std::vector<Range> ranges;
+  for (const PageBuffer& c : chunks_) ranges.push_back(range_of(c));
+  // The last chunk's partly used huge page counts whole.
+  return ranges.empty() ? 0 : std::min(smaps_huge_bytes(ranges), bytes_);
 }
 
 void release_file_pages(const void* p, size_t bytes) {
