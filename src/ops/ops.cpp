@@ -213,8 +213,8 @@ struct RowJob {
 constexpr int64_t kChunksPerThread = 4;
 
 // Runs every job's rows in chunks that the threads claim one after another (for_each_claimed),
-// about kChunksPerThread per thread over all jobs together. Each row is computed by exactly one call with a
-// fixed per-row order, so chunking never changes a result.
+// about kChunksPerThread per thread over all jobs together. Each row is computed by exactly one
+// call with a fixed per-row order, so chunking never changes a result.
 void run_row_jobs(ThreadPool& pool, const std::vector<RowJob>& jobs) {
   int64_t total = 0, align = 1;
   for (const RowJob& j : jobs) total += j.rows, align = std::max(align, j.align);

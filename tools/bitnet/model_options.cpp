@@ -40,7 +40,7 @@ RunConfig to_run_config(const ModelOptions& o) {
   c.ctx_size = o.ctx;
   c.batch_size = o.batch;
   c.gpu_layers = o.gpu_layers;
-  c.mmap = o.mmap && !o.no_mmap;
+  c.mmap = o.map_weights();
   return c;
 }
 
@@ -130,7 +130,7 @@ LoadedModel load_for_run(const ModelOptions& o) {
   lm.threads = threads.threads;
   const std::string path = o.model.empty() ? default_model_path() : o.model;
   LoadOptions load;
-  load.map_weights = o.mmap && !o.no_mmap;
+  load.map_weights = o.map_weights();
   if (!load.map_weights) {
     // The copy needs about the file's size in memory; without it the file mapping still works.
     std::error_code ec;

@@ -23,6 +23,7 @@ struct ModelOptions {
   int64_t batch = 512;
   int32_t gpu_layers = 0;
   bool mmap = false, no_mmap = false;  // no_mmap: the default, a flag for llama.cpp compatibility
+  bool map_weights() const { return mmap && !no_mmap; }  // LoadOptions::map_weights
 };
 
 void add_model_options(ArgParser& parser, ModelOptions& options);
