@@ -14,39 +14,44 @@
 
 namespace bitnet {
 
+namespace {
+
+size_t round_up_to_huge_pages(size_t bytes) {
+  return (bytes + PageBuffer::kHugePage - 1) / PageBuffer::kHugePage * PageBuffer::kHugePage;
+}
+
+}  // namespace
+
 PageBuffer::PageBuffer(size_t bytes) {
   if (bytes == 0) return;
   // Over-allocate by one huge page and align inside: mmap only guarantees 4 KiB alignment, and a
   // huge page can only back a 2 MiB-aligned range.
-  const size_t mapped = (bytes + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
+  const size_t mapped = round_up_to_huge_pages(bytes) + kHugePage;
   void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (base == MAP_FAILED)
     throw Error("cannot allocate " + std::to_string(bytes >> 20) + " MiB: " + std::strerror(errno));
   map_base_ = static_cast<uint8_t*>(base);
   mapped_ = mapped;
-  const uintptr_t aligned = (reinterpret_cast<uintptr_t>(base) + kHugePage - 1) / kHugePage * kHugePage;
-  data_ = reinterpret_cast<uint8_t*>(aligned);
+  data_ = reinterpret_cast<uint8_t*>(round_up_to_huge_pages(reinterpret_cast<uintptr_t>(base)));
   size_ = bytes;
 #ifdef MADV_HUGEPAGE
-  madvise(data_, (bytes + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);  // advisory
+  madvise(data_, round_up_to_huge_pages(bytes), MADV_HUGEPAGE);  // advisory
 #endif
 }
 
-PageBuffer::PageBuffer(PageBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)),
-      mapped_(std::exchange(other.mapped_, 0)),
-      map_base_(std::exchange(other.map_base_, nullptr)) {}
+PageBuffer::PageBuffer(PageBuffer&& other) noexcept { swap(other); }
 
 PageBuffer& PageBuffer::operator=(PageBuffer&& other) noexcept {
-  if (this != &other) {
-    PageBuffer old(std::move(*this));
-    data_ = std::exchange(other.data_, nullptr);
-    size_ = std::exchange(other.size_, 0);
-    mapped_ = std::exchange(other.mapped_, 0);
-    map_base_ = std::exchange(other.map_base_, nullptr);
-  }
+  PageBuffer old(std::move(*this));  // this buffer's mapping is released when `old` goes
+  swap(other);
   return *this;
+}
+
+void PageBuffer::swap(PageBuffer& other) noexcept {
+  std::swap(data_, other.data_);
+  std::swap(size_, other.size_);
+  std::swap(mapped_, other.mapped_);
+  std::swap(map_base_, other.map_base_);
 }
 
 PageBuffer::~PageBuffer() {
@@ -59,21 +64,16 @@ void PageBuffer::prefault() {
   for (size_t i = 0; i < size_; i += 4096) p[i] = 0;
 }
 
-namespace {
-
-using Range = std::pair<uintptr_t, uintptr_t>;  // [begin, end)
-
-// Σ AnonHugePages over the mappings of /proc/self/smaps that overlap any of the ranges (one pass).
-size_t smaps_huge_bytes(const std::vector<Range>& ranges) {
-  std::ifstream in("/proc/self/smaps");
+size_t smaps_huge_bytes(std::istream& smaps, const std::vector<AddressRange>& ranges) {
   size_t total = 0;
   bool inside = false;
-  for (std::string line; std::getline(in, line);) {
+  for (std::string line; std::getline(smaps, line);) {
     uintptr_t lo = 0, hi = 0;
     char dash = 0;
     std::istringstream head(line);
     if (head >> std::hex >> lo >> dash >> hi && dash == '-') {  // a mapping's header line
-      inside = std::any_of(ranges.begin(), ranges.end(), [&](const Range& r) { return lo < r.second && hi > r.first; });
+      inside = std::any_of(ranges.begin(), ranges.end(),
+                           [&](const AddressRange& r) { return lo < r.end && hi > r.begin; });
       continue;
     }
     if (inside && line.rfind("AnonHugePages:", 0) == 0)
@@ -82,7 +82,14 @@ size_t smaps_huge_bytes(const std::vector<Range>& ranges) {
   return total;
 }
 
-Range range_of(const PageBuffer& b) {
+namespace {
+
+size_t own_smaps_huge_bytes(const std::vector<AddressRange>& ranges) {
+  std::ifstream smaps("/proc/self/smaps");
+  return smaps_huge_bytes(smaps, ranges);
+}
+
+AddressRange range_of(const PageBuffer& b) {
   const uintptr_t begin = reinterpret_cast<uintptr_t>(b.data());
   return {begin, begin + b.size()};
 }
@@ -92,7 +99,7 @@ Range range_of(const PageBuffer& b) {
 size_t PageBuffer::huge_page_bytes() const {
   if (!data_) return 0;
   // The system may merge neighbouring mappings into one region; count at most this buffer's pages.
-  return std::min(smaps_huge_bytes({range_of(*this)}), (size_ + kHugePage - 1) / kHugePage * kHugePage);
+  return std::min(own_smaps_huge_bytes({range_of(*this)}), round_up_to_huge_pages(size_));
 }
 
 const uint8_t* WeightArena::copy(const void* src, size_t bytes) {
@@ -109,10 +116,10 @@ const uint8_t* WeightArena::copy(const void* src, size_t bytes) {
 }
 
 size_t WeightArena::huge_page_bytes() const {
-  std::vector<Range> ranges;
+  std::vector<AddressRange> ranges;
   for (const PageBuffer& c : chunks_) ranges.push_back(range_of(c));
   // The last chunk's partly used huge page counts whole.
-  return ranges.empty() ? 0 : std::min(smaps_huge_bytes(ranges), bytes_);
+  return ranges.empty() ? 0 : std::min(own_smaps_huge_bytes(ranges), bytes_);
 }
 
 void release_file_pages(const void* p, size_t bytes) {

