@@ -10,7 +10,6 @@
 #include "formats/gguf.h"
 #include "model/hparams.h"
 #include "tensor/quants.h"
-#include "tensor/tl_tiles.h"
 #include "tokenizer/tokenizer.h"
 
 namespace bitnet {
@@ -69,6 +68,9 @@ struct TensorPlan {
 const std::vector<ModelPreset>& model_presets() {
   static const std::vector<ModelPreset> presets = {
       {"tiny", 256, 2, 4, 2, 512, 512, "test model"},
+      // The 3B's awkward widths in miniature: head size 100, rows of 400 and 544 that are not
+      // whole 128-blocks (the 3B's 8640 is 67.5 blocks), neither a multiple of 256.
+      {"tiny-odd", 400, 2, 4, 2, 544, 512, "test model with 3B-like odd widths"},
       {"125M", 768, 12, 12, 4, 2048, 2048, "small development model"},
       {"large", 1536, 24, 16, 16, 4096, 2048, "1bitLLM bitnet_b1_58-large (0.7B)"},
       {"2B-4T", 2560, 30, 20, 5, 6912, 4096, "microsoft BitNet-b1.58-2B-4T"},
@@ -148,26 +150,17 @@ void generate_dummy_model(const DummyModelSpec& spec, const std::string& path,
   const double residual_gain = 1.0 / std::sqrt(2.0 * double(p.n_layer));
   std::vector<TensorPlan> plan;
   auto proj = [&](const std::string& name, int64_t cols, int64_t rows, double gain) {
-    GgmlType t = spec.type;
-    const bool is_tl = t == GgmlType::TL1 || t == GgmlType::TL2;
-    const bool fits = ggml_tensor_nbytes(t, {cols, rows, 1, 1}).has_value() &&
-                      (!is_tl || tl_tiles(t, rows, cols).has_value());
-    if (!fits) {
-      if (is_tl)
-        throw Error("gen-model: " + std::string(ggml_type_name(t)) + " has no tile layout for the " +
-                    std::to_string(rows) + "x" + std::to_string(cols) + " matrices of preset '" +
-                    p.name + "'; use i2_s");
-      if (notes)
-        notes->push_back(name + ": row length " + std::to_string(cols) + " is not a multiple of the " +
-                         std::string(ggml_type_name(t)) + " block size; stored as F16");
-      t = GgmlType::F16;
-    }
+    const GgmlType t = storage_type(spec.type, name, cols, rows, notes);
     plan.push_back({name, t, {cols, rows}, TensorPlan::Projection, gain});
   };
-  plan.push_back({"token_embd.weight", spec.embedding_type, {p.n_embd, n_vocab}, TensorPlan::Embedding, 0});
+  // Embedding types fall back the same way (Q6_K needs rows of whole 256-blocks).
+  auto embedding = [&](const std::string& name) {
+    const GgmlType t = storage_type(spec.embedding_type, name, p.n_embd, n_vocab, notes);
+    plan.push_back({name, t, {p.n_embd, n_vocab}, TensorPlan::Embedding, 0});
+  };
+  embedding("token_embd.weight");
   plan.push_back({"output_norm.weight", GgmlType::F32, {p.n_embd}, TensorPlan::Norm, 0});
-  if (!arch.always_tied)
-    plan.push_back({"output.weight", spec.embedding_type, {p.n_embd, n_vocab}, TensorPlan::Embedding, 0});
+  if (!arch.always_tied) embedding("output.weight");
   for (int64_t i = 0; i < p.n_layer; ++i) {
     const std::string b = "blk." + std::to_string(i) + ".";
     plan.push_back({b + "attn_norm.weight", GgmlType::F32, {p.n_embd}, TensorPlan::Norm, 0});

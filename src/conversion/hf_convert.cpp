@@ -48,18 +48,34 @@ uint32_t gguf_file_type(GgmlType t) {
   }
 }
 
-void check_type_fits(GgmlType type, const std::string& tensor, int64_t cols, int64_t rows) {
+GgmlType storage_type(GgmlType wanted, const std::string& tensor, int64_t cols, int64_t rows,
+                      std::vector<std::string>* notes) {
   const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
-  if (type == GgmlType::TL1 || type == GgmlType::TL2) {
-    if (!tl_tiles(type, rows, cols))
-      throw Error(std::string(ggml_type_name(type)) + " has no tile layout for the " + shape + " tensor '" +
+  if (wanted == GgmlType::TL1 || wanted == GgmlType::TL2) {
+    if (!tl_tiles(wanted, rows, cols))
+      throw Error(std::string(ggml_type_name(wanted)) + " has no tile layout for the " + shape + " tensor '" +
                   tensor + "' (only the shapes of the published models have one); use i2_s");
-    return;
+    return wanted;
   }
-  if (!ggml_tensor_nbytes(type, {cols, rows, 1, 1}))
-    throw Error("type " + std::string(ggml_type_name(type)) + " cannot store the " + shape + " tensor '" +
-                tensor + "': row length " + std::to_string(cols) + " is not a multiple of its block size " +
-                std::to_string(ggml_type_info(type).block_size));
+  // I2_S packs the flattened matrix in 128-blocks, so only the element count must be whole blocks.
+  auto fits = [&](GgmlType t) {
+    return t == GgmlType::I2_S ? (cols * rows) % 128 == 0 : ggml_tensor_nbytes(t, {cols, rows, 1, 1}).has_value();
+  };
+  GgmlType t = wanted;
+  while (!fits(t)) {
+    const GgmlType next = (t == GgmlType::TQ1_0 || t == GgmlType::TQ2_0) ? GgmlType::I2_S
+                          : t == GgmlType::Q6_K                          ? GgmlType::Q8_0
+                                                                          : GgmlType::F16;
+    if (next == t)
+      throw Error("type " + std::string(ggml_type_name(t)) + " cannot store the " + shape + " tensor '" + tensor + "'");
+    if (notes)
+      notes->push_back(tensor + ": row length " + std::to_string(cols) + " is not a multiple of the " +
+                       std::string(ggml_type_name(t)) + " block size " + std::to_string(ggml_type_info(t).block_size) +
+                       "; stored as " + std::string(ggml_type_name(next)) +
+                       (next == GgmlType::I2_S ? " (same trits, one scale per tensor)" : ""));
+    t = next;
+  }
+  return t;
 }
 
 bool is_projection_name(const std::string& n) {
@@ -222,7 +238,7 @@ class Planner {
       if (!ok) shape_error(t, expected);
     }
     it.type = kind == Kind::Norm ? GgmlType::F32 : kind == Kind::Embedding ? emb_type_ : type_;
-    if (kind != Kind::Norm) check_type_fits(it.type, gguf, cols, rows);
+    if (kind != Kind::Norm) it.type = storage_type(it.type, gguf, cols, rows, &notes_);
     items_.push_back(std::move(it));
   }
 

@@ -37,8 +37,14 @@ bool is_embedding_output_type(GgmlType t);   // f32 f16 bf16 q8_0 q6_k
 GgmlType default_embedding_type(GgmlType projection_type);
 // general.file_type in bitnet.cpp's numbering (gguf.md §8.1).
 uint32_t gguf_file_type(GgmlType projection_type);
-// Error naming the tensor if `type` cannot store a rows × cols matrix (block size, TL tiles).
-void check_type_fits(GgmlType type, const std::string& tensor, int64_t cols, int64_t rows);
+// The type a rows × cols matrix is written in when `wanted` is asked for. Block types need rows
+// of whole blocks; where `wanted` has none (bitnet_b1_58-3B's widths 3200 and 8640 are not
+// multiples of 256), the nearest type that can store it, as llama-quantize falls back:
+// TQ1_0/TQ2_0 → I2_S (the same trits with one α per tensor: lossless for ternary weights),
+// Q6_K → Q8_0, then F16; each fallback adds a line to `notes` naming the tensor. TL1/TL2 without
+// a tile layout for the shape throw an Error naming the tensor (they have no lossless fallback).
+GgmlType storage_type(GgmlType wanted, const std::string& tensor, int64_t cols, int64_t rows,
+                      std::vector<std::string>* notes);
 // True for blk.N.{attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down}.weight.
 bool is_projection_name(const std::string& gguf_name);
 

@@ -47,7 +47,7 @@ void produce(const TensorView& v, GgmlType type, bool projection, std::span<uint
 }  // namespace
 
 void requantize_gguf(const std::string& in, const std::string& out, const RequantizeOptions& o,
-                     const GgufWriter::Progress& progress) {
+                     const GgufWriter::Progress& progress, std::vector<std::string>* notes) {
   if (!is_projection_output_type(o.type))
     throw Error("unsupported output type " + std::string(ggml_type_name(o.type)));
   const GgmlType emb = o.embedding_type.value_or(default_embedding_type(o.type));
@@ -79,8 +79,7 @@ void requantize_gguf(const std::string& in, const std::string& out, const Requan
     if (t.n_dims != 2) throw FormatError("tensor '" + t.name + "' should be a matrix but has " + std::to_string(t.n_dims) + " dimensions");
     if (!ggml_type_info(t.type).computable)
       throw FormatError("tensor '" + t.name + "' has type " + std::string(ggml_type_name(t.type)) + ", which cannot be decoded");
-    const GgmlType type = projection ? o.type : emb;
-    check_type_fits(type, t.name, t.ne[0], t.ne[1]);
+    const GgmlType type = storage_type(projection ? o.type : emb, t.name, t.ne[0], t.ne[1], notes);
     const TensorView v = f.view(t);
     w.add_tensor(t.name, type, ne, [v, type, projection](std::span<uint8_t> dst) { produce(v, type, projection, dst); });
   }

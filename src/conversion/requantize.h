@@ -4,6 +4,7 @@
 // with general.file_type updated. Streams tensor by tensor like the HF converter.
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "formats/gguf.h"
 #include "tensor/ggml_type.h"
@@ -15,9 +16,10 @@ struct RequantizeOptions {
   std::optional<GgmlType> embedding_type;  // default: default_embedding_type(type)
 };
 
-// Throws Error/FormatError (e.g. a float projection that is not ternary, a shape the type cannot
-// hold, a TL tensor of unknown shape); nothing is left at `out` on failure.
+// Throws Error/FormatError (e.g. a float projection that is not ternary, a TL tensor of unknown
+// shape); nothing is left at `out` on failure. A tensor the type cannot hold is written in the
+// fallback type of storage_type (hf_convert.h), with a line in `notes`.
 void requantize_gguf(const std::string& in, const std::string& out, const RequantizeOptions& options,
-                     const GgufWriter::Progress& progress = {});
+                     const GgufWriter::Progress& progress = {}, std::vector<std::string>* notes = nullptr);
 
 }  // namespace bitnet

@@ -152,12 +152,23 @@ BITNET_ATTN_AVX2 void sum_rest(int regs, const float* const* w, const T* v, int6
   }
 }
 
+inline float to_f32(float x) { return x; }
+inline float to_f32(uint16_t h) { return fp16_to_fp32(h); }
+
 template <int R, int V, class T>
 BITNET_ATTN_AVX2 void sum_rows(const float* const* w, const T* v, int64_t stride, int64_t count,
                                int64_t hd, float* const* acc) {
   int64_t d = 0;
   for (; d + V * 8 <= hd; d += V * 8) sum_tile<R, V>(w, v, stride, count, acc, d);
-  if (d < hd) sum_rest<R, V>(int((hd - d) / 8), w, v, stride, count, acc, d);
+  if (d + 8 <= hd) sum_rest<R, V>(int((hd - d) / 8), w, v, stride, count, acc, d);
+  // Head sizes that are not a multiple of 8 (100 on bitnet_b1_58-3B): the last dimensions one at
+  // a time, with the same fused multiply-add per position as the vector lanes.
+  for (d = hd / 8 * 8; d < hd; ++d)
+    for (int i = 0; i < R; ++i) {
+      float a = acc[i][d];
+      for (int64_t p = 0; p < count; ++p) a = std::fma(w[i][p], to_f32(v[p * stride + d]), a);
+      acc[i][d] = a;
+    }
 }
 
 // e^x for x ≤ 0 (Cephes expf: 2^n · polynomial, within 2 ulp); below ln(FLT_MIN) it returns
@@ -218,7 +229,9 @@ struct Avx2Kernels {
   }
 
   BITNET_ATTN_AVX2 static void convert(const uint16_t* src, float* dst, int64_t n) {
-    for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(dst + i, load8(src + i));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(src + i));
+    for (; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
   }
 
   // Each row count gets enough independent chains (8 or 6) to hide the fma latency.
@@ -341,7 +354,7 @@ void attend_with(const KvHead& kv, std::span<const AttentionQuery> queries, floa
 
 void attend(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale) {
 #if defined(__x86_64__)
-  if ((isa == kernels::Isa::Avx2 || isa == kernels::Isa::Avx512Vnni) && kv.head_dim % 8 == 0)
+  if (isa == kernels::Isa::Avx2 || isa == kernels::Isa::Avx512Vnni)
     return attend_with<Avx2Kernels>(kv, queries, scale);
 #endif
   (void)isa;

@@ -32,13 +32,11 @@ class Binder {
 
   // A 2-D tensor checked against the expected shape, in the layout the kernels compute. `streamed`:
   // read whole by every decode step (layer matrices, output matrix), so copied into the arena
-  // unless the options keep the file mapping.
-  TensorView matrix(const std::string& name, int64_t cols, int64_t rows, bool streamed, bool required = true) {
+  // unless the options keep the file mapping. `projection`: only ever a matmul weight (never read
+  // by rows as an embedding), so its I2_S rows may be padded to whole blocks (TensorView::pad_cols).
+  TensorView matrix(const std::string& name, int64_t cols, int64_t rows, bool streamed, bool projection = false) {
     const GgufTensorInfo* t = find(name);
-    if (!t) {
-      if (required) throw FormatError(m_.file.path() + ": missing tensor '" + name + "'");
-      return {};
-    }
+    if (!t) throw FormatError(m_.file.path() + ": missing tensor '" + name + "'");
     if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
       throw FormatError(m_.file.path() + ": tensor '" + name + "' has shape " +
                         shape_str(t->ne, int(t->n_dims)) + ", expected [" + std::to_string(cols) +
@@ -48,6 +46,7 @@ class Binder {
     std::vector<uint8_t> repacked;  // v's bytes when a repack made them
     if (v.type == GgmlType::TL1 || v.type == GgmlType::TL2) v = repack_to_i2s(v, repacked);
     if (v.type == GgmlType::TQ1_0) v = repack_tq1_to_tq2(v, repacked);
+    if (projection && v.type == GgmlType::I2_S && v.cols() % 128 != 0) v = pad_i2s_rows(v, repacked);
     // Checked once here so that the kernels need not check every product.
     if (ggml_type_is_ternary(v.type)) {
       try {
@@ -119,6 +118,17 @@ class Binder {
     return adopt(tq2, GgmlType::I2_S, std::move(*bytes), holder);
   }
 
+  // I2_S rows that do not fill whole blocks (bitnet_b1_58-3B's 8640-wide ffn_down) would leave
+  // the matrix to the scalar reference; padded to whole blocks every kernel computes it, with the
+  // same products (the inputs are zero in the added columns).
+  TensorView pad_i2s_rows(const TensorView& i2s, std::vector<uint8_t>& holder) {
+    ++padded_;
+    TensorView v = adopt(i2s, GgmlType::I2_S, i2s_pad_rows(i2s), holder);
+    v.ne[0] = i2s_padded_cols(i2s.cols());
+    v.pad_cols = v.ne[0] - i2s.cols();
+    return v;
+  }
+
   // TQ1_0's base-3 bytes cost several instructions per weight to decode; TQ2_0 holds the same
   // trits and block scales (identical products) in 2-bit fields, 22% more bytes, decoded in one.
   TensorView repack_tq1_to_tq2(const TensorView& tq1, std::vector<uint8_t>& holder) {
@@ -141,6 +151,9 @@ class Binder {
  public:
   // One summary line per source type for `inspect` / run logs.
   void add_notes() const {
+    if (padded_ > 0)
+      m_.load_notes.push_back("padded the rows of " + std::to_string(padded_) +
+                              " I2_S tensors to whole 128-blocks at load (row length not a multiple of 128)");
     if (repacked_tq1_ > 0)
       m_.load_notes.push_back("repacked " + std::to_string(repacked_tq1_) +
                               " TQ1_0 tensors to TQ2_0 at load (same trits and scales, faster to decode)");
@@ -154,6 +167,7 @@ class Binder {
  private:
   std::map<std::string, int> repacked_;
   int repacked_tq1_ = 0;
+  int padded_ = 0;
 
   Model& m_;
   const LoadOptions& options_;
@@ -204,13 +218,13 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
       l.attn_sub_norm = bind.vector(p + "attn_sub_norm.weight", hp.q_dim());
       l.ffn_sub_norm = bind.vector(p + "ffn_sub_norm.weight", hp.n_ff);
     }
-    l.wq = bind.matrix(p + "attn_q.weight", hp.n_embd, hp.q_dim(), true);
-    l.wk = bind.matrix(p + "attn_k.weight", hp.n_embd, hp.kv_dim(), true);
-    l.wv = bind.matrix(p + "attn_v.weight", hp.n_embd, hp.kv_dim(), true);
-    l.wo = bind.matrix(p + "attn_output.weight", hp.q_dim(), hp.n_embd, true);
-    l.w_gate = bind.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff, true);
-    l.w_up = bind.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff, true);
-    l.w_down = bind.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd, true);
+    l.wq = bind.matrix(p + "attn_q.weight", hp.n_embd, hp.q_dim(), true, true);
+    l.wk = bind.matrix(p + "attn_k.weight", hp.n_embd, hp.kv_dim(), true, true);
+    l.wv = bind.matrix(p + "attn_v.weight", hp.n_embd, hp.kv_dim(), true, true);
+    l.wo = bind.matrix(p + "attn_output.weight", hp.q_dim(), hp.n_embd, true, true);
+    l.w_gate = bind.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff, true, true);
+    l.w_up = bind.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff, true, true);
+    l.w_down = bind.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd, true, true);
     l.scale_q = bind.scalar(p + "attn_q.scale");
     l.scale_k = bind.scalar(p + "attn_k.scale");
     l.scale_v = bind.scalar(p + "attn_v.scale");

@@ -95,11 +95,11 @@ void silu_mul(float* __restrict g, const float* __restrict u, int64_t n) {
 
 void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, float* y,
                       ThreadPool& pool) {
-  const int64_t rows = w.rows(), cols = w.cols();
+  const int64_t rows = w.rows(), cols = w.cols(), in_cols = w.input_cols();
   if (ggml_type_is_ternary(w.type)) {
-    std::vector<int8_t> q(static_cast<size_t>(n_tokens * cols));
+    std::vector<int8_t> q(static_cast<size_t>(n_tokens * cols));  // zero in the padded columns
     std::vector<ActivationQuant> act(static_cast<size_t>(n_tokens));
-    for (int64_t t = 0; t < n_tokens; ++t) act[t] = quantize_activations(x + t * cols, cols, &q[t * cols]);
+    for (int64_t t = 0; t < n_tokens; ++t) act[t] = quantize_activations(x + t * in_cols, in_cols, &q[t * cols]);
     pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
       for (int64_t t = 0; t < n_tokens; ++t)
         for (int64_t r = r0; r < r1; ++r) y[t * rows + r] = dot_ternary_ref(w, r, &q[t * cols], act[t]);
@@ -114,10 +114,11 @@ void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, flo
 
 void MatmulInput::quantize(ThreadPool& pool) const {
   if (!q_.empty() || n_tokens_ == 0) return;
-  q_.resize(size_t(n_tokens_ * cols_));
+  q_.resize(size_t(n_tokens_ * q_stride()));  // zero-filled: the padding stays zero
   act_.resize(size_t(n_tokens_));
   pool.parallel_for(n_tokens_, 4, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; ++t) act_[size_t(t)] = quantize_activations(x_ + t * cols_, cols_, &q_[size_t(t * cols_)]);
+    for (int64_t t = t0; t < t1; ++t)
+      act_[size_t(t)] = quantize_activations(x_ + t * cols_, cols_, &q_[size_t(t * q_stride())]);
   });
 }
 const int8_t* MatmulInput::q(ThreadPool& pool) const {
@@ -130,8 +131,9 @@ const ActivationQuant* MatmulInput::act(ThreadPool& pool) const {
 }
 const int32_t* MatmulInput::block_qsum(ThreadPool& pool) const {
   if (qsum_.empty()) {
+    // Only TQ weights read these, and their rows are whole 256-blocks: q_stride() == cols_.
     qsum_.resize(size_t(n_tokens_ * (cols_ / 256)));
-    kernels::block_qsums(q(pool), cols_, n_tokens_, qsum_.data());
+    kernels::block_qsums(q(pool), q_stride(), n_tokens_, qsum_.data());
   }
   return qsum_.data();
 }
@@ -256,7 +258,7 @@ bool use_reference() {
 RowJob ternary_job(const kernels::KernelSet& ks, const TensorView& w, const MatmulInput& in, float* y,
                    ThreadPool& pool, bool matrix_kernels) {
   const int64_t rows = w.rows(), cols = w.cols(), n = in.n_tokens();
-  const int8_t* q = in.q(pool);
+  const int8_t* q = in.q(pool);  // stride cols: row_job checked in.q_stride() == cols
   const ActivationQuant* act = in.act(pool);
   const float alpha = w.type == GgmlType::I2_S ? load_f32(w.data + w.elements() / 4) : 0.0f;
   const int32_t* qsum = w.type == GgmlType::I2_S ? nullptr : in.block_qsum(pool);
@@ -281,7 +283,8 @@ std::optional<RowJob> row_job(kernels::Isa isa, const TensorView& w, const Matmu
   const int64_t rows = w.rows(), cols = w.cols(), n = in.n_tokens();
   // The kernels read the bytes freely: leave short/odd views to the reference, which reports them.
   const std::optional<uint64_t> need = ggml_tensor_nbytes(w.type, w.ne);
-  if (!w.data || !need || w.nbytes < *need || in.cols() != cols) return std::nullopt;
+  if (!w.data || !need || w.nbytes < *need || in.cols() != w.input_cols()) return std::nullopt;
+  if (w.pad_cols != 0 && (!ggml_type_is_ternary(w.type) || in.q_stride() != cols)) return std::nullopt;
   if (!ggml_type_is_ternary(w.type)) {
     const kernels::FloatRowsFn fn = float_kernel(ks, w.type);
     if (!fn) return std::nullopt;
@@ -293,7 +296,7 @@ std::optional<RowJob> row_job(kernels::Isa isa, const TensorView& w, const Matmu
                     for_row_tiles(r0, r1, n, [&](int64_t a, int64_t b, int64_t t) { fn(data, cols, x + t * cols, a, b, y + t * rows); });
                   }};
   }
-  if (!ternary_kernel(ks, w)) return std::nullopt;
+  if (!ternary_kernel(ks, w) || in.q_stride() != cols) return std::nullopt;
   // Views the model loader has not checked (tests, tools) are checked here, on every call.
   if (!w.codes_checked) check_ternary_codes(w);
   return ternary_job(ks, w, in, y, pool, matrix_kernels);
@@ -311,7 +314,7 @@ bool matmul_kernels(kernels::Isa isa, const TensorView& w, const MatmulInput& in
 
 bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64_t n_tokens,
                     float* y, ThreadPool& pool) {
-  return matmul_kernels(isa, w, MatmulInput(x, w.cols(), n_tokens), y, pool);
+  return matmul_kernels(isa, w, MatmulInput(x, w.input_cols(), n_tokens), y, pool);
 }
 
 void matmul(const TensorView& w, const MatmulInput& in, float* y, ThreadPool& pool) {
@@ -333,7 +336,7 @@ void matmul_group(std::span<const TensorView* const> ws, const MatmulInput& in, 
 }
 
 void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
-  matmul(w, MatmulInput(x, w.cols(), n_tokens), y, pool);
+  matmul(w, MatmulInput(x, w.input_cols(), n_tokens), y, pool);
 }
 
 void embedding_row(const TensorView& table, int64_t index, float* out) {

@@ -45,8 +45,11 @@ class MatmulInput {
   const float* x() const { return x_; }
   int64_t cols() const { return cols_; }
   int64_t n_tokens() const { return n_tokens_; }
-  // Token t's codes at q() + t·cols, its scale/sum at act()[t].
+  // Token t's codes at q() + t·q_stride(), zero from cols to q_stride(), its scale/sum at act()[t].
+  // The stride is cols rounded up to a whole I2_S block, so that rows padded by i2s_pad_rows
+  // (TensorView::pad_cols) read zeros in their added columns.
   const int8_t* q(ThreadPool& pool) const;
+  int64_t q_stride() const { return i2s_padded_cols(cols_); }
   const ActivationQuant* act(ThreadPool& pool) const;
   // Σq per 256-block (kernels::TernaryBatch::block_qsum), for the TQ matrix kernels.
   const int32_t* block_qsum(ThreadPool& pool) const;
@@ -60,16 +63,17 @@ class MatmulInput {
   mutable std::vector<int32_t> qsum_;
 };
 
-// y[t·rows + r] = Σ_c W[r, c] · x[t·cols + c] for t < n_tokens. Ternary types quantize each token's
+// y[t·rows + r] = Σ_c W[r, c] · x[t·cols + c] for t < n_tokens, cols = w.input_cols(). Ternary types quantize each token's
 // activations to int8 first (ternary-formats.md §3); float types multiply in f32/f64.
 // Uses the SIMD kernels of kernels::active_isa() when the type/shape has one (I2_S with
-// cols % 128 == 0, TQ1_0, TQ2_0, F32, F16, BF16, Q8_0, Q6_K), else the reference; the environment
+// cols % 128 == 0 — which every I2_S matrix of a loaded model has, see i2s_pad_rows —, TQ1_0, TQ2_0,
+// F32, F16, BF16, Q8_0, Q6_K), else the reference; the environment
 // variable BITNET_KERNELS=reference forces the reference everywhere. Ternary results are
 // bit-identical on every path; float-storage results agree to f32 rounding (docs/kernels.md).
 // With several tokens the ternary types use the matrix-matrix kernels (each weight block loaded
 // once per tile of tokens); results equal the one-token kernels'.
 void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
-// The same with a shared input (in.cols() must equal w.cols()).
+// The same with a shared input (in.cols() must equal w.input_cols()).
 void matmul(const TensorView& w, const MatmulInput& in, float* y, ThreadPool& pool);
 // Several products of the same input (q/k/v, gate/up) as one parallel job: one hand-out of row
 // chunks over all of them instead of one per matrix, so no thread waits between them. ys[i] gets

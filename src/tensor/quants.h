@@ -42,6 +42,15 @@ std::vector<uint8_t> tq1_to_tq2(const TensorView& tq1);
 // converted BitNet checkpoints do: one α per tensor) -> I2_S bytes with α = d and the same trits,
 // so every product Σ_b d·isum_b equals α·Σ t·q; nullopt when the scales differ.
 std::optional<std::vector<uint8_t>> tq2_to_i2s(const TensorView& tq2);
+// I2_S whose rows do not fill whole 128-blocks (cols % 128 != 0, e.g. the 8640-wide ffn_down of
+// bitnet_b1_58-3B: in the flat layout a row then starts inside a block) -> I2_S with rows of
+// padded_cols(cols) elements, each row starting a block; the added columns hold code 1 (weight 0)
+// and α is unchanged. Against activations that are zero in the added columns every product
+// Σ code·q and Σq is the same integer, so the results are bit-identical; the kernels need rows of
+// whole blocks. Codes are copied as they are (an invalid code 3 stays invalid for the check).
+std::vector<uint8_t> i2s_pad_rows(const TensorView& i2s);
+// The row length i2s_pad_rows gives a matrix of `cols` columns: cols rounded up to 128.
+constexpr int64_t i2s_padded_cols(int64_t cols) { return (cols + 127) / 128 * 128; }
 
 // ---- encoding ------------------------------------------------------------------------------
 // Encodes a rows x cols row-major float matrix into the exact file bytes of `type` (including the

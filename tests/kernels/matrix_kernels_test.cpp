@@ -129,6 +129,39 @@ TEST_P(MatrixKernelIsa, MatmulMatchesOneTokenKernelsAndReference) {
     }
 }
 
+// I2_S rows that are not whole 128-blocks (bitnet_b1_58-3B's 8640-wide ffn_down; K % 128 = 16,
+// 32, 64, 96 here) padded by i2s_pad_rows as the loader does: the kernels of every ISA — the
+// one-token and the matrix kernels, one and two threads — equal the flat-layout reference on the
+// unpadded tensor bit for bit, inputs with and without the activation extremes.
+TEST_P(MatrixKernelIsa, I2sRowsPaddedToWholeBlocksEqualTheFlatReference) {
+  ThreadPool one(1), two(2);
+  for (int64_t K : {192, 224, 400, 544, 8640})
+    for (int64_t n : {1, 3, 9}) {
+      const int64_t rows = K == 8640 ? 38 : 136;  // K·rows whole 128-blocks, as I2_S needs
+      SCOPED_TRACE("K=" + std::to_string(K) + " tokens=" + std::to_string(n));
+      const auto wf = test::ternary_weights(K, rows, uint64_t(K));
+      const auto flat_bytes = quantize_tensor(GgmlType::I2_S, wf.data(), K, rows);
+      const TensorView flat = make_view(GgmlType::I2_S, K, rows, flat_bytes);
+      const std::vector<uint8_t> padded_bytes = i2s_pad_rows(flat);
+      TensorView padded = make_view(GgmlType::I2_S, i2s_padded_cols(K), rows, padded_bytes);
+      padded.pad_cols = i2s_padded_cols(K) - K;
+      auto x = test::random_floats(K * n, uint64_t(K + n), -2, 2);
+      if (n > 1) x[size_t(K + 5)] = 40.0f;  // token 1: one dominant input, the rest near 0 and ±1
+      std::vector<float> ref(size_t(rows * n)), mm(ref.size()), per_token(ref.size()), y1(ref.size());
+      ops::matmul_reference(flat, x.data(), n, ref.data(), two);
+      ASSERT_TRUE(ops::matmul_kernels(GetParam(), padded, x.data(), n, mm.data(), two));
+      EXPECT_EQ(mm, ref);
+      const ops::MatmulInput in(x.data(), K, n);
+      ASSERT_TRUE(ops::matmul_kernels(GetParam(), padded, in, per_token.data(), one, /*matrix_kernels=*/false));
+      EXPECT_EQ(per_token, ref);
+      ASSERT_TRUE(ops::matmul_kernels(GetParam(), padded, in, y1.data(), one));
+      EXPECT_EQ(y1, ref);
+      std::vector<float> ref_padded(ref.size());
+      ops::matmul_reference(padded, x.data(), n, ref_padded.data(), two);
+      EXPECT_EQ(ref_padded, ref);
+    }
+}
+
 // ops::matmul_group (q/k/v, gate/up as one job) writes exactly what ops::matmul writes for each
 // matrix, for mixed types, one and several tokens, one and two threads.
 TEST(MatmulGroup, EqualsOneMatmulPerMatrix) {

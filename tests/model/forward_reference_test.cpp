@@ -25,7 +25,8 @@ Matrix dequant(const TensorView& w) {
 // y = W x, with BitNet's per-token int8 activation quantization for ternary types (x → q/s,
 // q = round-half-even(x·127/max|x|)), all in double.
 std::vector<double> linear64(const TensorView& w, const Matrix& wd, const std::vector<double>& x) {
-  const int64_t rows = w.rows(), cols = w.cols();
+  // Rows padded at load (TensorView::pad_cols) hold zeros past the input's length.
+  const int64_t rows = w.rows(), stride = w.cols(), cols = w.input_cols();
   std::vector<double> in = x;
   if (ggml_type_is_ternary(w.type)) {
     // The int8 grid is part of the model's definition (ternary-formats.md §3): s is an f32 and
@@ -39,7 +40,7 @@ std::vector<double> linear64(const TensorView& w, const Matrix& wd, const std::v
   std::vector<double> y(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
     double acc = 0;
-    for (int64_t c = 0; c < cols; ++c) acc += wd[size_t(r * cols + c)] * in[size_t(c)];
+    for (int64_t c = 0; c < cols; ++c) acc += wd[size_t(r * stride + c)] * in[size_t(c)];
     y[size_t(r)] = acc;
   }
   return y;
@@ -138,11 +139,12 @@ struct Case {
   // TQ2_0 with a different scale in every block of a row: the loader keeps such tensors as TQ2_0
   // (single-scale ones, as the generator writes, are repacked to I2_S), so the TQ2_0 kernels run.
   bool per_block_scales = false;
+  std::string preset = "tiny";  // tiny-odd: rows that are not whole 128-blocks, head size 100
 };
 
 // The model file of a case: the generated one, or its TQ2_0 blocks' d scaled by 1, 1.25, 1.5, …
 std::vector<uint8_t> case_file(const Case& c) {
-  return testing::edited_gguf(testing::dummy_model(c.arch, "tiny", c.type), [&](auto&, auto& tensors) {
+  return testing::edited_gguf(testing::dummy_model(c.arch, c.preset, c.type), [&](auto&, auto& tensors) {
     if (!c.per_block_scales) return;
     for (testing::TensorCopy& t : tensors) {
       if (t.type != GgmlType::TQ2_0) continue;
@@ -164,6 +166,11 @@ TEST_P(ForwardReference, MatchesFloat64Evaluation) {
   bool has_tq2 = false;
   for (const LayerWeights& w : model->layers) has_tq2 |= w.wq.type == GgmlType::TQ2_0;
   EXPECT_EQ(has_tq2, c.per_block_scales) << "which TQ2_0 tensors the loader keeps";
+  if (c.preset == "tiny-odd" && ggml_type_is_ternary(c.type))
+    for (const LayerWeights& w : model->layers) {
+      EXPECT_EQ(w.w_down.pad_cols, 640 - 544) << "ffn_down rows padded to whole 128-blocks";
+      EXPECT_EQ(w.wq.pad_cols, 512 - 400);
+    }
   const std::vector<int32_t> tokens = model->tokenizer->encode("The quick brown fox jumps over", true, false);
   ASSERT_GE(tokens.size(), 5u);
 
@@ -211,13 +218,18 @@ std::vector<Case> all_cases() {
                        GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q6_K})
       cases.push_back({arch, t});
   for (const char* arch : {"bitnet-b1.58", "bitnet", "llama"}) cases.push_back({arch, GgmlType::TQ2_0, true});
+  // TQ1_0/TQ2_0 cannot store rows of 400 or 544 (not whole 256-blocks): the generator writes them
+  // as I2_S, as convert and quantize do, and the loader pads their rows.
+  for (const char* arch : {"bitnet-b1.58", "bitnet", "llama"})
+    for (GgmlType t : {GgmlType::I2_S, GgmlType::TQ2_0, GgmlType::F16}) cases.push_back({arch, t, false, "tiny-odd"});
   return cases;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllArchsAndTypes, ForwardReference, ::testing::ValuesIn(all_cases()),
                          [](const auto& info) {
                            std::string n = info.param.arch + "_" + std::string(ggml_type_name(info.param.type)) +
-                                         (info.param.per_block_scales ? "_block_scales" : "");
+                                         (info.param.per_block_scales ? "_block_scales" : "") +
+                                         (info.param.preset != "tiny" ? "_" + info.param.preset : "");
                            for (char& ch : n)
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return n;

@@ -284,3 +284,45 @@ TEST(TQ, ZeroBlockHasZeroScale) {
 
 }  // namespace
 }  // namespace bitnet
+
+namespace bitnet {
+namespace {
+
+// i2s_pad_rows: every row of the flat layout reappears at the start of its padded row, the added
+// columns are weight 0, α is kept, and an invalid code stays visible to check_ternary_codes.
+TEST(I2sPadRows, RowsKeepTheirTritsAndTheAddedColumnsAreZero) {
+  for (int64_t K : {192, 224, 400, 544, 8640}) {
+    SCOPED_TRACE("K=" + std::to_string(K));
+    const int64_t rows = K == 8640 ? 6 : 8, Kp = i2s_padded_cols(K);  // K·rows whole 128-blocks
+    ASSERT_EQ(Kp % 128, 0);
+    ASSERT_LT(Kp - K, 128);
+    const std::vector<int8_t> t = test::random_trits(K * rows, uint64_t(K));
+    std::vector<float> x(t.size());
+    for (size_t i = 0; i < t.size(); ++i) x[i] = 0.25f * float(t[i]);
+    const auto flat_bytes = quantize_tensor(GgmlType::I2_S, x.data(), K, rows);
+    const TensorView flat = test::make_view(GgmlType::I2_S, K, rows, flat_bytes);
+    std::vector<uint8_t> padded_bytes = i2s_pad_rows(flat);
+    ASSERT_EQ(padded_bytes.size(), size_t(rows * Kp / 4 + 32));
+    const TensorView padded = test::make_view(GgmlType::I2_S, Kp, rows, padded_bytes);
+    std::vector<int8_t> got(size_t(rows * Kp));
+    unpack_ternary_rows(padded, 0, rows, got.data());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < Kp; ++c)
+        ASSERT_EQ(got[size_t(r * Kp + c)], c < K ? t[size_t(r * K + c)] : 0) << "row " << r << " col " << c;
+    EXPECT_EQ(unpack_ternary_row(padded, 0).block_scales, unpack_ternary_row(flat, 0).block_scales);
+    // Code 3 at (row 1, col K−1) of the flat tensor is reported at the same place once padded.
+    const int64_t n = K + K - 1;
+    std::vector<uint8_t> bad = flat_bytes;
+    bad[size_t(32 * (n / 128) + n % 32)] |= uint8_t(3 << (6 - 2 * ((n % 128) / 32)));
+    const std::vector<uint8_t> bad_padded = i2s_pad_rows(test::make_view(GgmlType::I2_S, K, rows, bad));
+    try {
+      check_ternary_codes(test::make_view(GgmlType::I2_S, Kp, rows, bad_padded));
+      FAIL() << "code 3 not reported";
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("row 1"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bitnet

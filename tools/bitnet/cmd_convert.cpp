@@ -48,7 +48,7 @@ int cmd_convert(int argc, char** argv) {
   });
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "\n");
-  for (const auto& n : r.notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+  print_notes(r.notes);
   std::fprintf(stderr, "wrote %s: %.1f MiB from %.1f MiB of weights in %.2f s (%.2f GB/s of input), peak memory %.1f MiB\n",
                out.c_str(), double(r.output_bytes) / (1 << 20), double(r.input_bytes) / (1 << 20), s,
                s > 0 ? double(r.input_bytes) / s / 1e9 : 0.0, peak_rss_mib());

@@ -50,7 +50,7 @@ int cmd_gen_model(int argc, char** argv) {
   std::vector<std::string> notes;
   generate_dummy_model(spec, out, [](uint64_t d, uint64_t total) { print_progress("writing", d, total); },
                        &notes);
-  for (const auto& n : notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+  print_notes(notes);
   std::fprintf(stderr, "wrote %s (%s, preset %s, %s, seed %llu)\n", out.c_str(), arch.c_str(),
                preset.c_str(), type.c_str(), (unsigned long long)seed);
   return 0;

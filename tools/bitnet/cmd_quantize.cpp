@@ -22,7 +22,9 @@ int cmd_quantize(int argc, char** argv) {
   o.type = parse_conversion_type("TYPE", type, false);
   if (!embedding_type.empty()) o.embedding_type = parse_conversion_type("--embedding-type", embedding_type, true);
   if (in == out) throw UsageError("IN and OUT must be different files");
-  requantize_gguf(in, out, o, [](uint64_t d, uint64_t total) { print_progress("quantizing", d, total); });
+  std::vector<std::string> notes;
+  requantize_gguf(in, out, o, [](uint64_t d, uint64_t total) { print_progress("quantizing", d, total); }, &notes);
+  print_notes(notes);
   std::fprintf(stderr, "\nwrote %s (%s), peak memory %.1f MiB\n", out.c_str(), type.c_str(), peak_rss_mib());
   return 0;
 }

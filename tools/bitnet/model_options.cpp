@@ -175,6 +175,22 @@ void print_timings(const Timings& t) {
   std::fprintf(stderr, "%18s = %10.2f MiB\n", "peak memory", peak_rss_mib());
 }
 
+void print_notes(const std::vector<std::string>& notes) {
+  std::vector<std::pair<std::string, int>> lines;  // in first-seen order
+  for (const std::string& n : notes) {
+    std::string key = n;
+    if (n.rfind("blk.", 0) == 0 && n.find('.', 4) != std::string::npos)
+      key = "blk.*" + n.substr(n.find('.', 4));
+    auto it = std::find_if(lines.begin(), lines.end(), [&](const auto& l) { return l.first == key; });
+    if (it == lines.end()) lines.push_back({key, 1});
+    else ++it->second;
+  }
+  for (const auto& [line, count] : lines) {
+    const std::string times = count > 1 ? " (" + std::to_string(count) + " layers)" : "";
+    std::fprintf(stderr, "note: %s%s\n", line.c_str(), times.c_str());
+  }
+}
+
 void print_progress(const char* what, uint64_t done, uint64_t total) {
   static int last = -1;
   const int pct = total ? int(100 * done / total) : 100;

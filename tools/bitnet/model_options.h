@@ -58,5 +58,8 @@ void print_timings(const Timings& t);
 double peak_rss_mib();
 // A progress bar on stderr for long operations.
 void print_progress(const char* what, uint64_t done, uint64_t total);
+// "note: …" lines on stderr; notes that differ only in the layer number (blk.N.) print once, with
+// the layer count, so a per-tensor fallback in every layer stays one line.
+void print_notes(const std::vector<std::string>& notes);
 
 }  // namespace bitnet::cli
