@@ -82,6 +82,7 @@ TGT void hsum_rows(const __m256i* acc, int32_t* out) {
 // (≤ 32768 with −128 activations only; valid codes never wrap) before the lanes are widened.
 constexpr int64_t kI2sRowBlocks = 16;
 
+#if !BITNET_VNNI
 template <int R>
 TGT void i2s_group(const TernaryJob& j, int64_t r, float* y) {
   const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
@@ -119,6 +120,61 @@ TGT void i2s_group(const TernaryJob& j, int64_t r, float* y) {
   hsum_rows<R>(acc, S);
   for (int i = 0; i < R; ++i) y[r + i] = (float(S[i]) - float(j.act.sum)) / j.act.scale * j.alpha;
 }
+#endif
+
+#if BITNET_VNNI
+// AVX-512: two 128-blocks (64 weight bytes) per zmm and VPDPBUSD straight into int32, so no int16
+// window. Planes 1 and 3 as codes, planes 0 and 2 at 4× (one shift per 64 bytes); their sums
+// are kept apart and the 4× one divided by 4 at the end (exact: every term is a multiple of 4).
+// A pair's four activation planes are assembled once (two 32-byte halves each) for R rows.
+// About a third of the instructions per weight byte of the ymm body.
+TGT __m512i pair_plane(const int8_t* qb, int p) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(load256(qb + 32 * p)), load256(qb + 128 + 32 * p), 1);
+}
+
+template <int R>
+TGT void i2s_group(const TernaryJob& j, int64_t r, float* y) {
+  const __m512i m3 = _mm512_set1_epi8(3), m12 = _mm512_set1_epi8(12);
+  const int64_t nb = j.K / 128, row_bytes = j.K / 4;
+  const uint8_t* w[R];
+  __m512i a1[R], a4[R];
+  for (int i = 0; i < R; ++i) {
+    w[i] = j.w + (r + i) * row_bytes;
+    a1[i] = a4[i] = _mm512_setzero_si512();
+  }
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const int8_t* qb = j.q + 128 * b;
+    const __m512i q0 = pair_plane(qb, 0), q1 = pair_plane(qb, 1), q2 = pair_plane(qb, 2), q3 = pair_plane(qb, 3);
+    for (int i = 0; i < R; ++i) {
+      // The same bytes of the next group's rows: the continuation of this contiguous group.
+      _mm_prefetch(reinterpret_cast<const char*>(w[i] + R * row_bytes + 32 * b), _MM_HINT_T0);
+      const __m512i v = _mm512_loadu_si512(w[i] + 32 * b);
+      const __m512i hi = _mm512_srli_epi16(v, 4);
+      a4[i] = _mm512_dpbusd_epi32(a4[i], _mm512_and_si512(hi, m12), q0);
+      a1[i] = _mm512_dpbusd_epi32(a1[i], _mm512_and_si512(hi, m3), q1);
+      a4[i] = _mm512_dpbusd_epi32(a4[i], _mm512_and_si512(v, m12), q2);
+      a1[i] = _mm512_dpbusd_epi32(a1[i], _mm512_and_si512(v, m3), q3);
+    }
+  }
+  int32_t S[R];
+  for (int i = 0; i < R; ++i) S[i] = _mm512_reduce_add_epi32(a1[i]) + _mm512_reduce_add_epi32(a4[i]) / 4;
+  if (b < nb) {  // an odd last block, in ymm
+    const __m256i n3 = _mm256_set1_epi8(3);
+    const int8_t* qb = j.q + 128 * b;
+    for (int i = 0; i < R; ++i) {
+      const __m256i v = load256(w[i] + 32 * b);
+      const __m256i hi = _mm256_srli_epi16(v, 4);
+      __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(_mm256_srli_epi16(hi, 2), n3), load256(qb));
+      s = _mm256_dpbusd_epi32(s, _mm256_and_si256(hi, n3), load256(qb + 32));
+      s = _mm256_dpbusd_epi32(s, _mm256_and_si256(_mm256_srli_epi16(v, 2), n3), load256(qb + 64));
+      s = _mm256_dpbusd_epi32(s, _mm256_and_si256(v, n3), load256(qb + 96));
+      S[i] += hsum_i32(s);
+    }
+  }
+  for (int i = 0; i < R; ++i) y[r + i] = (float(S[i]) - float(j.act.sum)) / j.act.scale * j.alpha;
+}
+#endif
 
 BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
   int64_t r = r0;
@@ -273,8 +329,10 @@ BITNET_TGT void tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) 
   for (; r < r1; ++r) tq_group<1, kTq1Bytes, 52, tq1_block_dot>(j, r, y);
 }
 
-// ---- float-storage weights: per row two 8-lane FMA chains over 16-element steps, one 8-step,
-// then a fixed horizontal sum and the scalar tail — the same order whatever R ----
+// ---- float-storage weights: per row two FMA chains of kLanes lanes over 2·kLanes-element steps,
+// one kLanes-step, then a fixed horizontal sum and the scalar tail — the same order whatever R.
+// The AVX-512 set uses 16-lane (zmm) chains, the AVX2 set 8-lane ones: one zmm conversion and
+// FMA per 16 weights instead of two ymm ones (single-thread F16 LM head of `large`: ~2× faster).
 
 TGT float hsum_ps(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -283,50 +341,89 @@ TGT float hsum_ps(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+#if BITNET_VNNI  // the AVX-512 set
+using fvec = __m512;
+constexpr int64_t kLanes = 16;
+TGT fvec fzero() { return _mm512_setzero_ps(); }
+TGT fvec fload(const float* p) { return _mm512_loadu_ps(p); }
+TGT fvec ffma(fvec a, fvec b, fvec c) { return _mm512_fmadd_ps(a, b, c); }
+TGT float fsum2(fvec a, fvec b) {  // (a + b), then halves added down to one lane
+  const __m512 s = _mm512_add_ps(a, b);
+  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1));  // AVX512F only
+  return hsum_ps(_mm256_add_ps(_mm512_castps512_ps256(s), hi));
+}
+#else
+using fvec = __m256;
+constexpr int64_t kLanes = 8;
+TGT fvec fzero() { return _mm256_setzero_ps(); }
+TGT fvec fload(const float* p) { return _mm256_loadu_ps(p); }
+TGT fvec ffma(fvec a, fvec b, fvec c) { return _mm256_fmadd_ps(a, b, c); }
+TGT float fsum2(fvec a, fvec b) { return hsum_ps(_mm256_add_ps(a, b)); }
+#endif
+
+// kLanes weights of one storage type at p, as f32.
 struct LoadF32 {
   static constexpr int64_t kBytes = 4;
-  TGT static __m256 vec(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
+  TGT static fvec vec(const uint8_t* p) { return fload(reinterpret_cast<const float*>(p)); }
   TGT static float one(const uint8_t* p) { return load_f32(p); }
 };
 struct LoadF16 {
   static constexpr int64_t kBytes = 2;
-  TGT static __m256 vec(const uint8_t* p) {
+#if BITNET_VNNI
+  TGT static fvec vec(const uint8_t* p) { return _mm512_cvtph_ps(load256(p)); }
+#else
+  TGT static fvec vec(const uint8_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
+#endif
   TGT static float one(const uint8_t* p) { return _cvtsh_ss(load_u16(p)); }
 };
 struct LoadBF16 {
   static constexpr int64_t kBytes = 2;
-  TGT static __m256 vec(const uint8_t* p) {
+#if BITNET_VNNI
+  TGT static fvec vec(const uint8_t* p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(load256(p)), 16));
+  }
+#else
+  TGT static fvec vec(const uint8_t* p) {
     const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
   }
+#endif
   TGT static float one(const uint8_t* p) { return bf16_to_fp32(load_u16(p)); }
 };
 
 template <class L, int R>
 TGT void float_group(const uint8_t* w, int64_t K, const float* x, int64_t r, float* y) {
+  constexpr int64_t kStep = 2 * kLanes;
   const uint8_t* row[R];
-  __m256 a0[R], a1[R];
+  fvec a0[R], a1[R];
   for (int i = 0; i < R; ++i) {
     row[i] = w + (r + i) * K * L::kBytes;
-    a0[i] = a1[i] = _mm256_setzero_ps();
+    a0[i] = a1[i] = fzero();
   }
+  // R interleaved row streams are more than the hardware prefetcher follows well: fetch the same
+  // bytes of the next group's rows (the continuation of this contiguous group), one line per step
+  // (F16 head of `large`, one thread: 8.5 -> 19 GB/s with ymm, 33 GB/s with zmm, in a test).
+  const int64_t ahead = R * K * L::kBytes;
   int64_t c = 0;
-  for (; c + 16 <= K; c += 16) {
-    const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+  for (; c + kStep <= K; c += kStep) {
+    const fvec x0 = fload(x + c), x1 = fload(x + c + kLanes);
     for (int i = 0; i < R; ++i) {
-      a0[i] = _mm256_fmadd_ps(L::vec(row[i] + c * L::kBytes), x0, a0[i]);
-      a1[i] = _mm256_fmadd_ps(L::vec(row[i] + (c + 8) * L::kBytes), x1, a1[i]);
+      const uint8_t* p = row[i] + c * L::kBytes;
+      for (int64_t line = 0; line < kStep * L::kBytes; line += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + ahead + line), _MM_HINT_T0);
+      a0[i] = ffma(L::vec(p), x0, a0[i]);
+      a1[i] = ffma(L::vec(p + kLanes * L::kBytes), x1, a1[i]);
     }
   }
-  if (c + 8 <= K) {
-    const __m256 x0 = _mm256_loadu_ps(x + c);
-    for (int i = 0; i < R; ++i) a0[i] = _mm256_fmadd_ps(L::vec(row[i] + c * L::kBytes), x0, a0[i]);
-    c += 8;
+  if (c + kLanes <= K) {
+    const fvec x0 = fload(x + c);
+    for (int i = 0; i < R; ++i) a0[i] = ffma(L::vec(row[i] + c * L::kBytes), x0, a0[i]);
+    c += kLanes;
   }
   for (int i = 0; i < R; ++i) {
-    float s = hsum_ps(_mm256_add_ps(a0[i], a1[i]));
+    float s = fsum2(a0[i], a1[i]);
     for (int64_t t = c; t < K; ++t) s = std::fma(L::one(row[i] + t * L::kBytes), x[t], s);
     y[r + i] = s;
   }

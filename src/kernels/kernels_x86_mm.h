@@ -258,27 +258,27 @@ BITNET_TGT void mat_rows(const TernaryBatch& j, int64_t r0, int64_t r1, float* y
 
 // ---- float-storage weights × several tokens ----
 
-// One row × T tokens with float_group's per-(row, token) order: two 8-lane FMA chains over 16-element
-// steps, one 8-step, the fixed horizontal sum, the scalar tail.
+// One row × T tokens with float_group's per-(row, token) order: two kLanes-lane FMA chains over
+// 2·kLanes-element steps, one kLanes-step, the fixed horizontal sum, the scalar tail.
 template <class L, int T>
 TGT void float_row_tokens(const uint8_t* row, int64_t K, const float* x, float* y, int64_t ld) {
-  __m256 a0[T], a1[T];
-  for (int t = 0; t < T; ++t) a0[t] = a1[t] = _mm256_setzero_ps();
+  fvec a0[T], a1[T];
+  for (int t = 0; t < T; ++t) a0[t] = a1[t] = fzero();
   int64_t c = 0;
-  for (; c + 16 <= K; c += 16) {
-    const __m256 w0 = L::vec(row + c * L::kBytes), w1 = L::vec(row + (c + 8) * L::kBytes);
+  for (; c + 2 * kLanes <= K; c += 2 * kLanes) {
+    const fvec w0 = L::vec(row + c * L::kBytes), w1 = L::vec(row + (c + kLanes) * L::kBytes);
     for (int t = 0; t < T; ++t) {
-      a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * K + c), a0[t]);
-      a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * K + c + 8), a1[t]);
+      a0[t] = ffma(w0, fload(x + t * K + c), a0[t]);
+      a1[t] = ffma(w1, fload(x + t * K + c + kLanes), a1[t]);
     }
   }
-  if (c + 8 <= K) {
-    const __m256 w0 = L::vec(row + c * L::kBytes);
-    for (int t = 0; t < T; ++t) a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * K + c), a0[t]);
-    c += 8;
+  if (c + kLanes <= K) {
+    const fvec w0 = L::vec(row + c * L::kBytes);
+    for (int t = 0; t < T; ++t) a0[t] = ffma(w0, fload(x + t * K + c), a0[t]);
+    c += kLanes;
   }
   for (int t = 0; t < T; ++t) {
-    float s = hsum_ps(_mm256_add_ps(a0[t], a1[t]));
+    float s = fsum2(a0[t], a1[t]);
     for (int64_t e = c; e < K; ++e) s = std::fma(L::one(row + e * L::kBytes), x[t * K + e], s);
     y[t * ld] = s;
   }
