@@ -133,19 +133,67 @@ TGT void interleave8(const int8_t* q, int64_t K, int64_t n, bool reverse_planes,
                            load256(q + t * K + 128 * b + 32 * pl));
 }
 
+#if BITNET_VNNI
+// AVX-512: the 8-token tile over pairs of 128-blocks, one zmm of codes (64 weight bytes) per
+// pair. Activations re-laid per chunk so that pair k, plane p, token t is one zmm at
+// qi + 2048·k + 512·p + 64·t (block 2k's 32 bytes, then block 2k+1's). Planes 1 and 3 as codes,
+// planes 0 and 2 at 4× (one shift per pair), in separate int32 accumulators — 16 zmm, which
+// AVX-512's 32 registers hold without spilling — the 4× sums divided by 4 at the end (exact).
+TGT void interleave8_pairs(const int8_t* q, int64_t K, int64_t pairs, int8_t* qi) {
+  for (int64_t k = 0; k < pairs; ++k)
+    for (int pl = 0; pl < 4; ++pl)
+      for (int t = 0; t < 8; ++t) {
+        const int8_t* src = q + t * K + 256 * k + 32 * pl;
+        int8_t* dst = qi + 2048 * k + 512 * pl + 64 * t;
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dst), load256(src));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32), load256(src + 128));
+      }
+}
+
+TGT void i2s_pairs8(const uint8_t* w, const int8_t* qi, int64_t pairs, int32_t* S) {
+  const __m512i m3 = _mm512_set1_epi8(3), m12 = _mm512_set1_epi8(12);
+  __m512i a1[8], a4[8];
+  for (int t = 0; t < 8; ++t) a1[t] = a4[t] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < pairs; ++k, w += 64, qi += 2048) {
+    const __m512i v = _mm512_loadu_si512(w), hi = _mm512_srli_epi16(v, 4);
+    const __m512i c0 = _mm512_and_si512(hi, m12), c1 = _mm512_and_si512(hi, m3);
+    const __m512i c2 = _mm512_and_si512(v, m12), c3 = _mm512_and_si512(v, m3);
+    for (int t = 0; t < 8; ++t) {
+      a4[t] = _mm512_dpbusd_epi32(a4[t], c0, _mm512_load_si512(qi + 64 * t));
+      a1[t] = _mm512_dpbusd_epi32(a1[t], c1, _mm512_load_si512(qi + 512 + 64 * t));
+      a4[t] = _mm512_dpbusd_epi32(a4[t], c2, _mm512_load_si512(qi + 1024 + 64 * t));
+      a1[t] = _mm512_dpbusd_epi32(a1[t], c3, _mm512_load_si512(qi + 1536 + 64 * t));
+    }
+  }
+  for (int t = 0; t < 8; ++t) S[t] += _mm512_reduce_add_epi32(a1[t]) + _mm512_reduce_add_epi32(a4[t]) / 4;
+}
+#endif
+
 struct I2sTile {
   template <int T>
   TGT static void run(const TernaryBatch& j, int64_t r0, int64_t r1, int64_t t0, float* y,
                       int64_t ld) {
-    alignas(32) int32_t S[kTileRows][kTileTokens] = {};
-    alignas(32) int8_t qi[T == 8 ? kChunkI2s * 1024 : 32];
+    alignas(64) int32_t S[kTileRows][kTileTokens] = {};
+    alignas(64) int8_t qi[T == 8 ? kChunkI2s * 1024 : 32];
     const int64_t nb = j.K / 128, row_bytes = j.K / 4;
     const int8_t* q = j.q + t0 * j.K;
     for (int64_t c = 0; c < nb; c += kChunkI2s) {
       const int64_t n = std::min(kChunkI2s, nb - c);
       if constexpr (T == 8) {
+#if BITNET_VNNI
+        // Pairs of blocks in zmm; an odd last block through the ymm tile after them.
+        const int64_t pairs = n / 2;
+        interleave8_pairs(q + 128 * c, j.K, pairs, qi);
+        if (n % 2) interleave8(q + 128 * (c + n - 1), j.K, 1, false, qi + 2048 * pairs);
+        for (int64_t r = r0; r < r1; ++r) {
+          const uint8_t* wr = j.w + r * row_bytes + 32 * c;
+          i2s_pairs8(wr, qi, pairs, S[r - r0]);
+          if (n % 2) i2s_chunk8(wr + 64 * pairs, qi + 2048 * pairs, 1, S[r - r0]);
+        }
+#else
         interleave8(q + 128 * c, j.K, n, false, qi);
         for (int64_t r = r0; r < r1; ++r) i2s_chunk8(j.w + r * row_bytes + 32 * c, qi, n, S[r - r0]);
+#endif
       } else {
         for (int64_t r = r0; r < r1; ++r)
           i2s_chunk<T>(j.w + r * row_bytes + 32 * c, q + 128 * c, j.K, n, S[r - r0]);
