@@ -51,8 +51,12 @@ void requantize_gguf(const std::string& in, const std::string& out, const Requan
   if (!is_projection_output_type(o.type))
     throw Error("unsupported output type " + std::string(ggml_type_name(o.type)));
   const GgmlType emb = o.embedding_type.value_or(default_embedding_type(o.type));
-  if (!is_embedding_output_type(emb)) throw Error("unsupported embedding type " + std::string(ggml_type_name(emb)));
   const GgufFile f = GgufFile::open(in);
+  const bool tied = f.find_tensor("output.weight") == nullptr;
+  const GgmlType out_type = o.output_type.value_or(emb);
+  const GgmlType token_type = tied && o.output_type ? *o.output_type : o.token_embedding_type.value_or(emb);
+  for (GgmlType t : {emb, out_type, token_type})
+    if (!is_embedding_output_type(t)) throw Error("unsupported embedding type " + std::string(ggml_type_name(t)));
 
   GgufWriter w(f.alignment());
   bool has_file_type = false;
@@ -79,7 +83,8 @@ void requantize_gguf(const std::string& in, const std::string& out, const Requan
     if (t.n_dims != 2) throw FormatError("tensor '" + t.name + "' should be a matrix but has " + std::to_string(t.n_dims) + " dimensions");
     if (!ggml_type_info(t.type).computable)
       throw FormatError("tensor '" + t.name + "' has type " + std::string(ggml_type_name(t.type)) + ", which cannot be decoded");
-    const GgmlType type = storage_type(projection ? o.type : emb, t.name, t.ne[0], t.ne[1], notes);
+    const GgmlType wanted = projection ? o.type : t.name == "output.weight" ? out_type : token_type;
+    const GgmlType type = storage_type(wanted, t.name, t.ne[0], t.ne[1], notes);
     const TensorView v = f.view(t);
     w.add_tensor(t.name, type, ne, [v, type, projection](std::span<uint8_t> dst) { produce(v, type, projection, dst); });
   }

@@ -13,7 +13,11 @@ namespace bitnet {
 
 struct RequantizeOptions {
   GgmlType type = GgmlType::I2_S;
-  std::optional<GgmlType> embedding_type;  // default: default_embedding_type(type)
+  std::optional<GgmlType> embedding_type;  // token_embd and output; default: default_embedding_type(type)
+  // llama-quantize's --token-embedding-type / --output-tensor-type: one of the two only (over
+  // embedding_type). A model without output.weight reads its head from token_embd, so there
+  // output_type applies to token_embd, as in llama-quantize.
+  std::optional<GgmlType> token_embedding_type, output_type;
 };
 
 // Throws Error/FormatError (e.g. a float projection that is not ternary, a TL tensor of unknown

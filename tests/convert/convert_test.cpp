@@ -2,6 +2,8 @@
 // LLaMA q/k permutation, logits, and GGUF → GGUF re-quantization.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "conversion/hf_convert.h"
@@ -33,6 +35,12 @@ std::string convert(const fs::path& dir, GgmlType type, std::optional<GgmlType> 
   o.embedding_type = emb;
   convert_hf_checkpoint(dir.string(), out, o);
   return out;
+}
+
+RequantizeOptions requant_options(GgmlType type) {
+  RequantizeOptions o;
+  o.type = type;
+  return o;
 }
 
 std::vector<float> decode(const GgufFile& f, const std::string& name) {
@@ -257,12 +265,12 @@ TEST(Convert, QuantizeFromF32IsByteIdenticalToDirectConversion) {
     SCOPED_TRACE(ggml_type_name(t));
     const std::string direct = convert(dir, t);
     const std::string requant = dir.string() + "-requant.gguf";
-    requantize_gguf(f32, requant, {t, std::nullopt});
+    requantize_gguf(f32, requant, requant_options(t));
     EXPECT_EQ(testing::read_bytes(requant), testing::read_bytes(direct));
     // Ternary → ternary keeps the weights: I2_S → TQ2_0 equals the direct TQ2_0 too.
     if (t == GgmlType::I2_S) {
       const std::string tq2 = dir.string() + "-i2s-to-tq2.gguf";
-      requantize_gguf(direct, tq2, {GgmlType::TQ2_0, std::nullopt});
+      requantize_gguf(direct, tq2, requant_options(GgmlType::TQ2_0));
       EXPECT_EQ(testing::read_bytes(tq2), testing::read_bytes(convert(dir, GgmlType::TQ2_0)));
     }
   }
@@ -279,7 +287,7 @@ TEST(Convert, QuantizeRefusesNonTernaryFloatProjections) {
   const std::string in = (testing::temp_dir() / "nonternary.gguf").string(), out = in + ".out";
   w.write(in);
   try {
-    requantize_gguf(in, out, {GgmlType::I2_S, std::nullopt});
+    requantize_gguf(in, out, requant_options(GgmlType::I2_S));
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("'blk.0.attn_q.weight' is not ternary"), std::string::npos) << e.what();
@@ -303,6 +311,71 @@ TEST(Convert, EmbeddingTypesAreHonoured) {
                                    f.tensor_data(*f.find_tensor("token_embd.weight")) + want.size()),
               want) << ggml_type_name(t);
   }
+}
+
+// llama-quantize's head options: --output-tensor-type sets output.weight only (token_embd where
+// the model ties them), --token-embedding-type token_embd only; the rest keeps --embedding-type.
+TEST(Convert, QuantizeOutputAndTokenEmbeddingTypesApplyToTheirTensorOnly) {
+  for (bool tied : {false, true}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    HfModel m;
+    m.L = 1;
+    m.hf_arch = "LlamaForCausalLM";  // an architecture that may untie the head
+    m.act = "silu";
+    m.tied = tied;
+    const fs::path dir = fresh_dir(tied ? "headtype-tied" : "headtype");
+    testing::write_checkpoint(dir, m);
+    const std::string f32 = convert(dir, GgmlType::F32), out = dir.string() + "-q.gguf";
+    RequantizeOptions o = requant_options(GgmlType::I2_S);
+    o.output_type = GgmlType::Q6_K;
+    requantize_gguf(f32, out, o);
+    {
+      const GgufFile f = GgufFile::open(out);
+      EXPECT_EQ(f.find_tensor("token_embd.weight")->type, tied ? GgmlType::Q6_K : GgmlType::F16);
+      if (!tied) {
+        EXPECT_EQ(f.find_tensor("output.weight")->type, GgmlType::Q6_K);
+      }
+      EXPECT_EQ(f.find_tensor("blk.0.attn_q.weight")->type, GgmlType::I2_S);
+    }
+    o.output_type.reset();
+    o.token_embedding_type = GgmlType::Q8_0;
+    requantize_gguf(f32, out, o);
+    const GgufFile f = GgufFile::open(out);
+    EXPECT_EQ(f.find_tensor("token_embd.weight")->type, GgmlType::Q8_0);
+    if (!tied) {
+      EXPECT_EQ(f.find_tensor("output.weight")->type, GgmlType::F16);
+    }
+  }
+}
+
+// Widths a block type cannot store fall back, with a note, instead of failing: TQ2_0 rows of
+// 384 (1.5 blocks of 256) are written as I2_S with the same trits, Q6_K ones as Q8_0.
+TEST(Convert, QuantizeFallsBackForWidthsTheTypeCannotStore) {
+  HfModel m;
+  m.L = 1;
+  m.d = 384;
+  m.H = 6;
+  m.Hkv = 2;
+  m.F = 640;
+  const fs::path dir = fresh_dir("fallback");
+  testing::write_checkpoint(dir, m);
+  const std::string f32 = convert(dir, GgmlType::F32), out = dir.string() + "-tq2.gguf";
+  std::vector<std::string> notes;
+  RequantizeOptions o = requant_options(GgmlType::TQ2_0);
+  o.output_type = GgmlType::Q6_K;
+  requantize_gguf(f32, out, o, {}, &notes);
+  const GgufFile f = GgufFile::open(out);
+  EXPECT_EQ(f.find_tensor("blk.0.attn_q.weight")->type, GgmlType::I2_S);
+  EXPECT_EQ(f.find_tensor("blk.0.ffn_down.weight")->type, GgmlType::I2_S);
+  EXPECT_EQ(f.find_tensor("token_embd.weight")->type, GgmlType::Q8_0) << "tied: the head's type, Q6_K → Q8_0";
+  const auto has_note = [&](const std::string& text) {
+    return std::any_of(notes.begin(), notes.end(), [&](const std::string& n) { return n.find(text) != std::string::npos; });
+  };
+  EXPECT_TRUE(has_note("blk.0.ffn_down.weight: row length 640 is not a multiple of the TQ2_0 block size 256; stored as I2_S"));
+  EXPECT_TRUE(has_note("token_embd.weight: row length 384 is not a multiple of the Q6_K block size 256; stored as Q8_0"));
+  // The same trits: the I2_S tensors decode to the F32 file's values.
+  const GgufFile src = GgufFile::open(f32);
+  EXPECT_EQ(decode(f, "blk.0.ffn_down.weight"), decode(src, "blk.0.ffn_down.weight"));
 }
 
 }  // namespace

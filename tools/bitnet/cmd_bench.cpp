@@ -48,6 +48,7 @@ struct Test {
 struct ModelStats {
   uint64_t file_bytes = 0, params = 0, int8_macs_per_token = 0, bytes_per_token = 0;
   std::string description;
+  std::string head_type;  // the LM head's storage type (F16, Q8_0, Q6_K, …): a large share of decode bytes
 };
 
 ModelStats model_stats(const Model& m) {
@@ -65,6 +66,7 @@ ModelStats model_stats(const Model& m) {
   const GgufTensorInfo* wq = m.file.find_tensor("blk.0.attn_q.weight");
   s.description = m.hp.arch.name + " " + size + " " +
                   std::string(ggml_type_name(wq ? wq->type : m.layers[0].wq.type));
+  s.head_type = ggml_type_name(m.output.type);
   return s;
 }
 
@@ -120,6 +122,7 @@ nlohmann::json row_json(const Row& r) {
   j["model_type"] = r.model;
   j["model_size"] = r.stats.file_bytes;
   j["model_n_params"] = r.stats.params;
+  j["output_type"] = r.stats.head_type;
   j["backends"] = "CPU";
   j["cpu_isa"] = kernels::isa_name(kernels::active_isa());
   j["n_threads"] = r.threads;
@@ -154,17 +157,18 @@ void print_rows(const std::vector<Row>& rows, const std::string& format) {
   } else if (format == "jsonl") {
     for (const auto& r : rows) std::printf("%s\n", row_json(r).dump().c_str());
   } else if (format == "csv") {
-    std::printf("model,size,params,backend,threads,n_batch,test,avg_ts,stddev_ts,read_bw_fraction,mac_peak_fraction\n");
+    std::printf("model,head,size,params,backend,threads,n_batch,test,avg_ts,stddev_ts,read_bw_fraction,mac_peak_fraction\n");
     for (const auto& r : rows)
-      std::printf("\"%s\",%llu,%llu,CPU,%d,%lld,%s,%.3f,%.3f,%s,%s\n", r.model.c_str(),
+      std::printf("\"%s\",%s,%llu,%llu,CPU,%d,%lld,%s,%.3f,%.3f,%s,%s\n", r.model.c_str(), r.stats.head_type.c_str(),
                   (unsigned long long)r.stats.file_bytes, (unsigned long long)r.stats.params, r.threads,
                   (long long)r.batch, r.test.c_str(), r.mean(), r.sd(),
                   fraction_text(r.read_bw_fraction()).c_str(), fraction_text(r.mac_peak_fraction()).c_str());
   } else {
-    std::printf("| model | size | params | backend | threads | test | t/s | read_bw_fraction | mac_peak_fraction |\n");
-    std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    std::printf("| model | head | size | params | backend | threads | test | t/s | read_bw_fraction | mac_peak_fraction |\n");
+    std::printf("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
     for (const auto& r : rows)
-      std::printf("| %s | %.2f GiB | %.2f B | CPU (%s) | %d | %s | %.2f ± %.2f | %s | %s |\n", r.model.c_str(),
+      std::printf("| %s | %s | %.2f GiB | %.2f B | CPU (%s) | %d | %s | %.2f ± %.2f | %s | %s |\n", r.model.c_str(),
+                  r.stats.head_type.c_str(),
                   double(r.stats.file_bytes) / double(1 << 30), double(r.stats.params) / 1e9,
                   std::string(kernels::isa_name(kernels::active_isa())).c_str(), r.threads, r.test.c_str(),
                   r.mean(), r.sd(), fraction_text(r.read_bw_fraction()).c_str(),
