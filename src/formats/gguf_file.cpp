@@ -44,12 +44,16 @@ struct FdCloser {
 };
 
 std::unique_ptr<Mapping> map_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; the S_ISREG check below then
+  // refuses it (for a regular file the flag changes nothing).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error(path + ": cannot open: " + errno_text(errno));
   FdCloser closer{fd};
   struct stat st {};
   if (fstat(fd, &st) != 0) throw Error(path + ": cannot stat: " + errno_text(errno));
-  if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
+  if (!S_ISREG(st.st_mode))
+    throw Error(path + (S_ISDIR(st.st_mode) ? ": is a directory" : ": not a regular file (a device, FIFO or socket)") +
+                ", not a GGUF model");
   if (st.st_size == 0) return std::make_unique<Mapping>();  // mmap rejects length 0
   const size_t len = size_t(st.st_size);
   void* addr = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);

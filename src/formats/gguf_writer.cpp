@@ -2,9 +2,11 @@
 // only fail on I/O or on a throwing producer; the file appears under its final name only after
 // every byte was written.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -230,10 +232,18 @@ void stream_file(const std::vector<GgufKV>& kvs, std::vector<TensorJob> jobs, ui
 // Owns the descriptor of the temporary output file; every failed call reports errno's text.
 class FileSink {
  public:
-  explicit FileSink(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw Error(path + ": cannot create: " + errno_text(errno));
+  // Creates a new file beside `target` (never an existing one: O_EXCL does not follow a planted
+  // symlink), named target.tmp.<pid>.<n>.
+  explicit FileSink(const std::string& target) {
+    static std::atomic<unsigned> counter{0};
+    for (int attempt = 0; fd_ < 0; ++attempt) {
+      path_ = target + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd_ < 0 && (errno != EEXIST || attempt == 100))
+        throw Error(path_ + ": cannot create: " + errno_text(errno));
+    }
   }
+  const std::string& path() const { return path_; }
   FileSink(const FileSink&) = delete;
   FileSink& operator=(const FileSink&) = delete;
   ~FileSink() {
@@ -383,10 +393,17 @@ void GgufWriter::add_tensor_bytes(std::string name, GgmlType type, std::vector<i
 }
 
 void GgufWriter::write(const std::string& path, const Progress& progress) const {
-  const std::string tmp = path + ".tmp";
+  // The output replaces a regular file or nothing: renaming over a device node, FIFO or socket
+  // would destroy it, and a directory cannot be replaced.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw Error(path + (S_ISDIR(st.st_mode) ? ": is a directory" : ": exists and is not a regular file (a device, FIFO or socket)") +
+                "; choose a file name for the output");
+  std::string tmp;
   bool created = false;
   try {
-    FileSink file(tmp);
+    FileSink file(path);
+    tmp = file.path();
     created = true;
     stream_file(kvs_, make_jobs(tensors_), alignment_,
                 [&](const uint8_t* p, size_t n) { file.write(p, n); }, progress);

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "output_files.h"
 #include "conversion/hf_convert.h"
 #include "conversion/requantize.h"
 #include "hf_fixture.h"
@@ -293,7 +294,7 @@ TEST(Convert, QuantizeRefusesNonTernaryFloatProjections) {
     EXPECT_NE(std::string(e.what()).find("'blk.0.attn_q.weight' is not ternary"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(out));
-  EXPECT_FALSE(fs::exists(out + ".tmp"));
+  EXPECT_FALSE(testing::temp_output_left(out));
 }
 
 TEST(Convert, EmbeddingTypesAreHonoured) {

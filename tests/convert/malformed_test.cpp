@@ -3,6 +3,7 @@
 
 #include <functional>
 
+#include "output_files.h"
 #include "conversion/hf_convert.h"
 #include "hf_fixture.h"
 
@@ -154,7 +155,7 @@ TEST(ConvertMalformed, EachProblemHasItsOwnMessageAndLeavesNoFile) {
       EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos) << "message: " << e.what();
     }
     EXPECT_FALSE(fs::exists(out));
-    EXPECT_FALSE(fs::exists(out + ".tmp"));
+    EXPECT_FALSE(testing::temp_output_left(out));
   }
   EXPECT_GE(n, 12);
 }

@@ -6,8 +6,11 @@
 #include <limits>
 #include <random>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "errors.h"
+#include "output_files.h"
 #include "formats/gguf.h"
 #include "gguf_test_util.h"
 
@@ -300,7 +303,7 @@ TEST_F(GgufWriteFile, WritesAtomicallyWithProgress) {
   EXPECT_EQ(biggest_request, 20u);
   EXPECT_EQ(calls, tensor_specs().size() + 2);
   EXPECT_EQ(last, total_seen);
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_FALSE(testing::temp_output_left(path));
   EXPECT_EQ(std::filesystem::file_size(path), total_seen);
   const GgufFile f = GgufFile::open(path);
   EXPECT_EQ(f.tensors().size(), tensor_specs().size() + 1);
@@ -320,7 +323,39 @@ TEST_F(GgufWriteFile, ThrowingProducerLeavesNoFile) {
   const std::string path = (dir_ / "m.gguf").string();
   EXPECT_THROW(w.write(path), std::runtime_error);
   EXPECT_FALSE(std::filesystem::exists(path));
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_FALSE(testing::temp_output_left(path));
+}
+
+// The output replaces a regular file or nothing: a FIFO, device or directory is refused and left
+// as it was, and temporary names planted as symlinks are never followed.
+TEST_F(GgufWriteFile, SpecialOutputsAreRefusedAndPlantedSymlinksNotFollowed) {
+  GgufWriter w = make_writer(32);
+  const std::string fifo = (dir_ / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& out : {fifo, dir_.string(), std::string("/dev/null")}) {
+    try {
+      w.write(out);
+      FAIL() << "wrote over " << out;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(out == dir_.string() ? "is a directory" : "not a regular file"),
+                std::string::npos) << e.what();
+    }
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO is still a FIFO";
+
+  const std::filesystem::path victim = dir_ / "victim.txt", out = dir_ / "m.gguf";
+  { std::ofstream(victim) << "precious"; }
+  std::filesystem::create_symlink(victim, out.string() + ".tmp");
+  for (int n = 0; n < 4; ++n)
+    std::filesystem::create_symlink(victim, out.string() + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(n));
+  w.write(out.string());
+  std::ifstream in(victim);
+  std::string text;
+  std::getline(in, text);
+  EXPECT_EQ(text, "precious");
+  EXPECT_EQ(GgufFile::open(out.string()).tensors().size(), tensor_specs().size());
 }
 
 TEST_F(GgufWriteFile, IoErrorsNameTheCause) {
