@@ -19,10 +19,13 @@ struct ProcessResult {
   std::string out, err;
 };
 
-inline ProcessResult run_process(const std::vector<std::string>& args, const std::string& stdin_text = "") {
+// `stdout_to`: a file for stdout instead of the captured one (e.g. /dev/full); out is then empty.
+inline ProcessResult run_process(const std::vector<std::string>& args, const std::string& stdin_text = "",
+                                 const std::string& stdout_to = "") {
   static std::atomic<int> counter = 0;
   const std::string base = (temp_dir() / ("proc-" + std::to_string(counter++))).string();
-  const std::string out_path = base + ".out", err_path = base + ".err", in_path = base + ".in";
+  const std::string out_path = stdout_to.empty() ? base + ".out" : stdout_to, err_path = base + ".err",
+                    in_path = base + ".in";
   std::ofstream(in_path) << stdin_text;
   const pid_t pid = fork();
   if (pid == 0) {
@@ -43,7 +46,8 @@ inline ProcessResult run_process(const std::vector<std::string>& args, const std
     s << in.rdbuf();
     return s.str();
   };
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out_path), slurp(err_path)};
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), stdout_to.empty() ? slurp(out_path) : "",
+          slurp(err_path)};
 }
 
 }  // namespace bitnet::testing

@@ -116,6 +116,9 @@ ModelFacts check_model(const DiagnosticsRequest& r, Report& rep) {
     if (r.model_is_default)
       rep.add("model", "warn", "default model not generated yet: " + r.model,
               "it is generated on the first run; `python setup_env.py` prepares it now");
+    else if (std::filesystem::exists(r.model, ec))  // a directory, device or FIFO: not "not found"
+      model_fail(rep, "model path is not a regular file: " + r.model,
+                 "-m takes a GGUF file; check the path");
     else
       model_fail(rep, "model file not found: " + r.model,
                  "check the -m path; omit -m to use the default model, or prepare one with `python setup_env.py`");

@@ -3,7 +3,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -49,8 +51,14 @@ std::string utc_timestamp() {
   return buf;
 }
 
+namespace {
+std::atomic<bool> g_write_failed{false};
+}  // namespace
+
+bool telemetry_write_failed() { return g_write_failed; }
+
 Telemetry::Telemetry(const std::string& path, std::string command)
-    : command_(std::move(command)), start_(std::chrono::steady_clock::now()) {
+    : command_(std::move(command)), path_(path), start_(std::chrono::steady_clock::now()) {
   file_.reset(std::fopen(path.c_str(), "a"));
   if (!file_) throw Error("cannot open telemetry file " + path + ": " + std::strerror(errno));
   const char* env = std::getenv("BITNET_RUN_ID");
@@ -73,8 +81,12 @@ void Telemetry::emit(const std::string& event, const nlohmann::json& fields) {
   };
   for (const auto& [k, v] : fields.items()) line[k] = nlohmann::ordered_json(v);
   const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  std::fwrite(text.data(), 1, text.size(), file_.get());
-  std::fflush(file_.get());
+  errno = 0;
+  const bool written = std::fwrite(text.data(), 1, text.size(), file_.get()) == text.size() &&
+                       std::fflush(file_.get()) == 0;
+  if (!written && !g_write_failed.exchange(true))
+    std::fprintf(stderr, "warning: cannot write telemetry file %s: %s; events are lost\n", path_.c_str(),
+                 std::strerror(errno ? errno : EIO));
 }
 
 }  // namespace bitnet

@@ -38,9 +38,13 @@ class Telemetry {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
   std::unique_ptr<std::FILE, Closer> file_;
-  std::string run_id_, command_;
+  std::string run_id_, command_, path_;
   std::chrono::steady_clock::time_point start_{};
 };
+
+// True once any Telemetry of this process failed to write an event (a full disk, /dev/full): the
+// first failure is reported on stderr at once, and the `bitnet` front end then exits with 1.
+bool telemetry_write_failed();
 
 // Random 16-hex-digit id.
 std::string new_run_id();

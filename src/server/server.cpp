@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstdio>
@@ -83,12 +85,19 @@ int run_server(ServerConfig config) {
     port = -1;
   if (port <= 0) throw Error("cannot listen on " + config.host + ":" + std::to_string(config.port));
   std::fprintf(stderr, "server listening on http://%s:%d\n", config.host.c_str(), port);
-  std::thread http([&] { srv.listen_after_bind(); });
+  std::atomic<bool> listen_ended{false};
+  std::thread http([&] {
+    srv.listen_after_bind();
+    listen_ended = true;
+  });
 
   std::unique_ptr<Model> model;
   std::unique_ptr<Engine> engine;
   int rc = 0;
   auto stop_http = [&] {
+    // stop() does nothing until the listener runs: a model that fails to load at once (a text
+    // file, /dev/null) used to leave the listener started after the stop, answering 503 forever.
+    while (!srv.is_running() && !listen_ended) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     srv.stop();
     http.join();
   };

@@ -1,5 +1,7 @@
 // The command-line front end as a user runs it: real processes, exit codes, stdout vs stderr.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,8 +17,8 @@ namespace {
 
 using Result = testing::ProcessResult;
 
-Result run(const std::vector<std::string>& args, const std::string& stdin_text = "") {
-  return testing::run_process(args, stdin_text);
+Result run(const std::vector<std::string>& args, const std::string& stdin_text = "", const std::string& stdout_to = "") {
+  return testing::run_process(args, stdin_text, stdout_to);
 }
 
 std::string bitnet() { return testing::bin_dir() + "/bitnet"; }
@@ -67,6 +69,48 @@ TEST(Cli, BadFlagsGiveOneLineErrorsAndNonZeroExit) {
     EXPECT_NE(r.err.find(c.needle), std::string::npos) << "stderr: " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
+}
+
+// Found by a hand probe (issue 16): output that cannot be written, inputs that are not files or
+// never end, empty paths and impossible sizes each give a specific error and a non-zero exit.
+TEST(Cli, WriteErrorsOddInputsAndEmptyPathsAreErrors) {
+  const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  const std::string fifo = (testing::temp_dir() / "cli-fifo").string();
+  ::unlink(fifo.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const Result full = run({bitnet(), "run", "-m", model, "-p", "Hi", "-n", "4", "--temp", "0"}, "", "/dev/full");
+  EXPECT_EQ(full.code, 1);
+  EXPECT_NE(full.err.find("cannot write standard output: No space left on device"), std::string::npos) << full.err;
+  const Result tel = run({bitnet(), "run", "-m", model, "-p", "Hi", "-n", "2", "--telemetry-out", "/dev/full"});
+  EXPECT_EQ(tel.code, 1);
+  EXPECT_NE(tel.err.find("cannot write telemetry file /dev/full"), std::string::npos) << tel.err;
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+    int code;
+  } cases[] = {
+      {{bitnet(), "run", "-m", model, "-f", "/dev/zero"}, "prompt file /dev/zero is not a regular file", 2},
+      {{bitnet(), "run", "-m", model, "-f", testing::temp_dir().string()}, "is a directory", 2},
+      {{bitnet(), "run", "-m", model, "-f", fifo}, "is not a regular file", 2},
+      {{bitnet(), "perplexity", "-m", model, "-f", "/dev/zero"}, "is not a regular file", 2},
+      {{bitnet(), "perplexity", "-m", model, "-f", model, "-c", "1"}, "-c must be at least 4", 2},
+      {{bitnet(), "run", "-m", "", "-p", "x"}, "-m needs a non-empty FILE", 2},
+      {{bitnet(), "bench", "-m", ",,"}, "-m has an empty entry", 2},
+      {{bitnet(), "bench", "-m", model, "-p", "100000", "-n", "0"}, "needs 100000 positions", 2},
+      {{bitnet(), "inspect", fifo}, "not a regular file", 1},
+      {{bitnet(), "run", "-m", fifo, "-p", "x"}, "not a regular file", 1},
+      {{bitnet(), "gen-model", "-o", fifo}, "not a regular file", 1},
+      {{bitnet(), "doctor", "-m", "/dev/zero"}, "model path is not a regular file", 1},
+  };
+  for (const auto& c : cases) {
+    const Result r = run(c.args);
+    EXPECT_EQ(r.code, c.code) << c.needle << "\n" << r.err;
+    const std::string all = r.err + r.out;
+    EXPECT_NE(all.find(c.needle), std::string::npos) << "output: " << all;
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "gen-model must not replace the FIFO";
 }
 
 TEST(Cli, MalformedModelFileIsAOneLineError) {

@@ -129,6 +129,7 @@ TEST(ServerErrors, BadFlagsExitWithOneLineErrors) {
       {{"--api-key-file", "/nonexistent/key"}, "cannot read API key file", 2},
       {{"-c", "16", "-np", "4"}, "fewer than 8 tokens per slot", 1},
       {{"--temp", "-1"}, "temperature", 2},
+      {{"--api-key", ""}, "--api-key needs a non-empty KEY", 2},  // would have disabled authentication
   };
   for (const auto& c : cases) {
     const std::string base = (temp_dir() / "badflag").string();
@@ -140,6 +141,31 @@ TEST(ServerErrors, BadFlagsExitWithOneLineErrors) {
     EXPECT_NE(err.find("error: "), std::string::npos) << err;
     EXPECT_NE(err.find(c.needle), std::string::npos) << err;
   }
+}
+
+// An empty key from the environment is refused like an empty --api-key; a model that fails to
+// load makes the server exit 1 with the load error at once (it used to keep answering 503 and
+// ignore SIGTERM when the load failed before the listener had started).
+TEST(ServerErrors, EmptyKeyFromEnvironmentAndUnloadableModelsExitWithTheError) {
+  const std::string base = (temp_dir() / "serve-fail").string();
+  {
+    const pid_t pid = spawn({bitnet_bin(), "serve", "-m", tiny_model(), "--port", "0"}, base + ".out", base + ".err",
+                            {"LLAMA_API_KEY="});
+    EXPECT_EQ(wait_exit(pid, std::chrono::seconds(30)), 2);
+    EXPECT_NE(slurp(base + ".err").find("--api-key needs a non-empty KEY"), std::string::npos) << slurp(base + ".err");
+  }
+  const std::string text = (temp_dir() / "not-a-model.gguf").string();
+  std::ofstream(text) << "just some text\n";
+  const struct {
+    std::string path, needle;
+    int code;  // as `run` exits: a directory is a usage error (2), a bad file a load error (1)
+  } cases[] = {{text, "not a GGUF file", 1}, {"/dev/null", "not a regular file", 1}, {temp_dir().string(), "is a directory", 2}};
+  for (const auto& c : cases)
+    for (int repeat = 0; repeat < 3; ++repeat) {  // the failure raced the listener's start
+      const pid_t pid = spawn({bitnet_bin(), "serve", "-m", c.path, "--port", "0"}, base + ".out", base + ".err");
+      EXPECT_EQ(wait_exit(pid, std::chrono::seconds(30)), c.code) << c.path;
+      EXPECT_NE(slurp(base + ".err").find(c.needle), std::string::npos) << slurp(base + ".err");
+    }
 }
 
 }  // namespace

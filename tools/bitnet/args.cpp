@@ -1,5 +1,6 @@
 #include "args.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -7,6 +8,17 @@
 
 namespace bitnet::cli {
 namespace {
+
+// A file, directory, address or key is never the empty string: `-m ''` (often an unset shell
+// variable) must not quietly mean "the default model", nor `--api-key ''` "no authentication".
+bool needs_value(const std::string& value_name) {
+  return value_name.find("FILE") != std::string::npos || value_name == "DIR" || value_name == "KEY" ||
+         value_name == "ADDR";
+}
+
+void check_not_empty(const std::string& flag, const std::string& value_name, const std::string& v) {
+  if (v.empty() && needs_value(value_name)) throw UsageError(flag + " needs a non-empty " + value_name);
+}
 
 template <typename T>
 T parse_number(const std::string& flag, const std::string& text, const char* what) {
@@ -35,13 +47,22 @@ void ArgParser::flag(std::vector<std::string> names, std::string help, bool* tar
 }
 void ArgParser::option(std::vector<std::string> names, std::string value_name, std::string help,
                        std::string* target) {
-  add(std::move(names), std::move(value_name), std::move(help),
-      [target](const std::string& v) { *target = v; });
+  const std::string flag = names.front(), kind = value_name;
+  add(std::move(names), std::move(value_name), std::move(help), [target, flag, kind](const std::string& v) {
+    check_not_empty(flag, kind, v);
+    *target = v;
+  });
 }
 void ArgParser::list_option(std::vector<std::string> names, std::string value_name, std::string help,
                             std::string* target) {
   auto seen = std::make_shared<bool>(false);
-  add(std::move(names), std::move(value_name), std::move(help), [target, seen](const std::string& v) {
+  const std::string flag = names.front(), kind = value_name;
+  add(std::move(names), std::move(value_name), std::move(help), [target, seen, flag, kind](const std::string& v) {
+    if (needs_value(kind))  // every entry of a comma-separated list of files
+      for (size_t a = 0, b; a <= v.size(); a = b + 1) {
+        b = std::min(v.find(',', a), v.size());
+        if (b == a) throw UsageError(flag + " has an empty entry in '" + v + "'");
+      }
     *target = *seen ? *target + "," + v : v;
     *seen = true;
   });

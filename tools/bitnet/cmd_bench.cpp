@@ -272,6 +272,12 @@ void bench_all(const std::vector<std::string>& model_files, const std::vector<Te
     mo.mmap = use_mmap;
     LoadedModel lm = load_for_run(mo);
     const ModelStats stats = model_stats(*lm.model);
+    // A test runs in one sequence of n_prompt + n_gen positions: refuse what the model cannot hold
+    // before spending minutes on it (llama-bench fails the same way, only later).
+    for (const Test& test : tests)
+      if (const int64_t need = test.n_prompt + test.n_gen, ctx = lm.model->hp.n_ctx_train; ctx > 0 && need > ctx)
+        throw UsageError("test " + test.name() + " needs " + std::to_string(need) + " positions but " +
+                         (file.empty() ? default_model_path() : file) + " has a context of " + std::to_string(ctx));
     telemetry.emit("model_loaded", {{"model", file.empty() ? default_model_path() : file},
                                     {"load_ms", lm.load_ms}, {"params", stats.params}});
     for (int64_t t : threads_list) {

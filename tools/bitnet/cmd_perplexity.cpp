@@ -20,15 +20,15 @@ int cmd_perplexity(int argc, char** argv) {
   p.option({"--chunks"}, "N", "score at most N chunks (-1: all)", &max_chunks);
   if (!p.parse(argc, argv)) return 0;
   if (file.empty()) throw UsageError("missing -f FILE");
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw UsageError("cannot read text file: " + file);
-  std::ostringstream text;
-  text << in.rdbuf();
+  const std::string text = read_text_input(file, "text file");
 
   if (mo.ctx == 0) mo.ctx = 512;  // llama-perplexity's customary chunk size
+  // Each chunk scores its second half (positions ctx/2 … ctx−2): below 4 that is nothing at all.
+  if (mo.ctx > 0 && mo.ctx < 4) throw UsageError("-c must be at least 4 for perplexity (each chunk scores its second half)");
+  if (max_chunks == 0) throw UsageError("--chunks must be -1 (all) or at least 1");
   LoadedModel lm = load_for_run(mo);
   const Tokenizer& tok = *lm.model->tokenizer;
-  const auto tokens = tok.encode(text.str(), true, false);
+  const auto tokens = tok.encode(text, true, false);
   const int64_t n_ctx = lm.ctx;
   if (int64_t(tokens.size()) < 2 * n_ctx)
     throw Error("you need at least " + std::to_string(2 * n_ctx) +

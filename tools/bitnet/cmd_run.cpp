@@ -95,14 +95,6 @@ int dry_run(const RunConfig& given, bool json) {
   return 0;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError("cannot read prompt file: " + path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Streams one reply to stdout; returns why generation stopped.
 StopReason stream_reply(Session& session, std::span<const float> logits, Sampler& sampler,
                         const GenerateOptions& gen, std::string* reply) {
@@ -167,7 +159,7 @@ int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
 }
 
 int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) {
-  if (!o.prompt_file.empty()) o.prompt = read_file(o.prompt_file);
+  if (!o.prompt_file.empty()) o.prompt = read_text_input(o.prompt_file, "prompt file");
   o.sampling.seed = o.seed != UINT64_MAX
                         ? o.seed
                         : uint64_t(std::chrono::system_clock::now().time_since_epoch().count());

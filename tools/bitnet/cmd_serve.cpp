@@ -70,10 +70,8 @@ std::vector<std::string> with_environment(int argc, char** argv) {
 }
 
 std::string read_key_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError("cannot read API key file: " + path);
-  std::string key;
-  std::getline(in, key);
+  const std::string text = read_text_input(path, "API key file", 1 << 16);
+  std::string key = text.substr(0, text.find('\n'));
   while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
   if (key.empty()) throw UsageError("API key file is empty: " + path);
   return key;
@@ -184,7 +182,9 @@ int cmd_serve(int argc, char** argv) {
   if (json && !dry) throw UsageError("--json goes with --dry-run");
   server::ServerConfig config = to_config(o);
   if (dry) return serve_dry_run(o, args, json);
-  if (!o.model.model.empty() && !std::ifstream(o.model.model)) throw UsageError("model file not found: " + o.model.model);
+  std::error_code ec;  // a path that exists but is no model (a directory, /dev/null) fails to load: exit 1
+  if (!o.model.model.empty() && !std::filesystem::exists(o.model.model, ec))
+    throw UsageError("model file not found: " + o.model.model);
   config.api.model_path = o.model.model.empty() ? default_model_path() : o.model.model;
   ModelOptions model_options = o.model;
   model_options.model = config.api.model_path;

@@ -1,6 +1,7 @@
 // `bitnet` — one binary with subcommands; invoked as llama-cli / llama-perplexity / … (symlinks)
 // it behaves like the corresponding llama.cpp tool.
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -9,6 +10,7 @@
 #include "args.h"
 #include "commands.h"
 #include "errors.h"
+#include "runtime/telemetry.h"
 
 namespace bitnet::cli {
 std::vector<Command>& command_registry() {
@@ -61,7 +63,17 @@ int main(int argc, char** argv) {
     ++argv;
   }
   try {
-    return command->run(argc, argv);
+    const int code = command->run(argc, argv);
+    // Output that did not arrive is a failure, not a success: `bitnet run … > /dev/full`.
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      std::fprintf(stderr, "error: cannot write standard output: %s\n", std::strerror(errno ? errno : EIO));
+      return 1;
+    }
+    if (bitnet::telemetry_write_failed()) {
+      std::fprintf(stderr, "error: telemetry events were lost (see the warning above)\n");
+      return code == 0 ? 1 : code;
+    }
+    return code;
   } catch (const bitnet::cli::UsageError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;

@@ -1,11 +1,15 @@
 #include "model_options.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -173,6 +177,32 @@ void print_timings(const Timings& t) {
   std::fprintf(stderr, "%18s = %10.2f ms / %5lld runs\n", "sampling time", t.sample_ms, (long long)t.sampled);
   std::fprintf(stderr, "%18s = %10.2f ms\n", "total time", t.load_ms + t.prompt_ms + t.eval_ms + t.sample_ms);
   std::fprintf(stderr, "%18s = %10.2f MiB\n", "peak memory", peak_rss_mib());
+}
+
+std::string read_text_input(const std::string& path, const std::string& what, uint64_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw UsageError("cannot read " + what + " " + path + ": " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    throw UsageError(what + " " + path + (S_ISDIR(st.st_mode) ? " is a directory" : " is not a regular file"));
+  if (uint64_t(st.st_size) > max_bytes)
+    throw UsageError(what + " " + path + " is " + std::to_string(st.st_size >> 20) + " MiB; the limit is " +
+                     std::to_string(max_bytes >> 20) + " MiB");
+  std::string text(size_t(st.st_size), '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw UsageError("cannot read " + what + " " + path + ": " + std::strerror(errno));
+    if (n == 0) break;  // shrank while reading: keep what is there
+    got += size_t(n);
+  }
+  text.resize(got);
+  return text;
 }
 
 void print_notes(const std::vector<std::string>& notes) {

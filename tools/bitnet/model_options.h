@@ -43,6 +43,11 @@ LoadedModel load_for_run(const ModelOptions& options);
 
 // Path of the default model; generates it (with a progress bar) if it does not exist yet.
 std::string default_model_path();
+
+// The whole of a text input file (-f prompt, perplexity text, key file): a regular file of at most
+// max_bytes, else a UsageError naming `what` and the path — a directory, FIFO or device
+// (/dev/zero) is refused up front instead of read forever or blocked on.
+std::string read_text_input(const std::string& path, const std::string& what, uint64_t max_bytes = uint64_t(1) << 30);
 // Where the default model is (or will be generated); generates nothing.
 std::string default_model_location();
 
