@@ -18,6 +18,9 @@ static_assert(std::endian::native == std::endian::little,
 // a KV is key length (8) + value type (4) + at least one payload byte;
 // a tensor info is name length (8) + n_dims (4) + one ne (8) + type (4) + offset (8).
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;
+// Real models carry a few dozen metadata entries (a vocabulary is one array entry): a file with
+// millions of them (tiny ones still fit the byte bound above) cost 1.8 GB and 10 s to list.
+constexpr uint64_t kMaxKvCount = 65536;
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
 
 std::string str(uint64_t v) { return std::to_string(v); }
@@ -132,6 +135,7 @@ void Parser::parse_header() {
     fail("kv_count " + str(n_kv_) + " is larger than the " + str(rest) +
          " remaining bytes could hold");
   }
+  if (n_kv_ > kMaxKvCount) fail("kv_count " + str(n_kv_) + " is above the limit of " + str(kMaxKvCount) + " metadata entries");
   if (n_tensors_ > rest / kMinTensorInfoBytes) {
     fail("tensor_count " + str(n_tensors_) + " is larger than the " + str(rest) +
          " remaining bytes could hold");

@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -208,6 +210,16 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
   m->output_norm = bind.vector("output_norm.weight", hp.n_embd);
   m->output = tied ? m->tok_embd : bind.matrix("output.weight", hp.n_embd, hp.n_vocab, true);
 
+  // Layer tensors beyond block_count would be silently ignored: a file that disagrees with itself.
+  for (const GgufTensorInfo& t : m->file.tensors()) {
+    if (t.name.rfind("blk.", 0) != 0) continue;
+    const size_t dot = t.name.find('.', 4);
+    const std::string index = t.name.substr(4, dot == std::string::npos ? std::string::npos : dot - 4);
+    if (!index.empty() && index.size() < 10 && std::all_of(index.begin(), index.end(), ::isdigit) &&
+        std::stoll(index) >= hp.n_layer)
+      throw FormatError(m->file.path() + ": tensor '" + t.name + "' belongs to layer " + index + ", but " +
+                        hp.arch.name + ".block_count is " + std::to_string(hp.n_layer));
+  }
   m->layers.resize(size_t(hp.n_layer));
   for (int64_t i = 0; i < hp.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";

@@ -31,6 +31,8 @@ double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
   candidates_.resize(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) candidates_[i] = {logits[i], int32_t(i)};
+  for (const auto& [id, bias] : params_.logit_bias)
+    if (id >= 0 && size_t(id) < candidates_.size()) candidates_[size_t(id)].first += bias;
 
   // Repetition penalty (CTRL-style, as llama.cpp): divide positive logits, multiply negative ones.
   if (params_.repeat_penalty != 1.0f && params_.repeat_last_n > 0) {

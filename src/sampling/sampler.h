@@ -1,5 +1,5 @@
 #pragma once
-// Token sampling: repetition penalty → top-k → top-p → min-p → temperature → draw, with a seeded
+// Token sampling: logit bias → repetition penalty → top-k → top-p → min-p → temperature → draw, with a seeded
 // RNG (mt19937_64, whose sequence is fixed by the C++ standard) and no std::*_distribution (their
 // output differs between standard libraries). Greedy when temperature ≤ 0. Single-threaded, so the
 // chosen tokens never depend on the thread count.
@@ -19,6 +19,8 @@ struct SamplingParams {
   float repeat_penalty = 1.0f;  // 1: off
   int32_t repeat_last_n = 64;
   uint64_t seed = 0;
+  // Added to a token's logit before everything else (OpenAI's logit_bias); −∞ bans the token.
+  std::vector<std::pair<int32_t, float>> logit_bias;
 };
 
 // Empty string if valid, else a message naming the bad value.

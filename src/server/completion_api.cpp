@@ -2,7 +2,9 @@
 // /v1/chat/completions (OpenAI), as one JSON response or as Server-Sent Events.
 #include <httplib.h>
 
+#include <charconv>
 #include <chrono>
+#include <cmath>
 
 #include "server/api_error.h"
 #include "server/http_api.h"
@@ -57,6 +59,41 @@ json probs_json(const Tokenizer& tok, const Event& e) {
 }
 
 std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
+
+// OpenAI's {"token id": bias} or llama.cpp's [[id, bias], …]; bias in [−100, 100], or false to ban
+// the token (−∞), as llama-server accepts.
+std::vector<std::pair<int32_t, float>> get_logit_bias(const json& body, int64_t n_tokens) {
+  const auto it = body.find("logit_bias");
+  if (it == body.end() || it->is_null()) return {};
+  std::vector<std::pair<int32_t, float>> out;
+  auto add = [&](int64_t id, const json& bias) {
+    if (id < 0 || id >= n_tokens)
+      throw bad_request("'logit_bias' token id " + std::to_string(id) + " is outside the vocabulary (0 … " +
+                        std::to_string(n_tokens - 1) + ")");
+    if (bias.is_boolean() && !bias.get<bool>()) return out.push_back({int32_t(id), -INFINITY});
+    if (!bias.is_number() || !(bias.get<double>() >= -100 && bias.get<double>() <= 100))
+      throw bad_request("'logit_bias' values must be numbers between -100 and 100 (or false to ban a token)");
+    out.push_back({int32_t(id), float(bias.get<double>())});
+  };
+  if (it->is_object()) {
+    for (const auto& [key, bias] : it->items()) {
+      int64_t id = -1;
+      const auto [ptr, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+      if (ec != std::errc() || ptr != key.data() + key.size())
+        throw bad_request("'logit_bias' keys must be token ids, got '" + key + "'");
+      add(id, bias);
+    }
+  } else if (it->is_array()) {
+    for (const json& pair : *it) {
+      if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_integer())
+        throw bad_request("'logit_bias' as an array must hold [token id, bias] pairs");
+      add(pair[0].get<int64_t>(), pair[1]);
+    }
+  } else {
+    throw bad_request("'logit_bias' must be an object {\"token id\": bias} or an array of [token id, bias] pairs");
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -148,6 +185,9 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect) const
   r.slot_id = int32_t(get_int(body, "id_slot", -1, ec.n_slots - 1).value_or(-1));
   r.n_probs = int32_t(get_int(body, "n_probs", 0, std::min<int64_t>(100, tok.n_tokens())).value_or(0));
   get_int(body, "n_keep", -1, ec.n_ctx_slot);  // no context shifting: validated, otherwise unused
+  if (get_int(body, "n_discard", 0, big).value_or(0) != 0)
+    throw bad_request("'n_discard' must be 0: this server does not shift the context (a full slot ends the reply)");
+  p.logit_bias = get_logit_bias(body, tok.n_tokens());
   return r;
 }
 

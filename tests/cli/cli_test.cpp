@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "formats/gguf.h"
 #include "process_runner.h"
 #include "test_data.h"
 
@@ -111,6 +112,22 @@ TEST(Cli, WriteErrorsOddInputsAndEmptyPathsAreErrors) {
   struct stat st {};
   ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "gen-model must not replace the FIFO";
+}
+
+// Names from the file reach the terminal escaped: an ESC sequence in a key or tensor name could
+// otherwise recolour the terminal or move the cursor.
+TEST(Cli, InspectEscapesControlBytesInNames) {
+  GgufWriter w;
+  w.add_string("evil\x1b[31m.key", "value");
+  w.add_tensor_bytes("t\x1b]0;title\x07", GgmlType::F32, {4}, std::vector<uint8_t>(16, 0));
+  const std::string path = (testing::temp_dir() / "escapes.gguf").string();
+  w.write(path);
+  const Result r = run({bitnet(), "inspect", path});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << "no raw ESC byte on stdout";
+  EXPECT_EQ(r.out.find('\x07'), std::string::npos);
+  EXPECT_NE(r.out.find("evil\\x1b[31m.key"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("t\\x1b]0;title\\x07"), std::string::npos) << r.out;
 }
 
 TEST(Cli, MalformedModelFileIsAOneLineError) {

@@ -63,6 +63,9 @@ std::vector<MalformedCase> malformed_cases() {
   // 2: counts larger than the file could hold
   add("KvCountHuge", GgufBytes().header(0, huge).zeros(64).bytes,
       "kv_count 1099511627776 is larger than the 64 remaining bytes");
+  // Millions of tiny entries fit the byte bound but cost gigabytes to hold (found by a hand probe).
+  add("KvCountAboveLimit", GgufBytes().header(0, 70000).zeros(70000 * 13).bytes,
+      "kv_count 70000 is above the limit of 65536 metadata entries");
   add("TensorCountHuge", GgufBytes().header(huge, 0).zeros(64).bytes,
       "tensor_count 1099511627776 is larger than the 64 remaining bytes");
   add("TensorCountHugeAfterKv",

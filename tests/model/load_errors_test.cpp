@@ -70,6 +70,14 @@ TEST(ModelLoad, MissingRequiredKeyIsNamed) {
   EXPECT_CONTAINS(msg, "missing required key 'bitnet-b1.58.block_count'");
 }
 
+// A block_count smaller than the layers the file holds: the extra layers were silently ignored.
+TEST(ModelLoad, LayerTensorsBeyondBlockCountAreRejected) {
+  const auto msg = load_error([](auto& kvs, auto&) {
+    set_kv(kvs, "bitnet-b1.58.block_count", {GgufValueType::UINT32, uint64_t(1)});
+  });
+  EXPECT_CONTAINS(msg, "belongs to layer 1, but bitnet-b1.58.block_count is 1");
+}
+
 TEST(ModelLoad, OutOfRangeHyperParametersAreRejected) {
   EXPECT_CONTAINS(load_error([](auto& kvs, auto&) {
                     set_kv(kvs, "bitnet-b1.58.block_count", {GgufValueType::UINT32, uint64_t(100000)});

@@ -69,6 +69,21 @@ TEST(Sampler, RepetitionPenaltyDemotesRecentTokens) {
   EXPECT_EQ(s.sample(logits_of({-1.0f, -1.5f}), history), 1);  // -1 · 2 = -2 < -1.5
 }
 
+TEST(Sampler, LogitBiasComesFirstAndMinusInfinityBans) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.logit_bias = {{0, -1.0f}};
+  EXPECT_EQ(Sampler(p).sample(logits_of({2.0f, 1.5f}), {}), 1);  // 2 − 1 < 1.5
+  p.logit_bias = {{1, -INFINITY}};
+  EXPECT_EQ(Sampler(p).sample(logits_of({-5.0f, 9.0f}), {}), 0);
+  p.temperature = 1.0f;
+  p.top_k = 0;
+  p.min_p = 0;
+  p.top_p = 1;
+  Sampler s(p);
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(s.sample(logits_of({-5.0f, 9.0f, -6.0f}), {}) == 1, false) << "banned token drawn";
+}
+
 TEST(Sampler, SameSeedSameSequence) {
   SamplingParams p;
   p.temperature = 1.5f;

@@ -135,6 +135,30 @@ TEST(ServerEndpoints, StopStringsEndGenerationBeforeTheStopText) {
   EXPECT_EQ(post_json(cli, "/v1/completions", oreq)["choices"][0]["finish_reason"], "stop");
 }
 
+// logit_bias in both accepted forms: banning each greedy token in turn (OpenAI's object, -100)
+// or with llama.cpp's [[id, false]] changes the reply, a strong positive bias forces a token.
+TEST(ServerEndpoints, LogitBiasBansAndForcesTokens) {
+  ServerProcess server({"-c", "256"});
+  auto cli = server.client();
+  const json req = {{"prompt", kPrompt}, {"n_predict", 4}, {"temperature", 0}};
+  const json base = post_json(cli, "/completion", req);
+  const json first = post_json(cli, "/tokenize", {{"content", base["content"]}})["tokens"];
+  ASSERT_FALSE(first.empty());
+  const int id = first[0].get<int>();
+  json banned = req;
+  banned["logit_bias"] = {{std::to_string(id), -100}};
+  const std::string a = post_json(cli, "/completion", banned)["content"];
+  EXPECT_NE(a, base["content"].get<std::string>());
+  banned["logit_bias"] = json::array({json::array({id, false})});
+  EXPECT_EQ(post_json(cli, "/completion", banned)["content"], a) << "false bans like -100 here";
+  const json forced_id = post_json(cli, "/tokenize", {{"content", " dog"}})["tokens"];
+  ASSERT_EQ(forced_id.size(), 1u);
+  json forced = req;
+  forced["n_predict"] = 2;
+  forced["logit_bias"] = {{std::to_string(forced_id[0].get<int>()), 100}};
+  EXPECT_EQ(post_json(cli, "/completion", forced)["content"], " dog dog");
+}
+
 TEST(ServerEndpoints, TokenizerEndpointsAndProbabilities) {
   ServerProcess server({"-c", "256"});
   auto cli = server.client();

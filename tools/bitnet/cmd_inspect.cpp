@@ -31,6 +31,22 @@ nlohmann::json value_json(const GgufValue& v, size_t max_array) {
       v.value);
 }
 
+// Names from the file as the terminal should see them: control bytes (ESC sequences that would
+// recolour or move the cursor, newlines) as \xNN.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c != 0x7f) {
+      out += char(c);
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  return out;
+}
+
 std::string short_value(const GgufValue& v) {
   if (const auto* arr = std::get_if<GgufArray>(&v.value))
     return "[" + std::string(gguf_value_type_name(arr->elem_type)) + " x " +
@@ -102,19 +118,19 @@ int cmd_inspect(int argc, char** argv) {
               double(file.file_size()) / (1 << 20));
   std::printf("\nmetadata:\n");
   for (const auto& kv : file.metadata())
-    std::printf("  %-45s %-8s %s\n", kv.key.c_str(),
+    std::printf("  %-45s %-8s %s\n", printable(kv.key).c_str(),
                 std::string(gguf_value_type_name(kv.value.type)).c_str(), short_value(kv.value).c_str());
   std::printf("\ntensors:\n  %-32s %-6s %-22s %12s %12s\n", "name", "type", "shape", "offset", "bytes");
   for (const auto& t : file.tensors()) {
     std::string shape = "[";
     for (uint32_t d = 0; d < t.n_dims; ++d) shape += (d ? ", " : "") + std::to_string(t.ne[d]);
     shape += "]";
-    std::printf("  %-32s %-6s %-22s %12llu %12llu\n", t.name.c_str(),
+    std::printf("  %-32s %-6s %-22s %12llu %12llu\n", printable(t.name).c_str(),
                 std::string(ggml_type_name(t.type)).c_str(), shape.c_str(),
                 (unsigned long long)t.offset, (unsigned long long)t.nbytes);
   }
-  std::printf("\nmodel: %s\n", model_status == "ok" ? "runnable" : ("not runnable: " + model_status).c_str());
-  for (const auto& n : notes) std::printf("  %s\n", n.c_str());
+  std::printf("\nmodel: %s\n", model_status == "ok" ? "runnable" : printable("not runnable: " + model_status).c_str());
+  for (const auto& n : notes) std::printf("  %s\n", printable(n).c_str());
   return 0;
 }
 
