@@ -133,6 +133,34 @@ void Api::install(httplib::Server& srv) {
   auto route = [this](auto fn) {
     return [this, fn](const Req& req, Res& res) { guard(req, res, [&] { fn(req, res); }); };
   };
+  // POST bodies are read here, through the library's content reader, and at most --max-body bytes
+  // of them: the library itself checks only a declared Content-Length, so a chunked body or a
+  // small gzip body that inflates to gigabytes was read whole. Reading stops at the limit.
+  auto route_body = [this](auto fn) {
+    return [this, fn](const Req& req, Res& res, const httplib::ContentReader& reader) {
+      Req with_body = req;
+      bool too_big = false;
+      const bool read = reader([&](const char* data, size_t n) {
+        if (with_body.body.size() + n > config_.max_body) {
+          too_big = true;
+          return false;  // stops reading (and inflating) here
+        }
+        with_body.body.append(data, n);
+        return true;
+      });
+      if (too_big) {
+        metrics_.http_errors += 1;
+        return reply(res, 413, error_body(413, "invalid_request_error",
+                                          "request body is larger than the server's limit (--max-body)"));
+      }
+      if (!read) {
+        metrics_.http_errors += 1;
+        return reply(res, 400, error_body(400, "invalid_request_error",
+                                          "the request body could not be read (bad chunked or compressed framing)"));
+      }
+      guard(with_body, res, [&] { fn(with_body, res); });
+    };
+  };
   srv.Get("/", [](const Req&, Res& res) { res.set_content(kIndexHtml, "text/html; charset=utf-8"); });
   srv.Get("/index.html", [](const Req&, Res& res) { res.set_content(kIndexHtml, "text/html; charset=utf-8"); });
   srv.Get("/health", route([this](const Req& q, Res& s) { health(q, s); }));
@@ -141,14 +169,14 @@ void Api::install(httplib::Server& srv) {
   srv.Get("/props", route([this](const Req&, Res& s) { props(s); }));
   srv.Get("/slots", route([this](const Req& q, Res& s) { slots(q, s); }));
   srv.Get("/metrics", route([this](const Req&, Res& s) { metrics(s); }));
-  srv.Post("/tokenize", route([this](const Req& q, Res& s) { tokenize(q, s); }));
-  srv.Post("/detokenize", route([this](const Req& q, Res& s) { detokenize(q, s); }));
-  srv.Post("/apply-template", route([this](const Req& q, Res& s) { apply_template(q, s); }));
-  srv.Post("/completion", route([this](const Req& q, Res& s) { completion(q, s, Dialect::Native); }));
-  srv.Post("/completions", route([this](const Req& q, Res& s) { completion(q, s, Dialect::Native); }));
-  srv.Post("/v1/completions", route([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiText); }));
-  srv.Post("/v1/chat/completions", route([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiChat); }));
-  srv.Post("/chat/completions", route([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiChat); }));
+  srv.Post("/tokenize", route_body([this](const Req& q, Res& s) { tokenize(q, s); }));
+  srv.Post("/detokenize", route_body([this](const Req& q, Res& s) { detokenize(q, s); }));
+  srv.Post("/apply-template", route_body([this](const Req& q, Res& s) { apply_template(q, s); }));
+  srv.Post("/completion", route_body([this](const Req& q, Res& s) { completion(q, s, Dialect::Native); }));
+  srv.Post("/completions", route_body([this](const Req& q, Res& s) { completion(q, s, Dialect::Native); }));
+  srv.Post("/v1/completions", route_body([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiText); }));
+  srv.Post("/v1/chat/completions", route_body([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiChat); }));
+  srv.Post("/chat/completions", route_body([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiChat); }));
 }
 
 void Api::health(const httplib::Request&, httplib::Response& res) {

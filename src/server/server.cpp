@@ -61,6 +61,12 @@ void configure(httplib::Server& srv, const ServerConfig& c) {
   srv.set_read_timeout(c.timeout_s, 0);
   srv.set_write_timeout(c.timeout_s, 0);
   srv.set_keep_alive_timeout(3);  // bounds how long idle connections delay shutdown
+  // One request per connection (answered with Connection: close). The library decides whether to
+  // keep a connection before the request is routed, so after a refused body (413, 401 before the
+  // body was read) it would parse the unread body as the next request — a hidden request could be
+  // smuggled in that way. Requests here cost milliseconds to minutes of compute; a new TCP
+  // connection on loopback costs microseconds.
+  srv.set_keep_alive_max_count(1);
   srv.set_payload_max_length(c.max_body);
   // Every streaming client holds a handler thread: enough for all slots, the wait queue (whose
   // overflow must get its 503 promptly) and a few quick requests besides.

@@ -4,7 +4,11 @@
 // reader, and `bitnet run` for reference output.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -155,6 +159,38 @@ class ServerProcess {
   pid_t pid_ = -1;
   int port_ = 0;
 };
+
+// Sends `bytes` on a fresh loopback connection and returns everything the server writes until it
+// closes the connection (or `limit` passes): for requests no HTTP client library would send.
+inline std::string raw_exchange(int port, const std::string& bytes, std::chrono::seconds limit = std::chrono::seconds(20)) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ADD_FAILURE() << "cannot connect to port " << port;
+    if (fd >= 0) ::close(fd);
+    return "";
+  }
+  for (size_t sent = 0; sent < bytes.size();) {
+    const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server may close early (that is what some tests check)
+    sent += size_t(n);
+  }
+  std::string out;
+  const auto deadline = Clock::now() + limit;
+  char buf[4096];
+  while (Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, size_t(n));
+  }
+  ::close(fd);
+  return out;
+}
 
 inline json post_json(httplib::Client& cli, const std::string& path, const json& body, int* status = nullptr) {
   auto r = cli.Post(path.c_str(), body.dump(), "application/json");

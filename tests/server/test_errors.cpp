@@ -174,5 +174,64 @@ TEST(ServerErrors, EmptyKeyFromEnvironmentAndUnloadableModelsExitWithTheError) {
     }
 }
 
+// Bodies that are larger than --max-body only once decoded: a small gzip body inflating to 20 MB
+// and a chunked body without a declared length get 413 after reading at most the limit (they were
+// read and inflated whole: seconds and gigabytes).
+TEST(ServerErrors, CompressedAndChunkedBodiesAreBoundedByMaxBody) {
+  ServerProcess server({"-c", "128", "--max-body", "65536"});
+  std::signal(SIGPIPE, SIG_IGN);  // the server may close while the client still sends the chunked body
+  const std::string big = "{\"content\": \"" + std::string(20 << 20, 'a') + "\"}";
+  {
+    auto cli = server.client();
+    cli.set_compress(true);  // Content-Encoding: gzip, about 20 KB on the wire
+    const auto t0 = Clock::now();
+    auto r = cli.Post("/tokenize", big, "application/json");
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    EXPECT_EQ(r->status, 413) << r->body;
+    EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));
+  }
+  {
+    auto cli = server.client();
+    size_t sent = 0;
+    auto r = cli.Post(
+        "/tokenize",
+        [&](size_t, httplib::DataSink& sink) {  // no length: Transfer-Encoding: chunked
+          const std::string piece = sent == 0 ? "{\"content\": \"" : std::string(8192, 'b');
+          if (sent > (6 << 20) || !sink.write(piece.data(), piece.size())) {
+            sink.done();
+            return true;
+          }
+          sent += piece.size();
+          return true;
+        },
+        "application/json");
+    if (r) {  // else the server closed while we were still sending
+      EXPECT_EQ(r->status, 413) << r->body;
+    }
+    EXPECT_LT(sent, size_t(6 << 20)) << "the server stopped reading long before the end";
+  }
+  auto cli = server.client();
+  int status = 0;
+  post_json(cli, "/tokenize", {{"content", "still serving"}}, &status);
+  EXPECT_EQ(status, 200);
+}
+
+// After refusing a body it has not read, the server closes the connection: the unread bytes were
+// parsed as the next request, so a request hidden in a refused body got answered.
+TEST(ServerErrors, NoRequestIsReadFromARefusedBody) {
+  ServerProcess server({"-c", "128", "--max-body", "4096"});
+  const std::string hidden = "GET /props HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string out = raw_exchange(server.port(), "POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                                      "Content-Length: 100000\r\n\r\n" + hidden);
+  EXPECT_EQ(out.rfind("HTTP/1.1 413", 0), 0u) << out;
+  EXPECT_EQ(out.find("HTTP/1.1 200"), std::string::npos) << "the hidden request was served: " << out;
+  EXPECT_NE(out.find("Connection: close"), std::string::npos) << out;
+  // Pipelined requests: the first is answered and the connection closed with Connection: close, so
+  // the client knows to send the others again (no silently lost answers on a kept connection).
+  const std::string two = raw_exchange(server.port(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(two.rfind("HTTP/1.1 200", 0), 0u) << two;
+  EXPECT_NE(two.find("Connection: close"), std::string::npos) << two;
+}
+
 }  // namespace
 }  // namespace bitnet::testing
