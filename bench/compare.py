@@ -41,10 +41,32 @@ def parse_engine(spec):
     return {"name": name, "binary": binary, "models": files, "extra": []}
 
 
+def json_rows(text):
+    """The result objects of llama-bench's -o json (one array) or -o jsonl (one object a line),
+    skipping anything else an engine prints on stdout."""
+    start = text.find("[")
+    if start >= 0:
+        try:
+            rows = json.loads(text[start:text.rfind("]") + 1])
+            return [r for r in rows if isinstance(r, dict)]
+        except ValueError:
+            pass
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass
+    return rows
+
+
 def run_bench(engine, model, args):
-    """One llama-bench run (-r 1, JSON lines); returns {test name: tokens/s}."""
+    """One llama-bench run (-r 1, JSON: every llama-bench writes it, not every one JSON lines);
+    returns {test name: tokens/s}."""
     cmd = [engine["binary"], "-m", model, "-p", str(args.p), "-n", str(args.n), "-t", str(args.t),
-           "-r", "1", "-o", "jsonl", *engine["extra"]]
+           "-r", "1", "-o", "json", *engine["extra"]]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -52,11 +74,7 @@ def run_bench(engine, model, args):
     if r.returncode != 0:
         raise CompareError(f"{engine['name']} exited with {r.returncode}: {' '.join(cmd)}\n{r.stderr.strip()[-2000:]}")
     results = {}
-    for line in r.stdout.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        row = json.loads(line)
+    for row in json_rows(r.stdout):
         n_prompt, n_gen = int(row.get("n_prompt", 0)), int(row.get("n_gen", 0))
         test = f"pp{n_prompt}" if n_gen == 0 else f"tg{n_gen}" if n_prompt == 0 else f"pp{n_prompt}+tg{n_gen}"
         results[test] = float(row["avg_ts"])

@@ -22,10 +22,16 @@ args = sys.argv[1:]
 p, n = int(args[args.index("-p") + 1]), int(args[args.index("-n") + 1])
 calls = sum(1 for _ in open({log!r}))
 print("some banner line")
+rows = []
 if p:
-    print(json.dumps({{"n_prompt": p, "n_gen": 0, "avg_ts": {pp} + calls % 2}}))
+    rows.append({{"n_prompt": p, "n_gen": 0, "avg_ts": {pp} + calls % 2}})
 if n:
-    print(json.dumps({{"n_prompt": 0, "n_gen": n, "avg_ts": {tg}}}))
+    rows.append({{"n_prompt": 0, "n_gen": n, "avg_ts": {tg}}})
+if calls % 2:  # both output forms: a JSON array (-o json) and JSON lines
+    print(json.dumps(rows, indent=2))
+else:
+    for row in rows:
+        print(json.dumps(row))
 '''
 
 
@@ -55,7 +61,7 @@ class Compare(unittest.TestCase):
         with open(other_log) as f:
             calls = [json.loads(line) for line in f]
         self.assertEqual(len(calls), 3)
-        self.assertEqual(calls[0], ["-m", self.model, "-p", "64", "-n", "16", "-t", "2", "-r", "1", "-o", "jsonl",
+        self.assertEqual(calls[0], ["-m", self.model, "-p", "64", "-n", "16", "-t", "2", "-r", "1", "-o", "json",
                                     "-fa", "0"])
         rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[1:-1]]
                 for line in r.stdout.splitlines() if line.startswith("| m.gguf")}
