@@ -347,6 +347,8 @@ constexpr int64_t kLanes = 16;
 TGT fvec fzero() { return _mm512_setzero_ps(); }
 TGT fvec fload(const float* p) { return _mm512_loadu_ps(p); }
 TGT fvec ffma(fvec a, fvec b, fvec c) { return _mm512_fmadd_ps(a, b, c); }
+TGT fvec fadd(fvec a, fvec b) { return _mm512_add_ps(a, b); }
+TGT fvec fset1(float v) { return _mm512_set1_ps(v); }
 TGT float fsum2(fvec a, fvec b) {  // (a + b), then halves added down to one lane
   const __m512 s = _mm512_add_ps(a, b);
   const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1));  // AVX512F only
@@ -358,6 +360,8 @@ constexpr int64_t kLanes = 8;
 TGT fvec fzero() { return _mm256_setzero_ps(); }
 TGT fvec fload(const float* p) { return _mm256_loadu_ps(p); }
 TGT fvec ffma(fvec a, fvec b, fvec c) { return _mm256_fmadd_ps(a, b, c); }
+TGT fvec fadd(fvec a, fvec b) { return _mm256_add_ps(a, b); }
+TGT fvec fset1(float v) { return _mm256_set1_ps(v); }
 TGT float fsum2(fvec a, fvec b) { return hsum_ps(_mm256_add_ps(a, b)); }
 #endif
 
@@ -437,31 +441,39 @@ BITNET_TGT void float_rows(const uint8_t* w, int64_t K, const float* x, int64_t 
   for (; r < r1; ++r) float_group<L, 1>(w, K, x, r, y);
 }
 
-// ---- Q8_0: per 32-block d · Σ q·x (block sum in 8 lanes), accumulated with an FMA per block ----
+// ---- Q8_0: per 32-block d · Σ q·x (block sum in the vector lanes), accumulated with an FMA per block ----
 
+// The block sum Σ q·x as a shallow tree (two zmm products, or four ymm ones pairwise), so the
+// only chain across blocks is the one FMA with d.
 template <int R>
 TGT void q8_0_group(const uint8_t* w, int64_t K, const float* x, int64_t r, float* y) {
   const int64_t nb = K / 32;
   const uint8_t* row[R];
-  __m256 acc[R];
+  fvec acc[R];
   for (int i = 0; i < R; ++i) {
     row[i] = w + (r + i) * nb * kQ8Bytes;
-    acc[i] = _mm256_setzero_ps();
+    acc[i] = fzero();
   }
   for (int64_t b = 0; b < nb; ++b) {
-    __m256 xv[4];
-    for (int k = 0; k < 4; ++k) xv[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
+    fvec xv[32 / kLanes];
+    for (int k = 0; k < 32 / kLanes; ++k) xv[k] = fload(x + 32 * b + kLanes * k);
     for (int i = 0; i < R; ++i) {
       const uint8_t* blk = row[i] + b * kQ8Bytes;
-      __m256 s = _mm256_setzero_ps();
-      for (int k = 0; k < 4; ++k) {
-        const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * k));
-        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), xv[k], s);
-      }
-      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk))), s, acc[i]);
+#if BITNET_VNNI
+      const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+      const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18));
+      const fvec s = ffma(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), xv[1],
+                          _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), xv[0]));
+#else
+      fvec p[4];
+      for (int k = 0; k < 4; ++k)
+        p[k] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * k))));
+      const fvec s = fadd(ffma(p[1], xv[1], _mm256_mul_ps(p[0], xv[0])), ffma(p[3], xv[3], _mm256_mul_ps(p[2], xv[2])));
+#endif
+      acc[i] = ffma(fset1(_cvtsh_ss(load_u16(blk))), s, acc[i]);
     }
   }
-  for (int i = 0; i < R; ++i) y[r + i] = hsum_ps(acc[i]);
+  for (int i = 0; i < R; ++i) y[r + i] = fsum2(acc[i], fzero());
 }
 
 BITNET_TGT void q8_0_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1,
@@ -488,16 +500,24 @@ TGT __m256i q6_high(__m256i qh) {
   return _mm256_and_si256(_mm256_srli_epi16(qh, 2), m);
 }
 
-// acc += scale · Σ_{i<16} q[i]·x[i] for 16 int8 codes.
-TGT __m256 q6_group(__m256 acc, __m128i q, const float* x, const float* scale) {
+// acc += scale · (q[i]·x[i]) for 16 int8 codes: AVX-512 keeps the 16 products in one zmm, AVX2
+// adds them pairwise into 8 lanes first.
+#if BITNET_VNNI
+TGT fvec q6_group(fvec acc, __m128i q, const float* x, const float* scale) {
+  const fvec p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), fload(x));
+  return ffma(p, fset1(*scale), acc);
+}
+#else
+TGT fvec q6_group(fvec acc, __m128i q, const float* x, const float* scale) {
   const __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
   const __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
   const __m256 s = _mm256_fmadd_ps(f1, _mm256_loadu_ps(x + 8), _mm256_mul_ps(f0, _mm256_loadu_ps(x)));
   return _mm256_fmadd_ps(s, _mm256_broadcast_ss(scale), acc);
 }
+#endif
 
 template <int k>
-TGT __m256 q6_plane(__m256 acc, __m256i ql0, __m256i ql1, __m256i qh, const float* x, const float* scales) {
+TGT fvec q6_plane(fvec acc, __m256i ql0, __m256i ql1, __m256i qh, const float* x, const float* scales) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i ql = k % 2 == 0 ? ql0 : ql1;
   const __m256i lo = _mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), m4);
@@ -506,13 +526,15 @@ TGT __m256 q6_plane(__m256 acc, __m256i ql0, __m256i ql1, __m256i qh, const floa
   return q6_group(acc, _mm256_extracti128_si256(q, 1), x + 32 * k + 16, scales + 2 * k + 1);
 }
 
+// One accumulator per plane k: four independent FMA chains (one chain was bound by the FMA
+// latency: 16 dependent FMAs per block).
 BITNET_TGT void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1,
                           float* y) {
   const int64_t nb = K / 256;
   alignas(32) float scales[16];
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * nb * kQ6Bytes;
-    __m256 acc = _mm256_setzero_ps();
+    fvec acc0 = fzero(), acc1 = fzero(), acc2 = fzero(), acc3 = fzero();
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = row + b * kQ6Bytes;
       const float* xb = x + 256 * b;
@@ -525,13 +547,13 @@ BITNET_TGT void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r
         const __m256i qh = load256(blk + 128 + 32 * h);
         const float* xh = xb + 128 * h;
         const float* sh = scales + 8 * h;
-        acc = q6_plane<0>(acc, ql0, ql1, qh, xh, sh);
-        acc = q6_plane<1>(acc, ql0, ql1, qh, xh, sh);
-        acc = q6_plane<2>(acc, ql0, ql1, qh, xh, sh);
-        acc = q6_plane<3>(acc, ql0, ql1, qh, xh, sh);
+        acc0 = q6_plane<0>(acc0, ql0, ql1, qh, xh, sh);
+        acc1 = q6_plane<1>(acc1, ql0, ql1, qh, xh, sh);
+        acc2 = q6_plane<2>(acc2, ql0, ql1, qh, xh, sh);
+        acc3 = q6_plane<3>(acc3, ql0, ql1, qh, xh, sh);
       }
     }
-    y[r] = hsum_ps(acc);
+    y[r] = fsum2(fadd(acc0, acc1), fadd(acc2, acc3));
   }
 }
 
