@@ -93,6 +93,16 @@ void silu_mul(float* __restrict g, const float* __restrict u, int64_t n) {
   for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + exp_vectorizable(-g[i])) * u[i];
 }
 
+// Written inline in forward.cpp this compiled to a compare and branch per element: half of them
+// mispredicted on random signs, 7% of pp512 on 2B-4T.
+BITNET_AVX2_CLONE
+void relu_squared_mul(float* __restrict g, const float* __restrict u, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float z = g[i];
+    g[i] = (z > 0 ? z * z : 0.0f) * u[i];
+  }
+}
+
 void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, float* y,
                       ThreadPool& pool) {
   const int64_t rows = w.rows(), cols = w.cols(), in_cols = w.input_cols();

@@ -2,6 +2,8 @@
 // silu, on dense sweeps and the extremes.
 #include <gtest/gtest.h>
 
+#include <bit>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -40,6 +42,23 @@ TEST(ExpVectorizable, ExtremesStayFinite) {
   EXPECT_EQ(ops::exp_vectorizable(-1e30f), lo);
   EXPECT_EQ(ops::exp_vectorizable(std::numeric_limits<float>::infinity()), hi);
   EXPECT_EQ(ops::exp_vectorizable(std::numeric_limits<float>::quiet_NaN()), lo);
+}
+
+TEST(ReluSquaredMul, EqualsTheScalarExpressionBitForBit) {
+  std::vector<float> g, u, expect;
+  for (int i = 0; i < 10'001; ++i) {
+    const float z = -5.0f + 10.0f * float(i) / 10'000.0f, up = -1.5f + float(i % 5);
+    g.push_back(z);
+    u.push_back(up);
+    expect.push_back(ops::relu_squared(z) * up);
+  }
+  for (float z : {std::numeric_limits<float>::quiet_NaN(), -0.0f, std::numeric_limits<float>::infinity()}) {
+    g.push_back(z);
+    u.push_back(2.0f);
+    expect.push_back(ops::relu_squared(z) * 2.0f);
+  }
+  ops::relu_squared_mul(g.data(), u.data(), int64_t(g.size()));
+  for (size_t i = 0; i < expect.size(); ++i) ASSERT_EQ(std::bit_cast<uint32_t>(g[i]), std::bit_cast<uint32_t>(expect[i])) << i;
 }
 
 TEST(SiluMul, MatchesScalarSiluTimesUp) {
