@@ -167,6 +167,32 @@ TGT void i2s_pairs8(const uint8_t* w, const int8_t* qi, int64_t pairs, int32_t* 
   }
   for (int t = 0; t < 8; ++t) S[t] += _mm512_reduce_add_epi32(a1[t]) + _mm512_reduce_add_epi32(a4[t]) / 4;
 }
+
+// Two rows × 8 tokens: each activation vector loaded once feeds two VPDPBUSD (one per row), so
+// the loads per multiply-accumulate are halved; 16 accumulators, 8 code vectors.
+TGT void i2s_pairs8_rows2(const uint8_t* w0, const uint8_t* w1, const int8_t* qi, int64_t pairs, int32_t* S0,
+                          int32_t* S1) {
+  const __m512i m3 = _mm512_set1_epi8(3);
+  __m512i a0[8], a1[8];
+  for (int t = 0; t < 8; ++t) a0[t] = a1[t] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < pairs; ++k, w0 += 64, w1 += 64, qi += 2048) {
+    const __m512i v0 = _mm512_loadu_si512(w0), v1 = _mm512_loadu_si512(w1);
+    for (int p = 0; p < 4; ++p) {
+      const __m512i c0 = _mm512_and_si512(_mm512_srli_epi16(v0, 6 - 2 * p), m3);
+      const __m512i c1 = _mm512_and_si512(_mm512_srli_epi16(v1, 6 - 2 * p), m3);
+      for (int t = 0; t < 8; ++t) {
+        const __m512i x = _mm512_load_si512(qi + 512 * p + 64 * t);
+        a0[t] = _mm512_dpbusd_epi32(a0[t], c0, x);
+        a1[t] = _mm512_dpbusd_epi32(a1[t], c1, x);
+      }
+    }
+  }
+  for (int t = 0; t < 8; ++t) {
+    S0[t] += _mm512_reduce_add_epi32(a0[t]);
+    S1[t] += _mm512_reduce_add_epi32(a1[t]);
+  }
+}
+
 #endif
 
 struct I2sTile {
@@ -185,11 +211,14 @@ struct I2sTile {
         const int64_t pairs = n / 2;
         interleave8_pairs(q + 128 * c, j.K, pairs, qi);
         if (n % 2) interleave8(q + 128 * (c + n - 1), j.K, 1, false, qi + 2048 * pairs);
-        for (int64_t r = r0; r < r1; ++r) {
-          const uint8_t* wr = j.w + r * row_bytes + 32 * c;
-          i2s_pairs8(wr, qi, pairs, S[r - r0]);
-          if (n % 2) i2s_chunk8(wr + 64 * pairs, qi + 2048 * pairs, 1, S[r - r0]);
-        }
+        int64_t r = r0;
+        for (; r + 2 <= r1; r += 2)
+          i2s_pairs8_rows2(j.w + r * row_bytes + 32 * c, j.w + (r + 1) * row_bytes + 32 * c, qi, pairs, S[r - r0],
+                           S[r + 1 - r0]);
+        for (; r < r1; ++r) i2s_pairs8(j.w + r * row_bytes + 32 * c, qi, pairs, S[r - r0]);
+        if (n % 2)
+          for (int64_t rr = r0; rr < r1; ++rr)
+            i2s_chunk8(j.w + rr * row_bytes + 32 * c + 64 * pairs, qi + 2048 * pairs, 1, S[rr - r0]);
 #else
         interleave8(q + 128 * c, j.K, n, false, qi);
         for (int64_t r = r0; r < r1; ++r) i2s_chunk8(j.w + r * row_bytes + 32 * c, qi, n, S[r - r0]);
@@ -205,6 +234,7 @@ struct I2sTile {
         y[(t0 + t) * ld + r] = (float(S[r - r0][t]) - float(a.sum)) / a.scale * j.alpha;
     }
   }
+
 };
 
 // ---- TQ2_0 / TQ1_0: Σ u·q of one 256-block for T tokens into a[0..T) ----
