@@ -197,6 +197,7 @@ TEST(Cli, BenchReportsThroughputAndEfficiencyFractions) {
     EXPECT_GT(row["avg_ts"].get<double>(), 0.0);
     EXPECT_EQ(row["samples_ts"].size(), 2u);
     EXPECT_EQ(row["n_threads"], 1);
+    EXPECT_EQ(row["output_type"], "F16") << "the LM head's type, as the md/csv head column";
   }
   // Fractions of rates measured in the same process: positive and (allowing for noise) below 1.
   EXPECT_TRUE(j[0]["read_bw_fraction"].is_null());
@@ -214,7 +215,7 @@ TEST(Cli, BenchReportsThroughputAndEfficiencyFractions) {
 
   const Result md = run({bitnet(), "bench", "-m", model, "-p", "8", "-n", "0", "-r", "1", "-t", "1"});
   ASSERT_EQ(md.code, 0) << md.err;
-  EXPECT_NE(md.out.find("| model | size | params | backend | threads | test | t/s |"), std::string::npos);
+  EXPECT_NE(md.out.find("| model | head | size | params | backend | threads | test | t/s |"), std::string::npos);
   EXPECT_NE(md.out.find("pp8"), std::string::npos);
   const Result bad = run({bitnet(), "bench", "-m", model, "-o", "xml"});
   EXPECT_EQ(bad.code, 2);
