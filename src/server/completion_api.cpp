@@ -201,7 +201,9 @@ void Api::completion(const httplib::Request& req, httplib::Response& res, Dialec
   auto job = engine_->submit(std::move(request));
   const std::string id = new_id(dialect);
   if (stream) {
-    stream_response(res, std::move(job), dialect, id);
+    // HTTP/1.0 has no chunked transfer coding: such a client gets the events unframed, ended by
+    // the connection's close (every connection here carries one request).
+    stream_response(res, std::move(job), dialect, id, /*chunked=*/req.version != "HTTP/1.0");
     return;
   }
   ++in_flight_;
@@ -312,15 +314,15 @@ std::string Api::sse_for(Stream& st, const Event& e) const {
 // Streams the job as Server-Sent Events. A client that goes away makes a write fail, which
 // cancels the job so its slot is freed at the engine's next step; while no token is ready a
 // comment line is written each second, so a vanished client is noticed even then.
-void Api::stream_response(httplib::Response& res, std::shared_ptr<Job> job, Dialect dialect, std::string id) {
+void Api::stream_response(httplib::Response& res, std::shared_ptr<Job> job, Dialect dialect, std::string id,
+                          bool chunked) {
   auto st = std::make_shared<Stream>();
   st->job = std::move(job);
   st->dialect = dialect;
   st->id = std::move(id);
   ++in_flight_;
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
+  httplib::ContentProviderWithoutLength provide =
       [this, st](size_t, httplib::DataSink& sink) {
         if (st->finished) {
           sink.done();
@@ -343,11 +345,15 @@ void Api::stream_response(httplib::Response& res, std::shared_ptr<Job> job, Dial
         }
         if (st->finished) sink.done();
         return true;
-      },
-      [this, st](bool success) {
-        if (!success || !st->finished) st->job->cancel();
-        --in_flight_;
-      });
+      };
+  httplib::ContentProviderResourceReleaser release = [this, st](bool success) {
+    if (!success || !st->finished) st->job->cancel();
+    --in_flight_;
+  };
+  if (chunked)
+    res.set_chunked_content_provider("text/event-stream", std::move(provide), std::move(release));
+  else
+    res.set_content_provider("text/event-stream", std::move(provide), std::move(release));
 }
 
 }  // namespace bitnet::server

@@ -72,7 +72,9 @@ class Api {
   nlohmann::json final_response(Dialect dialect, const std::string& id, const std::string& text,
                                 const std::vector<int32_t>& tokens, const nlohmann::json& probs,
                                 const Event& done, const JobStats& stats) const;
-  void stream_response(httplib::Response& res, std::shared_ptr<Job> job, Dialect dialect, std::string id);
+  // SSE events; `chunked` = false for HTTP/1.0 clients (no chunked coding: ended by the close).
+  void stream_response(httplib::Response& res, std::shared_ptr<Job> job, Dialect dialect, std::string id,
+                       bool chunked);
   std::string sse_for(Stream& st, const Event& e) const;
 
   ApiConfig config_;

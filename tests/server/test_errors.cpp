@@ -233,5 +233,20 @@ TEST(ServerErrors, NoRequestIsReadFromARefusedBody) {
   EXPECT_NE(two.find("Connection: close"), std::string::npos) << two;
 }
 
+// HTTP/1.0 has no chunked transfer coding: a streaming reply to such a client is the plain event
+// stream, ended by the server closing the connection.
+TEST(ServerErrors, Http10ClientsGetUnchunkedStreams) {
+  ServerProcess server({"-c", "128"});
+  const std::string body = R"({"prompt": "Hello", "n_predict": 4, "temperature": 0, "stream": true})";
+  const std::string out = raw_exchange(server.port(), "POST /completion HTTP/1.0\r\nContent-Type: application/json\r\n"
+                                                      "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  ASSERT_EQ(out.rfind("HTTP/1.1 200", 0), 0u) << out;
+  const std::string head = out.substr(0, out.find("\r\n\r\n"));
+  EXPECT_EQ(head.find("Transfer-Encoding"), std::string::npos) << head;
+  const std::string events = out.substr(out.find("\r\n\r\n") + 4);
+  EXPECT_EQ(events.rfind("data: {", 0), 0u) << "the first event right after the headers, no chunk size: " << events;
+  EXPECT_NE(events.find("\"stop\":true"), std::string::npos) << events;
+}
+
 }  // namespace
 }  // namespace bitnet::testing
