@@ -80,9 +80,9 @@ TGT void hsum_rows(const __m256i* acc, int32_t* out) {
 // and divided by 4 with one arithmetic shift (exact: every term is a multiple of 4, ≤ 4096 in
 // magnitude). A block then adds ≤ 2048 to an int16 lane, so kI2sRowBlocks = 16 blocks fit in int16
 // (≤ 32768 with −128 activations only; valid codes never wrap) before the lanes are widened.
+#if !BITNET_VNNI
 constexpr int64_t kI2sRowBlocks = 16;
 
-#if !BITNET_VNNI
 template <int R>
 TGT void i2s_group(const TernaryJob& j, int64_t r, float* y) {
   const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
@@ -120,14 +120,12 @@ TGT void i2s_group(const TernaryJob& j, int64_t r, float* y) {
   hsum_rows<R>(acc, S);
   for (int i = 0; i < R; ++i) y[r + i] = (float(S[i]) - float(j.act.sum)) / j.act.scale * j.alpha;
 }
-#endif
-
-#if BITNET_VNNI
+#else
 // AVX-512: two 128-blocks (64 weight bytes) per zmm and VPDPBUSD straight into int32, so no int16
 // window. Planes 1 and 3 as codes, planes 0 and 2 at 4× (one shift per 64 bytes); their sums
 // are kept apart and the 4× one divided by 4 at the end (exact: every term is a multiple of 4).
 // A pair's four activation planes are assembled once (two 32-byte halves each) for R rows.
-// About a third of the instructions per weight byte of the ymm body.
+// By instruction count about a third per weight byte of the ymm body.
 TGT __m512i pair_plane(const int8_t* qb, int p) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(load256(qb + 32 * p)), load256(qb + 128 + 32 * p), 1);
 }
@@ -332,7 +330,8 @@ BITNET_TGT void tq1_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) 
 // ---- float-storage weights: per row two FMA chains of kLanes lanes over 2·kLanes-element steps,
 // one kLanes-step, then a fixed horizontal sum and the scalar tail — the same order whatever R.
 // The AVX-512 set uses 16-lane (zmm) chains, the AVX2 set 8-lane ones: one zmm conversion and
-// FMA per 16 weights instead of two ymm ones (single-thread F16 LM head of `large`: ~2× faster).
+// FMA per 16 weights instead of two ymm ones (2B-4T's F16 head, one thread, both with the
+// prefetch below: 24.0 GB/s with zmm, 22.8 with ymm).
 
 TGT float hsum_ps(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -408,7 +407,8 @@ TGT void float_group(const uint8_t* w, int64_t K, const float* x, int64_t r, flo
   }
   // R interleaved row streams are more than the hardware prefetcher follows well: fetch the same
   // bytes of the next group's rows (the continuation of this contiguous group), one line per step
-  // (F16 head of `large`, one thread: 8.5 -> 19 GB/s with ymm, 33 GB/s with zmm, in a test).
+  // (an F16 32000×1536 matrix in a standalone loop, one thread: 8.5 -> 19 GB/s with ymm, 33 GB/s
+  // with zmm; in bench_kernels the 2B-4T head went from 14.1 to 22.8 / 24.0 GB/s).
   const int64_t ahead = R * K * L::kBytes;
   int64_t c = 0;
   for (; c + kStep <= K; c += kStep) {
@@ -526,8 +526,9 @@ TGT fvec q6_plane(fvec acc, __m256i ql0, __m256i ql1, __m256i qh, const float* x
   return q6_group(acc, _mm256_extracti128_si256(q, 1), x + 32 * k + 16, scales + 2 * k + 1);
 }
 
-// One accumulator per plane k: four independent FMA chains (one chain was bound by the FMA
-// latency: 16 dependent FMAs per block).
+// One accumulator per plane k: four independent FMA chains instead of one chain of 16 dependent
+// FMAs per block. With the 16-lane products Q6_K went from 12.9 to 18.5 GMAC/s on AVX-512 (one
+// thread); the AVX2 set measured the same as before (12.9).
 BITNET_TGT void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1,
                           float* y) {
   const int64_t nb = K / 256;

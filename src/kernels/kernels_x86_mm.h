@@ -136,9 +136,8 @@ TGT void interleave8(const int8_t* q, int64_t K, int64_t n, bool reverse_planes,
 #if BITNET_VNNI
 // AVX-512: the 8-token tile over pairs of 128-blocks, one zmm of codes (64 weight bytes) per
 // pair. Activations re-laid per chunk so that pair k, plane p, token t is one zmm at
-// qi + 2048·k + 512·p + 64·t (block 2k's 32 bytes, then block 2k+1's). Planes 1 and 3 as codes,
-// planes 0 and 2 at 4× (one shift per pair), in separate int32 accumulators — 16 zmm, which
-// AVX-512's 32 registers hold without spilling — the 4× sums divided by 4 at the end (exact).
+// qi + 2048·k + 512·p + 64·t (block 2k's 32 bytes, then block 2k+1's). VPDPBUSD accumulates in
+// int32, so no int16 window limits the chunk.
 TGT void interleave8_pairs(const int8_t* q, int64_t K, int64_t pairs, int8_t* qi) {
   for (int64_t k = 0; k < pairs; ++k)
     for (int pl = 0; pl < 4; ++pl)
@@ -150,49 +149,29 @@ TGT void interleave8_pairs(const int8_t* q, int64_t K, int64_t pairs, int8_t* qi
       }
 }
 
-TGT void i2s_pairs8(const uint8_t* w, const int8_t* qi, int64_t pairs, int32_t* S) {
-  const __m512i m3 = _mm512_set1_epi8(3), m12 = _mm512_set1_epi8(12);
-  __m512i a1[8], a4[8];
-  for (int t = 0; t < 8; ++t) a1[t] = a4[t] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < pairs; ++k, w += 64, qi += 2048) {
-    const __m512i v = _mm512_loadu_si512(w), hi = _mm512_srli_epi16(v, 4);
-    const __m512i c0 = _mm512_and_si512(hi, m12), c1 = _mm512_and_si512(hi, m3);
-    const __m512i c2 = _mm512_and_si512(v, m12), c3 = _mm512_and_si512(v, m3);
-    for (int t = 0; t < 8; ++t) {
-      a4[t] = _mm512_dpbusd_epi32(a4[t], c0, _mm512_load_si512(qi + 64 * t));
-      a1[t] = _mm512_dpbusd_epi32(a1[t], c1, _mm512_load_si512(qi + 512 + 64 * t));
-      a4[t] = _mm512_dpbusd_epi32(a4[t], c2, _mm512_load_si512(qi + 1024 + 64 * t));
-      a1[t] = _mm512_dpbusd_epi32(a1[t], c3, _mm512_load_si512(qi + 1536 + 64 * t));
-    }
-  }
-  for (int t = 0; t < 8; ++t) S[t] += _mm512_reduce_add_epi32(a1[t]) + _mm512_reduce_add_epi32(a4[t]) / 4;
-}
-
-// Two rows × 8 tokens: each activation vector loaded once feeds two VPDPBUSD (one per row), so
-// the loads per multiply-accumulate are halved; 16 accumulators, 8 code vectors.
-TGT void i2s_pairs8_rows2(const uint8_t* w0, const uint8_t* w1, const int8_t* qi, int64_t pairs, int32_t* S0,
-                          int32_t* S1) {
+// R rows (1 or 2) × 8 tokens: each activation vector loaded once feeds R VPDPBUSD (one per row),
+// so two rows halve the loads per multiply-accumulate (8R accumulators, 4R code vectors).
+template <int R>
+TGT void i2s_pairs8_rows(const uint8_t* const* w, const int8_t* qi, int64_t pairs, int32_t* const* S) {
   const __m512i m3 = _mm512_set1_epi8(3);
-  __m512i a0[8], a1[8];
-  for (int t = 0; t < 8; ++t) a0[t] = a1[t] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < pairs; ++k, w0 += 64, w1 += 64, qi += 2048) {
-    const __m512i v0 = _mm512_loadu_si512(w0), v1 = _mm512_loadu_si512(w1);
+  __m512i a[R][8];
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < 8; ++t) a[i][t] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < pairs; ++k, qi += 2048) {
+    __m512i v[R];
+    for (int i = 0; i < R; ++i) v[i] = _mm512_loadu_si512(w[i] + 64 * k);
     for (int p = 0; p < 4; ++p) {
-      const __m512i c0 = _mm512_and_si512(_mm512_srli_epi16(v0, 6 - 2 * p), m3);
-      const __m512i c1 = _mm512_and_si512(_mm512_srli_epi16(v1, 6 - 2 * p), m3);
+      __m512i c[R];
+      for (int i = 0; i < R; ++i) c[i] = _mm512_and_si512(_mm512_srli_epi16(v[i], 6 - 2 * p), m3);
       for (int t = 0; t < 8; ++t) {
         const __m512i x = _mm512_load_si512(qi + 512 * p + 64 * t);
-        a0[t] = _mm512_dpbusd_epi32(a0[t], c0, x);
-        a1[t] = _mm512_dpbusd_epi32(a1[t], c1, x);
+        for (int i = 0; i < R; ++i) a[i][t] = _mm512_dpbusd_epi32(a[i][t], c[i], x);
       }
     }
   }
-  for (int t = 0; t < 8; ++t) {
-    S0[t] += _mm512_reduce_add_epi32(a0[t]);
-    S1[t] += _mm512_reduce_add_epi32(a1[t]);
-  }
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < 8; ++t) S[i][t] += _mm512_reduce_add_epi32(a[i][t]);
 }
-
 #endif
 
 struct I2sTile {
@@ -212,10 +191,16 @@ struct I2sTile {
         interleave8_pairs(q + 128 * c, j.K, pairs, qi);
         if (n % 2) interleave8(q + 128 * (c + n - 1), j.K, 1, false, qi + 2048 * pairs);
         int64_t r = r0;
-        for (; r + 2 <= r1; r += 2)
-          i2s_pairs8_rows2(j.w + r * row_bytes + 32 * c, j.w + (r + 1) * row_bytes + 32 * c, qi, pairs, S[r - r0],
-                           S[r + 1 - r0]);
-        for (; r < r1; ++r) i2s_pairs8(j.w + r * row_bytes + 32 * c, qi, pairs, S[r - r0]);
+        for (; r + 2 <= r1; r += 2) {
+          const uint8_t* w[2] = {j.w + r * row_bytes + 32 * c, j.w + (r + 1) * row_bytes + 32 * c};
+          int32_t* s[2] = {S[r - r0], S[r + 1 - r0]};
+          i2s_pairs8_rows<2>(w, qi, pairs, s);
+        }
+        if (r < r1) {
+          const uint8_t* w[1] = {j.w + r * row_bytes + 32 * c};
+          int32_t* s[1] = {S[r - r0]};
+          i2s_pairs8_rows<1>(w, qi, pairs, s);
+        }
         if (n % 2)
           for (int64_t rr = r0; rr < r1; ++rr)
             i2s_chunk8(j.w + rr * row_bytes + 32 * c + 64 * pairs, qi + 2048 * pairs, 1, S[rr - r0]);
@@ -234,7 +219,6 @@ struct I2sTile {
         y[(t0 + t) * ld + r] = (float(S[r - r0][t]) - float(a.sum)) / a.scale * j.alpha;
     }
   }
-
 };
 
 // ---- TQ2_0 / TQ1_0: Σ u·q of one 256-block for T tokens into a[0..T) ----

@@ -15,8 +15,8 @@ namespace {
 
 // Per-batch activations, named like the spec (architectures.md §2.3).
 // Every buffer is written before it is read in each forward pass. They are kept per thread and
-// only grow: fresh buffers for a 512-token batch of 2B-4T are ~50 MB of first-touch page faults
-// in every call (7% and more of pp512 in the kernel's page clearing on this VM).
+// only grow: fresh buffers for a 512-token batch of 2B-4T are ~50 MB to fault in again in every
+// call (page clearing was 7.5% of a pp512 profile before, part of it these buffers).
 struct Activations {
   int64_t n = 0;
   std::vector<float> x, h, q, k, v, attn_out, proj, gate, up;

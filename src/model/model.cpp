@@ -1,7 +1,6 @@
 #include "model/model.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -215,7 +214,8 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
     if (t.name.rfind("blk.", 0) != 0) continue;
     const size_t dot = t.name.find('.', 4);
     const std::string index = t.name.substr(4, dot == std::string::npos ? std::string::npos : dot - 4);
-    if (!index.empty() && index.size() < 10 && std::all_of(index.begin(), index.end(), ::isdigit) &&
+    const auto digit = [](char ch) { return ch >= '0' && ch <= '9'; };
+    if (!index.empty() && index.size() < 10 && std::all_of(index.begin(), index.end(), digit) &&
         std::stoll(index) >= hp.n_layer)
       throw FormatError(m->file.path() + ": tensor '" + t.name + "' belongs to layer " + index + ", but " +
                         hp.arch.name + ".block_count is " + std::to_string(hp.n_layer));

@@ -271,6 +271,8 @@ std::vector<uint8_t> i2s_pad_rows(const TensorView& i2s) {
   const int64_t K = i2s.cols(), Kp = i2s_padded_cols(K), rows = i2s.rows();
   std::vector<uint8_t> out(size_t(rows * Kp / 4 + 32), 0x55);  // every code 1: weight 0
   std::memcpy(out.data() + rows * Kp / 4, i2s.data + i2s.elements() / 4, 32);  // α and its slot
+  // The 2-bit field at `shift` of `dst` set to `code`.
+  auto put = [](uint8_t& dst, int shift, int code) { dst = uint8_t((dst & ~(3 << shift)) | code << shift); };
   for (int64_t r = 0; r < rows; ++r) {
     uint8_t* row = out.data() + r * Kp / 4;  // element c of the row at i2s_byte(c), i2s_shift(c)
     int64_t c = 0;
@@ -279,15 +281,12 @@ std::vector<uint8_t> i2s_pad_rows(const TensorView& i2s) {
     if (K % 32 == 0)
       for (; c < K; c += 32) {
         const uint8_t* src = i2s.data + i2s_byte(r * K + c);
-        uint8_t* dst = row + i2s_byte(c);
         const int s_in = i2s_shift(r * K + c), s_out = i2s_shift(c);
-        for (int j = 0; j < 32; ++j)
-          dst[j] = uint8_t((dst[j] & ~(3 << s_out)) | ((src[j] >> s_in) & 3) << s_out);
+        for (int j = 0; j < 32; ++j) put(row[i2s_byte(c) + j], s_out, (src[j] >> s_in) & 3);
       }
     for (; c < K; ++c) {
       const int64_t n = r * K + c;
-      uint8_t& dst = row[i2s_byte(c)];
-      dst = uint8_t((dst & ~(3 << i2s_shift(c))) | ((i2s.data[i2s_byte(n)] >> i2s_shift(n)) & 3) << i2s_shift(c));
+      put(row[i2s_byte(c)], i2s_shift(c), (i2s.data[i2s_byte(n)] >> i2s_shift(n)) & 3);
     }
   }
   return out;

@@ -19,7 +19,7 @@ int cmd_quantize(int argc, char** argv) {
            "token embedding and LM head type: f16, q8_0, q6_k, f32, bf16 (default as for convert)", &embedding_type);
   p.option({"--token-embedding-type"}, "TYPE", "token embedding (token_embd) type only", &token_embedding_type);
   p.option({"--output-tensor-type"}, "TYPE",
-           "LM head (output; token_embd where the model ties them) type only: q6_k or q8_0 read 2.7x / "
+           "LM head (output; token_embd where the model ties them) type only: q6_k or q8_0 read 2.4x / "
            "1.9x fewer bytes per token than f16 (docs/kernels.md)", &output_type);
   if (!p.parse(argc, argv)) return 0;
   RequantizeOptions o;
