@@ -55,37 +55,30 @@ using FloatRowsFn = void (*)(const uint8_t* w, int64_t K, const float* x, int64_
 using FloatMatFn = void (*)(const uint8_t* w, int64_t K, const float* x, int64_t n_tokens, int64_t r0,
                             int64_t r1, float* y, int64_t ld);
 
+// One token's block-quantized int8 activations (quantize_activation_blocks, block = the weight
+// type's: 32 for Q8_0, 256 for Q6_K) against a Q8_0 / Q6_K matrix with K columns: y[r] for r in
+// [r0, r1) = Σ_b d_b·d_x,b·isum_b, each block's integer sum exact and the float sum in f32 lanes
+// (within the float tolerance of dot_q8_ref, docs/kernels.md). As llama.cpp does for these types:
+// the integer dot products read the 6-/8-bit codes at half the instructions of an f32 product.
+struct Q8Input {
+  const int8_t* q = nullptr;       // K codes
+  const float* d = nullptr;        // K / block scales
+  const int16_t* sum16 = nullptr;  // K / 16 sums of 16 codes
+};
+using QuantRowsFn = void (*)(const uint8_t* w, int64_t K, const Q8Input& x, int64_t r0, int64_t r1, float* y);
+
 struct KernelSet {
   Isa isa = Isa::Generic;
   TernaryRowsFn i2s = nullptr, tq1 = nullptr, tq2 = nullptr;
   TernaryMatFn i2s_mm = nullptr, tq1_mm = nullptr, tq2_mm = nullptr;
-  FloatRowsFn f32 = nullptr, f16 = nullptr, bf16 = nullptr, q8_0 = nullptr, q6_k = nullptr;
+  FloatRowsFn f32 = nullptr, f16 = nullptr, bf16 = nullptr;
+  QuantRowsFn q8_0 = nullptr, q6_k = nullptr;
   FloatMatFn f32_mm = nullptr, f16_mm = nullptr, bf16_mm = nullptr;
 };
 
 // The kernels of one ISA level (the caller checks isa_supported first; an x86 set requested on
 // another architecture returns the generic set).
 const KernelSet& kernel_set(Isa isa);
-
-// Shared helper: one Q6_K block (ternary-formats.md §10) -> 256 floats (d·sc)·q, exactly the
-// reference's dequantized values. Inline so each ISA's file vectorizes it with its own target.
-inline __attribute__((always_inline)) void q6_k_block_to_f32(const uint8_t* blk, float* out) {
-  const float d = fp16_to_fp32(load_u16(blk + 208));
-  for (int h = 0; h < 2; ++h)
-    for (int k = 0; k < 4; ++k) {
-      const uint8_t* ql = blk + 64 * h + 32 * (k % 2);
-      const uint8_t* qh = blk + 128 + 32 * h;
-      const int lo_shift = k < 2 ? 0 : 4, hi_shift = 2 * k;
-      for (int half = 0; half < 2; ++half) {  // 16 elements share one int8 scale
-        const float ds = d * float(int8_t(blk[192 + 8 * h + 2 * k + half]));
-        float* o = out + 128 * h + 32 * k + 16 * half;
-        for (int l = 16 * half; l < 16 * half + 16; ++l) {
-          const int q = (((ql[l] >> lo_shift) & 0x0F) | (((qh[l] >> hi_shift) & 3) << 4)) - 32;
-          o[l - 16 * half] = ds * float(q);
-        }
-      }
-    }
-}
 
 // Σq of each 256-element block of each token, laid out for TernaryBatch::block_qsum.
 void block_qsums(const int8_t* q, int64_t K, int64_t n_tokens, int32_t* out);

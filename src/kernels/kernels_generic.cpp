@@ -211,35 +211,18 @@ void bf16_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t 
              [](const uint8_t* p, int64_t i) { return bf16_to_fp32(load_u16(p + 2 * i)); });
 }
 
-void q8_0_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y) {
-  const int64_t nb = K / 32;
+// acc += (d_b·d_x,b)·isum_b per block, in block order (one f32 lane).
+template <int64_t kBlock, int64_t kBytes, int64_t kScale, int32_t (*BlockIsum)(const uint8_t*, const int8_t*)>
+void quant_rows(const uint8_t* w, int64_t K, const Q8Input& x, int64_t r0, int64_t r1, float* y) {
+  const int64_t nb = K / kBlock;
   for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w + r * nb * kQ8Bytes;
-    float acc[8] = {};
+    const uint8_t* row = w + r * nb * kBytes;
+    float acc = 0;
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = row + b * kQ8Bytes;
-      const float d = fp16_to_fp32(load_u16(blk));
-      float s[8] = {};
-      for (int k = 0; k < 4; ++k)
-        for (int l = 0; l < 8; ++l) s[l] += float(int8_t(blk[2 + 8 * k + l])) * x[32 * b + 8 * k + l];
-      for (int l = 0; l < 8; ++l) acc[l] += d * s[l];
+      const uint8_t* blk = row + b * kBytes;
+      acc += fp16_to_fp32(load_u16(blk + kScale)) * x.d[b] * float(BlockIsum(blk, x.q + b * kBlock));
     }
-    y[r] = lanes_sum(acc);
-  }
-}
-
-void q6_k_rows(const uint8_t* w, int64_t K, const float* x, int64_t r0, int64_t r1, float* y) {
-  const int64_t nb = K / 256;
-  float buf[256];
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w + r * nb * kQ6Bytes;
-    float acc[8] = {};
-    for (int64_t b = 0; b < nb; ++b) {
-      q6_k_block_to_f32(row + b * kQ6Bytes, buf);
-      for (int i = 0; i < 256; i += 8)
-        for (int l = 0; l < 8; ++l) acc[l] += buf[i + l] * x[256 * b + i + l];
-    }
-    y[r] = lanes_sum(acc);
+    y[r] = acc;
   }
 }
 
@@ -267,8 +250,8 @@ const KernelSet& generic_kernels() {
                              .f32 = f32_rows,
                              .f16 = f16_rows,
                              .bf16 = bf16_rows,
-                             .q8_0 = q8_0_rows,
-                             .q6_k = q6_k_rows};
+                             .q8_0 = quant_rows<32, kQ8Bytes, 0, q8_0_block_isum>,
+                             .q6_k = quant_rows<256, kQ6Bytes, 208, q6_k_block_isum>};
   return set;
 }
 

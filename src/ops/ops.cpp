@@ -116,6 +116,16 @@ void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, flo
     });
     return;
   }
+  if (const int64_t block = q8_activation_block(w.type)) {
+    const MatmulInput in(x, cols, n_tokens);
+    const MatmulInput::BlockCodes& c = in.block_codes(block, pool);
+    pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t r = r0; r < r1; ++r)
+          y[t * rows + r] = dot_q8_ref(w, r, &c.q[size_t(t * cols)], &c.d[size_t(t * (cols / block))]);
+    });
+    return;
+  }
   pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
     for (int64_t t = 0; t < n_tokens; ++t)
       for (int64_t r = r0; r < r1; ++r) y[t * rows + r] = dot_float_ref(w, r, x + t * cols);
@@ -138,6 +148,20 @@ const int8_t* MatmulInput::q(ThreadPool& pool) const {
 const ActivationQuant* MatmulInput::act(ThreadPool& pool) const {
   quantize(pool);
   return act_.data();
+}
+const MatmulInput::BlockCodes& MatmulInput::block_codes(int64_t block, ThreadPool& pool) const {
+  BlockCodes& c = block == 32 ? codes32_ : codes256_;
+  if (c.q.empty() && n_tokens_ > 0) {
+    c.q.resize(size_t(n_tokens_ * cols_));
+    c.d.resize(size_t(n_tokens_ * (cols_ / block)));
+    c.sum16.resize(size_t(n_tokens_ * (cols_ / 16)));
+    pool.parallel_for(n_tokens_, 4, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t)
+        quantize_activation_blocks(x_ + t * cols_, cols_, block, &c.q[size_t(t * cols_)],
+                                   &c.d[size_t(t * (cols_ / block))], &c.sum16[size_t(t * (cols_ / 16))]);
+    });
+  }
+  return c;
 }
 const int32_t* MatmulInput::block_qsum(ThreadPool& pool) const {
   if (qsum_.empty()) {
@@ -188,13 +212,13 @@ kernels::FloatRowsFn float_kernel(const kernels::KernelSet& ks, GgmlType type) {
       return ks.f16;
     case GgmlType::BF16:
       return ks.bf16;
-    case GgmlType::Q8_0:
-      return ks.q8_0;
-    case GgmlType::Q6_K:
-      return ks.q6_k;
     default:
       return nullptr;
   }
+}
+
+kernels::QuantRowsFn quant_kernel(const kernels::KernelSet& ks, GgmlType type) {
+  return type == GgmlType::Q8_0 ? ks.q8_0 : type == GgmlType::Q6_K ? ks.q6_k : nullptr;
 }
 
 // The token-tiled kernel of a float type, if this ISA has one.
@@ -295,6 +319,17 @@ std::optional<RowJob> row_job(kernels::Isa isa, const TensorView& w, const Matmu
   const std::optional<uint64_t> need = ggml_tensor_nbytes(w.type, w.ne);
   if (!w.data || !need || w.nbytes < *need || in.cols() != w.input_cols()) return std::nullopt;
   if (w.pad_cols != 0 && !ggml_type_is_ternary(w.type)) return std::nullopt;  // only I2_S rows are padded
+  if (const kernels::QuantRowsFn fn = quant_kernel(ks, w.type)) {
+    const int64_t block = q8_activation_block(w.type);
+    const MatmulInput::BlockCodes& c = in.block_codes(block, pool);
+    std::vector<kernels::Q8Input> xs(static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t)
+      xs[size_t(t)] = {&c.q[size_t(t * cols)], &c.d[size_t(t * (cols / block))], &c.sum16[size_t(t * (cols / 16))]};
+    const uint8_t* data = w.data;
+    return RowJob{rows, 16, [=](int64_t r0, int64_t r1) {
+                    for_row_tiles(r0, r1, n, [&](int64_t a, int64_t b, int64_t t) { fn(data, cols, xs[size_t(t)], a, b, y + t * rows); });
+                  }};
+  }
   if (!ggml_type_is_ternary(w.type)) {
     const kernels::FloatRowsFn fn = float_kernel(ks, w.type);
     if (!fn) return std::nullopt;

@@ -56,6 +56,15 @@ class MatmulInput {
   const ActivationQuant* act(ThreadPool& pool) const;
   // Σq per 256-block (kernels::TernaryBatch::block_qsum), for the TQ matrix kernels.
   const int32_t* block_qsum(ThreadPool& pool) const;
+  // The per-block int8 quantization that Q8_0 (block 32) and Q6_K (block 256) weights read
+  // (quantize_activation_blocks; cols a multiple of block): token t's codes at q + t·cols, scales
+  // at d + t·cols/block, sums of 16 at sum16 + t·cols/16.
+  struct BlockCodes {
+    std::vector<int8_t> q;
+    std::vector<float> d;
+    std::vector<int16_t> sum16;
+  };
+  const BlockCodes& block_codes(int64_t block, ThreadPool& pool) const;
 
  private:
   void quantize(ThreadPool& pool) const;
@@ -64,10 +73,12 @@ class MatmulInput {
   mutable std::vector<int8_t> q_;
   mutable std::vector<ActivationQuant> act_;
   mutable std::vector<int32_t> qsum_;
+  mutable BlockCodes codes32_, codes256_;
 };
 
 // y[t·rows + r] = Σ_c W[r, c] · x[t·cols + c] for t < n_tokens, cols = w.input_cols(). Ternary types quantize each token's
-// activations to int8 first (ternary-formats.md §3); float types multiply in f32/f64.
+// activations to int8 first (ternary-formats.md §3), Q8_0/Q6_K per weight block
+// (quantize_activation_blocks); F32/F16/BF16 multiply in f32/f64.
 // Uses the SIMD kernels of kernels::active_isa() when the type/shape has one (I2_S with
 // cols % 128 == 0 — which every I2_S matrix of a loaded model has, see i2s_pad_rows —, TQ1_0, TQ2_0,
 // F32, F16, BF16, Q8_0, Q6_K), else the reference; the environment

@@ -53,4 +53,39 @@ ActivationQuant quantize_activations(const float* x, int64_t k, int8_t* q) {
   return act;
 }
 
+int64_t q8_activation_block(GgmlType weight_type) {
+  return weight_type == GgmlType::Q8_0 ? 32 : weight_type == GgmlType::Q6_K ? 256 : 0;
+}
+
+// Once per token for each Q8_0/Q6_K product (the LM head); written like quantize_activations so
+// that it vectorizes (the same add/subtract rounding, no FMA under -ffp-contract=off).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void quantize_activation_blocks(const float* x, int64_t k, int64_t block, int8_t* q, float* d,
+                                int16_t* sum16) {
+  const float magic = 12582912.0f;  // 1.5·2^23
+  for (int64_t b = 0; b < k / block; ++b) {
+    const float* xb = x + b * block;
+    int8_t* qb = q + b * block;
+    float m = 0;
+    for (int64_t i = 0; i < block; ++i) {
+      const float a = std::fabs(xb[i]);
+      m = a > m ? a : m;
+    }
+    const float scale = m > 0 ? 127.0f / m : 0.0f;
+    d[b] = m / 127.0f;
+    for (int64_t i = 0; i < block; ++i) {
+      float r = (xb[i] * scale + magic) - magic;
+      r = r < -127.0f ? -127.0f : r > 127.0f ? 127.0f : r;
+      qb[i] = int8_t(int32_t(r));
+    }
+  }
+  for (int64_t j = 0; j < k / 16; ++j) {
+    int32_t s = 0;
+    for (int i = 0; i < 16; ++i) s += q[16 * j + i];
+    sum16[j] = int16_t(s);
+  }
+}
+
 }  // namespace bitnet

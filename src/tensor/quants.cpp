@@ -7,6 +7,7 @@
 #include <string>
 
 #include "errors.h"
+#include "formats/half.h"
 #include "tensor/quants_internal.h"
 #include "tensor/tl_tiles.h"
 
@@ -203,6 +204,22 @@ float dot_float_ref(const TensorView& w, int64_t row, const float* x) {
   dequantize_rows(w, row, 1, wr.data());
   double acc = 0;
   for (int64_t i = 0; i < w.cols(); ++i) acc += double(wr[size_t(i)]) * double(x[i]);
+  return float(acc);
+}
+
+float dot_q8_ref(const TensorView& w, int64_t row, const int8_t* q, const float* d) {
+  const int64_t block = q8_activation_block(w.type);
+  if (block == 0) throw Error("dot_q8_ref: " + detail::describe(w) + " is not Q8_0 or Q6_K");
+  const int64_t nb = w.cols() / block, block_bytes = w.type == GgmlType::Q8_0 ? 34 : 210;
+  const uint8_t* r = w.data + row * nb * block_bytes;
+  double acc = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = r + b * block_bytes;
+    const bool q8 = w.type == GgmlType::Q8_0;
+    const int32_t isum = q8 ? q8_0_block_isum(blk, q + b * block) : q6_k_block_isum(blk, q + b * block);
+    const float dw = fp16_to_fp32(load_u16(q8 ? blk : blk + 208));
+    acc += double(dw) * double(d[b]) * double(isum);
+  }
   return float(acc);
 }
 

@@ -74,6 +74,20 @@ struct ActivationQuant {
 // q_i = clamp(round_half_even(x_i * s), -128, 127).
 ActivationQuant quantize_activations(const float* x, int64_t k, int8_t* q);
 
+// ---- int8 activations of Q8_0 / Q6_K products (llama.cpp's Q8_0 / Q8_K idea) -----------------
+// The block of the activation quantization that a Q8_0 / Q6_K weight row is multiplied with: the
+// weight type's own block (32 / 256); 0 for every other type.
+int64_t q8_activation_block(GgmlType weight_type);
+// Per block of `block` values (k a multiple of it): d = max|x|/127 and q = clamp(round_half_even(
+// x·(127/max|x|)), −127, 127), so x ≈ d·q (a block of zeros: d = 0, q = 0); sum16[j] = Σq of codes
+// 16j … 16j+15 (the Q6_K kernels' offset term).
+void quantize_activation_blocks(const float* x, int64_t k, int64_t block, int8_t* q, float* d,
+                                int16_t* sum16);
+// The exact integer sum of one weight block against its 32 / 256 activation codes:
+//   Q8_0: Σ w_i·q_i;   Q6_K: Σ_j sc_j · Σ_{i in sub-block j} (u_i − 32)·q_i   (|isum| < 2^27)
+int32_t q8_0_block_isum(const uint8_t* blk, const int8_t* q);
+int32_t q6_k_block_isum(const uint8_t* blk, const int8_t* q);
+
 // ---- reference dot products ------------------------------------------------------------------
 // Ternary weight row · int8 activations. Exact integer sum per block, then:
 //   I2_S/TL1/TL2: ((float)S - (float)Q) / s * α  with S = Σ code·q, i.e. α/s·Σ t·q (spec §3 order)
@@ -82,5 +96,8 @@ float dot_ternary_ref(const TensorView& w, int64_t row, const int8_t* q, Activat
 // Float-storage weight row (F32/F16/BF16/Q8_0/Q6_K) · f32 activations, accumulated in double and
 // rounded once.
 float dot_float_ref(const TensorView& w, int64_t row, const float* x);
+// Q8_0 / Q6_K weight row · block-quantized activations (q, d from quantize_activation_blocks):
+// Σ_b d_b·d_x,b·isum_b with exact integer block sums, accumulated in double and rounded once.
+float dot_q8_ref(const TensorView& w, int64_t row, const int8_t* q, const float* d);
 
 }  // namespace bitnet

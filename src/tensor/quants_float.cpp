@@ -6,6 +6,7 @@
 
 #include "errors.h"
 #include "formats/half.h"
+#include "tensor/quants.h"
 #include "tensor/quants_internal.h"
 
 namespace bitnet::detail {
@@ -158,3 +159,28 @@ void quantize_float(GgmlType type, const float* x, int64_t n, uint8_t* out) {
 }
 
 }  // namespace bitnet::detail
+
+namespace bitnet {
+
+int32_t q8_0_block_isum(const uint8_t* blk, const int8_t* q) {
+  int32_t s = 0;
+  for (int j = 0; j < detail::kQ8Block; ++j) s += int32_t(int8_t(blk[2 + j])) * q[j];
+  return s;
+}
+
+int32_t q6_k_block_isum(const uint8_t* blk, const int8_t* q) {
+  int32_t s = 0;
+  for (int j = 0; j < 16; ++j) {
+    int32_t sub = 0;
+    for (int e = 16 * j; e < 16 * j + 16; ++e) {
+      const detail::Q6Slot slot = detail::q6_slot(e);
+      const int low4 = (blk[detail::kQ6Ql + slot.ql] >> slot.ql_shift) & 0x0F;
+      const int high2 = (blk[detail::kQ6Qh + slot.qh] >> slot.qh_shift) & 3;
+      sub += ((low4 | high2 << 4) - 32) * q[e];
+    }
+    s += int32_t(int8_t(blk[detail::kQ6Sc + j])) * sub;
+  }
+  return s;
+}
+
+}  // namespace bitnet

@@ -120,11 +120,7 @@ void check_float(const kernels::KernelSet& ks, GgmlType type, int64_t K, int64_t
   const TensorView w = make_view(type, K, rows, bytes);
   const auto deq = test::dequantize_all(w);
   const auto x = test::random_floats(K, uint64_t(K + 11), -3, 3);
-  kernels::FloatRowsFn fn = type == GgmlType::F32    ? ks.f32
-                            : type == GgmlType::F16  ? ks.f16
-                            : type == GgmlType::BF16 ? ks.bf16
-                            : type == GgmlType::Q8_0 ? ks.q8_0
-                                                     : ks.q6_k;
+  kernels::FloatRowsFn fn = type == GgmlType::F32 ? ks.f32 : type == GgmlType::F16 ? ks.f16 : ks.bf16;
   std::vector<float> y(size_t(rows), NAN);
   fn(w.data, K, x.data(), 0, rows, y.data());
   for (int64_t r = 0; r < rows; ++r) {
@@ -139,8 +135,86 @@ TEST_P(KernelIsa, FloatRowsWithinTolerance) {
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
     for (int64_t K : {1, 7, 8, 15, 16, 17, 31, 128, 768, 2560, 6912})
       for (int64_t rows : {1, 6, 13}) check_float(ks(), type, K, rows);
-  for (int64_t K : {32, 96, 768, 2560, 6912}) check_float(ks(), GgmlType::Q8_0, K, 11);
-  for (int64_t K : {256, 768, 2560, 6912}) check_float(ks(), GgmlType::Q6_K, K, 11);
+}
+
+// ---- Q8_0 / Q6_K × block-quantized int8 activations ----
+
+kernels::QuantRowsFn quant_fn(const kernels::KernelSet& ks, GgmlType type) {
+  return type == GgmlType::Q8_0 ? ks.q8_0 : ks.q6_k;
+}
+
+// Against dot_q8_ref (double) within 1e-5·Σ_b|d_b·d_x,b·isum_b|: the kernels sum the blocks in
+// f32 lanes, as the float kernels do (same margin argument as check_float).
+void check_quant(const kernels::KernelSet& ks, GgmlType type, int64_t K, int64_t rows) {
+  SCOPED_TRACE(std::string(ggml_type_name(type)) + " K=" + std::to_string(K) + " rows=" + std::to_string(rows));
+  const int64_t block = q8_activation_block(type);
+  const auto wf = test::random_floats(K * rows, uint64_t(K * 5 + rows), -2, 2);
+  const auto bytes = quantize_tensor(type, wf.data(), K, rows);
+  const TensorView w = make_view(type, K, rows, bytes);
+  const auto x = test::random_floats(K, uint64_t(K + 3), -3, 3);
+  std::vector<int8_t> q(static_cast<size_t>(K));
+  std::vector<float> d(size_t(K / block));
+  std::vector<int16_t> sum16(size_t(K / 16));
+  quantize_activation_blocks(x.data(), K, block, q.data(), d.data(), sum16.data());
+  std::vector<float> y(size_t(rows), NAN);
+  quant_fn(ks, type)(w.data, K, {q.data(), d.data(), sum16.data()}, 0, rows, y.data());
+  const int64_t block_bytes = type == GgmlType::Q8_0 ? 34 : 210;
+  for (int64_t r = 0; r < rows; ++r) {
+    double mag = 0;
+    for (int64_t b = 0; b < K / block; ++b) {
+      const uint8_t* blk = w.data + (r * (K / block) + b) * block_bytes;
+      const int32_t isum = type == GgmlType::Q8_0 ? q8_0_block_isum(blk, &q[size_t(b * block)])
+                                                  : q6_k_block_isum(blk, &q[size_t(b * block)]);
+      mag += std::fabs(double(fp16_to_fp32(load_u16(blk + (type == GgmlType::Q8_0 ? 0 : 208)))) * d[size_t(b)] * isum);
+    }
+    EXPECT_NEAR(y[size_t(r)], dot_q8_ref(w, r, q.data(), d.data()), 1e-5 * mag + 1e-30) << "row " << r;
+  }
+}
+
+TEST_P(KernelIsa, QuantRowsWithinTolerance) {
+  for (int64_t K : {32, 64, 96, 768, 2560, 3200, 6912}) check_quant(ks(), GgmlType::Q8_0, K, 11);
+  for (int64_t K : {256, 768, 2560, 6912}) check_quant(ks(), GgmlType::Q6_K, K, 11);
+}
+
+// The integer block sums are exact: with every d = 1 and small codes each f32 partial sum is an
+// integer below 2^24, so the kernels' result must equal the exact Σ isum_b. Random bytes give
+// every 6-bit code and signed sub-block scales (which our encoder never writes, llama.cpp's may).
+TEST_P(KernelIsa, QuantBlockSumsExact) {
+  Rng rng(77);
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q6_K}) {
+    const int64_t block = q8_activation_block(type), block_bytes = type == GgmlType::Q8_0 ? 34 : 210;
+    for (int64_t K : {256, 2560, 6912}) {
+      SCOPED_TRACE(std::string(ggml_type_name(type)) + " K=" + std::to_string(K));
+      const int64_t rows = 9, nb = K / block;
+      std::vector<uint8_t> bytes(size_t(rows * nb * block_bytes));
+      for (auto& v : bytes) v = uint8_t(rng.i8());
+      for (int64_t b = 0; b < rows * nb; ++b) {
+        uint8_t* blk = &bytes[size_t(b * block_bytes)];
+        std::memcpy(type == GgmlType::Q8_0 ? blk : blk + 208, "\x00\x3c", 2);  // d = 1.0
+        if (type == GgmlType::Q6_K)
+          for (int j = 0; j < 16; ++j) blk[192 + j] = uint8_t(int8_t(int(rng.i8()) % 3));  // sc ∈ {−2 … 2}
+      }
+      std::vector<int8_t> q(static_cast<size_t>(K));
+      for (auto& v : q) v = int8_t(int(rng.i8()) % 16);
+      if (type == GgmlType::Q8_0) q[0] = 15, bytes[2] = 0x80;  // w = −128 (|w| = 128 unsigned)
+      std::vector<int16_t> sum16(size_t(K / 16));
+      for (int64_t j = 0; j < K / 16; ++j)
+        for (int i = 0; i < 16; ++i) sum16[size_t(j)] = int16_t(sum16[size_t(j)] + q[size_t(16 * j + i)]);
+      const std::vector<float> d(size_t(nb), 1.0f);
+      std::vector<float> y(size_t(rows), NAN);
+      quant_fn(ks(), type)(bytes.data(), K, {q.data(), d.data(), sum16.data()}, 0, rows, y.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        int64_t want = 0;
+        for (int64_t b = 0; b < nb; ++b) {
+          const uint8_t* blk = &bytes[size_t((r * nb + b) * block_bytes)];
+          want += type == GgmlType::Q8_0 ? q8_0_block_isum(blk, &q[size_t(b * block)])
+                                         : q6_k_block_isum(blk, &q[size_t(b * block)]);
+        }
+        ASSERT_LT(std::llabs(want), int64_t(1) << 24);
+        EXPECT_EQ(y[size_t(r)], float(want)) << "row " << r;
+      }
+    }
+  }
 }
 
 TEST_P(KernelIsa, F16EveryHalfValueConvertsExactly) {

@@ -23,7 +23,7 @@ Matrix dequant(const TensorView& w) {
 }
 
 // y = W x, with BitNet's per-token int8 activation quantization for ternary types (x → q/s,
-// q = round-half-even(x·127/max|x|)), all in double.
+// q = round-half-even(x·127/max|x|)) and the per-block one of Q8_0/Q6_K, all in double.
 std::vector<double> linear64(const TensorView& w, const Matrix& wd, const std::vector<double>& x) {
   // Rows padded at load (TensorView::pad_cols) hold zeros past the input's length.
   const int64_t rows = w.rows(), stride = w.cols(), cols = w.input_cols();
@@ -36,6 +36,15 @@ std::vector<double> linear64(const TensorView& w, const Matrix& wd, const std::v
     for (double v : x) m = std::max(m, std::fabs(double(float(v))));
     const float s = float(127.0 / m);
     for (double& v : in) v = std::clamp(double(std::nearbyint(float(v) * s)), -128.0, 127.0) / double(s);
+  } else if (const int64_t block = q8_activation_block(w.type)) {
+    // Q8_0 / Q6_K: int8 per weight block, x ≈ d·q with d = max|x|/127 (quantize_activation_blocks).
+    for (int64_t b = 0; b < cols / block; ++b) {
+      float m = 0;
+      for (int64_t c = b * block; c < (b + 1) * block; ++c) m = std::max(m, std::fabs(float(x[size_t(c)])));
+      const float s = m > 0 ? 127.0f / m : 0.0f, d = m / 127.0f;
+      for (int64_t c = b * block; c < (b + 1) * block; ++c)
+        in[size_t(c)] = std::clamp(double(std::nearbyint(float(x[size_t(c)]) * s)), -127.0, 127.0) * double(d);
+    }
   }
   std::vector<double> y(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
@@ -122,13 +131,7 @@ std::vector<std::vector<double>> reference_logits(const Model& m, const std::vec
       for (size_t i = 0; i < x.size(); ++i) x[i] += dn[i];
     }
     auto y = rmsnorm64(x, m.output_norm, hp.norm_eps);
-    std::vector<double> logits(static_cast<size_t>(hp.n_vocab));
-    for (int64_t r = 0; r < hp.n_vocab; ++r) {
-      double acc = 0;
-      for (int64_t c = 0; c < hp.n_embd; ++c) acc += out[size_t(r * hp.n_embd + c)] * y[size_t(c)];
-      logits[size_t(r)] = acc;
-    }
-    result.push_back(std::move(logits));
+    result.push_back(linear64(m.output, out, y));
   }
   return result;
 }
@@ -182,7 +185,7 @@ TEST_P(ForwardReference, MatchesFloat64Evaluation) {
   const auto ref = reference_logits(*model, tokens);
   // Tolerance. Float-stored weights: the engine differs from float64 only by f32 rounding and
   // the f16 KV cache (modelled above), so logits (std ≈ 2) agree to 5e-2 absolute.
-  // Ternary weights: per-token int8 activation quantization is a step function; an f32-vs-f64
+  // Ternary, Q8_0 and Q6_K weights: int8 activation quantization (per token / per block) is a step function; an f32-vs-f64
   // difference of one ulp can put an element on the other side of a rounding boundary, moving
   // that q by 1 (1/127 of the row's largest input), and later layers carry the change on. That
   // shows as a few-percent relative difference in some positions' logits (measured: at most
@@ -190,7 +193,7 @@ TEST_P(ForwardReference, MatchesFloat64Evaluation) {
   // < 0.2·std per position. Any real defect (wrong layout, scale, norm, RoPE pairing,
   // activation) decorrelates the logits: relative RMS error ≈ 100%.
   const int64_t V = model->hp.n_vocab;
-  const bool ternary = ggml_type_is_ternary(c.type);
+  const bool quantized_input = ggml_type_is_ternary(c.type) || q8_activation_block(c.type) != 0;
   for (size_t t = 0; t < tokens.size(); ++t) {
     double max_err = 0, err_sq = 0, ref_sq = 0;
     for (int64_t v = 0; v < V; ++v) {
@@ -202,7 +205,7 @@ TEST_P(ForwardReference, MatchesFloat64Evaluation) {
     const double std_dev = std::sqrt(ref_sq / double(V)), rel_rms = std::sqrt(err_sq / ref_sq);
     EXPECT_GT(std_dev, 0.5) << "logits should have a standard deviation of a few units";
     EXPECT_LT(std_dev, 20.0);
-    if (ternary) {
+    if (quantized_input) {
       EXPECT_LT(rel_rms, 0.05) << "position " << t;
       EXPECT_LT(max_err, 0.2 * std_dev) << "position " << t;
     } else {
