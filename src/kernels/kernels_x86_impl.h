@@ -130,6 +130,8 @@ TGT __m512i pair_plane(const int8_t* qb, int p) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(load256(qb + 32 * p)), load256(qb + 128 + 32 * p), 1);
 }
 
+inline constexpr int64_t kI2sPrefetchBytes = 8192;
+
 template <int R>
 TGT void i2s_group(const TernaryJob& j, int64_t r, float* y) {
   const __m512i m3 = _mm512_set1_epi8(3), m12 = _mm512_set1_epi8(12);
@@ -145,8 +147,9 @@ TGT void i2s_group(const TernaryJob& j, int64_t r, float* y) {
     const int8_t* qb = j.q + 128 * b;
     const __m512i q0 = pair_plane(qb, 0), q1 = pair_plane(qb, 1), q2 = pair_plane(qb, 2), q3 = pair_plane(qb, 3);
     for (int i = 0; i < R; ++i) {
-      // The same bytes of the next group's rows: the continuation of this contiguous group.
-      _mm_prefetch(reinterpret_cast<const char*>(w[i] + R * row_bytes + 32 * b), _MM_HINT_T0);
+      // 8 KB ahead of each row's position (rows further on in this contiguous stretch): the next
+      // group's rows, as before, were too close on the AVX-512 VM (tg64 `large` 136 -> 153 t/s).
+      _mm_prefetch(reinterpret_cast<const char*>(w[i] + kI2sPrefetchBytes + 32 * b), _MM_HINT_T0);
       const __m512i v = _mm512_loadu_si512(w[i] + 32 * b);
       const __m512i hi = _mm512_srli_epi16(v, 4);
       a4[i] = _mm512_dpbusd_epi32(a4[i], _mm512_and_si512(hi, m12), q0);
