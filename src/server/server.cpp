@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "errors.h"
+#include "server/connection_guard.h"
 
 namespace bitnet::server {
 
@@ -68,10 +69,7 @@ void configure(httplib::Server& srv, const ServerConfig& c) {
   // connection on loopback costs microseconds.
   srv.set_keep_alive_max_count(1);
   srv.set_payload_max_length(c.max_body);
-  // Every streaming client holds a handler thread: enough for all slots, the wait queue (whose
-  // overflow must get its 503 promptly) and a few quick requests besides.
-  const size_t threads = size_t(c.engine.n_slots + c.engine.queue_limit + 8);
-  srv.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // Handler threads: one per connection, up to c.connections.max_connections (GuardedServer).
 }
 
 }  // namespace
@@ -81,7 +79,7 @@ int run_server(ServerConfig config) {
   Metrics metrics;
   config.api.max_body = config.max_body;
   Api api(config.api, metrics);
-  httplib::Server srv;
+  GuardedServer srv(config.connections);
   configure(srv, config);
   api.install(srv);
   int port = config.port;

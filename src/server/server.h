@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "server/connection_guard.h"
 #include "server/engine.h"
 #include "server/http_api.h"
 
@@ -23,6 +24,7 @@ struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (the chosen one is printed)
   int timeout_s = 600;  // read/write timeout of a connection
+  ConnectionLimits connections;  // request head size/time, connections served at once
   size_t max_body = size_t(1) << 20;
   double shutdown_grace_s = 10;
   ApiConfig api;

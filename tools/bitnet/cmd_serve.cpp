@@ -22,8 +22,8 @@ namespace {
 struct ServeOptions {
   ModelOptions model;
   int64_t parallel = 1, n_predict = -1, port = 8080, timeout = 600, queue_limit = 16;
-  int64_t max_body = 1 << 20;
-  float grace = 10;
+  int64_t max_body = 1 << 20, max_connections = 256;
+  float grace = 10, header_timeout = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
   std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out;
   SamplingParams sampling;
@@ -39,7 +39,7 @@ const std::pair<const char*, bool> kEnvFlags[] = {
     {"--min-p", false},        {"--repeat-penalty", false}, {"--repeat-last-n", false}, {"--seed", false},
     {"--host", false},         {"--port", false},          {"--api-key", false},      {"--api-key-file", false},
     {"--timeout", false},      {"--metrics", true},        {"--system-prompt", false}, {"--queue-limit", false},
-    {"--max-body", false},     {"--shutdown-grace", false},
+    {"--max-body", false},     {"--shutdown-grace", false}, {"--max-connections", false}, {"--header-timeout", false},
 };
 
 std::string env_name(const std::string& flag) {
@@ -98,6 +98,12 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.option({"-sys", "--system-prompt"}, "TEXT", "system prompt primed into every slot at start-up", &o.system_prompt);
   p.option({"--queue-limit"}, "N", "requests that may wait for a slot; more get 503 (default 16)", &o.queue_limit);
   p.option({"--max-body"}, "BYTES", "largest request body; larger ones get 413 (default 1048576)", &o.max_body);
+  p.option({"--max-connections"}, "N",
+           "connections served at once; more get 503 at once, GET /health is always answered (default 256)",
+           &o.max_connections);
+  p.option({"--header-timeout"}, "S",
+           "seconds a client gets to send its request line and headers; slower ones get 408 (default 10)",
+           &o.header_timeout);
   p.option({"--shutdown-grace"}, "S", "seconds in-flight requests get to finish on SIGINT/SIGTERM (default 10)",
            &o.grace);
 }
@@ -110,6 +116,8 @@ server::ServerConfig to_config(const ServeOptions& o) {
   if (o.queue_limit < 0 || o.queue_limit > 4096) throw UsageError("--queue-limit must be between 0 and 4096");
   if (o.max_body < 64 || o.max_body > (int64_t(1) << 30)) throw UsageError("--max-body must be between 64 and 2^30");
   if (!(o.grace >= 0 && o.grace <= 3600)) throw UsageError("--shutdown-grace must be between 0 and 3600 seconds");
+  if (o.max_connections < 1 || o.max_connections > 65536) throw UsageError("--max-connections must be between 1 and 65536");
+  if (!(o.header_timeout >= 0.1f && o.header_timeout <= 3600)) throw UsageError("--header-timeout must be between 0.1 and 3600 seconds");
   if (o.host.empty()) throw UsageError("--host must not be empty");
   if (!o.api_key.empty() && !o.api_key_file.empty()) throw UsageError("give either --api-key or --api-key-file");
   if (const std::string err = validate(o.sampling); !err.empty()) throw UsageError(err);
@@ -119,6 +127,10 @@ server::ServerConfig to_config(const ServeOptions& o) {
   c.timeout_s = int(o.timeout);
   c.max_body = size_t(o.max_body);
   c.shutdown_grace_s = o.grace;
+  c.connections.max_connections = int(o.max_connections);
+  c.connections.head_timeout_s = o.header_timeout;
+  // The whole request (head and body, at most --max-body) within the head's time plus a minute.
+  c.connections.request_timeout_s = o.header_timeout + 60;
   c.api.api_key = o.api_key_file.empty() ? o.api_key : read_key_file(o.api_key_file);
   c.api.metrics = o.metrics;
   c.api.system_prompt = o.system_prompt;
@@ -152,6 +164,7 @@ int serve_dry_run(const ServeOptions& o, const std::vector<std::string>& args, b
       {"batch_size", o.model.batch}, {"parallel", o.parallel},      {"cont_batching", !o.no_cont_batching},
       {"n_predict", o.n_predict},   {"host", o.host},               {"port", o.port},
       {"timeout", o.timeout},       {"queue_limit", o.queue_limit}, {"max_body", o.max_body},
+      {"max_connections", o.max_connections}, {"header_timeout", o.header_timeout},
       {"metrics", o.metrics},       {"api_key_set", !o.api_key.empty() || !o.api_key_file.empty()},
       {"system_prompt", o.system_prompt}, {"temperature", o.sampling.temperature}};
   nlohmann::json resolved = {{"model", model},
