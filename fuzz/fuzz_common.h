@@ -1,0 +1,30 @@
+#pragma once
+// Shared pieces of the libFuzzer targets (fuzz/README.md): every target feeds one input to one
+// parser and treats bitnet::Error (and the CLI's UsageError) as the expected outcome for bad
+// input; anything else — a crash, a sanitizer report, another exception type — is a finding.
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+namespace bitnet::fuzz {
+
+// ../shared/data next to the source tree (or $BITNET_SHARED_DATA).
+inline std::string data_dir() {
+  if (const char* d = std::getenv("BITNET_SHARED_DATA"); d && *d) return d;
+  return std::string(BITNET_SOURCE_DIR) + "/../shared/data";
+}
+
+// For readers that take a path: the input written to a per-process file in /dev/shm (or /tmp).
+inline std::string input_file(const uint8_t* data, size_t size, const char* suffix) {
+  static const std::string path = [&] {
+    const char* dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    return std::string(dir) + "/bitnet-fuzz-" + std::to_string(getpid()) + suffix;
+  }();
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data), std::streamsize(size));
+  return path;
+}
+
+}  // namespace bitnet::fuzz
