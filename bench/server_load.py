@@ -21,9 +21,11 @@ import time
 import urllib.parse
 
 
-def start_server(args):
+def start_server(args, extra=()):
+    """Starts `bin serve` on a free port (argument list, no shell); returns (process, base URL)
+    once it says ready. `extra`: more serve flags."""
     cmd = [args.bin, "serve", "-m", args.model, "-t", str(args.threads), "-np", str(args.parallel),
-           "-c", str(args.ctx), "--port", "0", "--queue-limit", "64"]
+           "-c", str(args.ctx), "--port", "0", "--queue-limit", "64", *extra]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     pattern = re.compile(r"server listening on http://([0-9.]+):([0-9]+)")
     url = None
