@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "formats/gguf_common.h"
+#include "formats/mapping_guard.h"
 
 namespace bitnet {
 
@@ -18,15 +19,18 @@ namespace {
 
 std::string errno_text(int err) { return std::generic_category().message(err); }
 
-// A read-only private mapping of a whole file; unmapped on destruction.
+// A read-only private mapping of a whole file, guarded against the file shrinking
+// (formats/mapping_guard.h); unmapped on destruction.
 class Mapping {
  public:
   Mapping() = default;
-  Mapping(void* addr, size_t len) : addr_(addr), len_(len) {}
+  Mapping(void* addr, size_t len, const std::string& path) : addr_(addr), len_(len) { guard_mapping(addr, len, path); }
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
   ~Mapping() {
-    if (addr_) munmap(addr_, len_);
+    if (!addr_) return;
+    unguard_mapping(addr_);
+    munmap(addr_, len_);
   }
   std::span<const uint8_t> bytes() const {
     return {static_cast<const uint8_t*>(addr_), len_};
@@ -58,7 +62,7 @@ std::unique_ptr<Mapping> map_file(const std::string& path) {
   const size_t len = size_t(st.st_size);
   void* addr = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
   if (addr == MAP_FAILED) throw Error(path + ": cannot mmap: " + errno_text(errno));
-  return std::make_unique<Mapping>(addr, len);
+  return std::make_unique<Mapping>(addr, len, path);
 }
 
 }  // namespace
