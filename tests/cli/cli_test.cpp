@@ -8,8 +8,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
+#include <filesystem>
+#include <csignal>
 
 #include "formats/gguf.h"
+#include "output_files.h"
 #include "process_runner.h"
 #include "test_data.h"
 
@@ -112,6 +116,51 @@ TEST(Cli, WriteErrorsOddInputsAndEmptyPathsAreErrors) {
   struct stat st {};
   ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "gen-model must not replace the FIFO";
+}
+
+// Stand-ins for a full disk and a killed process while a model is written (issue 16 item 3).
+TEST(Cli, FileSizeLimitAndKillDuringWritesLeaveTheOldOutputIntact) {
+  const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  const std::filesystem::path out = testing::temp_dir() / "fault-out.gguf";
+  const auto write_old = [&] { std::ofstream(out) << "old output"; };
+  const auto old_intact = [&] {
+    std::ifstream f(out);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str() == "old output";
+  };
+  // RLIMIT_FSIZE of 1 MB (prlimit): the write fails with EFBIG (SIGXFSZ is ignored), the command
+  // says so, removes its temporary file and leaves the old output as it was.
+  for (const std::vector<std::string>& cmd : {std::vector<std::string>{"quantize", model, out.string(), "tq2_0"},
+                                              std::vector<std::string>{"gen-model", "--preset", "tiny", "-o", out.string()}}) {
+    write_old();
+    std::vector<std::string> args = {"/usr/bin/prlimit", "--fsize=1000000", bitnet()};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    const Result r = run(args);
+    EXPECT_EQ(r.code, 1) << cmd[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("File too large"), std::string::npos) << cmd[0] << ": " << r.err;
+    EXPECT_TRUE(old_intact()) << cmd[0];
+    EXPECT_FALSE(testing::temp_output_left(out)) << cmd[0] << " left its temporary file";
+  }
+  // kill -9 while the new file is being written: the old output is untouched (the new one would
+  // only have been renamed over it once complete).
+  write_old();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const std::string bin = bitnet(), o = out.string();
+    if (!freopen("/dev/null", "w", stderr)) _exit(126);
+    execl(bin.c_str(), bin.c_str(), "gen-model", "--preset", "tiny", "-o", o.c_str(), nullptr);
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!testing::temp_output_left(out) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_TRUE(testing::temp_output_left(out)) << "gen-model never started writing";
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  EXPECT_TRUE(old_intact()) << "kill -9 during the write changed the old output";
+  for (const auto& e : std::filesystem::directory_iterator(out.parent_path()))  // what the killed one left
+    if (e.path().filename().string().rfind(out.filename().string() + ".tmp", 0) == 0) std::filesystem::remove(e.path());
 }
 
 // Names from the file reach the terminal escaped: an ESC sequence in a key or tensor name could

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <csignal>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -38,6 +39,9 @@ void print_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f) a write fails with EFBIG, which the writers report and
+  // clean up after, instead of SIGXFSZ killing the process with a partial temporary file.
+  std::signal(SIGXFSZ, SIG_IGN);
   const char* slash = std::strrchr(argv[0], '/');
   const std::string_view invoked = slash ? slash + 1 : argv[0];
   const bitnet::cli::Command* command = nullptr;
