@@ -10,6 +10,12 @@ PACKAGES=(build-essential cmake ninja-build ccache git pkg-config nlohmann-json3
 # The test path (scripts/test.sh passes --asan) also needs headless Chromium for the server's
 # web-page test (tests/server).
 [ "${1:-}" = "--asan" ] && PACKAGES+=(chromium)
+# ... and the deployment tests (python/tests/test_k8s.py): kubectl (any build with `kustomize`;
+# Debian's kubernetes-client where none is installed) and python3-yaml to read its output.
+if [ "${1:-}" = "--asan" ]; then
+  PACKAGES+=(python3-yaml)
+  command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
+fi
 . scripts/lib/packages.sh
 ensure_packages "${PACKAGES[@]}"
 
