@@ -13,7 +13,7 @@ PACKAGES=(build-essential cmake ninja-build ccache git pkg-config nlohmann-json3
 # ... and the deployment tests (python/tests/test_k8s.py): kubectl (any build with `kustomize`;
 # Debian's kubernetes-client where none is installed) and python3-yaml to read its output.
 if [ "${1:-}" = "--asan" ]; then
-  PACKAGES+=(python3-yaml)
+  PACKAGES+=(python3-yaml tmux prometheus)  # prometheus: promtool checks /metrics; tmux: `bitnet top`
   command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 fi
 . scripts/lib/packages.sh

@@ -162,7 +162,7 @@ async function poll() {
       const now = performance.now();
       if (last) $("m-tps").textContent = ((tokens - last.tokens) * 1000 / (now - last.time)).toFixed(1);
       last = { tokens, time: now };
-      $("m-active").textContent = metricValue(text, "bitnet_slots_active") + " / " + metricValue(text, "bitnet_slots_total");
+      $("m-active").textContent = metricValue(text, "bitnet_slots_active") + " / " + metricValue(text, "bitnet_slots");
       $("m-queue").textContent = metricValue(text, "bitnet_queue_length");
       $("m-requests").textContent = metricValue(text, "bitnet_requests_total");
       $("m-tokens").textContent = tokens;

@@ -200,7 +200,7 @@ TEST(ServerEndpoints, IntrospectionMetricsAndWebPage) {
   ASSERT_TRUE(m);
   EXPECT_EQ(m->status, 200);
   for (const char* needle :
-       {"bitnet_requests_total 1", "bitnet_tokens_predicted_total 4", "bitnet_slots_total 3", "bitnet_slots_active 0",
+       {"bitnet_requests_total 1", "bitnet_tokens_predicted_total 4", "bitnet_slots 3", "bitnet_slots_active 0",
         "bitnet_queue_length 0", "bitnet_time_to_first_token_seconds_count 1",
         "bitnet_inter_token_latency_seconds_count 3", "bitnet_request_duration_seconds_bucket{le=\"+Inf\"} 1",
         "# TYPE bitnet_time_to_first_token_seconds histogram"})
