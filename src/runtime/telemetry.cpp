@@ -59,14 +59,16 @@ bool telemetry_write_failed() { return g_write_failed; }
 
 Telemetry::Telemetry(const std::string& path, std::string command)
     : command_(std::move(command)), path_(path), start_(std::chrono::steady_clock::now()) {
-  file_.reset(std::fopen(path.c_str(), "a"));
-  if (!file_) throw Error("cannot open telemetry file " + path + ": " + std::strerror(errno));
+  if (!path.empty()) {
+    file_.reset(std::fopen(path.c_str(), "a"));
+    if (!file_) throw Error("cannot open telemetry file " + path + ": " + std::strerror(errno));
+  }
   const char* env = std::getenv("BITNET_RUN_ID");
   run_id_ = env && *env ? env : new_run_id();
 }
 
 void Telemetry::emit(const std::string& event, const nlohmann::json& fields) {
-  if (!file_) return;
+  if (!enabled()) return;
   nlohmann::ordered_json line = {
       {"schema", "bitnet.telemetry"},
       {"schema_version", kTelemetrySchemaVersion},
@@ -80,6 +82,8 @@ void Telemetry::emit(const std::string& event, const nlohmann::json& fields) {
       {"peak_rss_mib", peak_rss_mib_self()},
   };
   for (const auto& [k, v] : fields.items()) line[k] = nlohmann::ordered_json(v);
+  if (sink_) sink_(line);
+  if (!file_) return;
   const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   errno = 0;
   const bool written = std::fwrite(text.data(), 1, text.size(), file_.get()) == text.size() &&

@@ -5,6 +5,7 @@
 // removes or renames a field.
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,7 +28,10 @@ class Telemetry {
   Telemetry(Telemetry&&) noexcept = default;
   Telemetry& operator=(Telemetry&&) noexcept = default;
 
-  bool enabled() const { return file_ != nullptr; }
+  // An empty path: no file (events then only reach a sink).
+  bool enabled() const { return file_ != nullptr || sink_ != nullptr; }
+  // Every event also goes to `sink` (the OTLP exporter), after the file.
+  void set_sink(std::function<void(const nlohmann::ordered_json&)> sink) { sink_ = std::move(sink); }
   const std::string& run_id() const { return run_id_; }
   // Writes {schema, schema_version, event, run_id, command, ts, elapsed_ms, pid, rss_mib,
   // peak_rss_mib} merged with `fields` as one line.
@@ -38,6 +42,7 @@ class Telemetry {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
   std::unique_ptr<std::FILE, Closer> file_;
+  std::function<void(const nlohmann::ordered_json&)> sink_;
   std::string run_id_, command_, path_;
   std::chrono::steady_clock::time_point start_{};
 };

@@ -239,13 +239,18 @@ void Api::slots(const httplib::Request& req, httplib::Response& res) {
   reply(res, 200, out);
 }
 
-void Api::metrics(httplib::Response& res) {
-  if (!config_.metrics) throw ApiError(501, "not_supported_error", "metrics are disabled: start the server with --metrics");
+std::string Api::metrics_text() const {
+  if (!ready_) return "";
   const auto slots = engine_->slots();
   int active = 0;
   for (const auto& s : slots) active += s.busy ? 1 : 0;
+  return metrics_.render(int(slots.size()), active, engine_->queued());
+}
+
+void Api::metrics(httplib::Response& res) {
+  if (!config_.metrics) throw ApiError(501, "not_supported_error", "metrics are disabled: start the server with --metrics");
   res.status = 200;
-  res.set_content(metrics_.render(int(slots.size()), active, engine_->queued()), "text/plain; version=0.0.4");
+  res.set_content(metrics_text(), "text/plain; version=0.0.4");
 }
 
 void Api::tokenize(const httplib::Request& req, httplib::Response& res) {

@@ -41,6 +41,8 @@ class Api {
   Api(ApiConfig config, Metrics& metrics);
   // Registers every route and the auth / error handlers.
   void install(httplib::Server& server);
+  // The Prometheus text of GET /metrics ("" until the model is loaded), also for the OTLP exporter.
+  std::string metrics_text() const;
   // The model is loaded and the engine runs: every endpoint becomes available.
   void set_ready(const Model& model, Engine& engine);
   // From now on generation requests get 503; those in flight carry on.

@@ -121,6 +121,7 @@ int run_server(ServerConfig config) {
   }
   if (!signals.signalled()) {
     api.set_ready(*model, *engine);
+    if (config.otlp) config.otlp->set_metrics_source([&api] { return api.metrics_text(); });
     std::fprintf(stderr, "server ready: %d slots of %lld tokens, %d threads%s\n", engine->config().n_slots,
                  (long long)engine->config().n_ctx_slot, engine->config().threads,
                  config.engine.system_prefix.empty() ? "" : ", system prompt primed");
@@ -142,6 +143,7 @@ int run_server(ServerConfig config) {
     std::_Exit(0);
   }).detach();
   stop_http();
+  if (config.otlp) config.otlp->set_metrics_source(nullptr);  // before the engine and metrics go
   engine.reset();
   std::fprintf(stderr, "server stopped\n");
   return rc;

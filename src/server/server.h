@@ -12,6 +12,7 @@
 #include "server/connection_guard.h"
 #include "server/engine.h"
 #include "server/http_api.h"
+#include "server/otlp.h"
 
 namespace bitnet::server {
 
@@ -30,6 +31,7 @@ struct ServerConfig {
   ApiConfig api;
   EngineConfig engine;  // n_ctx_slot and system_prefix are filled in once the model is loaded
   std::function<ServedModel()> load;
+  std::shared_ptr<OtlpExporter> otlp;  // when set, the server's metrics are exported through it
 };
 
 // Blocks until SIGINT/SIGTERM; returns the process exit code. Throws Error when the address cannot

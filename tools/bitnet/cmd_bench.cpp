@@ -15,6 +15,7 @@
 #include "model_options.h"
 #include "runtime/run_config.h"
 #include "runtime/telemetry.h"
+#include "telemetry_options.h"
 
 namespace bitnet::cli {
 namespace {
@@ -198,8 +199,9 @@ int cmd_bench(int argc, char** argv) {
            "into huge-page memory, as run and serve do)", &mmap);
   p.flag({"--no-warmup"}, "skip the warm-up run", &no_warmup);
   bool dry = false, json_dry = false;
-  std::string telemetry_out;
+  std::string telemetry_out, otlp_endpoint;
   p.option({"--telemetry-out"}, "FILE.jsonl", "append structured events (docs/telemetry.md)", &telemetry_out);
+  add_otlp_option(p, &otlp_endpoint);
   p.flag({"--dry-run"}, "print the resolved configuration and the argument list; load nothing", &dry);
   p.flag({"--json"}, "with --dry-run: print one JSON object", &json_dry);
   if (!p.parse(argc, argv)) return 0;
@@ -247,7 +249,8 @@ int cmd_bench(int argc, char** argv) {
     print_dry_run("bench", config, resolved, args, json_dry);
     return 0;
   }
-  Telemetry telemetry = telemetry_out.empty() ? Telemetry() : Telemetry(telemetry_out, "bench");
+  const TelemetrySetup telemetry_setup = open_telemetry({telemetry_out, otlp_endpoint}, "bench");
+  Telemetry& telemetry = *telemetry_setup.telemetry;
   telemetry.emit("run_started", {{"config", {{"models", model_files}, {"n_prompt", p_arg}, {"n_gen", n_arg},
                                              {"pg", pg_arg}, {"threads", t_arg}, {"batch_size", b_arg},
                                              {"repetitions", reps}}}});

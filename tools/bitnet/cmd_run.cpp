@@ -11,6 +11,7 @@
 #include "model_options.h"
 #include "runtime/generate.h"
 #include "runtime/telemetry.h"
+#include "telemetry_options.h"
 #include "runtime/text_stream.h"
 
 namespace bitnet::cli {
@@ -24,7 +25,7 @@ struct RunOptions {
   uint64_t seed = UINT64_MAX;
   bool conversation = false, ignore_eos = false, no_display_prompt = false;
   bool dry_run = false, json = false;
-  std::string telemetry_out;
+  std::string telemetry_out, otlp_endpoint;
 };
 
 RunConfig to_run_config(const RunOptions& o) {
@@ -218,6 +219,7 @@ int cmd_run(int argc, char** argv) {
   p.flag({"--dry-run"}, "print the resolved configuration and the argument list; load nothing", &o.dry_run);
   p.flag({"--json"}, "with --dry-run: print one JSON object", &o.json);
   p.option({"--telemetry-out"}, "FILE", "append JSONL telemetry events (docs/telemetry.md)", &o.telemetry_out);
+  add_otlp_option(p, &o.otlp_endpoint);
   if (!p.parse(argc, argv)) return 0;
 
   const RunConfig config = to_run_config(o);
@@ -228,7 +230,8 @@ int cmd_run(int argc, char** argv) {
   }
   if (o.json && !o.dry_run) throw UsageError("--json goes with --dry-run");
   if (o.dry_run) return dry_run(config, o.json);
-  Telemetry telemetry = o.telemetry_out.empty() ? Telemetry() : Telemetry(o.telemetry_out, "run");
+  const TelemetrySetup telemetry_setup = open_telemetry({o.telemetry_out, o.otlp_endpoint}, "run");
+  Telemetry& telemetry = *telemetry_setup.telemetry;
   try {
     const int rc = generate_text(o, config, telemetry);
     telemetry.emit("run_finished", {{"exit_code", rc}});

@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "runtime/run_config.h"
 #include "runtime/telemetry.h"
+#include "telemetry_options.h"
 #include "model_options.h"
 #include "server/server.h"
 
@@ -25,7 +26,7 @@ struct ServeOptions {
   int64_t max_body = 1 << 20, max_connections = 256;
   float grace = 10, header_timeout = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
-  std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out;
+  std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint;
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
 };
@@ -40,6 +41,7 @@ const std::pair<const char*, bool> kEnvFlags[] = {
     {"--host", false},         {"--port", false},          {"--api-key", false},      {"--api-key-file", false},
     {"--timeout", false},      {"--metrics", true},        {"--system-prompt", false}, {"--queue-limit", false},
     {"--max-body", false},     {"--shutdown-grace", false}, {"--max-connections", false}, {"--header-timeout", false},
+    {"--otlp-endpoint", false},
 };
 
 std::string env_name(const std::string& flag) {
@@ -94,6 +96,7 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.option({"--api-key-file"}, "FILE", "read the API key from the first line of FILE", &o.api_key_file);
   p.option({"-to", "--timeout"}, "S", "read/write timeout of a connection in seconds (default 600)", &o.timeout);
   p.option({"--telemetry-out"}, "FILE.jsonl", "append structured events (docs/telemetry.md)", &o.telemetry_out);
+  add_otlp_option(p, &o.otlp_endpoint);
   p.flag({"--metrics"}, "expose Prometheus metrics at GET /metrics", &o.metrics);
   p.option({"-sys", "--system-prompt"}, "TEXT", "system prompt primed into every slot at start-up", &o.system_prompt);
   p.option({"--queue-limit"}, "N", "requests that may wait for a slot; more get 503 (default 16)", &o.queue_limit);
@@ -206,8 +209,9 @@ int cmd_serve(int argc, char** argv) {
   config.engine.threads = model_options.threads > 0
                               ? int(model_options.threads)
                               : int(std::max(1u, std::min(256u, std::thread::hardware_concurrency())));
-  auto telemetry = std::make_shared<Telemetry>(o.telemetry_out.empty() ? Telemetry()
-                                                                       : Telemetry(o.telemetry_out, "serve"));
+  const TelemetrySetup telemetry_setup = open_telemetry({o.telemetry_out, o.otlp_endpoint}, "serve");
+  const std::shared_ptr<Telemetry> telemetry = telemetry_setup.telemetry;
+  config.otlp = telemetry_setup.otlp;
   telemetry->emit("run_started", {{"config", {{"model", config.api.model_path}, {"host", o.host}, {"port", o.port},
                                               {"parallel", o.parallel}, {"ctx_size", o.model.ctx},
                                               {"threads", config.engine.threads}, {"batch_size", o.model.batch}}}});
