@@ -8,8 +8,10 @@ argument lists (never a shell string), and supervises child processes.
 from .config import ConfigError, RuntimeConfig, ServerConfig, BenchConfig
 from .runtime import BitNetRuntime, CommandUnavailable, RuntimeDiagnostics
 from .supervisor import RuntimeSupervisor, TaskResult
+from .fleet import FleetResult, FleetSupervisor, Host, NoHostAvailable
 
 __all__ = [
-    "BenchConfig", "BitNetRuntime", "CommandUnavailable", "ConfigError", "RuntimeConfig",
-    "RuntimeDiagnostics", "RuntimeSupervisor", "ServerConfig", "TaskResult",
+    "BenchConfig", "BitNetRuntime", "CommandUnavailable", "ConfigError", "FleetResult", "FleetSupervisor",
+    "Host", "NoHostAvailable", "RuntimeConfig", "RuntimeDiagnostics", "RuntimeSupervisor", "ServerConfig",
+    "TaskResult",
 ]
