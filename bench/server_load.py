@@ -21,12 +21,12 @@ import time
 import urllib.parse
 
 
-def start_server(args, extra=()):
+def start_server(args, extra=(), env=None):
     """Starts `bin serve` on a free port (argument list, no shell); returns (process, base URL)
-    once it says ready. `extra`: more serve flags."""
+    once it says ready. `extra`: more serve flags; `env`: variables added to the environment."""
     cmd = [args.bin, "serve", "-m", args.model, "-t", str(args.threads), "-np", str(args.parallel),
            "-c", str(args.ctx), "--port", "0", "--queue-limit", "64", *extra]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})))
     pattern = re.compile(r"server listening on http://([0-9.]+):([0-9]+)")
     url = None
     for line in proc.stderr:

@@ -157,6 +157,9 @@ def main():
     ap.add_argument("--ctx", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="write the report here too")
+    ap.add_argument("--dead-collector", action="store_true",
+                    help="export telemetry over OTLP to a collector that is down (a closed port) the whole time: "
+                         "it must cost no request and no memory growth")
     args = ap.parse_args()
     if args.minutes <= 0 or args.clients < 1:
         ap.error("--minutes must be > 0 and --clients ≥ 1")
@@ -166,7 +169,14 @@ def main():
         args.model = os.path.join(tmp.name, "tiny.gguf")
         subprocess.run([args.bin, "gen-model", "--preset", "tiny", "-o", args.model], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc, url = start_server(args, ["--max-body", str(MAX_BODY), "--metrics", "--header-timeout", "5"])
+    extra, env = ["--max-body", str(MAX_BODY), "--metrics", "--header-timeout", "5"], {}
+    if args.dead_collector:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        extra += ["--otlp-endpoint", "http://127.0.0.1:%d" % s.getsockname()[1]]
+        s.close()  # nothing listens there any more
+        env["OTEL_METRIC_EXPORT_INTERVAL"] = "1000"
+    proc, url = start_server(args, extra, env)
     host, port = url.split("//")[1].split(":")
     port = int(port)
     duration = args.minutes * 60
@@ -201,7 +211,8 @@ def main():
         rc = "no exit within 30 s of SIGTERM"
 
     report = {
-        "minutes": args.minutes, "clients": args.clients, "requests": tally.status,
+        "minutes": args.minutes, "clients": args.clients, "dead_collector": args.dead_collector,
+        "requests": tally.status,
         "unexpected": tally.unexpected[:20], "unexpected_count": len(tally.unexpected),
         "idle_before": idle_stats, "after_warmup": start_stats, "end": end_stats,
         "rss_growth": end_stats["rss_kib"] / max(1, start_stats["rss_kib"]) - 1,
