@@ -17,12 +17,15 @@ inline std::string data_dir() {
   return std::string(BITNET_SOURCE_DIR) + "/../shared/data";
 }
 
-// For readers that take a path: the input written to a per-process file in /dev/shm (or /tmp).
+// A per-process path in /dev/shm (or /tmp) ending in `suffix`.
+inline std::string scratch_path(const char* suffix) {
+  const char* dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+  return std::string(dir) + "/bitnet-fuzz-" + std::to_string(getpid()) + suffix;
+}
+
+// For readers that take a path: the input written to scratch_path(suffix).
 inline std::string input_file(const uint8_t* data, size_t size, const char* suffix) {
-  static const std::string path = [&] {
-    const char* dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    return std::string(dir) + "/bitnet-fuzz-" + std::to_string(getpid()) + suffix;
-  }();
+  static const std::string path = scratch_path(suffix);
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data), std::streamsize(size));
   return path;
 }

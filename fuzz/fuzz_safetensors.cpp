@@ -17,8 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)st;
     } else {
       static const std::filesystem::path dir = [] {
-        auto d = std::filesystem::path(bitnet::fuzz::input_file(nullptr, 0, "-config"));
-        std::filesystem::remove(d);
+        const std::filesystem::path d = bitnet::fuzz::scratch_path("-config");
         std::filesystem::create_directories(d);
         return d;
       }();

@@ -1,8 +1,8 @@
 #include "server/metrics.h"
 
-#include <unistd.h>
-
 #include <cstdio>
+
+#include "runtime/telemetry.h"
 
 namespace bitnet::server {
 
@@ -39,16 +39,6 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 }
 
 namespace {
-// RSS from /proc/self/statm (pages), 0 where it cannot be read.
-double resident_bytes() {
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return 0;
-  unsigned long long size = 0, resident = 0;
-  const int n = std::fscanf(f, "%llu %llu", &size, &resident);
-  std::fclose(f);
-  return n == 2 ? double(resident) * double(sysconf(_SC_PAGESIZE)) : 0;
-}
-
 void metric(std::string& out, const char* name, const char* type, const char* help, double value) {
   char line[128];
   std::snprintf(line, sizeof line, " %.17g\n", value);
@@ -73,7 +63,7 @@ std::string Metrics::render(int slots_total, int slots_active, int queued) const
   metric(out, "bitnet_slots", "gauge", "Slots (requests served at once).", slots_total);
   metric(out, "bitnet_slots_active", "gauge", "Slots serving a request.", slots_active);
   metric(out, "bitnet_queue_length", "gauge", "Requests waiting for a slot.", queued);
-  metric(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", resident_bytes());
+  metric(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", current_rss_mib() * double(1 << 20));
   ttft.render(out, "bitnet_time_to_first_token_seconds", "Time from request to its first generated token.");
   inter_token.render(out, "bitnet_inter_token_latency_seconds", "Time between consecutive generated tokens.");
   e2e.render(out, "bitnet_request_duration_seconds", "Time from request to its last token.");
