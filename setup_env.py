@@ -2,7 +2,8 @@
 """Set up bitnet.cpp: check the toolchain, build the engine (only when sources changed), prepare a
 model. Standard library only; safe to re-run: a second run with nothing changed does no work.
 
-  python setup_env.py                         # build, generate the default model
+  python setup_env.py                         # build; the trained default model ships in models/
+  python setup_env.py --preset 2B-4T          # also generate a random-weight benchmark model
   python setup_env.py -md models/MyModel -q i2_s   # convert a HF checkpoint / quantize a GGUF in it
   python setup_env.py --clean                 # rebuild from scratch
 """
@@ -24,7 +25,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Set up the environment for running BitNet inference")
     dev = p.add_mutually_exclusive_group()
     dev.add_argument("--cpu", action="store_true", help="build the CPU engine (default)")
-    dev.add_argument("--gpu", action="store_true", help="GPU build (this engine is CPU-only: warns, builds CPU)")
+    dev.add_argument("--gpu", action="store_true", help="GPU build: the CUDA backend, when a CUDA toolkit is installed")
     p.add_argument("--clean", action="store_true", help="remove the build directory first")
     p.add_argument("-hr", "--hf-repo", help="Hugging Face repo (offline: give its local copy with -md)")
     p.add_argument("-md", "--model-dir", help="directory with a HF checkpoint or an f32/f16 GGUF to quantize")
@@ -32,7 +33,9 @@ def parse_args(argv=None):
     p.add_argument("-q", "--quant-type", choices=QUANT_TYPES, default="i2_s", help="weight type (default i2_s)")
     p.add_argument("--quant-embd", action="store_true", help="store embeddings as f16")
     p.add_argument("-p", "--use-pretuned", action="store_true", help="accepted for compatibility (no effect)")
-    p.add_argument("--preset", default="125M", help="shape preset of a generated model (default 125M)")
+    p.add_argument("--preset", default=None,
+                   help="also generate a random-weight model of this shape for benchmarks "
+                        "(tiny, 125M, large, 2B-4T, 3B, 8B): models/dummy-bitnet-b1.58-PRESET-TYPE.gguf")
     p.add_argument("--no-model", action="store_true", help="build only; prepare no model")
     p.add_argument("--install-deps", action="store_true", help="apt-get install missing packages")
     p.add_argument("--build-dir", default=os.path.join(ROOT, "build"), help=argparse.SUPPRESS)
@@ -49,6 +52,17 @@ def parse_args(argv=None):
     return args
 
 
+def gpu_note() -> "tuple[str, str]":
+    """The CUDA backend is built when CMake finds nvcc (cmake/cuda.cmake looks in the same places)."""
+    import shutil
+    nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc") or \
+        ("/usr/local/cuda/bin/nvcc" if os.access("/usr/local/cuda/bin/nvcc", os.X_OK) else None)
+    if nvcc:
+        return "ok", f"CUDA toolkit found ({nvcc}): the build includes the CUDA backend (-ngl; gpu/README.md)"
+    return "skipped", ("no CUDA toolkit (nvcc) found: building the CPU engine only; install the CUDA toolkit "
+                       "for the GPU backend (-ngl; gpu/README.md)")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     prov = Provisioner(os.path.abspath(args.source_dir), os.path.abspath(args.build_dir), jobs=args.jobs)
@@ -57,16 +71,18 @@ def main(argv=None) -> int:
         if args.clean:
             prov.record("clean", prov.clean)
         if args.gpu:
-            prov.record("gpu", lambda: ("skipped", "this engine has no GPU backend yet: building the CPU engine "
-                                                   "(-ngl is accepted and ignored)"))
+            prov.record("gpu", gpu_note)
         prov.record("deps", lambda: prov.check_dependencies(args.install_deps))
         state = prov.load_state()
         state.pop("steps", None)
         prov.record("build", lambda: prov.build(state))
         if args.model_dir:
             prov.record("model", lambda: prov.convert_or_quantize(args.model_dir, args.quant_type, args.quant_embd))
+        elif args.preset:
+            out = os.path.join(args.source_dir, "models", f"dummy-bitnet-b1.58-{args.preset}-{args.quant_type}.gguf")
+            prov.record("model", lambda: prov.generate(out, args.preset, args.quant_type))
         elif not args.no_model:
-            prov.record("model", lambda: prov.generate(default_model_path(), args.preset, args.quant_type))
+            prov.record("model", lambda: prov.check_default_model(default_model_path()))
     except ProvisionError as e:
         print(f"setup_env: error: {e}", file=sys.stderr)
         return 1

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bitnet.cpp needs (only those missing) and builds build/ (Release).
-# Usage: scripts/setup.sh [--asan]   (--asan also builds build-asan/: the modules that parse
-# untrusted input — tensor types, GGUF, tokenizers — and their tests under ASan + UBSan)
+# Usage: scripts/setup.sh [--cli | --asan]
+#   --cli   builds only the `bitnet` binary (the quick start's shortest path to text)
+#   --asan  also builds build-asan/: the modules that parse untrusted input — tensor types, GGUF,
+#           tokenizers — and their tests under ASan + UBSan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,8 @@ PACKAGES=(build-essential cmake ninja-build ccache git pkg-config nlohmann-json3
 # Debian's kubernetes-client where none is installed) and python3-yaml to read its output.
 if [ "${1:-}" = "--asan" ]; then
   PACKAGES+=(python3-yaml tmux prometheus)  # prometheus: promtool checks /metrics; tmux: `bitnet top`
+  # python/tests/test_training.py runs the default model's trainer (training/) on a tiny shape.
+  PACKAGES+=(python3-torch bible-kjv bible-kjv-text)
   command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 fi
 . scripts/lib/packages.sh
@@ -22,6 +26,11 @@ ensure_packages "${PACKAGES[@]}"
 JOBS=$(nproc)
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITNET_WERROR=ON >/dev/null
+if [ "${1:-}" = "--cli" ]; then
+  echo "building the bitnet binary (build/bin/bitnet; the tests are built by scripts/test.sh)" >&2
+  cmake --build build -j "$JOBS" --target bitnet_cli
+  exit 0
+fi
 cmake --build build -j "$JOBS"
 if [ "${1:-}" = "--asan" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DBITNET_SANITIZE=ON \

@@ -33,9 +33,9 @@ RUN set -eu; pkgs="libcpp-httplib0.11"; \
     fi; \
     useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent bitnet
 COPY --from=build /build/bin/bitnet /usr/local/bin/bitnet
-# The built-in default model (random ternary weights in BitNet-b1.58 125M shapes, Llama-3
-# tokenizer) as the host generated it: scripts/quickstart.sh or `bitnet run` makes it on first use.
-COPY models/dummy-bitnet-b1.58-125M-i2_s.gguf /opt/bitnet/default-model.gguf
+# The built-in default model: the trained 13M-parameter BitNet b1.58 that ships in models/
+# (docs/default-model.md).
+COPY models/bitnet-kjv-13M-i2_s.gguf /opt/bitnet/default-model.gguf
 COPY infra/docker/healthcheck.sh /usr/local/bin/bitnet-healthcheck
 # Every serve flag can come from LLAMA_ARG_<FLAG> (docs/server.md); these are the image's defaults.
 ENV LLAMA_ARG_HOST=0.0.0.0 \

@@ -28,9 +28,9 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent bitnet
 COPY --from=build /build/bin/bitnet /usr/local/bin/bitnet
-# The built-in default model (random ternary weights in BitNet-b1.58 125M shapes, Llama-3
-# tokenizer) as the host generated it: scripts/quickstart.sh or `bitnet run` makes it on first use.
-COPY models/dummy-bitnet-b1.58-125M-i2_s.gguf /opt/bitnet/default-model.gguf
+# The built-in default model: the trained 13M-parameter BitNet b1.58 that ships in models/
+# (docs/default-model.md).
+COPY models/bitnet-kjv-13M-i2_s.gguf /opt/bitnet/default-model.gguf
 COPY infra/docker/healthcheck.sh /usr/local/bin/bitnet-healthcheck
 ENV LLAMA_ARG_HOST=0.0.0.0 \
     LLAMA_ARG_PORT=8080 \

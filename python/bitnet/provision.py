@@ -162,6 +162,13 @@ class Provisioner:
         out = subprocess.run([self.binary, "--help"], capture_output=True, text=True).stdout
         return re.search(rf"^  {re.escape(name)}\s", out, flags=re.M) is not None
 
+    def check_default_model(self, path: str) -> "tuple[str, str]":
+        """The trained default model ships with the repository; nothing to make."""
+        if not os.path.isfile(path):
+            raise ProvisionError(f"the default model {path} is missing: it ships with the repository "
+                                 "(git checkout -- models/) or is retrained by training/train.sh")
+        return "skipped", f"{path} (trained, shipped)"
+
     def generate(self, path: str, preset: str, quant: str) -> "tuple[str, str]":
         if os.path.isfile(path):
             return "skipped", f"{path} exists"

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 from .config import BenchConfig, RuntimeConfig, ServerConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_MODEL_NAME = "dummy-bitnet-b1.58-125M-i2_s.gguf"
+DEFAULT_MODEL_NAME = "bitnet-kjv-13M-i2_s.gguf"  # trained, shipped in models/ (docs/default-model.md)
 SCHEMA = "bitnet.doctor"
 SCHEMA_VERSION = 1
 
@@ -181,10 +181,11 @@ class BitNetRuntime:
         facts: Dict[str, object] = {"binaries": {"dir": self.bin_dir, "status": {"bitnet": f"not found: {self.binary}"}},
                                     "model": {"path": path, "default": model is None, "exists": os.path.isfile(path)}}
         if not os.path.isfile(path):
-            checks.append({"name": "model", "status": "warn" if model is None else "fail",
-                           "detail": ("default model not generated yet: " if model is None else "model file not found: ") + path,
-                           "hint": "check the -m path; omit -m to use the default model, or prepare one with "
-                                   "`python setup_env.py`"})
+            checks.append({"name": "model", "status": "fail",
+                           "detail": ("default model missing: " if model is None else "model file not found: ") + path,
+                           "hint": ("it ships with the repository: `git checkout -- models/`, or retrain it with "
+                                    "training/train.sh") if model is None else
+                                   "check the -m path; omit -m to use the shipped default model"})
         busy = _port_problem(host, port if port is not None else 8080)
         facts["server"] = {"host": host, "port": port if port is not None else 8080, "available": not busy}
         if busy:

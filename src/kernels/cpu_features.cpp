@@ -1,8 +1,11 @@
 #include "kernels/cpu_features.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -145,9 +148,29 @@ Isa best_isa() {
   return Isa::Generic;
 }
 
-Isa active_isa() {
-  static const Isa isa = choose_active();
-  return isa;
+namespace {
+struct KernelChoice {
+  std::atomic<Isa> isa;
+  std::atomic<bool> reference;
+};
+KernelChoice& kernel_choice() {
+  static KernelChoice c{choose_active(), [] {
+                          const char* e = std::getenv("BITNET_KERNELS");
+                          return e && std::string_view(e) == "reference";
+                        }()};
+  return c;
 }
+}  // namespace
+
+Isa active_isa() { return kernel_choice().isa.load(std::memory_order_relaxed); }
+bool reference_kernels() { return kernel_choice().reference.load(std::memory_order_relaxed); }
+
+void set_active_isa(Isa isa) {
+  if (!isa_supported(isa))
+    throw std::invalid_argument("set_active_isa: " + std::string(isa_name(isa)) + " is not supported (missing: " +
+                                missing_features(isa) + ")");
+  kernel_choice().isa.store(isa);
+}
+void set_reference_kernels(bool on) { kernel_choice().reference.store(on); }
 
 }  // namespace bitnet::kernels

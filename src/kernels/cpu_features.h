@@ -35,5 +35,11 @@ Isa best_isa();
 // The level the kernels use: best_isa(), or BITNET_ISA=generic|avx2|avx512|neon|neon-dotprod clamped to what the CPU
 // supports (a warning on stderr when the request is unsupported or unknown). Read once.
 Isa active_isa();
+// BITNET_KERNELS=reference: the scalar reference path for every product and attention (read once).
+bool reference_kernels();
+// Tests and benchmarks that compare kernel sets in one process: switch the level (must be
+// supported) or the reference path. Not for use while a forward pass runs.
+void set_active_isa(Isa isa);
+void set_reference_kernels(bool on);
 
 }  // namespace bitnet::kernels

@@ -362,11 +362,7 @@ void attend(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> 
 }
 
 kernels::Isa attention_isa() {
-  static const kernels::Isa isa = [] {
-    const char* e = std::getenv("BITNET_KERNELS");
-    return e && std::string_view(e) == "reference" ? kernels::Isa::Generic : kernels::active_isa();
-  }();
-  return isa;
+  return kernels::reference_kernels() ? kernels::Isa::Generic : kernels::active_isa();
 }
 
 }  // namespace bitnet

@@ -279,14 +279,6 @@ void for_row_tiles(int64_t r0, int64_t r1, int64_t n_tokens, const Fn& fn) {
   }
 }
 
-bool use_reference() {
-  static const bool ref = [] {
-    const char* e = std::getenv("BITNET_KERNELS");
-    return e && std::string_view(e) == "reference";
-  }();
-  return ref;
-}
-
 // The ternary products (the weight codes are valid: row_job checked). The job keeps pointers
 // into `in`, which must outlive it.
 RowJob ternary_job(const kernels::KernelSet& ks, const TensorView& w, const MatmulInput& in, float* y,
@@ -363,14 +355,14 @@ bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64
 }
 
 void matmul(const TensorView& w, const MatmulInput& in, float* y, ThreadPool& pool) {
-  if (!use_reference() && matmul_kernels(kernels::active_isa(), w, in, y, pool)) return;
+  if (!kernels::reference_kernels() && matmul_kernels(kernels::active_isa(), w, in, y, pool)) return;
   matmul_reference(w, in.x(), in.n_tokens(), y, pool);
 }
 
 void matmul_group(std::span<const TensorView* const> ws, const MatmulInput& in, std::span<float* const> ys,
                   ThreadPool& pool) {
   std::vector<RowJob> jobs;
-  if (!use_reference())
+  if (!kernels::reference_kernels())
     for (size_t i = 0; i < ws.size(); ++i) {
       std::optional<RowJob> job = row_job(kernels::active_isa(), *ws[i], in, ys[i], pool, true);
       if (!job) break;

@@ -5,6 +5,8 @@
 #include <map>
 #include <sstream>
 
+#include "backends/cuda/device.h"
+#include "backends/cuda/offload.h"
 #include "formats/gguf.h"
 #include "model/model.h"
 #include "runtime/run_config.h"
@@ -99,6 +101,9 @@ void check_threads(const DiagnosticsRequest& r, Report& rep) {
 struct ModelFacts {
   std::optional<HParams> hp;
   uint64_t weight_bytes = 0;
+  // What an -ngl offload of the loaded model would put on the GPU (check_gpu).
+  bool per_block_scales = false;  // TQ1_0 / TQ2_0 layer matrices (after load-time conversion)
+  bool head_f16 = false;
 };
 
 void model_fail(Report& rep, const std::string& detail, const std::string& hint) {
@@ -114,8 +119,8 @@ ModelFacts check_model(const DiagnosticsRequest& r, Report& rep) {
   rep.d.facts["model"] = facts;
   if (!exists) {
     if (r.model_is_default)
-      rep.add("model", "warn", "default model not generated yet: " + r.model,
-              "it is generated on the first run; `python setup_env.py` prepares it now");
+      model_fail(rep, "default model missing: " + r.model,
+                 "it ships with the repository: `git checkout -- models/`, or retrain it with training/train.sh");
     else if (std::filesystem::exists(r.model, ec))  // a directory, device or FIFO: not "not found"
       model_fail(rep, "model path is not a regular file: " + r.model,
                  "-m takes a GGUF file; check the path");
@@ -153,7 +158,12 @@ ModelFacts check_model(const DiagnosticsRequest& r, Report& rep) {
   }
   try {
     HParams hp = read_hparams(*file);
-    load_model(std::move(*file));  // binds every tensor: presence, shape and type
+    const auto model = load_model(std::move(*file));  // binds every tensor: presence, shape and type
+    if (!model->layers.empty()) {
+      const GgmlType t = model->layers.back().wq.type;
+      mf.per_block_scales = t == GgmlType::TQ1_0 || t == GgmlType::TQ2_0;
+    }
+    mf.head_f16 = model->output.type == GgmlType::F16;
     rep.d.facts["model"]["n_layer"] = hp.n_layer;
     rep.d.facts["model"]["n_ctx_train"] = hp.n_ctx_train;
     mf.hp = hp;
@@ -196,18 +206,63 @@ void check_memory(const DiagnosticsRequest& r, const ModelFacts& mf, Report& rep
   }
 }
 
-void check_gpu(const DiagnosticsRequest& r, Report& rep) {
+void check_gpu(const DiagnosticsRequest& r, const ModelFacts& mf, Report& rep) {
   const GpuInfo g = probe_gpu();
+  const cuda::DeviceInfo cu = cuda::probe();
+  nlohmann::json cuda_devices = nlohmann::json::array();
+  for (const cuda::GpuInfo& d : cu.gpus)
+    cuda_devices.push_back({{"index", d.index}, {"name", d.name},
+                            {"compute_capability", std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor)},
+                            {"multiprocessors", d.multiprocessors}, {"total_bytes", d.total_memory},
+                            {"free_bytes", d.free_memory}});
   rep.d.facts["gpu"] = {{"devices", g.devices}, {"driver", g.driver}, {"cuda_library", g.cuda_library},
-                        {"backend", "none"}};
-  std::string found = g.devices.empty() ? "no GPU found" : "GPU: ";
-  for (size_t i = 0; i < g.devices.size(); ++i) found += (i ? ", " : "") + g.devices[i];
-  if (!g.devices.empty()) found += g.cuda_library ? " (CUDA driver library present)" : " (no libcuda)";
-  if (r.gpu_layers > 0)
-    rep.add("gpu", "warn", found + "; -ngl " + std::to_string(r.gpu_layers) + " requested",
-            "this build has no GPU backend: all layers run on the CPU; drop -ngl");
+                        {"backend", cuda::built_with_cuda() ? "cuda" : "none"}, {"cuda_devices", cuda_devices},
+                        {"cuda_error", cu.error}};
+  std::string found;
+  if (cu.available()) {
+    const cuda::GpuInfo& d = cu.gpus[0];
+    found = "GPU: " + d.name + " (compute " + std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor) +
+            ", " + mib(d.total_memory) + ", " + mib(d.free_memory) + " free)";
+    if (cu.gpus.size() > 1) found += " and " + std::to_string(cu.gpus.size() - 1) + " more (only GPU 0 is used)";
+  } else {
+    found = g.devices.empty() ? "no GPU found" : "GPU: ";
+    for (size_t i = 0; i < g.devices.size(); ++i) found += (i ? ", " : "") + g.devices[i];
+    if (!g.devices.empty()) found += g.cuda_library ? " (CUDA driver library present)" : " (no libcuda)";
+  }
+  if (r.gpu_layers <= 0) {
+    rep.add("gpu", "ok", found + (cu.available() ? "; -ngl 0: inference runs on the CPU (-ngl N offloads N layers)"
+                                                 : "; inference runs on the CPU"));
+    return;
+  }
+  const std::string ngl = "-ngl " + std::to_string(r.gpu_layers);
+  if (!cu.available()) {
+    rep.add("gpu", "fail", found + "; " + ngl + " requested, but " + cu.error,
+            cuda::built_with_cuda() ? "run on a machine with an NVIDIA GPU and driver, or drop -ngl"
+                                    : "rebuild with -DBITNET_CUDA=ON (CUDA toolkit) for GPU offload, or drop -ngl");
+    return;
+  }
+  if (!mf.hp) {
+    rep.add("gpu", "ok", found + "; " + ngl + " requested (no model to size)");
+    return;
+  }
+  const int64_t ctx = resolve_ctx(r.ctx, mf.hp->n_ctx_train);
+  const cuda::LayerSplit split = cuda::split_layers(mf.hp->n_layer, r.gpu_layers);
+  const cuda::OffloadEstimate e = cuda::estimate_offload(*mf.hp, split, mf.per_block_scales, mf.head_f16, 1, ctx,
+                                                         std::max<int64_t>(1, r.batch));
+  const uint64_t free_bytes = cu.gpus[0].free_memory;
+  rep.d.facts["gpu"]["offload"] = {{"gpu_layers", split.gpu_layers}, {"output_on_gpu", split.output_on_gpu && mf.head_f16},
+                                   {"required_bytes", e.total()}, {"weights_bytes", e.weights},
+                                   {"kv_cache_bytes", e.kv_cache}, {"scratch_bytes", e.scratch}, {"ctx", ctx}};
+  const std::string detail = found + "; " + ngl + ": " + std::to_string(split.gpu_layers) + " of " +
+                             std::to_string(mf.hp->n_layer) + " layers need ~" + mib(e.total()) + " on the GPU (weights " +
+                             mib(e.weights) + " + KV cache " + mib(e.kv_cache) + " at ctx " + std::to_string(ctx) +
+                             " + scratch " + mib(e.scratch) + ")";
+  if (e.total() > free_bytes)
+    rep.add("gpu", "fail", detail + ", " + mib(free_bytes) + " free", "lower -ngl or -c");
+  else if (e.total() > free_bytes / 10 * 9)
+    rep.add("gpu", "warn", detail + ", " + mib(free_bytes) + " free", "less than 10% of the GPU's memory to spare");
   else
-    rep.add("gpu", "ok", found + "; inference runs on the CPU");
+    rep.add("gpu", "ok", detail);
 }
 
 void check_port(const DiagnosticsRequest& r, Report& rep) {
@@ -247,7 +302,7 @@ Diagnostics diagnose(const DiagnosticsRequest& r) {
   ModelFacts mf;
   if (!r.model.empty()) mf = check_model(r, rep);
   check_memory(r, mf, rep);
-  check_gpu(r, rep);
+  check_gpu(r, mf, rep);
   check_port(r, rep);
   return rep.d;
 }

@@ -77,8 +77,7 @@ CpuInfo probe_cpu() {
   const std::string arm = field(info, "Features");  // aarch64: "fp asimd ... asimddp ..."
   c.neon = c.arch == "aarch64" || has_word(arm, "asimd") || has_word(arm, "neon");
   c.dotprod = has_word(arm, "asimddp");
-  const char* mode = std::getenv("BITNET_KERNELS");
-  c.kernel = mode && std::string(mode) == "reference" ? "reference" : std::string(kernels::isa_name(kernels::active_isa()));
+  c.kernel = kernels::reference_kernels() ? "reference" : std::string(kernels::isa_name(kernels::active_isa()));
   return c;
 }
 

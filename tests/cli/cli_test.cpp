@@ -325,5 +325,24 @@ TEST(Cli, BenchAndServeDryRunsLoadNothingAndPrintTheArgumentList) {
   EXPECT_EQ(js["argv"][1], "serve");
 }
 
+// Without -m, `run` uses the trained model shipped in models/ (docs/default-model.md): real words.
+TEST(Cli, RunWithoutModelUsesTheShippedTrainedModel) {
+  const Result r = run({bitnet(), "run", "-p", "In the beginning", "-n", "24", "--temp", "0", "-t", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("In the beginning", 0), 0u);
+  EXPECT_NE(r.out.find(" the "), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("bitnet-kjv-13M-i2_s.gguf"), std::string::npos) << r.err;
+}
+
+TEST(Cli, MissingDefaultModelIsAClearError) {
+  const std::string missing = (testing::temp_dir() / "no-such-default.gguf").string();
+  ::setenv("BITNET_DEFAULT_MODEL", missing.c_str(), 1);
+  const Result r = run({bitnet(), "run", "-p", "x", "-n", "1"});
+  ::unsetenv("BITNET_DEFAULT_MODEL");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find(missing + ", which does not exist"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(missing)) << "nothing is generated in its place";
+}
+
 }  // namespace
 }  // namespace bitnet

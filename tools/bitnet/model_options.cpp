@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <thread>
 
-#include "conversion/dummy_model.h"
 #include "runtime/diagnostics.h"
 
 namespace bitnet::cli {
@@ -25,7 +24,9 @@ void add_model_options(ArgParser& p, ModelOptions& o) {
   p.option({"-b", "--batch-size"}, "N", "tokens per forward pass during prompt processing (default: 512)",
            &o.batch);
   p.option({"-ngl", "--gpu-layers", "--n-gpu-layers"}, "N",
-           "layers to offload to a GPU (accepted for compatibility; this build runs on the CPU)",
+           "run the last N layers on the GPU (N >= the layer count: all of them, the output norm and an F16 "
+           "head too; 0, the default: CPU only). Needs a CUDA build and an NVIDIA GPU: without one, -ngl > 0 "
+           "is an error",
            &o.gpu_layers);
   p.flag({"--mmap"}, "read the weights from the memory-mapped file: shared page cache and a faster "
          "start, slower decode (default: copy them into huge-page memory)", &o.mmap);
@@ -34,7 +35,7 @@ void add_model_options(ArgParser& p, ModelOptions& o) {
 
 std::string default_model_location() {
   const char* env = std::getenv("BITNET_DEFAULT_MODEL");
-  return env ? env : std::string(BITNET_SOURCE_DIR) + "/models/dummy-bitnet-b1.58-125M-i2_s.gguf";
+  return env ? env : std::string(BITNET_SOURCE_DIR) + "/models/" + kDefaultModelName;
 }
 
 RunConfig to_run_config(const ModelOptions& o) {
@@ -60,17 +61,11 @@ void add_sampling_options(ArgParser& p, SamplingParams& s) {
 std::string default_model_path() {
   const std::string path = default_model_location();
   if (std::filesystem::exists(path)) return path;
-  std::fprintf(stderr, "default model %s not found: generating it (bitnet-b1.58, preset 125M, I2_S)\n",
-               path.c_str());
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  DummyModelSpec spec;
-  spec.arch = "bitnet-b1.58";
-  spec.preset = "125M";
-  spec.type = GgmlType::I2_S;
-  generate_dummy_model(spec, path, [](uint64_t d, uint64_t t) { print_progress("generating", d, t); });
-  return path;
+  if (std::getenv("BITNET_DEFAULT_MODEL"))
+    throw UsageError("BITNET_DEFAULT_MODEL names " + path + ", which does not exist");
+  throw UsageError("the default model " + path + " is missing (it ships with the repository: restore it with "
+                   "`git checkout -- models/`, or retrain it with training/train.sh); or pass -m FILE");
 }
-
 namespace {
 
 // The KV cache is allocated up front; refuse a context that cannot fit instead of dying in the
@@ -127,14 +122,12 @@ LoadedModel load_for_run(const ModelOptions& o) {
     throw UsageError(e.what());
   }
   if (!threads.note.empty()) std::fprintf(stderr, "note: %s\n", threads.note.c_str());
-  if (o.gpu_layers > 0)
-    std::fprintf(stderr, "note: -ngl %d ignored: this build has no GPU backend; running on the CPU\n",
-                 o.gpu_layers);
   LoadedModel lm;
   lm.threads = threads.threads;
   const std::string path = o.model.empty() ? default_model_path() : o.model;
   LoadOptions load;
   load.map_weights = o.map_weights();
+  load.gpu_layers = o.gpu_layers;
   if (!load.map_weights) {
     // The copy needs about the file's size in memory; without it the file mapping still works.
     std::error_code ec;

@@ -41,14 +41,16 @@ struct LoadedModel {
 // Validates the options (UsageError with a specific message), resolves defaults and loads.
 LoadedModel load_for_run(const ModelOptions& options);
 
-// Path of the default model; generates it (with a progress bar) if it does not exist yet.
+// The trained model shipped in models/ (docs/default-model.md; training/train.sh makes it).
+inline constexpr const char* kDefaultModelName = "bitnet-kjv-13M-i2_s.gguf";
+// Path of the default model (BITNET_DEFAULT_MODEL overrides); a UsageError when it is missing.
 std::string default_model_path();
 
 // The whole of a text input file (-f prompt, perplexity text, key file): a regular file of at most
 // max_bytes, else a UsageError naming `what` and the path — a directory, FIFO or device
 // (/dev/zero) is refused up front instead of read forever or blocked on.
 std::string read_text_input(const std::string& path, const std::string& what, uint64_t max_bytes = uint64_t(1) << 30);
-// Where the default model is (or will be generated); generates nothing.
+// Where the default model is; checks nothing.
 std::string default_model_location();
 
 // --dry-run output shared by run/serve/bench: the resolved configuration and the exact argument
