@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--ctx-size", type=int, default=2048, help="context size (default 2048)")
     p.add_argument("-temp", "--temperature", type=float, default=0.8, help="temperature (default 0.8)")
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt batch size (default 512)")
-    p.add_argument("-ngl", "--gpu-layers", type=int, default=0, help="GPU layers (accepted; CPU engine)")
+    p.add_argument("-ngl", "--gpu-layers", type=int, default=0, help="run the last N layers on the GPU (CUDA builds; gpu/README.md)")
     p.add_argument("-s", "--seed", type=int, default=None, help="random seed")
     p.add_argument("-cnv", "--conversation", action="store_true", help="chat mode (-p is the system prompt)")
     p.add_argument("--telemetry-out", default=None, help="append JSONL telemetry events to this file")

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt batch size (1..65536, ≤ -c)")
-    p.add_argument("-ngl", "--gpu-layers", type=int, default=0, help="GPU layers (accepted; CPU engine)")
+    p.add_argument("-ngl", "--gpu-layers", type=int, default=0, help="run the last N layers on the GPU (CUDA builds; gpu/README.md)")
     p.add_argument("-np", "--parallel", type=int, default=1, help="requests served at once (slots)")
     p.add_argument("-cb", "--cont-batching", action="store_true", default=True, help="continuous batching (default)")
     p.add_argument("-nocb", "--no-cont-batching", action="store_true", help="disable continuous batching")

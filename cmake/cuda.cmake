@@ -10,7 +10,9 @@
 # CUDA::cudart and defines BITNET_WITH_CUDA=1 for itself and its users. Disabled: nothing with
 # device code is compiled and nothing new is linked; device_unavailable.cpp provides cuda::probe().
 # The host-only layout/repack code (gpu_layout.cpp) is compiled in every build so that its tests
-# run without a GPU. BITNET_ONLY_MODULES builds leave all of it out.
+# run without a GPU, and so is offload.cpp (-ngl: host bookkeeping; without the backend it only
+# refuses). BITNET_ONLY_MODULES builds leave all of it out (offload.cpp excepted when they include
+# the model module).
 
 set(BITNET_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when nvcc is found), ON or OFF")
 set_property(CACHE BITNET_CUDA PROPERTY STRINGS AUTO ON OFF)
@@ -26,10 +28,17 @@ if(BITNET_ONLY_MODULES)
   if(bitnet_cuda_mode STREQUAL "ON")
     message(FATAL_ERROR "BITNET_CUDA=ON needs the whole library; unset BITNET_ONLY_MODULES")
   endif()
+  if("model" IN_LIST BITNET_ONLY_MODULES)
+    # The model refers to the -ngl offload, which in a build without the backend only refuses.
+    target_sources(bitnet PRIVATE ${bitnet_cuda_dir}/offload.cpp ${bitnet_cuda_dir}/device_unavailable.cpp)
+  endif()
   return()
 endif()
 
 target_sources(bitnet PRIVATE ${bitnet_cuda_dir}/gpu_layout.cpp)
+# -ngl: the layer split, the memory estimate and (CUDA builds) the GPU forward pass; without the
+# backend it only refuses (offload.h).
+target_sources(bitnet PRIVATE ${bitnet_cuda_dir}/offload.cpp)
 # Its reference of the device's float steps rounds every product on its own (no FMA contraction).
 set_source_files_properties(${bitnet_cuda_dir}/gpu_layout.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "backends/cuda/offload.h"
 #include "errors.h"
 #include "model/attention.h"
 #include "ops/ops.h"
@@ -211,7 +212,16 @@ std::vector<float> forward(const Model& m, KvCache& cache, const Batch& b, Threa
   static thread_local Activations a;
   a.resize(hp, b.size());
   for (int64_t t = 0; t < b.size(); ++t) ops::embedding_row(m.tok_embd, b.tokens[t], &a.x[t * hp.n_embd]);
-  for (int64_t il = 0; il < hp.n_layer; ++il) transformer_layer(m, il, cache, b, a, pool);
+  // -ngl: layers [first_gpu_layer, n_layer) run on the GPU (backends/cuda/offload.h).
+  const int64_t n_cpu_layers = m.gpu ? cuda::layer_split(*m.gpu).first_gpu_layer : hp.n_layer;
+  for (int64_t il = 0; il < n_cpu_layers; ++il) transformer_layer(m, il, cache, b, a, pool);
+  if (m.gpu) {
+    std::vector<float> gpu_logits = cuda::forward_layers(*m.gpu, cache, b, a.x.data());
+    if (cuda::head_on_gpu(*m.gpu)) {
+      for (int64_t t = 0; t < b.size(); ++t) cache.set_length(b.seq_ids[t], b.positions[t] + 1);
+      return gpu_logits;
+    }
+  }
 
   for (int64_t t = 0; t < b.size(); ++t) cache.set_length(b.seq_ids[t], b.positions[t] + 1);
   // Final norm and LM head only for the tokens whose logits are wanted.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "backends/cuda/offload.h"
 #include "errors.h"
 #include "formats/half.h"
 #include "kernels/cpu_features.h"
@@ -76,6 +77,7 @@ void KvCache::copy_prefix(int64_t from, int64_t to, int64_t n) {
       std::copy_n(k_data() + base(l, from, h), key_cells, k_data() + base(l, to, h));
       std::copy_n(v_data() + base(l, from, h), value_cells, v_data() + base(l, to, h));
     }
+  if (gpu_) cuda::copy_prefix(*gpu_, from, to, n);
 }
 
 }  // namespace bitnet

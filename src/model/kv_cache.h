@@ -12,9 +12,14 @@
 // transposing anything at run time.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "memory/page_buffer.h"
+
+namespace bitnet::cuda {
+class GpuCache;  // backends/cuda/offload.h
+}
 
 namespace bitnet {
 
@@ -49,8 +54,13 @@ class KvCache {
     return values(layer, seq, d / head_dim_)[pos * head_dim_ + d % head_dim_];
   }
 
-  // Copies positions [0, n) of sequence `from` to sequence `to` (every layer).
+  // Copies positions [0, n) of sequence `from` to sequence `to` (every layer, the GPU's too).
   void copy_prefix(int64_t from, int64_t to, int64_t n);
+
+  // The f16 cache of the layers a model runs on the GPU (-ngl), made by the forward pass on first
+  // use; null otherwise. Lengths are this object's for both.
+  cuda::GpuCache* gpu_cache() const { return gpu_.get(); }
+  void set_gpu_cache(std::shared_ptr<cuda::GpuCache> c) { gpu_ = std::move(c); }
 
   // Positions [0, length) of a sequence hold valid entries (tracked for prefix reuse).
   int64_t length(int64_t seq) const { return length_[size_t(seq)]; }
@@ -75,6 +85,7 @@ class KvCache {
   // faulted in at construction.
   PageBuffer k_, v_;
   std::vector<int64_t> length_;
+  std::shared_ptr<cuda::GpuCache> gpu_;
 };
 
 }  // namespace bitnet

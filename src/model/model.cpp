@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 
+#include "backends/cuda/offload.h"
 #include "errors.h"
 #include "tensor/quants.h"
 
@@ -253,6 +254,11 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
         std::to_string(m->arena.huge_page_bytes() >> 20) + " MiB of it on 2 MiB pages" +
         (mode == "never" ? " (transparent huge pages are disabled on this system)" : "") +
         (options.map_weights ? "" : "; --mmap reads them from the file instead"));
+  }
+  if (options.gpu_layers > 0) {
+    // From the final views (after any load-time conversion), so the GPU's products are the CPU's.
+    m->gpu = cuda::offload_layers(*m, options.gpu_layers);
+    m->load_notes.push_back(cuda::describe(*m->gpu));
   }
   return m;
 }

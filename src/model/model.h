@@ -13,6 +13,10 @@
 #include "model/hparams.h"
 #include "tokenizer/tokenizer.h"
 
+namespace bitnet::cuda {
+class GpuLayers;  // backends/cuda/offload.h
+}
+
 namespace bitnet {
 
 struct LayerWeights {
@@ -35,6 +39,8 @@ struct Model {
   // The streamed matrices (and any repacked tensor, see load_notes); views point into it.
   WeightArena arena;
   std::vector<std::string> load_notes;  // one line per load-time transformation (shown by inspect)
+  // The last LoadOptions::gpu_layers layers uploaded to the GPU (-ngl); null: all on the CPU.
+  std::shared_ptr<const cuda::GpuLayers> gpu;
 
   uint64_t weight_bytes() const;  // bytes of all tensor data the forward pass reads
 };
@@ -45,6 +51,10 @@ struct LoadOptions {
   // (faster decode, PageBuffer); true: the kernels read them from the file mapping (the page
   // cache, shared between processes and reclaimable; faster start). Repacked tensors live in the arena either way.
   bool map_weights = false;
+  // -ngl: run the last gpu_layers layers (≥ n_layer: all, plus the output norm and an F16 head) on
+  // the GPU. load_model throws Error with the reason when that is impossible (no CUDA backend, no
+  // usable GPU, a non-ternary layer matrix); 0 touches no GPU code at all.
+  int64_t gpu_layers = 0;
 };
 
 // Throws FormatError with a specific message on any problem.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "backends/cuda/offload.h"
 #include "errors.h"
 
 namespace bitnet {
@@ -14,7 +15,10 @@ Session::Session(const Model& model, int64_t n_ctx, int n_threads, int64_t n_bat
     : model_(model),
       pool_(n_threads),
       cache_(model.hp.n_layer, 1, n_ctx, model.hp.n_head_kv, model.hp.head_dim),
-      n_batch_(std::max<int64_t>(1, n_batch)) {}
+      n_batch_(std::max<int64_t>(1, n_batch)) {
+  // -ngl: the GPU layers' cache and scratch now, not inside the first timed forward pass.
+  if (model.gpu) cuda::prepare_cache(*model.gpu, cache_, std::min(n_batch_, n_ctx));
+}
 
 std::vector<float> Session::run(std::span<const int32_t> tokens, int64_t first_pos, bool all_logits) {
   std::vector<float> out;

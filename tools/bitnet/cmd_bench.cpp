@@ -94,6 +94,7 @@ struct Row {
   int threads;
   int64_t batch, n_prompt, n_gen;
   bool use_mmap;
+  int64_t ngl = 0;  // -ngl: layers on the GPU (0: CPU only)
   std::vector<double> ts;  // tokens per second of each repetition
   double read_bw = 0, mac_peak = 0;
   double mean() const {
@@ -108,12 +109,15 @@ struct Row {
     for (double x : ts) s += (x - m) * (x - m);
     return std::sqrt(s / double(ts.size() - 1));
   }
-  // Only meaningful for the pure tests; NaN otherwise.
+  // Only meaningful for the pure tests on the CPU (the rates are the CPU's); NaN otherwise.
   double read_bw_fraction() const {
-    return n_prompt == 0 && n_gen > 0 ? double(stats.bytes_per_token) * mean() / read_bw : NAN;
+    return ngl == 0 && n_prompt == 0 && n_gen > 0 ? double(stats.bytes_per_token) * mean() / read_bw : NAN;
   }
   double mac_peak_fraction() const {
-    return n_gen == 0 && n_prompt > 0 ? double(stats.int8_macs_per_token) * mean() / mac_peak : NAN;
+    return ngl == 0 && n_gen == 0 && n_prompt > 0 ? double(stats.int8_macs_per_token) * mean() / mac_peak : NAN;
+  }
+  std::string backend() const {
+    return ngl > 0 ? "CUDA" : "CPU (" + std::string(kernels::isa_name(kernels::active_isa())) + ")";
   }
 };
 
@@ -124,7 +128,8 @@ nlohmann::json row_json(const Row& r) {
   j["model_size"] = r.stats.file_bytes;
   j["model_n_params"] = r.stats.params;
   j["output_type"] = r.stats.head_type;
-  j["backends"] = "CPU";
+  j["backends"] = r.ngl > 0 ? "CUDA,CPU" : "CPU";
+  j["n_gpu_layers"] = r.ngl;
   j["cpu_isa"] = kernels::isa_name(kernels::active_isa());
   j["n_threads"] = r.threads;
   j["n_batch"] = r.batch;
@@ -158,32 +163,40 @@ void print_rows(const std::vector<Row>& rows, const std::string& format) {
   } else if (format == "jsonl") {
     for (const auto& r : rows) std::printf("%s\n", row_json(r).dump().c_str());
   } else if (format == "csv") {
-    std::printf("model,head,size,params,backend,threads,n_batch,test,avg_ts,stddev_ts,read_bw_fraction,mac_peak_fraction\n");
+    std::printf("model,head,size,params,backend,threads,n_batch,test,avg_ts,stddev_ts,read_bw_fraction,mac_peak_fraction,"
+                "n_gpu_layers\n");
     for (const auto& r : rows)
-      std::printf("\"%s\",%s,%llu,%llu,CPU,%d,%lld,%s,%.3f,%.3f,%s,%s\n", r.model.c_str(), r.stats.head_type.c_str(),
-                  (unsigned long long)r.stats.file_bytes, (unsigned long long)r.stats.params, r.threads,
-                  (long long)r.batch, r.test.c_str(), r.mean(), r.sd(),
-                  fraction_text(r.read_bw_fraction()).c_str(), fraction_text(r.mac_peak_fraction()).c_str());
+      std::printf("\"%s\",%s,%llu,%llu,%s,%d,%lld,%s,%.3f,%.3f,%s,%s,%lld\n", r.model.c_str(), r.stats.head_type.c_str(),
+                  (unsigned long long)r.stats.file_bytes, (unsigned long long)r.stats.params,
+                  r.ngl > 0 ? "CUDA" : "CPU", r.threads, (long long)r.batch, r.test.c_str(), r.mean(), r.sd(),
+                  fraction_text(r.read_bw_fraction()).c_str(), fraction_text(r.mac_peak_fraction()).c_str(),
+                  (long long)r.ngl);
   } else {
-    std::printf("| model | head | size | params | backend | threads | test | t/s | read_bw_fraction | mac_peak_fraction |\n");
-    std::printf("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
-    for (const auto& r : rows)
-      std::printf("| %s | %s | %.2f GiB | %.2f B | CPU (%s) | %d | %s | %.2f ± %.2f | %s | %s |\n", r.model.c_str(),
-                  r.stats.head_type.c_str(),
-                  double(r.stats.file_bytes) / double(1 << 30), double(r.stats.params) / 1e9,
-                  std::string(kernels::isa_name(kernels::active_isa())).c_str(), r.threads, r.test.c_str(),
+    // The ngl column only when some row offloads (llama-bench shows it for GPU backends).
+    bool any_gpu = false;
+    for (const auto& r : rows) any_gpu = any_gpu || r.ngl > 0;
+    std::printf("| model | head | size | params | backend |%s threads | test | t/s | read_bw_fraction | mac_peak_fraction |\n",
+                any_gpu ? " ngl |" : "");
+    std::printf("| --- | --- | ---: | ---: | --- |%s ---: | ---: | ---: | ---: | ---: |\n", any_gpu ? " ---: |" : "");
+    for (const auto& r : rows) {
+      const std::string ngl = any_gpu ? " " + std::to_string(r.ngl) + " |" : "";
+      std::printf("| %s | %s | %.2f GiB | %.2f B | %s |%s %d | %s | %.2f ± %.2f | %s | %s |\n", r.model.c_str(),
+                  r.stats.head_type.c_str(), double(r.stats.file_bytes) / double(1 << 30),
+                  double(r.stats.params) / 1e9, r.backend().c_str(), ngl.c_str(), r.threads, r.test.c_str(),
                   r.mean(), r.sd(), fraction_text(r.read_bw_fraction()).c_str(),
                   fraction_text(r.mac_peak_fraction()).c_str());
+    }
   }
   std::fflush(stdout);
 }
 
 void bench_all(const std::vector<std::string>& model_files, const std::vector<Test>& tests,
-               const std::vector<int64_t>& threads_list, const std::vector<int64_t>& batches, int64_t reps,
-               bool use_mmap, bool no_warmup, const std::string& format, Telemetry& telemetry);
+               const std::vector<int64_t>& threads_list, const std::vector<int64_t>& batches,
+               const std::vector<int64_t>& ngl_list, int64_t reps, bool use_mmap, bool no_warmup,
+               const std::string& format, Telemetry& telemetry);
 
 int cmd_bench(int argc, char** argv) {
-  std::string models_arg, p_arg = "512", n_arg = "128", pg_arg, t_arg, b_arg = "2048", format = "md";
+  std::string models_arg, p_arg = "512", n_arg = "128", pg_arg, t_arg, b_arg = "2048", ngl_arg = "0", format = "md";
   int64_t reps = 5, mmap = 0;
   bool no_warmup = false;
   ArgParser p("bitnet bench", "Benchmark prompt processing and generation (llama-bench compatible).");
@@ -193,6 +206,8 @@ int cmd_bench(int argc, char** argv) {
   p.option({"-pg"}, "PP,TG", "combined test: a prompt of PP tokens then TG generated tokens", &pg_arg);
   p.list_option({"-t", "--threads"}, "N[,N...]", "threads (default: all hardware threads)", &t_arg);
   p.list_option({"-b", "--batch-size"}, "N[,N...]", "batch size for prompt processing (default 2048)", &b_arg);
+  p.list_option({"-ngl", "--n-gpu-layers", "--gpu-layers"}, "N[,N...]",
+                "layers on the GPU (default 0: CPU only; 99: all); needs a CUDA build and an NVIDIA GPU", &ngl_arg);
   p.option({"-r", "--repetitions"}, "N", "repetitions of each test (default 5)", &reps);
   p.option({"-o", "--output"}, "FORMAT", "md, csv, json or jsonl (default md)", &format);
   p.option({"-mmp", "--mmap"}, "0|1", "1: read the weights from the memory-mapped file (default 0: copy them "
@@ -225,6 +240,9 @@ int cmd_bench(int argc, char** argv) {
   const std::vector<int64_t> threads_list =
       t_arg.empty() ? std::vector<int64_t>{0} : parse_list("-t", t_arg);
   const std::vector<int64_t> batches = parse_list("-b", b_arg);
+  const std::vector<int64_t> ngl_list = parse_list("-ngl", ngl_arg);
+  for (int64_t n : ngl_list)
+    if (n > 100000) throw UsageError("-ngl values must be at most 100000");
   std::vector<std::string> model_files;
   std::stringstream ms(models_arg);
   for (std::string f; std::getline(ms, f, ',');) model_files.push_back(f);
@@ -242,9 +260,9 @@ int cmd_bench(int argc, char** argv) {
     const nlohmann::json config = {{"models", models_arg}, {"n_prompt", p_arg},     {"n_gen", n_arg},
                                    {"pg", pg_arg},         {"threads", t_arg},      {"batch_size", b_arg},
                                    {"repetitions", reps},  {"output", format},      {"warmup", !no_warmup},
-                                   {"mmap", mmap == 1}};
+                                   {"mmap", mmap == 1},    {"n_gpu_layers", ngl_arg}};
     const nlohmann::json resolved = {{"models", resolved_models}, {"tests", test_names},
-                                     {"threads", threads_resolved}, {"batch_sizes", batches},
+                                     {"threads", threads_resolved}, {"batch_sizes", batches}, {"n_gpu_layers", ngl_list},
                                      {"cpu_isa", kernels::isa_name(kernels::active_isa())}, {"backend", "cpu"}};
     print_dry_run("bench", config, resolved, args, json_dry);
     return 0;
@@ -253,9 +271,9 @@ int cmd_bench(int argc, char** argv) {
   Telemetry& telemetry = *telemetry_setup.telemetry;
   telemetry.emit("run_started", {{"config", {{"models", model_files}, {"n_prompt", p_arg}, {"n_gen", n_arg},
                                              {"pg", pg_arg}, {"threads", t_arg}, {"batch_size", b_arg},
-                                             {"repetitions", reps}}}});
+                                             {"repetitions", reps}, {"n_gpu_layers", ngl_arg}}}});
   try {
-    bench_all(model_files, tests, threads_list, batches, reps, mmap == 1, no_warmup, format, telemetry);
+    bench_all(model_files, tests, threads_list, batches, ngl_list, reps, mmap == 1, no_warmup, format, telemetry);
   } catch (const std::exception& e) {
     telemetry.emit("run_failed", {{"error", e.what()}});
     throw;
@@ -265,14 +283,19 @@ int cmd_bench(int argc, char** argv) {
 }
 
 void bench_all(const std::vector<std::string>& model_files, const std::vector<Test>& tests,
-               const std::vector<int64_t>& threads_list, const std::vector<int64_t>& batches, int64_t reps,
-               bool use_mmap, bool no_warmup, const std::string& format, Telemetry& telemetry) {
+               const std::vector<int64_t>& threads_list, const std::vector<int64_t>& batches,
+               const std::vector<int64_t>& ngl_list, int64_t reps, bool use_mmap, bool no_warmup,
+               const std::string& format, Telemetry& telemetry) {
   std::vector<Row> rows;
-  for (const auto& file : model_files) {
+  std::vector<std::pair<std::string, int64_t>> loads;  // (model, -ngl): one load each
+  for (const auto& file : model_files)
+    for (const int64_t ngl : ngl_list) loads.emplace_back(file, ngl);
+  for (const auto& [file, ngl] : loads) {
     ModelOptions mo;
     mo.model = file;
     mo.threads = threads_list[0];
     mo.mmap = use_mmap;
+    mo.gpu_layers = int32_t(ngl);
     LoadedModel lm = load_for_run(mo);
     const ModelStats stats = model_stats(*lm.model);
     // A test runs in one sequence of n_prompt + n_gen positions: refuse what the model cannot hold
@@ -296,7 +319,7 @@ void bench_all(const std::vector<std::string>& model_files, const std::vector<Te
         if (b < 1) throw UsageError("-b must be ≥ 1");
         for (const Test& test : tests) {
           Row row{file.empty() ? default_model_path() : file, stats.description, test.name(), stats,
-                  threads, b, test.n_prompt, test.n_gen, use_mmap, {}, read_bw, mac_peak};
+                  threads, b, test.n_prompt, test.n_gen, use_mmap, ngl, {}, read_bw, mac_peak};
           if (!no_warmup) run_once(*lm.model, test, threads, b, 999);
           for (int64_t r = 0; r < reps; ++r)
             row.ts.push_back(double(test.n_prompt + test.n_gen) / run_once(*lm.model, test, threads, b, uint64_t(r)));

@@ -30,7 +30,8 @@ constexpr int kPairsPerLane = kMaxHeadDim / 2 / detail::kWarpSize;  // 4
 __global__ void __launch_bounds__(kThreads)
     attention_decode_kernel(const float* __restrict__ q, int n_heads, int group_size, int head_dim,
                             const __half* __restrict__ keys, const __half* __restrict__ values, long long capacity,
-                            const int* __restrict__ n_kv_per_token, float scale, float* __restrict__ out) {
+                            const int* __restrict__ n_kv_per_token, float scale, float* __restrict__ out,
+                            const int* __restrict__ seq_ids, long long seq_stride) {
   __shared__ float probs[kChunk];
   __shared__ float scratch[32];
   __shared__ float2 partial[kThreads];
@@ -47,8 +48,11 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
   const float* q_head = q + (size_t(token) * n_heads + head) * head_dim;
-  const __half2* k_head = reinterpret_cast<const __half2*>(keys + size_t(kv_head) * capacity * head_dim);
-  const __half2* v_head = reinterpret_cast<const __half2*>(values + size_t(kv_head) * capacity * head_dim);
+  const size_t seq_base = seq_ids ? size_t(seq_ids[token]) * size_t(seq_stride) : 0;
+  const __half2* k_head =
+      reinterpret_cast<const __half2*>(keys + seq_base + size_t(kv_head) * capacity * head_dim);
+  const __half2* v_head =
+      reinterpret_cast<const __half2*>(values + seq_base + size_t(kv_head) * capacity * head_dim);
 
   float2 q_pair[kPairsPerLane];
 #pragma unroll
@@ -135,7 +139,8 @@ void attention_decode(const float* q, int64_t n_tokens, int n_heads, const Devic
   if (n_tokens == 0) return;
   attention_decode_kernel<<<dim3(unsigned(n_heads), unsigned(n_tokens)), kThreads, 0, detail::native(stream)>>>(
       q, n_heads, n_heads / cache.n_kv_heads, cache.head_dim, reinterpret_cast<const __half*>(cache.keys),
-      reinterpret_cast<const __half*>(cache.values), cache.capacity, n_kv, scale, out);
+      reinterpret_cast<const __half*>(cache.values), cache.capacity, n_kv, scale, out, cache.seq_ids,
+      cache.seq_stride);
   detail::check_launch("attention_decode");
 }
 

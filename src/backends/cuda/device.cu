@@ -94,6 +94,10 @@ void DeviceBuffer::fill_zero() {
 
 void synchronize() { detail::check(cudaDeviceSynchronize(), "device work"); }
 
+void copy_on_device(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) detail::check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "device copy");
+}
+
 DeviceTernaryMatrix upload_ternary(const GpuTernaryMatrix& m) {
   DeviceTernaryMatrix d;
   d.codes = upload_vector(m.codes);

@@ -87,6 +87,8 @@ std::vector<T> download_vector(const DeviceBuffer& b, size_t count) {
 
 // Waits for all queued device work; throws bitnet::Error if any of it failed.
 void synchronize();
+// Device → device copy of `bytes` (queued on the default stream).
+void copy_on_device(void* dst, const void* src, size_t bytes);
 
 #endif  // BITNET_WITH_CUDA
 

@@ -110,12 +110,14 @@ __global__ void rope_kernel(float* __restrict__ x, int n_heads, int head_dim, in
 
 __global__ void store_kv_kernel(const float* __restrict__ k, const float* __restrict__ v,
                                 const int* __restrict__ positions, __half* __restrict__ keys,
-                                __half* __restrict__ values, int n_kv_heads, int head_dim, long long capacity) {
+                                __half* __restrict__ values, int n_kv_heads, int head_dim, long long capacity,
+                                const int* __restrict__ seq_ids, long long seq_stride) {
   const int token = blockIdx.x, head = blockIdx.y;
   const int pos = positions[token];
   if (pos < 0 || pos >= capacity) return;  // the caller checks positions; never write out of bounds
   const size_t src = (size_t(token) * n_kv_heads + head) * head_dim;
-  const size_t dst = (size_t(head) * capacity + pos) * head_dim;
+  const size_t seq_base = seq_ids ? size_t(seq_ids[token]) * size_t(seq_stride) : 0;
+  const size_t dst = seq_base + (size_t(head) * capacity + pos) * head_dim;
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     keys[dst + d] = __float2half_rn(k[src + d]);
     values[dst + d] = __float2half_rn(v[src + d]);
@@ -174,7 +176,7 @@ void store_kv(const float* k, const float* v, int64_t n_tokens, const int32_t* p
   const unsigned threads = unsigned(cache.head_dim < 256 ? cache.head_dim : 256);
   store_kv_kernel<<<dim3(unsigned(n_tokens), unsigned(cache.n_kv_heads)), threads, 0, detail::native(stream)>>>(
       k, v, positions, reinterpret_cast<__half*>(cache.keys), reinterpret_cast<__half*>(cache.values),
-      cache.n_kv_heads, cache.head_dim, cache.capacity);
+      cache.n_kv_heads, cache.head_dim, cache.capacity, cache.seq_ids, cache.seq_stride);
   detail::check_launch("store_kv");
 }
 

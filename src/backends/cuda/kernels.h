@@ -89,12 +89,17 @@ void rope(float* x, int64_t n_tokens, int n_heads, int head_dim, int n_rot, cons
 
 // One layer's f16 KV cache on the device: key dim d of position p of kv head h at
 // keys[(h·capacity + p)·head_dim + d], values likewise.
+// Several sequences (the server's batches): sequence s's region starts seq_stride halves after
+// sequence s−1's, and token t of a launch uses sequence seq_ids[t] (device int32); seq_ids ==
+// nullptr means every token uses the region at keys / values.
 struct DeviceKvCache {
   uint16_t* keys = nullptr;
   uint16_t* values = nullptr;
   int64_t capacity = 0;  // positions per head
   int n_kv_heads = 0;
   int head_dim = 0;
+  const int32_t* seq_ids = nullptr;
+  int64_t seq_stride = 0;
 };
 // Writes k, v [n_tokens × n_kv_heads × head_dim] (f32, rounded to nearest-even f16) at positions[t].
 void store_kv(const float* k, const float* v, int64_t n_tokens, const int32_t* positions,
@@ -118,6 +123,21 @@ void attention_decode(const float* q, int64_t n_tokens, int n_heads, const Devic
 // bitnet::dot_float_ref). One warp per row, each row read once per tile of 8 tokens.
 void f16_matmul(const uint16_t* w, int64_t rows, int64_t cols, const float* x, int64_t n_tokens, float* y,
                 Stream stream = nullptr);
+
+// ---- element-wise steps of a layer (layer_ops.cu) ------------------------------------------------
+
+// y[i] = y[i]·s, one rounding (the CPU's `y *= scale` after a projection).
+void scale_in_place(float* y, int64_t n, float s, Stream stream = nullptr);
+// x[i] = x[i] + y[i]·s, each step rounded on its own: the CPU's `y *= s` (skipped for s = 1, which
+// changes nothing) followed by the residual add, bit for bit.
+void add_scaled(float* x, const float* y, int64_t n, float s, Stream stream = nullptr);
+// The gated FFN activation, g[i] = act(g[i])·u[i]: ReLU² (z > 0 ? z·z : 0, bit-identical to
+// ops::relu_squared_mul) or SiLU (g / (1 + e^−g), device expf: within a few ulp of ops::silu_mul).
+void relu_squared_mul(float* g, const float* u, int64_t n, Stream stream = nullptr);
+void silu_mul(float* g, const float* u, int64_t n, Stream stream = nullptr);
+// dst row i = src row rows[i] (device int32), `width` floats per row.
+void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t width, float* dst,
+                 Stream stream = nullptr);
 
 }  // namespace bitnet::cuda
 
