@@ -3,7 +3,7 @@
 # trainer needs (PyTorch for Debian's /usr/bin/python3, OpenBLAS so its matrix products use both
 # cores, the KJV text and its reader), builds `bitnet` for the export, then trains.
 # Extra arguments go to training/train.py (e.g. --resume, --steps N, --out DIR, --gguf FILE).
-# The defaults reproduce models/bitnet-kjv-13M-i2_s.gguf in about an hour on 2 cores.
+# The defaults reproduce models/bitnet-kjv-13M-i2_s.gguf in 1–1.5 hours on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
