@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bpe  # noqa: E402
 import corpus  # noqa: E402
+from safetensors_writer import write_f32_safetensors  # noqa: E402
 from model import BitNet  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,25 +71,6 @@ def perplexity(model, ids, ctx, max_chunks=None):
         count += ctx - 1 - first
     model.train()
     return math.exp(nll / count), count
-
-
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        t = tensors[name]
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 def progress_line(step, total, loss, tok_s, started, extra=""):
@@ -214,7 +195,8 @@ def main():
     ppl, count = perplexity(model, held_ids, args.ctx)
     print(f"held-out perplexity (f32 master, QAT forward, ctx {args.ctx}): {ppl:.4f} over {count} tokens",
           file=sys.stderr)
-    write_safetensors(os.path.join(hf, "model.safetensors"), model.hf_state())
+    write_f32_safetensors(os.path.join(hf, "model.safetensors"),
+                          {k: (t.shape, t.numpy().tobytes()) for k, t in model.hf_state().items()})
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump({"heldout_ppl_f32": ppl, "scored_tokens": count, "ctx": args.ctx, "steps": args.steps,
                    "train_tokens": len(train_ids), "heldout_tokens": len(held_ids), "params": n_params,

@@ -15,6 +15,7 @@ from helpers import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "training"))
 import bpe  # noqa: E402  (standard library only, like corpus.py)
+from safetensors_writer import write_f32_safetensors  # noqa: E402
 
 BIN = os.path.join(os.environ.get("BITNET_BIN_DIR") or os.path.join(ROOT, "build", "bin"), "bitnet")
 HELD_OUT = os.path.join(ROOT, "models", "bitnet-kjv-heldout.txt")
@@ -40,18 +41,13 @@ def write_random_checkpoint(d, vocab, merges, dim=32, ffn=64):
     for n in "qkvo":
         shapes[p + f"self_attn.{n}_proj.weight"] = [dim, dim]
     rng = random.Random(7)
-    header, blobs, off = {}, [], 0
-    for name, shape in sorted(shapes.items()):
+    tensors = {}
+    for name, shape in shapes.items():
         n = 1
         for s in shape:
             n *= s
-        data = struct.pack(f"<{n}f", *(rng.gauss(0, 0.05) for _ in range(n)))
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    h = json.dumps(header).encode()
-    with open(os.path.join(d, "model.safetensors"), "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+        tensors[name] = (shape, struct.pack(f"<{n}f", *(rng.gauss(0, 0.05) for _ in range(n))))
+    write_f32_safetensors(os.path.join(d, "model.safetensors"), tensors)
 
 
 class TokenizerAgreement(unittest.TestCase):

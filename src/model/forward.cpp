@@ -215,15 +215,11 @@ std::vector<float> forward(const Model& m, KvCache& cache, const Batch& b, Threa
   // -ngl: layers [first_gpu_layer, n_layer) run on the GPU (backends/cuda/offload.h).
   const int64_t n_cpu_layers = m.gpu ? cuda::layer_split(*m.gpu).first_gpu_layer : hp.n_layer;
   for (int64_t il = 0; il < n_cpu_layers; ++il) transformer_layer(m, il, cache, b, a, pool);
-  if (m.gpu) {
-    std::vector<float> gpu_logits = cuda::forward_layers(*m.gpu, cache, b, a.x.data());
-    if (cuda::head_on_gpu(*m.gpu)) {
-      for (int64_t t = 0; t < b.size(); ++t) cache.set_length(b.seq_ids[t], b.positions[t] + 1);
-      return gpu_logits;
-    }
-  }
-
+  std::vector<float> gpu_logits;
+  if (m.gpu) gpu_logits = cuda::forward_layers(*m.gpu, cache, b, a.x.data());
   for (int64_t t = 0; t < b.size(); ++t) cache.set_length(b.seq_ids[t], b.positions[t] + 1);
+  if (m.gpu && cuda::head_on_gpu(*m.gpu)) return gpu_logits;
+
   // Final norm and LM head only for the tokens whose logits are wanted.
   const int64_t n_out = b.n_logits();
   std::vector<float> normed(static_cast<size_t>(n_out * hp.n_embd));
