@@ -249,9 +249,11 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
   bind.add_notes();
   if (m->arena.bytes() > 0) {
     const std::string mode = transparent_huge_page_mode();
+    // Under 1 MiB the note reads "0 MiB" whatever smaps says; skip reading it (slow, per load).
+    const size_t huge_bytes = m->arena.bytes() >= (size_t{1} << 20) ? m->arena.huge_page_bytes() : 0;
     m->load_notes.push_back(
         "weights: " + std::to_string(m->arena.bytes() >> 20) + " MiB in process memory, " +
-        std::to_string(m->arena.huge_page_bytes() >> 20) + " MiB of it on 2 MiB pages" +
+        std::to_string(huge_bytes >> 20) + " MiB of it on 2 MiB pages" +
         (mode == "never" ? " (transparent huge pages are disabled on this system)" : "") +
         (options.map_weights ? "" : "; --mmap reads them from the file instead"));
   }

@@ -68,6 +68,9 @@ VocabData vocab_from_tiktoken(const std::string& path) {
   ss << f.rdbuf();
   const std::string content = ss.str();
 
+  // Ranks are dense (0..N-1, one per line), so none can reach the number of lines: refusing those
+  // early keeps a tiny file that claims a huge rank from allocating millions of entries.
+  const size_t max_entries = static_cast<size_t>(std::count(content.begin(), content.end(), '\n')) + 1;
   std::vector<std::string> raw;  // raw bytes by rank
   std::vector<bool> seen;
   std::string bytes;
@@ -91,6 +94,9 @@ VocabData vocab_from_tiktoken(const std::string& path) {
       throw bad("invalid rank");
     const size_t rank = std::stoul(std::string(rs));
     if (rank >= 10'000'000) throw bad("rank too large");
+    if (rank >= max_entries)
+      throw bad("rank " + std::to_string(rank) + " is beyond the file's " + std::to_string(max_entries) +
+                " lines (ranks must run 0..N-1)");
     if (rank >= raw.size()) {
       raw.resize(rank + 1);
       seen.resize(rank + 1, false);

@@ -87,6 +87,8 @@ TEST(Tiktoken, RejectsMalformedFiles) {
   expect_bad("I*== 0\n", "invalid base64");
   expect_bad("IQ==0\n", "expected");
   expect_bad("IQ== x\n", "invalid rank");
+  // Found by fuzz_tiktoken: a one-line file claiming rank 9,999,999 allocated 10M entries first.
+  expect_bad("IQ== 9999999\n", "rank 9999999 is beyond the file's 2 lines");
   std::remove(tmp.c_str());
   EXPECT_THROW(vocab_from_tiktoken("/nonexistent/file.tiktoken"), Error);
 }
