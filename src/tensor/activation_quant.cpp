@@ -3,10 +3,32 @@
 // default FE_TONEAREST mode, which the library never changes.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "tensor/quants.h"
 
 namespace bitnet {
+
+namespace {
+
+// max |x[i]| on the bit patterns: for non-negative floats they order like unsigned integers, and
+// an integer max vectorizes where the float one (a serial chain of compares) does not. NaNs count
+// as 0, as a float compare would skip them.
+inline __attribute__((always_inline)) float max_abs(const float* x, int64_t n) {
+  uint32_t m_bits = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &x[i], 4);
+    bits &= 0x7fffffffu;
+    bits &= 0u - uint32_t(bits <= 0x7f800000u);
+    m_bits = std::max(m_bits, bits);
+  }
+  float m;
+  std::memcpy(&m, &m_bits, 4);
+  return m;
+}
+
+}  // namespace
 
 float ternarize_absmean(float* w, int64_t n) {
   // mean|W| accumulated in double so the result does not depend on summation order in practice;
@@ -29,14 +51,10 @@ float ternarize_absmean(float* w, int64_t n) {
 // clone is picked at load time (same operations, wider vectors, identical results). Built with
 // -ffp-contract=off (CMakeLists.txt): x·s must be rounded before the add, never fused into an FMA.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
+__attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 ActivationQuant quantize_activations(const float* x, int64_t k, int8_t* q) {
-  float m = 0;
-  for (int64_t i = 0; i < k; ++i) {
-    const float a = std::fabs(x[i]);
-    m = a > m ? a : m;
-  }
+  const float m = max_abs(x, k);
   const double m_eps = std::max(double(m), 1e-5);  // ε keeps an all-zero token finite (s = 127/1e-5, all q = 0)
   ActivationQuant act;
   act.scale = float(127.0 / m_eps);
@@ -60,7 +78,7 @@ int64_t q8_activation_block(GgmlType weight_type) {
 // Once per token for each Q8_0/Q6_K product (the LM head); written like quantize_activations so
 // that it vectorizes (the same add/subtract rounding, no FMA under -ffp-contract=off).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
+__attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 void quantize_activation_blocks(const float* x, int64_t k, int64_t block, int8_t* q, float* d,
                                 int16_t* sum16) {
@@ -68,11 +86,7 @@ void quantize_activation_blocks(const float* x, int64_t k, int64_t block, int8_t
   for (int64_t b = 0; b < k / block; ++b) {
     const float* xb = x + b * block;
     int8_t* qb = q + b * block;
-    float m = 0;
-    for (int64_t i = 0; i < block; ++i) {
-      const float a = std::fabs(xb[i]);
-      m = a > m ? a : m;
-    }
+    const float m = max_abs(xb, block);
     const float scale = m > 0 ? 127.0f / m : 0.0f;
     d[b] = m / 127.0f;
     for (int64_t i = 0; i < block; ++i) {

@@ -47,6 +47,23 @@ TEST(ActivationQuant, MaxElementMapsTo127AndMatchesSpecFormula) {
   }
 }
 
+TEST(ActivationQuant, MaxSearchMatchesAFloatCompareAtEveryLength) {
+  // The max |x| is searched on bit patterns (it vectorizes): every length around the vector widths,
+  // the maximum at every position, NaN skipped as a float compare skips it.
+  for (int64_t n = 1; n <= 70; ++n)
+    for (int64_t at = 0; at < n; at += 5) {
+      auto x = random_floats(size_t(n), uint64_t(n * 100 + at), -2, 2);
+      x[size_t(at)] = at % 2 ? -7.25f : 7.25f;
+      if (n > 3) x[size_t((at + 2) % n)] = std::nanf("");
+      float m = 0;
+      for (float v : x) m = std::fabs(v) > m ? std::fabs(v) : m;
+      std::vector<int8_t> q(static_cast<size_t>(n));
+      const ActivationQuant a = quantize_activations(x.data(), n, q.data());
+      ASSERT_EQ(a.scale, float(127.0 / double(m))) << "n=" << n << " at=" << at;
+      ASSERT_EQ(q[size_t(at)], at % 2 ? -127 : 127);
+    }
+}
+
 TEST(ActivationQuant, AllZeroInputUsesEpsilon) {
   const std::vector<float> x(64, 0.0f);
   std::vector<int8_t> q(64, 5);
