@@ -36,6 +36,11 @@ CpuFeatures detect() {
   if (max_leaf < 7) return f;
   __cpuid_count(7, 0, a, b, c, d);
   f.avx2 = (b >> 5) & 1;
+  if (a >= 1) {  // leaf 7's highest subleaf
+    unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
+    __cpuid_count(7, 1, a1, b1, c1, d1);
+    f.avxvnni = (a1 >> 4) & 1;
+  }
   f.fma = fma;
   f.f16c = f16c;
   if (zmm_os) {
@@ -73,12 +78,12 @@ std::string missing_list(Isa isa, const CpuFeatures& f) {
 #if !defined(__x86_64__)
   return "x86-64";
 #endif
-  if (isa >= Isa::Avx2) {
-    need(f.avx2, "avx2");
-    need(f.fma, "fma");
-    need(f.f16c, "f16c");
-  }
-  if (isa >= Isa::Avx512Vnni) {
+  // Every x86 level needs AVX2 + FMA + F16C; AVX-VNNI and AVX-512 are separate extensions of it.
+  need(f.avx2, "avx2");
+  need(f.fma, "fma");
+  need(f.f16c, "f16c");
+  if (isa == Isa::AvxVnni) need(f.avxvnni, "avxvnni");
+  if (isa == Isa::Avx512Vnni) {
     need(f.avx512f, "avx512f");
     need(f.avx512bw, "avx512bw");
     need(f.avx512vl, "avx512vl");
@@ -97,6 +102,8 @@ Isa choose_active() {
     want = Isa::Generic;
   } else if (req == "avx2") {
     want = Isa::Avx2;
+  } else if (req == "avxvnni" || req == "avx-vnni") {
+    want = Isa::AvxVnni;
   } else if (req == "avx512" || req == "avx512vnni") {
     want = Isa::Avx512Vnni;
   } else if (req == "neon") {
@@ -104,7 +111,7 @@ Isa choose_active() {
   } else if (req == "neon-dotprod" || req == "dotprod") {
     want = Isa::NeonDotprod;
   } else {
-    std::fprintf(stderr, "bitnet: unknown BITNET_ISA '%s' (generic|avx2|avx512|neon|neon-dotprod); using %s\n",
+    std::fprintf(stderr, "bitnet: unknown BITNET_ISA '%s' (generic|avx2|avxvnni|avx512|neon|neon-dotprod); using %s\n",
                  env, std::string(isa_name(best)).c_str());
     return best;
   }
@@ -125,6 +132,8 @@ std::string_view isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx2:
       return "avx2";
+    case Isa::AvxVnni:
+      return "avxvnni";
     case Isa::Avx512Vnni:
       return "avx512";
     case Isa::Neon:
@@ -144,6 +153,7 @@ Isa best_isa() {
   if (isa_supported(Isa::NeonDotprod)) return Isa::NeonDotprod;
   if (isa_supported(Isa::Neon)) return Isa::Neon;
   if (isa_supported(Isa::Avx512Vnni)) return Isa::Avx512Vnni;
+  if (isa_supported(Isa::AvxVnni)) return Isa::AvxVnni;
   if (isa_supported(Isa::Avx2)) return Isa::Avx2;
   return Isa::Generic;
 }

@@ -87,6 +87,7 @@ void block_qsums(const int8_t* q, int64_t K, int64_t n_tokens, int32_t* out);
 const KernelSet& generic_kernels();
 #if defined(__x86_64__)
 const KernelSet& avx2_kernels();
+const KernelSet& avxvnni_kernels();
 const KernelSet& avx512_kernels();
 #endif
 #if defined(__aarch64__)

@@ -2,6 +2,7 @@
 #if defined(__x86_64__)
 #define BITNET_TGT __attribute__((target("avx2,fma,f16c")))
 #define BITNET_VNNI 0
+#define BITNET_DPBUSD 0
 #define BITNET_ISA_ENUM Isa::Avx2
 #include "kernels/kernels_x86_impl.h"
 #include "kernels/kernels_x86_mm.h"

@@ -5,6 +5,7 @@
 #define BITNET_TGT \
   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define BITNET_VNNI 1
+#define BITNET_DPBUSD 1
 #define BITNET_ISA_ENUM Isa::Avx512Vnni
 // GCC 12 reports the _mm512_undefined_*() placeholders inside its own 512-bit conversion
 // intrinsics as "may be used uninitialized" (a false positive in avx512fintrin.h).

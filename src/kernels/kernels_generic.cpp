@@ -258,6 +258,7 @@ const KernelSet& generic_kernels() {
 const KernelSet& kernel_set(Isa isa) {
 #if defined(__x86_64__)
   if (isa == Isa::Avx512Vnni) return avx512_kernels();
+  if (isa == Isa::AvxVnni) return avxvnni_kernels();
   if (isa == Isa::Avx2) return avx2_kernels();
 #elif defined(__aarch64__)
   if (isa == Isa::NeonDotprod) return neon_dotprod_kernels();

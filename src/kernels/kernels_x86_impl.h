@@ -1,5 +1,7 @@
-// Shared body of the x86 SIMD kernels; included by kernels_avx2.cpp and kernels_avx512.cpp, which
-// define BITNET_TGT (the per-function target attribute), BITNET_VNNI (0/1) and BITNET_ISA_ENUM.
+// Shared body of the x86 SIMD kernels; included by kernels_avx2.cpp, kernels_avxvnni.cpp and
+// kernels_avx512.cpp, which define BITNET_TGT (the per-function target attribute), BITNET_VNNI
+// (1: the AVX-512 set, zmm bodies), BITNET_DPBUSD (1: 256-bit VPDPBUSD, EVEX with AVX-512 VL or
+// VEX with AVX-VNNI) and BITNET_ISA_ENUM.
 // Every function carries the target attribute, so nothing here needs global -m flags.
 //
 // Ternary dots multiply the unsigned 2-bit codes u ∈ {0,1,2} (t = u − 1) with the int8
@@ -25,10 +27,21 @@ constexpr int64_t kTq1Bytes = 54, kTq2Bytes = 66, kQ8Bytes = 34, kQ6Bytes = 210;
 
 TGT __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
+#if BITNET_DPBUSD
+// acc += Σ over each 4-byte group of a_u8·b_i8 in int32 lanes.
+TGT __m256i dpbusd256(__m256i acc, __m256i a, __m256i b) {
+#if BITNET_VNNI
+  return _mm256_dpbusd_epi32(acc, a, b);
+#else
+  return _mm256_dpbusd_avx_epi32(acc, a, b);
+#endif
+}
+#endif
+
 // acc += Σ over each 4-byte group of c_u8·q_i8, for two / four (code, activation) planes.
 TGT __m256i dot2(__m256i acc, __m256i c0, __m256i q0, __m256i c1, __m256i q1) {
-#if BITNET_VNNI
-  return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(acc, c0, q0), c1, q1);
+#if BITNET_DPBUSD
+  return dpbusd256(dpbusd256(acc, c0, q0), c1, q1);
 #else
   const __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(c0, q0), _mm256_maddubs_epi16(c1, q1));
   return _mm256_add_epi32(acc, _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
@@ -36,7 +49,7 @@ TGT __m256i dot2(__m256i acc, __m256i c0, __m256i q0, __m256i c1, __m256i q1) {
 }
 TGT __m256i dot4(__m256i acc, __m256i c0, __m256i q0, __m256i c1, __m256i q1, __m256i c2,
                  __m256i q2, __m256i c3, __m256i q3) {
-#if BITNET_VNNI
+#if BITNET_DPBUSD
   return dot2(dot2(acc, c0, q0, c1, q1), c2, q2, c3, q3);
 #else
   const __m256i s = _mm256_add_epi16(
@@ -81,7 +94,7 @@ TGT void hsum_rows(const __m256i* acc, int32_t* out) {
 // and divided by 4 with one arithmetic shift (exact: every term is a multiple of 4, ≤ 4096 in
 // magnitude). A block then adds ≤ 2048 to an int16 lane, so kI2sRowBlocks = 16 blocks fit in int16
 // (≤ 32768 with −128 activations only; valid codes never wrap) before the lanes are widened.
-#if !BITNET_VNNI
+#if !BITNET_DPBUSD
 constexpr int64_t kI2sRowBlocks = 16;
 
 template <int R>
@@ -126,6 +139,32 @@ BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) 
   int64_t r = r0;
   for (; r + 4 <= r1; r += 4) i2s_group<4>(j, r, y);
   for (; r < r1; ++r) i2s_group<1>(j, r, y);
+}
+#elif !BITNET_VNNI
+// AVX-VNNI: one row at a time (a single sequential weight stream, as in the AVX-512 body below),
+// each 128-block's four planes straight from the activations as VPDPBUSD operands into int32.
+// Planes 1 and 3 as codes, planes 0 and 2 at 4×, divided by 4 at the end (exact, see above).
+inline constexpr int64_t kI2sPrefetchBytes = 8192;
+
+BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
+  const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
+  const int64_t nb = j.K / 128, row_bytes = j.K / 4;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* w = j.w + r * row_bytes;
+    __m256i a1 = _mm256_setzero_si256(), a4 = _mm256_setzero_si256();
+    for (int64_t b = 0; b < nb; ++b) {
+      const int8_t* qb = j.q + 128 * b;
+      if (b % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + kI2sPrefetchBytes + 32 * b), _MM_HINT_T0);
+      const __m256i v = load256(w + 32 * b);
+      const __m256i hi = _mm256_srli_epi16(v, 4);
+      a4 = dpbusd256(a4, _mm256_and_si256(hi, m12), load256(qb));
+      a1 = dpbusd256(a1, _mm256_and_si256(hi, m3), load256(qb + 32));
+      a4 = dpbusd256(a4, _mm256_and_si256(v, m12), load256(qb + 64));
+      a1 = dpbusd256(a1, _mm256_and_si256(v, m3), load256(qb + 96));
+    }
+    const int32_t S = hsum_i32(_mm256_add_epi32(a1, _mm256_srai_epi32(a4, 2)));
+    y[r] = (float(S) - float(j.act.sum)) / j.act.scale * j.alpha;
+  }
 }
 #else
 // AVX-512: two 128-blocks (64 weight bytes) per zmm and VPDPBUSD straight into int32, so no int16

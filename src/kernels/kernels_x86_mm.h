@@ -26,14 +26,14 @@ constexpr int64_t kChunkI2s = 16;  // 128-element blocks per chunk (the int16 wi
 constexpr int64_t kChunkTq = 8;    // 256-element blocks per chunk
 
 TGT __m256i mac(__m256i acc, __m256i c, __m256i q) {
-#if BITNET_VNNI
-  return _mm256_dpbusd_epi32(acc, c, q);
+#if BITNET_DPBUSD
+  return dpbusd256(acc, c, q);
 #else
   return _mm256_add_epi16(acc, _mm256_maddubs_epi16(c, q));
 #endif
 }
 TGT __m256i widen(__m256i acc) {
-#if BITNET_VNNI
+#if BITNET_DPBUSD
   return acc;
 #else
   return _mm256_madd_epi16(acc, _mm256_set1_epi16(1));
@@ -82,6 +82,8 @@ TGT void i2s_chunk(const uint8_t* w, const int8_t* q, int64_t K, int64_t nb, int
 // qi + 1024·b + 256·p + 32·t, so one pointer with constant offsets reaches all of them.
 #if BITNET_VNNI
 #define BITNET_MAC(plane, tok, acc) "vpdpbusd " plane "+" tok "(%[q]), %[c], %[" acc "]\n\t"
+#elif BITNET_DPBUSD  // AVX-VNNI: the VEX encoding (a CPU without AVX-512 has no EVEX one); %{ %} are literal braces
+#define BITNET_MAC(plane, tok, acc) "%{vex%} vpdpbusd " plane "+" tok "(%[q]), %[c], %[" acc "]\n\t"
 #else
 #define BITNET_MAC(plane, tok, acc) \
   "vpmaddubsw " plane "+" tok "(%[q]), %[c], %[p]\n\tvpaddw %[p], %[" acc "], %[" acc "]\n\t"

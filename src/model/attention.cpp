@@ -354,7 +354,7 @@ void attend_with(const KvHead& kv, std::span<const AttentionQuery> queries, floa
 
 void attend(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale) {
 #if defined(__x86_64__)
-  if (isa == kernels::Isa::Avx2 || isa == kernels::Isa::Avx512Vnni)
+  if (isa == kernels::Isa::Avx2 || isa == kernels::Isa::AvxVnni || isa == kernels::Isa::Avx512Vnni)
     return attend_with<Avx2Kernels>(kv, queries, scale);
 #endif
   (void)isa;

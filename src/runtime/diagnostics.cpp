@@ -57,7 +57,7 @@ void check_cpu(Report& rep) {
   const CpuInfo c = probe_cpu();
   rep.d.facts["cpu"] = {{"model", c.model},
                         {"arch", c.arch},
-                        {"features", {{"avx2", c.avx2}, {"avx512f", c.avx512f}, {"avx512_vnni", c.avx512_vnni},
+                        {"features", {{"avx2", c.avx2}, {"avx_vnni", c.avx_vnni}, {"avx512f", c.avx512f}, {"avx512_vnni", c.avx512_vnni},
                                       {"neon", c.neon}, {"dotprod", c.dotprod}}},
                         {"kernel", c.kernel}};
   auto yn = [](bool b) { return b ? "yes" : "no"; };
@@ -65,7 +65,7 @@ void check_cpu(Report& rep) {
   if (c.arch == "aarch64")
     detail += std::string("NEON ") + yn(c.neon) + ", dotprod " + yn(c.dotprod);
   else
-    detail += std::string("AVX2 ") + yn(c.avx2) + ", AVX-512 VNNI " + yn(c.avx512_vnni);
+    detail += std::string("AVX2 ") + yn(c.avx2) + ", AVX-VNNI " + yn(c.avx_vnni) + ", AVX-512 VNNI " + yn(c.avx512_vnni);
   detail += "; kernels: " + c.kernel;
   if (c.arch == "x86_64" && c.kernel == "generic" && !c.avx2)
     rep.add("cpu", "warn", detail, "this CPU lacks AVX2: the portable kernels run, but several times slower");

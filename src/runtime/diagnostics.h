@@ -21,7 +21,7 @@ inline constexpr int kDiagnosticsSchemaVersion = 1;
 struct CpuInfo {
   std::string model;  // "model name" / "Hardware" from /proc/cpuinfo
   std::string arch;   // x86_64, aarch64, ...
-  bool avx2 = false, avx512f = false, avx512_vnni = false, neon = false, dotprod = false;
+  bool avx2 = false, avx_vnni = false, avx512f = false, avx512_vnni = false, neon = false, dotprod = false;
   std::string kernel;  // kernel family the matmuls dispatch to (e.g. "avx2", "generic")
 };
 CpuInfo probe_cpu();

@@ -74,6 +74,7 @@ CpuInfo probe_cpu() {
   c.avx2 = f.avx2 && f.fma && f.f16c;
   c.avx512f = f.avx512f;
   c.avx512_vnni = f.avx512vnni && f.avx512bw && f.avx512vl;
+  c.avx_vnni = f.avxvnni;
   const std::string arm = field(info, "Features");  // aarch64: "fp asimd ... asimddp ..."
   c.neon = c.arch == "aarch64" || has_word(arm, "asimd") || has_word(arm, "neon");
   c.dotprod = has_word(arm, "asimddp");
