@@ -124,11 +124,11 @@ std::string name(const ::testing::TestParamInfo<std::tuple<Isa, int64_t>>& info)
   return isa + "_hd" + std::to_string(std::get<1>(info.param));
 }
 
-// 20 and 100 (bitnet_b1_58-3B): not multiples of 8, so the vector levels finish the last
-// dimensions of each head one at a time.
+// 20, 22 and 100 (bitnet_b1_58-3B): not multiples of 8, so the vector levels finish the last
+// dimensions of each head in a 4-lane register (20, 100) and then one at a time (22).
 INSTANTIATE_TEST_SUITE_P(AllIsas, Attention,
                          ::testing::Combine(::testing::ValuesIn(kernels::kAllIsas),
-                                            ::testing::Values(int64_t(20), int64_t(64), int64_t(96), int64_t(100),
+                                            ::testing::Values(int64_t(20), int64_t(22), int64_t(64), int64_t(96), int64_t(100),
                                                               int64_t(128))),
                          name);
 
