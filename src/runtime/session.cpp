@@ -1,6 +1,7 @@
 #include "runtime/session.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "backends/cuda/offload.h"
 #include "errors.h"
@@ -77,6 +78,21 @@ std::vector<float> Session::evaluate_all(std::span<const int32_t> tokens) {
   timings.prompt_ms += elapsed_ms(start);
   timings.prompt_tokens += int64_t(tokens.size());
   return logits;
+}
+
+std::vector<double> chunk_nll(Session& session, std::span<const int32_t> chunk) {
+  const int64_t n = int64_t(chunk.size()), n_vocab = session.model().hp.n_vocab;
+  const std::vector<float> logits = session.evaluate_all(chunk);
+  std::vector<double> nll;
+  for (int64_t j = n / 2; j < n - 1; ++j) {
+    const float* row = &logits[size_t(j * n_vocab)];
+    double max = row[0];
+    for (int64_t v = 1; v < n_vocab; ++v) max = std::max(max, double(row[v]));
+    double sum = 0;
+    for (int64_t v = 0; v < n_vocab; ++v) sum += std::exp(double(row[v]) - max);
+    nll.push_back(-(double(row[chunk[size_t(j + 1)]]) - max - std::log(sum)));
+  }
+  return nll;
 }
 
 }  // namespace bitnet

@@ -53,4 +53,9 @@ class Session {
 
 double elapsed_ms(std::chrono::steady_clock::time_point since);
 
+// llama-perplexity's scoring of one chunk (its first token already set to BOS where the vocabulary
+// has one): evaluated from position 0, then the negative log-likelihood of each next token for the
+// positions in the second half, [n/2, n − 1). Used by `bitnet perplexity` and the default-model test.
+std::vector<double> chunk_nll(Session& session, std::span<const int32_t> chunk);
+
 }  // namespace bitnet

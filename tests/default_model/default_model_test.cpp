@@ -71,19 +71,13 @@ double perplexity(int threads) {
   const auto tokens = m.tokenizer->encode(read_file(kHeldOut), true, false);
   EXPECT_GE(int64_t(tokens.size()), kChunks * kCtx);
   Session session(m, kCtx, threads, 512);
-  const int64_t V = m.hp.n_vocab;
   double nll = 0;
   int64_t count = 0;
   for (int64_t c = 0; c < kChunks; ++c) {
     std::vector<int32_t> chunk(tokens.begin() + c * kCtx, tokens.begin() + (c + 1) * kCtx);
     chunk[0] = m.tokenizer->bos();
-    const std::vector<float> logits = session.evaluate_all(chunk);
-    for (int64_t j = kCtx / 2; j < kCtx - 1; ++j) {
-      const float* row = &logits[size_t(j * V)];
-      double max = row[0], sum = 0;
-      for (int64_t v = 1; v < V; ++v) max = std::max(max, double(row[v]));
-      for (int64_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - max);
-      nll += std::log(sum) + max - double(row[chunk[size_t(j + 1)]]);
+    for (const double token_nll : chunk_nll(session, chunk)) {
+      nll += token_nll;
       ++count;
     }
   }

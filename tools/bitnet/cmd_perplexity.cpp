@@ -41,21 +41,12 @@ int cmd_perplexity(int argc, char** argv) {
 
   Session session(*lm.model, n_ctx, lm.threads, mo.batch);
   session.timings.load_ms = lm.load_ms;
-  const int64_t n_vocab = lm.model->hp.n_vocab;
-  const int64_t first = n_ctx / 2;
   double nll = 0, nll2 = 0;
   int64_t count = 0;
   for (int64_t c = 0; c < n_chunks; ++c) {
     std::vector<int32_t> chunk(tokens.begin() + c * n_ctx, tokens.begin() + (c + 1) * n_ctx);
     if (tok.add_bos()) chunk[0] = tok.bos();
-    const std::vector<float> logits = session.evaluate_all(chunk);
-    for (int64_t j = first; j < n_ctx - 1; ++j) {
-      const float* row = &logits[size_t(j * n_vocab)];
-      double max = row[0];
-      for (int64_t v = 1; v < n_vocab; ++v) max = std::max(max, double(row[v]));
-      double sum = 0;
-      for (int64_t v = 0; v < n_vocab; ++v) sum += std::exp(double(row[v]) - max);
-      const double token_nll = -(double(row[chunk[size_t(j + 1)]]) - max - std::log(sum));
+    for (const double token_nll : chunk_nll(session, chunk)) {
       nll += token_nll;
       nll2 += token_nll * token_nll;
       ++count;
