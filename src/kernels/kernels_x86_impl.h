@@ -36,6 +36,20 @@ TGT __m256i dpbusd256(__m256i acc, __m256i a, __m256i b) {
   return _mm256_dpbusd_avx_epi32(acc, a, b);
 #endif
 }
+
+// One I2_S 128-block (32 weight bytes at wb, activations at qb) into two int32 accumulators:
+// planes 1 and 3 as codes into a1, planes 0 and 2 at 4× their value into a4 (a4 / 4 is exact).
+TGT void i2s_block_dpbusd(const uint8_t* wb, const int8_t* qb, __m256i& a1, __m256i& a4) {
+  const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
+  const __m256i v = load256(wb), hi = _mm256_srli_epi16(v, 4);
+  a4 = dpbusd256(a4, _mm256_and_si256(hi, m12), load256(qb));
+  a1 = dpbusd256(a1, _mm256_and_si256(hi, m3), load256(qb + 32));
+  a4 = dpbusd256(a4, _mm256_and_si256(v, m12), load256(qb + 64));
+  a1 = dpbusd256(a1, _mm256_and_si256(v, m3), load256(qb + 96));
+}
+
+// How far ahead of its position a one-row-at-a-time I2_S row kernel prefetches.
+inline constexpr int64_t kI2sPrefetchBytes = 8192;
 #endif
 
 // acc += Σ over each 4-byte group of c_u8·q_i8, for two / four (code, activation) planes.
@@ -144,10 +158,7 @@ BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) 
 // AVX-VNNI: one row at a time (a single sequential weight stream, as in the AVX-512 body below),
 // each 128-block's four planes straight from the activations as VPDPBUSD operands into int32.
 // Planes 1 and 3 as codes, planes 0 and 2 at 4×, divided by 4 at the end (exact, see above).
-inline constexpr int64_t kI2sPrefetchBytes = 8192;
-
 BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
-  const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
   const int64_t nb = j.K / 128, row_bytes = j.K / 4;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* w = j.w + r * row_bytes;
@@ -155,12 +166,7 @@ BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) 
     for (int64_t b = 0; b < nb; ++b) {
       const int8_t* qb = j.q + 128 * b;
       if (b % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + kI2sPrefetchBytes + 32 * b), _MM_HINT_T0);
-      const __m256i v = load256(w + 32 * b);
-      const __m256i hi = _mm256_srli_epi16(v, 4);
-      a4 = dpbusd256(a4, _mm256_and_si256(hi, m12), load256(qb));
-      a1 = dpbusd256(a1, _mm256_and_si256(hi, m3), load256(qb + 32));
-      a4 = dpbusd256(a4, _mm256_and_si256(v, m12), load256(qb + 64));
-      a1 = dpbusd256(a1, _mm256_and_si256(v, m3), load256(qb + 96));
+      i2s_block_dpbusd(w + 32 * b, qb, a1, a4);
     }
     const int32_t S = hsum_i32(_mm256_add_epi32(a1, _mm256_srai_epi32(a4, 2)));
     y[r] = (float(S) - float(j.act.sum)) / j.act.scale * j.alpha;
@@ -178,8 +184,6 @@ TGT __m512i pair_plane(const int8_t* qb, int p) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(load256(qb + 32 * p)), load256(qb + 128 + 32 * p), 1);
 }
 
-inline constexpr int64_t kI2sPrefetchBytes = 8192;
-
 BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) {
   const int64_t nb = j.K / 128, np = nb / 2, row_bytes = j.K / 4;
   struct alignas(64) Plane {
@@ -190,7 +194,6 @@ BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) 
   for (int64_t p = 0; p < np; ++p)
     for (int k = 0; k < 4; ++k) _mm512_store_si512(planes[size_t(4 * p + k)].bytes, pair_plane(j.q + 256 * p, k));
   const __m512i m3 = _mm512_set1_epi8(3), m12 = _mm512_set1_epi8(12);
-  const __m256i n3 = _mm256_set1_epi8(3);
   const __m512i* qp = reinterpret_cast<const __m512i*>(planes.data());
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* w = j.w + r * row_bytes;
@@ -207,15 +210,9 @@ BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) 
     // Every lane of a4 is a multiple of 4, so dividing lane by lane is exact.
     int32_t S = _mm512_reduce_add_epi32(_mm512_add_epi32(a1, _mm512_srai_epi32(a4, 2)));
     if (2 * np < nb) {  // an odd last block, in ymm
-      const int64_t b = nb - 1;
-      const int8_t* qb = j.q + 128 * b;
-      const __m256i v = load256(w + 32 * b);
-      const __m256i hi = _mm256_srli_epi16(v, 4);
-      __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(_mm256_srli_epi16(hi, 2), n3), load256(qb));
-      s = _mm256_dpbusd_epi32(s, _mm256_and_si256(hi, n3), load256(qb + 32));
-      s = _mm256_dpbusd_epi32(s, _mm256_and_si256(_mm256_srli_epi16(v, 2), n3), load256(qb + 64));
-      s = _mm256_dpbusd_epi32(s, _mm256_and_si256(v, n3), load256(qb + 96));
-      S += hsum_i32(s);
+      __m256i t1 = _mm256_setzero_si256(), t4 = _mm256_setzero_si256();
+      i2s_block_dpbusd(w + 32 * (nb - 1), j.q + 128 * (nb - 1), t1, t4);
+      S += hsum_i32(_mm256_add_epi32(t1, _mm256_srai_epi32(t4, 2)));
     }
     y[r] = (float(S) - float(j.act.sum)) / j.act.scale * j.alpha;
   }
