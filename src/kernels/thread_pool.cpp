@@ -100,4 +100,18 @@ void ThreadPool::for_each_claimed(int64_t n, const std::function<void(int64_t, i
   });
 }
 
+void SpinBarrier::arrive_and_wait() {
+  const uint32_t gen = generation_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+    // The last arrival resets the count before it opens the next generation, so a thread that
+    // races ahead to the next barrier counts into a fresh round.
+    arrived_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
+    return;
+  }
+  const auto opened = [&] { return generation_.load(std::memory_order_acquire) != gen; };
+  while (!spin_until(opened)) generation_.wait(gen, std::memory_order_acquire);
+}
+
 }  // namespace bitnet

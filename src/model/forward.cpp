@@ -9,6 +9,7 @@
 #include "backends/cuda/offload.h"
 #include "errors.h"
 #include "model/attention.h"
+#include "model/decode_step.h"
 #include "ops/ops.h"
 
 namespace bitnet {
@@ -212,6 +213,11 @@ std::vector<float> forward(const Model& m, KvCache& cache, const Batch& b, Threa
   static thread_local Activations a;
   a.resize(hp, b.size());
   for (int64_t t = 0; t < b.size(); ++t) ops::embedding_row(m.tok_embd, b.tokens[t], &a.x[t * hp.n_embd]);
+  if (b.size() == 1 && decode_step_applies(m)) {  // decode: the whole step as one pool job
+    std::vector<float> logits = decode_step(m, cache, b, a.x.data(), pool);
+    cache.set_length(b.seq_ids[0], b.positions[0] + 1);
+    return logits;
+  }
   // -ngl: layers [first_gpu_layer, n_layer) run on the GPU (backends/cuda/offload.h).
   const int64_t n_cpu_layers = m.gpu ? cuda::layer_split(*m.gpu).first_gpu_layer : hp.n_layer;
   for (int64_t il = 0; il < n_cpu_layers; ++il) transformer_layer(m, il, cache, b, a, pool);

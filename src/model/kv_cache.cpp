@@ -58,14 +58,18 @@ void round_to_fp16(const float* in, uint16_t* out, int64_t n) {
 }  // namespace
 
 void KvCache::store(int64_t layer, int64_t seq, int64_t pos, const float* key, const float* value) {
+  for (int64_t h = 0; h < n_head_kv_; ++h)
+    store_head(layer, seq, pos, h, key + h * head_dim_, value + h * head_dim_);
+}
+
+void KvCache::store_head(int64_t layer, int64_t seq, int64_t pos, int64_t head, const float* key,
+                         const float* value) {
   static thread_local std::vector<uint16_t> key_row;
-  key_row.resize(size_t(kv_dim()));
-  round_to_fp16(key, key_row.data(), kv_dim());
-  for (int64_t h = 0; h < n_head_kv_; ++h) {
-    round_to_fp16(value + h * head_dim_, v_data() + base(layer, seq, h) + size_t(pos * head_dim_), head_dim_);
-    uint16_t* k = k_data() + base(layer, seq, h);
-    for (int64_t d = 0; d < head_dim_; ++d) k[key_offset(pos, d)] = key_row[size_t(h * head_dim_ + d)];
-  }
+  key_row.resize(size_t(head_dim_));
+  round_to_fp16(key, key_row.data(), head_dim_);
+  round_to_fp16(value, v_data() + base(layer, seq, head) + size_t(pos * head_dim_), head_dim_);
+  uint16_t* k = k_data() + base(layer, seq, head);
+  for (int64_t d = 0; d < head_dim_; ++d) k[key_offset(pos, d)] = key_row[size_t(d)];
 }
 
 void KvCache::copy_prefix(int64_t from, int64_t to, int64_t n) {

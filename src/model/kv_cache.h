@@ -38,6 +38,8 @@ class KvCache {
 
   // Writes position `pos` of a sequence: kv_dim keys and values (head after head), rounded to f16.
   void store(int64_t layer, int64_t seq, int64_t pos, const float* key, const float* value);
+  // The same for one kv head: head_dim keys and values.
+  void store_head(int64_t layer, int64_t seq, int64_t pos, int64_t head, const float* key, const float* value);
 
   // The key blocks of one kv head: block b (positions [b·kKeyBlock, (b+1)·kKeyBlock)) starts at
   // key_blocks(...) + b·key_block_stride(); dimension d of position p sits at d·kKeyBlock + p%kKeyBlock.

@@ -236,37 +236,20 @@ kernels::FloatMatFn float_matrix_kernel(const kernels::KernelSet& ks, GgmlType t
   }
 }
 
-// The products of one matrix, ready to run over any row range [r0, r1): ops::matmul_group runs
-// several of them in one claimed-work loop.
-struct RowJob {
-  int64_t rows = 0;
-  int64_t align = 16;  // rows per chunk step: the matrix kernels' 64-row tile, the row kernels' group
-  std::function<void(int64_t, int64_t)> run;
-};
-
-// Chunks per thread over all jobs of one run_row_jobs: enough to even out a thread that is held
+// Chunks per thread over all products of one plan: enough to even out a thread that is held
 // up, few enough that each thread streams long contiguous row ranges (4 beat 8 and 16 in decode
 // on `large`, docs/kernels.md).
 constexpr int64_t kChunksPerThread = 4;
 
-// Runs every job's rows in chunks that the threads claim one after another (for_each_claimed),
-// about kChunksPerThread per thread over all jobs together. Each row is computed by exactly one
-// call with a fixed per-row order, so chunking never changes a result.
-void run_row_jobs(ThreadPool& pool, const std::vector<RowJob>& jobs) {
-  int64_t total = 0, align = 1;
-  for (const RowJob& j : jobs) total += j.rows, align = std::max(align, j.align);
-  const int64_t want = (total + kChunksPerThread * pool.size() - 1) / (kChunksPerThread * pool.size());
-  const int64_t step = std::max(align, (want + align - 1) / align * align);
-  struct Chunk {
-    const RowJob* job;
-    int64_t r0, r1;
-  };
-  std::vector<Chunk> chunks;
-  for (const RowJob& j : jobs)
-    for (int64_t r = 0; r < j.rows; r += step) chunks.push_back({&j, r, std::min(j.rows, r + step)});
+// Runs every product's rows in chunks that the threads claim one after another (for_each_claimed).
+// Each row is computed by exactly one call with a fixed per-row order, so chunking never changes a
+// result.
+void run_row_works(ThreadPool& pool, std::span<const RowWork> works) {
+  std::vector<RowChunk> chunks;
+  plan_row_chunks(works, pool.size(), chunks);
   pool.for_each_claimed(int64_t(chunks.size()), [&](int64_t c, int) {
-    const Chunk& ch = chunks[size_t(c)];
-    ch.job->run(ch.r0, ch.r1);
+    const RowChunk& ch = chunks[size_t(c)];
+    works[size_t(ch.work)].run(ch.r0, ch.r1);
   });
 }
 
@@ -280,12 +263,12 @@ void for_row_tiles(int64_t r0, int64_t r1, int64_t n_tokens, const Fn& fn) {
   }
 }
 
-// The ternary products (the weight codes are valid: row_job checked). The job keeps pointers
+// The ternary products (the weight codes are valid: row_work_on checked). The job keeps pointers
 // into `in`, which must outlive it.
-RowJob ternary_job(const kernels::KernelSet& ks, const TensorView& w, const MatmulInput& in, float* y,
+RowWork ternary_job(const kernels::KernelSet& ks, const TensorView& w, const MatmulInput& in, float* y,
                    ThreadPool& pool, bool matrix_kernels) {
   const int64_t rows = w.rows(), cols = w.cols(), n = in.n_tokens();
-  const int8_t* q = in.q(pool);  // stride cols: row_job checked in.q_stride() == cols
+  const int8_t* q = in.q(pool);  // stride cols: row_work_on checked in.q_stride() == cols
   const ActivationQuant* act = in.act(pool);
   const float alpha = w.type == GgmlType::I2_S ? load_f32(w.data + w.elements() / 4) : 0.0f;
   const int32_t* qsum = w.type == GgmlType::I2_S ? nullptr : in.block_qsum(pool);
@@ -303,15 +286,22 @@ RowJob ternary_job(const kernels::KernelSet& ks, const TensorView& w, const Matm
           }};
 }
 
-// The job of one product on the kernels of `isa`, or nullopt when that type/shape has none.
-std::optional<RowJob> row_job(kernels::Isa isa, const TensorView& w, const MatmulInput& in, float* y,
-                              ThreadPool& pool, bool matrix_kernels) {
-  const kernels::KernelSet& ks = kernels::kernel_set(isa);
-  const int64_t rows = w.rows(), cols = w.cols(), n = in.n_tokens();
+// Whether the kernels `ks` cover w with an input of in_cols values.
+bool has_kernel(const kernels::KernelSet& ks, const TensorView& w, int64_t in_cols) {
   // The kernels read the bytes freely: leave short/odd views to the reference, which reports them.
   const std::optional<uint64_t> need = ggml_tensor_nbytes(w.type, w.ne);
-  if (!w.data || !need || w.nbytes < *need || in.cols() != w.input_cols()) return std::nullopt;
-  if (w.pad_cols != 0 && !ggml_type_is_ternary(w.type)) return std::nullopt;  // only I2_S rows are padded
+  if (!w.data || !need || w.nbytes < *need || in_cols != w.input_cols()) return false;
+  if (!ggml_type_is_ternary(w.type))  // only I2_S rows are padded
+    return w.pad_cols == 0 && (quant_kernel(ks, w.type) || float_kernel(ks, w.type));
+  return ternary_kernel(ks, w) && i2s_padded_cols(in_cols) == w.cols();
+}
+
+// The job of one product on the kernels of `isa`, or nullopt when that type/shape has none.
+std::optional<RowWork> row_work_on(kernels::Isa isa, const TensorView& w, const MatmulInput& in, float* y,
+                                   ThreadPool& pool, bool matrix_kernels) {
+  const kernels::KernelSet& ks = kernels::kernel_set(isa);
+  if (!has_kernel(ks, w, in.cols())) return std::nullopt;
+  const int64_t rows = w.rows(), cols = w.cols(), n = in.n_tokens();
   if (const kernels::QuantRowsFn fn = quant_kernel(ks, w.type)) {
     const int64_t block = q8_activation_block(w.type);
     const MatmulInput::BlockCodes& c = in.block_codes(block, pool);
@@ -319,22 +309,20 @@ std::optional<RowJob> row_job(kernels::Isa isa, const TensorView& w, const Matmu
     for (int64_t t = 0; t < n; ++t)
       xs[size_t(t)] = {&c.q[size_t(t * cols)], &c.d[size_t(t * (cols / block))], &c.sum16[size_t(t * (cols / 16))]};
     const uint8_t* data = w.data;
-    return RowJob{rows, 16, [=](int64_t r0, int64_t r1) {
+    return RowWork{rows, 16, [=](int64_t r0, int64_t r1) {
                     for_row_tiles(r0, r1, n, [&](int64_t a, int64_t b, int64_t t) { fn(data, cols, xs[size_t(t)], a, b, y + t * rows); });
                   }};
   }
   if (!ggml_type_is_ternary(w.type)) {
     const kernels::FloatRowsFn fn = float_kernel(ks, w.type);
-    if (!fn) return std::nullopt;
     const uint8_t* data = w.data;
     const float* x = in.x();
     if (const kernels::FloatMatFn mm = matrix_kernels && n > 1 ? float_matrix_kernel(ks, w.type) : nullptr)
-      return RowJob{rows, 16, [=](int64_t r0, int64_t r1) { mm(data, cols, x, n, r0, r1, y, rows); }};
-    return RowJob{rows, 16, [=](int64_t r0, int64_t r1) {
+      return RowWork{rows, 16, [=](int64_t r0, int64_t r1) { mm(data, cols, x, n, r0, r1, y, rows); }};
+    return RowWork{rows, 16, [=](int64_t r0, int64_t r1) {
                     for_row_tiles(r0, r1, n, [&](int64_t a, int64_t b, int64_t t) { fn(data, cols, x + t * cols, a, b, y + t * rows); });
                   }};
   }
-  if (!ternary_kernel(ks, w) || in.q_stride() != cols) return std::nullopt;
   // Views the model loader has not checked (tests, tools) are checked here, on every call.
   if (!w.codes_checked) check_ternary_codes(w);
   return ternary_job(ks, w, in, y, pool, matrix_kernels);
@@ -342,11 +330,34 @@ std::optional<RowJob> row_job(kernels::Isa isa, const TensorView& w, const Matmu
 
 }  // namespace
 
+void plan_row_chunks(std::span<const RowWork> works, int n_threads, std::vector<RowChunk>& chunks) {
+  int64_t total = 0, align = 1;
+  for (const RowWork& w : works) total += w.rows, align = std::max(align, w.align);
+  const int64_t per = kChunksPerThread * std::max(1, n_threads);
+  const int64_t want = (total + per - 1) / per;
+  const int64_t step = std::max(align, (want + align - 1) / align * align);
+  chunks.clear();
+  for (size_t i = 0; i < works.size(); ++i)
+    for (int64_t r = 0; r < works[i].rows; r += step) chunks.push_back({int(i), r, std::min(works[i].rows, r + step)});
+}
+
+bool row_work_ready(const TensorView& w) {
+  return !kernels::reference_kernels() && has_kernel(kernels::kernel_set(kernels::active_isa()), w, w.input_cols()) &&
+         (!ggml_type_is_ternary(w.type) || w.codes_checked);
+}
+
+std::optional<RowWork> row_work(const TensorView& w, const MatmulInput& in, float* y) {
+  if (kernels::reference_kernels()) return std::nullopt;
+  // One token quantizes inline: a one-thread pool has no workers and runs every job on the caller.
+  static thread_local ThreadPool inline_pool(1);
+  return row_work_on(kernels::active_isa(), w, in, y, inline_pool, true);
+}
+
 bool matmul_kernels(kernels::Isa isa, const TensorView& w, const MatmulInput& in, float* y,
                     ThreadPool& pool, bool matrix_kernels) {
-  std::optional<RowJob> job = row_job(isa, w, in, y, pool, matrix_kernels);
-  if (!job) return false;
-  run_row_jobs(pool, {std::move(*job)});
+  std::optional<RowWork> work = row_work_on(isa, w, in, y, pool, matrix_kernels);
+  if (!work) return false;
+  run_row_works(pool, std::span(&*work, 1));
   return true;
 }
 
@@ -362,14 +373,14 @@ void matmul(const TensorView& w, const MatmulInput& in, float* y, ThreadPool& po
 
 void matmul_group(std::span<const TensorView* const> ws, const MatmulInput& in, std::span<float* const> ys,
                   ThreadPool& pool) {
-  std::vector<RowJob> jobs;
+  std::vector<RowWork> works;
   if (!kernels::reference_kernels())
     for (size_t i = 0; i < ws.size(); ++i) {
-      std::optional<RowJob> job = row_job(kernels::active_isa(), *ws[i], in, ys[i], pool, true);
-      if (!job) break;
-      jobs.push_back(std::move(*job));
+      std::optional<RowWork> work = row_work_on(kernels::active_isa(), *ws[i], in, ys[i], pool, true);
+      if (!work) break;
+      works.push_back(std::move(*work));
     }
-  if (jobs.size() == ws.size()) return run_row_jobs(pool, jobs);
+  if (works.size() == ws.size()) return run_row_works(pool, works);
   for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], in, ys[i], pool);
 }
 

@@ -2,6 +2,8 @@
 // Model-agnostic operations of the transformer, each a plain scalar reference. Matrix products go
 // through ops::matmul, the single entry point where faster kernels plug in.
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -104,6 +106,30 @@ bool matmul_kernels(kernels::Isa isa, const TensorView& w, const float* x, int64
                     float* y, ThreadPool& pool);
 bool matmul_kernels(kernels::Isa isa, const TensorView& w, const MatmulInput& in, float* y,
                     ThreadPool& pool, bool matrix_kernels = true);
+
+// One product y = W·in prepared as work over row ranges, for callers that hand out the rows
+// themselves (matmul_group, and the one-token decode step that runs a whole layer inside one pool
+// job): run(r0, r1) writes rows [r0, r1) of y with exactly matmul's values, from any thread, for
+// ranges that start at multiples of `align`. It keeps pointers into `in` and `y`.
+struct RowWork {
+  int64_t rows = 0;
+  int64_t align = 16;  // the matrix kernels' 64-row tile, the row kernels' group
+  std::function<void(int64_t, int64_t)> run;
+};
+// The work of one product on the kernels of kernels::active_isa(), or nullopt when that type/shape
+// has none (or BITNET_KERNELS=reference). A ternary weight the loader has not checked is checked
+// here (FormatError). Quantizes `in` on the calling thread.
+std::optional<RowWork> row_work(const TensorView& w, const MatmulInput& in, float* y);
+// Whether row_work(w, in, y) returns work, without throwing, for every input of w.input_cols().
+bool row_work_ready(const TensorView& w);
+// Row chunks of a list of products run together, about kChunksPerThread per thread: chunk i is
+// rows [r0, r1) of product `work`. Depends only on the products' rows and align, so every thread
+// of a job computes the same list.
+struct RowChunk {
+  int work;
+  int64_t r0, r1;
+};
+void plan_row_chunks(std::span<const RowWork> works, int n_threads, std::vector<RowChunk>& chunks);
 
 // Row `index` of an embedding table, dequantized to f32.
 void embedding_row(const TensorView& table, int64_t index, float* out);

@@ -1,0 +1,181 @@
+#include "model/decode_step.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <initializer_list>
+#include <memory>
+
+#include "model/attention.h"
+#include "ops/ops.h"
+
+namespace bitnet {
+namespace {
+
+// What the threads write for each other: one buffer per activation, each element written by one thread.
+struct Shared {
+  std::vector<float> q, k, v, attn_out, proj, gate, up, cos_sin;
+  void resize(const HParams& hp) {
+    q.resize(size_t(hp.q_dim()));
+    k.resize(size_t(hp.kv_dim()));
+    v.resize(size_t(hp.kv_dim()));
+    attn_out.resize(size_t(hp.q_dim()));
+    proj.resize(size_t(hp.n_embd));
+    gate.resize(size_t(hp.n_ff));
+    up.resize(size_t(hp.n_ff));
+    cos_sin.resize(size_t(hp.n_rot));
+  }
+};
+
+// What each thread computes for itself: every thread normalizes the (small) input of a product and
+// quantizes it, instead of one thread doing it while the others wait at a barrier.
+struct Scratch {
+  std::vector<float> normed;
+  std::vector<ops::RowWork> works;
+  std::vector<ops::RowChunk> chunks;
+  std::vector<AttentionQuery> queries;
+};
+
+// Claim counters, one per phase of each layer; zeroed before each step.
+constexpr int kPhasesPerLayer = 5;  // q/k/v, attention, o, gate/up, down
+struct Counters {
+  std::unique_ptr<std::atomic<int64_t>[]> next;
+  size_t size = 0;
+  std::atomic<int64_t>* reset(size_t n) {
+    if (n > size) next = std::make_unique<std::atomic<int64_t>[]>(n), size = n;
+    for (size_t i = 0; i < n; ++i) next[i].store(0, std::memory_order_relaxed);
+    return next.get();
+  }
+};
+
+struct Product {
+  const TensorView* w;
+  float scale;
+  float* y;
+};
+
+// The products of one input, their row chunks claimed from `next` by whichever thread is free; the
+// thread that computes a row also applies the product's scale and, with `residual`, adds the row into
+// it (x += y, the batch path's add_into).
+void run_products(std::initializer_list<Product> products, const ops::MatmulInput& in, std::atomic<int64_t>& next,
+                  int n_threads, Scratch& s, float* residual = nullptr) {
+  s.works.clear();
+  for (const Product& p : products) s.works.push_back(*ops::row_work(*p.w, in, p.y));  // decode_step_applies
+  ops::plan_row_chunks(s.works, n_threads, s.chunks);
+  for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < int64_t(s.chunks.size());) {
+    const ops::RowChunk& ch = s.chunks[size_t(c)];
+    s.works[size_t(ch.work)].run(ch.r0, ch.r1);
+    const Product& p = products.begin()[ch.work];
+    if (p.scale != 1.0f)
+      for (int64_t r = ch.r0; r < ch.r1; ++r) p.y[r] *= p.scale;
+    if (residual)
+      for (int64_t r = ch.r0; r < ch.r1; ++r) residual[r] += p.y[r];
+  }
+}
+
+std::atomic<bool> g_enabled{true};
+
+}  // namespace
+
+void set_decode_step_enabled(bool on) { g_enabled.store(on); }
+bool decode_step_enabled() { return g_enabled.load(); }
+
+bool decode_step_applies(const Model& m) {
+  if (!decode_step_enabled() || m.gpu || !ops::row_work_ready(m.output)) return false;
+  for (const LayerWeights& w : m.layers)
+    for (const TensorView* t : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down})
+      if (!ops::row_work_ready(*t)) return false;
+  return true;
+}
+
+std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, float* x, ThreadPool& pool) {
+  const HParams& hp = m.hp;
+  const int n_threads = pool.size();
+  const int64_t seq = b.seq_ids[0], pos = b.positions[0];
+  const int64_t hd = hp.head_dim, group = hp.n_head / hp.n_head_kv;
+  const float attn_scale = 1.0f / std::sqrt(float(hd));
+  const kernels::Isa attn_isa = attention_isa();
+  const bool relu2 = hp.activation == FfnActivation::ReluSquared;
+  const bool want_logits = b.want_logits[0] != 0;
+
+  // The caller's buffers, kept between steps; the workers reach them through these references (a
+  // thread_local named inside the job would be the worker's own).
+  static thread_local Shared shared_buffers;
+  static thread_local std::vector<Scratch> scratch_buffers;
+  static thread_local Counters counters;
+  Shared& sh = shared_buffers;
+  std::vector<Scratch>& scratch = scratch_buffers;
+  sh.resize(hp);
+  if (scratch.size() < size_t(n_threads)) scratch.resize(size_t(n_threads));
+  std::atomic<int64_t>* next = counters.reset(size_t(hp.n_layer * kPhasesPerLayer + 1));
+  ops::rope_angles(int(hp.n_rot), pos, hp.rope_base, hp.rope_freq_scale, sh.cos_sin.data());
+  std::vector<float> logits(want_logits ? size_t(hp.n_vocab) : 0);
+  SpinBarrier barrier(n_threads);
+
+  pool.parallel_for(n_threads, 1, [&](int64_t, int64_t, int thread) {
+    Scratch& s = scratch[size_t(thread)];
+    s.normed.resize(size_t(std::max({hp.n_embd, hp.q_dim(), hp.n_ff})));
+    float* normed = s.normed.data();
+    for (int64_t il = 0; il < hp.n_layer; ++il) {
+      const LayerWeights& w = m.layers[size_t(il)];
+      std::atomic<int64_t>* phase = next + il * kPhasesPerLayer;
+
+      ops::rms_norm(x, w.attn_norm.data(), hp.n_embd, hp.norm_eps, normed);
+      run_products({{&w.wq, w.scale_q, sh.q.data()}, {&w.wk, w.scale_k, sh.k.data()}, {&w.wv, w.scale_v, sh.v.data()}},
+                   ops::MatmulInput(normed, hp.n_embd, 1), phase[0], n_threads, s);
+      barrier.arrive_and_wait();
+
+      // One kv head at a time: RoPE of its query heads and key, its cache cells, its attention.
+      for (int64_t kvh; (kvh = phase[1].fetch_add(1, std::memory_order_relaxed)) < hp.n_head_kv;) {
+        s.queries.clear();
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+          ops::rope_rotate(&sh.q[size_t(h * hd)], int(hp.n_rot), sh.cos_sin.data(), hp.arch.rope_style);
+          s.queries.push_back({&sh.q[size_t(h * hd)], &sh.attn_out[size_t(h * hd)], pos + 1});
+        }
+        ops::rope_rotate(&sh.k[size_t(kvh * hd)], int(hp.n_rot), sh.cos_sin.data(), hp.arch.rope_style);
+        cache.store_head(il, seq, pos, kvh, &sh.k[size_t(kvh * hd)], &sh.v[size_t(kvh * hd)]);
+        const KvHead kv{cache.key_blocks(il, seq, kvh), cache.key_block_stride(), cache.values(il, seq, kvh), hd, hd};
+        attend(attn_isa, kv, s.queries, attn_scale);
+      }
+      barrier.arrive_and_wait();
+
+      const float* o_in = sh.attn_out.data();
+      if (!w.attn_sub_norm.empty()) {
+        ops::rms_norm(o_in, w.attn_sub_norm.data(), hp.q_dim(), hp.norm_eps, normed);
+        o_in = normed;
+      }
+      run_products({{&w.wo, w.scale_o, sh.proj.data()}}, ops::MatmulInput(o_in, hp.q_dim(), 1), phase[2], n_threads,
+                   s, x);
+      barrier.arrive_and_wait();
+
+      ops::rms_norm(x, w.ffn_norm.data(), hp.n_embd, hp.norm_eps, normed);
+      run_products({{&w.w_gate, w.scale_gate, sh.gate.data()}, {&w.w_up, w.scale_up, sh.up.data()}},
+                   ops::MatmulInput(normed, hp.n_embd, 1), phase[3], n_threads, s);
+      barrier.arrive_and_wait();
+      {  // the gate, each thread an equal slice (element-wise: no split changes a value)
+        const int64_t i0 = hp.n_ff * thread / n_threads, i1 = hp.n_ff * (thread + 1) / n_threads;
+        if (relu2)
+          ops::relu_squared_mul(sh.gate.data() + i0, sh.up.data() + i0, i1 - i0);
+        else
+          ops::silu_mul(sh.gate.data() + i0, sh.up.data() + i0, i1 - i0);
+      }
+      barrier.arrive_and_wait();
+
+      const float* down_in = sh.gate.data();
+      if (!w.ffn_sub_norm.empty()) {
+        ops::rms_norm(down_in, w.ffn_sub_norm.data(), hp.n_ff, hp.norm_eps, normed);
+        down_in = normed;
+      }
+      run_products({{&w.w_down, w.scale_down, sh.proj.data()}}, ops::MatmulInput(down_in, hp.n_ff, 1),
+                   phase[4], n_threads, s, x);
+      barrier.arrive_and_wait();
+    }
+    if (!want_logits) return;
+    ops::rms_norm(x, m.output_norm.data(), hp.n_embd, hp.norm_eps, normed);
+    run_products({{&m.output, 1.0f, logits.data()}}, ops::MatmulInput(normed, hp.n_embd, 1),
+                 next[hp.n_layer * kPhasesPerLayer], n_threads, s);
+  });
+  return logits;
+}
+
+}  // namespace bitnet

@@ -1,0 +1,35 @@
+#pragma once
+// The one-token forward step (decode) as a single pool job. The batch path (forward.cpp) runs each
+// product, the attention and the SiLU gate as separate pool jobs with serial work on the caller in
+// between; for one token those hand-offs and serial sections were ~20% of a `large` step. Here every
+// thread goes through all layers together: each computes the small per-token pieces itself (norms,
+// activation quantization), the products' rows and the kv heads are claimed in chunks, and the
+// threads meet at a SpinBarrier only where a phase reads what the others wrote.
+//
+// Every value is computed by the same function on the same inputs as in the batch path, so the
+// logits are bit-identical to it (tests/model/test_decode_step.cpp).
+#include <vector>
+
+#include "kernels/thread_pool.h"
+#include "model/batch.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+
+namespace bitnet {
+
+// Whether decode_step can run `model`: every layer on the CPU and every product on the SIMD kernels
+// of the active ISA (not BITNET_KERNELS=reference), so that nothing in the job can throw.
+bool decode_step_applies(const Model& model);
+
+// Tests and benchmarks compare the two paths: false sends one-token batches through the batch
+// path too. On by default; not for use while a forward pass runs.
+void set_decode_step_enabled(bool on);
+bool decode_step_enabled();
+
+// The layers and (when the token wants logits) the head for a one-token batch whose embedding is
+// in x (n_embd floats, updated in place). Returns n_vocab logits, or nothing. Does not validate the
+// batch or set the cache length: forward() does both.
+std::vector<float> decode_step(const Model& model, KvCache& cache, const Batch& batch, float* x,
+                               ThreadPool& pool);
+
+}  // namespace bitnet

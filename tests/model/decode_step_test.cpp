@@ -1,0 +1,114 @@
+// The fused one-token step (model/decode_step.h) against the batch path it replaces for decode:
+// logits and cache cells bit for bit, on every kernel level this CPU runs, several thread counts,
+// architectures, head types and odd widths.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <tuple>
+
+#include "kernels/cpu_features.h"
+#include "model/decode_step.h"
+#include "model/forward.h"
+#include "test_data.h"
+
+namespace bitnet {
+namespace {
+
+struct Case {
+  const char* arch;
+  const char* preset;
+  GgmlType type;
+  GgmlType head;
+};
+
+std::string case_name(const Case& c) {
+  std::string s = std::string(c.arch) + "_" + c.preset + "_" + std::string(ggml_type_name(c.type)) + "_head_" +
+                  std::string(ggml_type_name(c.head));
+  for (char& ch : s)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return s;
+}
+
+// Restores the process-wide switches a test changes.
+struct Switches {
+  kernels::Isa isa = kernels::active_isa();
+  ~Switches() {
+    set_decode_step_enabled(true);
+    kernels::set_active_isa(isa);
+  }
+};
+
+// Decodes `n` tokens one at a time into sequence 1 of a two-sequence cache (so a sequence offset is
+// exercised), every third token without logits. Returns the logits of all steps, then the cache.
+struct Decoded {
+  std::vector<float> logits;
+  std::vector<uint16_t> cells;
+};
+Decoded decode(const Model& m, int threads, int n) {
+  ThreadPool pool(threads);
+  KvCache cache(m.hp.n_layer, 2, 32, m.hp.n_head_kv, m.hp.head_dim);
+  Decoded r;
+  for (int i = 0; i < n; ++i) {
+    Batch b;
+    b.add(int32_t((i * 97 + 5) % m.hp.n_vocab), i, 1, i % 3 != 2);
+    const std::vector<float> l = forward(m, cache, b, pool);
+    EXPECT_EQ(l.size(), b.want_logits[0] ? size_t(m.hp.n_vocab) : 0u);
+    r.logits.insert(r.logits.end(), l.begin(), l.end());
+  }
+  for (int64_t l = 0; l < m.hp.n_layer; ++l)
+    for (int64_t p = 0; p < n; ++p)
+      for (int64_t d = 0; d < cache.kv_dim(); ++d) {
+        r.cells.push_back(cache.key(l, 1, p, d));
+        r.cells.push_back(cache.value(l, 1, p, d));
+      }
+  return r;
+}
+
+class DecodeStep : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DecodeStep, EqualsTheBatchPathBitForBit) {
+  const Case c = GetParam();
+  const auto m = load_model(testing::dummy_model(c.arch, c.preset, c.type, c.head));
+  Switches restore;
+  for (kernels::Isa isa : kernels::kAllIsas) {
+    if (isa == kernels::Isa::Generic || !kernels::isa_supported(isa)) continue;
+    kernels::set_active_isa(isa);
+    set_decode_step_enabled(true);
+    ASSERT_TRUE(decode_step_applies(*m)) << "the fused step must cover this model on " << kernels::isa_name(isa);
+    for (int threads : {1, 2, 3}) {
+      SCOPED_TRACE(std::string(kernels::isa_name(isa)) + ", " + std::to_string(threads) + " threads");
+      set_decode_step_enabled(false);
+      const Decoded batch = decode(*m, threads, 7);
+      set_decode_step_enabled(true);
+      const Decoded fused = decode(*m, threads, 7);
+      ASSERT_EQ(batch.logits.size(), fused.logits.size());
+      ASSERT_EQ(0, std::memcmp(batch.logits.data(), fused.logits.data(), batch.logits.size() * sizeof(float)));
+      ASSERT_EQ(batch.cells, fused.cells);
+      // Not a comparison of two empty or constant runs.
+      ASSERT_GT(batch.logits.size(), size_t(m->hp.n_vocab));
+      ASSERT_NE(batch.logits[0], batch.logits[1]);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, DecodeStep,
+                         ::testing::Values(Case{"bitnet-b1.58", "tiny", GgmlType::I2_S, GgmlType::F16},
+                                           Case{"bitnet", "tiny-odd", GgmlType::I2_S, GgmlType::Q6_K},
+                                           Case{"bitnet", "tiny", GgmlType::TQ1_0, GgmlType::Q8_0},
+                                           Case{"llama", "tiny", GgmlType::TQ2_0, GgmlType::F16},
+                                           Case{"bitnet-b1.58", "tiny-odd", GgmlType::I2_S, GgmlType::Q8_0}),
+                         [](const auto& info) { return case_name(info.param); });
+
+TEST(DecodeStep, TheReferenceKernelsKeepTheBatchPath) {
+  const auto m = load_model(testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S));
+  EXPECT_TRUE(decode_step_applies(*m));
+  kernels::set_reference_kernels(true);
+  EXPECT_FALSE(decode_step_applies(*m));  // the reference must stay reachable for one token
+  kernels::set_reference_kernels(false);
+  set_decode_step_enabled(false);
+  EXPECT_FALSE(decode_step_applies(*m));
+  set_decode_step_enabled(true);
+}
+
+}  // namespace
+}  // namespace bitnet
