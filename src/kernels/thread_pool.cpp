@@ -22,16 +22,19 @@ void cpu_relax() {
 template <class Pred>
 bool spin_until(const Pred& done) {
   if (done()) return true;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::microseconds(ThreadPool::kSpinMicros);
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::microseconds(ThreadPool::kSpinMicros);
+  const auto yield_from = start + std::chrono::microseconds(ThreadPool::kPureSpinMicros);
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       cpu_relax();
       if (done()) return true;
     }
-    if (std::chrono::steady_clock::now() >= deadline) return done();
-    // On a busy machine the thread we wait for may be waiting for this core: offer it.
-    std::this_thread::yield();
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return done();
+    // On a busy machine the thread we wait for may be waiting for this core: offer it — after a
+    // short pure spin, since a yield is a system call (~1 µs on a VM) that delays seeing `done`.
+    if (now >= yield_from) std::this_thread::yield();
   }
 }
 

@@ -119,6 +119,7 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
     for (int64_t il = 0; il < hp.n_layer; ++il) {
       const LayerWeights& w = m.layers[size_t(il)];
       std::atomic<int64_t>* phase = next + il * kPhasesPerLayer;
+      for (const TensorView* t : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) ops::prefetch_row_work(*t);
 
       ops::rms_norm(x, w.attn_norm.data(), hp.n_embd, hp.norm_eps, normed);
       run_products({{&w.wq, w.scale_q, sh.q.data()}, {&w.wk, w.scale_k, sh.k.data()}, {&w.wv, w.scale_v, sh.v.data()}},

@@ -236,10 +236,12 @@ kernels::FloatMatFn float_matrix_kernel(const kernels::KernelSet& ks, GgmlType t
   }
 }
 
-// Chunks per thread over all products of one plan: enough to even out a thread that is held
-// up, few enough that each thread streams long contiguous row ranges (4 beat 8 and 16 in decode
-// on `large`, docs/kernels.md).
-constexpr int64_t kChunksPerThread = 4;
+// Guided self-scheduling: each chunk is 1/threads of the rows still unplanned, so the chunks
+// claimed first are long (long contiguous streams: the first thread reads half of a two-thread
+// product front to back) and the last ones short (the threads finish together). Against equal
+// chunks (4 per thread) it made `large` decode 10% faster (ab: 172.7 → 190.1 t/s, avx512, 2
+// threads; 3B +6%, 2B-4T +2%) and left pp512 unchanged.
+constexpr int64_t kMinChunkRows = 64;
 
 // Runs every product's rows in chunks that the threads claim one after another (for_each_claimed).
 // Each row is computed by exactly one call with a fixed per-row order, so chunking never changes a
@@ -331,14 +333,22 @@ std::optional<RowWork> row_work_on(kernels::Isa isa, const TensorView& w, const 
 }  // namespace
 
 void plan_row_chunks(std::span<const RowWork> works, int n_threads, std::vector<RowChunk>& chunks) {
-  int64_t total = 0, align = 1;
-  for (const RowWork& w : works) total += w.rows, align = std::max(align, w.align);
-  const int64_t per = kChunksPerThread * std::max(1, n_threads);
-  const int64_t want = (total + per - 1) / per;
-  const int64_t step = std::max(align, (want + align - 1) / align * align);
+  int64_t remaining = 0, align = 1;
+  for (const RowWork& w : works) remaining += w.rows, align = std::max(align, w.align);
+  const int64_t threads = std::max(1, n_threads);
   chunks.clear();
   for (size_t i = 0; i < works.size(); ++i)
-    for (int64_t r = 0; r < works[i].rows; r += step) chunks.push_back({int(i), r, std::min(works[i].rows, r + step)});
+    for (int64_t r = 0; r < works[i].rows;) {
+      const int64_t want = std::max(kMinChunkRows, (remaining + threads - 1) / threads);
+      const int64_t end = std::min(works[i].rows, r + (want + align - 1) / align * align);
+      chunks.push_back({int(i), r, end});
+      remaining -= end - r;
+      r = end;
+    }
+}
+
+void prefetch_row_work(const TensorView& w) {
+  if (w.type == GgmlType::I2_S && w.data) __builtin_prefetch(w.data + w.elements() / 4);
 }
 
 bool row_work_ready(const TensorView& w) {

@@ -120,10 +120,14 @@ struct RowWork {
 // has none (or BITNET_KERNELS=reference). A ternary weight the loader has not checked is checked
 // here (FormatError). Quantizes `in` on the calling thread.
 std::optional<RowWork> row_work(const TensorView& w, const MatmulInput& in, float* y);
+// Starts loading what row_work reads from the weight before any row (the I2_S tensor scale, stored
+// after all the codes: a cache and TLB miss that each product otherwise starts with, ~2% of a
+// `large` decode step), for a product that runs soon.
+void prefetch_row_work(const TensorView& w);
 // Whether row_work(w, in, y) returns work, without throwing, for every input of w.input_cols().
 bool row_work_ready(const TensorView& w);
-// Row chunks of a list of products run together, about kChunksPerThread per thread: chunk i is
-// rows [r0, r1) of product `work`. Depends only on the products' rows and align, so every thread
+// Row chunks of a list of products run together, long ones first (guided self-scheduling): chunk
+// i is rows [r0, r1) of product `work`. Depends only on the products' rows and align, so every thread
 // of a job computes the same list.
 struct RowChunk {
   int work;
