@@ -114,22 +114,28 @@ int64_t mac_loop_scalar(int seed) {
 
 }  // namespace
 
-double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
-  const size_t words = bytes / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buffer(new uint64_t[words]);
-  pool.parallel_for(int64_t(words), 4096, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) buffer[size_t(i)] = uint64_t(i) * 0x9e3779b97f4a7c15ull;
+ReadBandwidthProbe::ReadBandwidthProbe(ThreadPool& pool, size_t bytes)
+    : words_(bytes / sizeof(uint64_t)), buffer_(new uint64_t[words_]) {
+  pool.parallel_for(int64_t(words_), 4096, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) buffer_[size_t(i)] = uint64_t(i) * 0x9e3779b97f4a7c15ull;
   });
+}
+
+double ReadBandwidthProbe::measure(ThreadPool& pool, int repeats) const {
   std::atomic<uint64_t> sink = 0;
   std::vector<double> rates;
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    pool.parallel_for(int64_t(words), 4096, [&](int64_t b, int64_t e, int) {
-      sink += sum_words(buffer.get() + b, size_t(e - b));
+    pool.parallel_for(int64_t(words_), 4096, [&](int64_t b, int64_t e, int) {
+      sink += sum_words(buffer_.get() + b, size_t(e - b));
     });
-    rates.push_back(double(words * sizeof(uint64_t)) / seconds_since(t0));
+    rates.push_back(double(words_ * sizeof(uint64_t)) / seconds_since(t0));
   }
   return best(rates);
+}
+
+double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
+  return ReadBandwidthProbe(pool, bytes).measure(pool, repeats);
 }
 
 double measure_int8_mac_peak(ThreadPool& pool, int repeats) {

@@ -255,6 +255,9 @@ TEST(Cli, BenchReportsThroughputAndEfficiencyFractions) {
   EXPECT_TRUE(j[1]["mac_peak_fraction"].is_null());
   EXPECT_GT(j[1]["read_bw_fraction"].get<double>(), 0.0);
   EXPECT_LT(j[1]["read_bw_fraction"].get<double>(), 1.5);
+  // The tg row's read reference is measured next to each repetition; the pp row has none.
+  EXPECT_EQ(j[1]["samples_read_bandwidth_bytes_per_s"].size(), 2u);
+  EXPECT_FALSE(j[0].contains("samples_read_bandwidth_bytes_per_s"));
 
   std::ifstream in(events);
   std::vector<std::string> names;

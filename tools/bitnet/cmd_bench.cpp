@@ -1,7 +1,9 @@
 // `bitnet bench` / `llama-bench`: prompt-processing (pp) and generation (tg) throughput with
 // llama-bench's flags and output formats, plus two efficiency columns measured in the same
-// process: read_bw_fraction (tg: weight bytes per token × t/s ÷ streaming read bandwidth) and
-// mac_peak_fraction (pp: int8 MACs per token × t/s ÷ register-only int8 MAC peak).
+// process: read_bw_fraction (tg: weight bytes per token × t/s ÷ streaming read bandwidth, the read
+// measured again right before each repetition and the median of the per-repetition ratios taken)
+// and mac_peak_fraction (pp: int8 MACs per token × t/s ÷ register-only int8 MAC peak).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -88,6 +90,12 @@ double run_once(const Model& m, const Test& test, int threads, int64_t batch, ui
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? NAN : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 struct Row {
   std::string model_file, model, test;
   ModelStats stats;
@@ -97,6 +105,12 @@ struct Row {
   int64_t ngl = 0;  // -ngl: layers on the GPU (0: CPU only)
   std::vector<double> ts;  // tokens per second of each repetition
   double read_bw = 0, mac_peak = 0;
+  // CPU tg tests: the read bandwidth measured right before each repetition. A shared machine's
+  // bandwidth drifts (39–62 GB/s within an hour here), so a fraction against one reference taken
+  // minutes earlier could read 0.6 or 1.2 for the same run.
+  std::vector<double> read_bws;
+  bool tracks_read() const { return ngl == 0 && n_prompt == 0 && n_gen > 0; }
+  double read_reference() const { return read_bws.empty() ? read_bw : median(read_bws); }
   double mean() const {
     double s = 0;
     for (double x : ts) s += x;
@@ -111,7 +125,11 @@ struct Row {
   }
   // Only meaningful for the pure tests on the CPU (the rates are the CPU's); NaN otherwise.
   double read_bw_fraction() const {
-    return ngl == 0 && n_prompt == 0 && n_gen > 0 ? double(stats.bytes_per_token) * mean() / read_bw : NAN;
+    if (!tracks_read()) return NAN;
+    if (read_bws.size() != ts.size()) return double(stats.bytes_per_token) * mean() / read_bw;
+    std::vector<double> f;
+    for (size_t r = 0; r < ts.size(); ++r) f.push_back(double(stats.bytes_per_token) * ts[r] / read_bws[r]);
+    return median(f);
   }
   double mac_peak_fraction() const {
     return ngl == 0 && n_gen == 0 && n_prompt > 0 ? double(stats.int8_macs_per_token) * mean() / mac_peak : NAN;
@@ -140,7 +158,8 @@ nlohmann::json row_json(const Row& r) {
   j["avg_ts"] = r.mean();
   j["stddev_ts"] = r.sd();
   j["samples_ts"] = r.ts;
-  j["read_bandwidth_bytes_per_s"] = r.read_bw;
+  j["read_bandwidth_bytes_per_s"] = r.read_reference();
+  if (!r.read_bws.empty()) j["samples_read_bandwidth_bytes_per_s"] = r.read_bws;
   j["int8_mac_peak_per_s"] = r.mac_peak;
   const double rb = r.read_bw_fraction(), mp = r.mac_peak_fraction();
   j["read_bw_fraction"] = std::isnan(rb) ? nlohmann::json(nullptr) : nlohmann::json(rb);
@@ -309,7 +328,8 @@ void bench_all(const std::vector<std::string>& model_files, const std::vector<Te
     for (int64_t t : threads_list) {
       const int threads = t > 0 ? int(t) : lm.threads;
       ThreadPool pool(threads);
-      const double read_bw = kernels::measure_read_bandwidth(pool);
+      const kernels::ReadBandwidthProbe read_probe(pool);
+      const double read_bw = read_probe.measure(pool);
       const double mac_peak = kernels::measure_int8_mac_peak(pool);
       std::fprintf(stderr, "threads %d: read bandwidth %.1f GB/s, int8 MAC peak %.1f GMAC/s\n", threads,
                    read_bw / 1e9, mac_peak / 1e9);
@@ -319,10 +339,12 @@ void bench_all(const std::vector<std::string>& model_files, const std::vector<Te
         if (b < 1) throw UsageError("-b must be ≥ 1");
         for (const Test& test : tests) {
           Row row{file.empty() ? default_model_path() : file, stats.description, test.name(), stats,
-                  threads, b, test.n_prompt, test.n_gen, use_mmap, ngl, {}, read_bw, mac_peak};
+                  threads, b, test.n_prompt, test.n_gen, use_mmap, ngl, {}, read_bw, mac_peak, {}};
           if (!no_warmup) run_once(*lm.model, test, threads, b, 999);
-          for (int64_t r = 0; r < reps; ++r)
+          for (int64_t r = 0; r < reps; ++r) {
+            if (row.tracks_read()) row.read_bws.push_back(read_probe.measure(pool, 3));
             row.ts.push_back(double(test.n_prompt + test.n_gen) / run_once(*lm.model, test, threads, b, uint64_t(r)));
+          }
           if (format == "jsonl") print_rows({row}, format);
           telemetry.emit("bench_result", row_json(row));
           rows.push_back(std::move(row));
