@@ -58,11 +58,15 @@ struct Product {
 // thread that computes a row also applies the product's scale and, with `residual`, adds the row into
 // it (x += y, the batch path's add_into).
 void run_products(std::initializer_list<Product> products, const ops::MatmulInput& in, std::atomic<int64_t>& next,
-                  int n_threads, Scratch& s, float* residual = nullptr) {
+                  int thread, int n_threads, Scratch& s, float* residual = nullptr) {
   s.works.clear();
   for (const Product& p : products) s.works.push_back(*ops::row_work(*p.w, in, p.y));  // decode_step_applies
   ops::plan_row_chunks(s.works, n_threads, s.chunks);
-  for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < int64_t(s.chunks.size());) {
+  // Thread t starts with chunk t and claims the rest from chunk n_threads on: the same thread reads
+  // the same long first stream and writes the same rows of y (and x) every step, instead of the
+  // threads racing for the counter as each arrives (+5% on `large`, ab 212 → 225 t/s).
+  const int64_t n_chunks = int64_t(s.chunks.size());
+  for (int64_t c = thread; c < n_chunks; c = n_threads + next.fetch_add(1, std::memory_order_relaxed)) {
     const ops::RowChunk& ch = s.chunks[size_t(c)];
     s.works[size_t(ch.work)].run(ch.r0, ch.r1);
     const Product& p = products.begin()[ch.work];
@@ -123,7 +127,7 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
 
       ops::rms_norm(x, w.attn_norm.data(), hp.n_embd, hp.norm_eps, normed);
       run_products({{&w.wq, w.scale_q, sh.q.data()}, {&w.wk, w.scale_k, sh.k.data()}, {&w.wv, w.scale_v, sh.v.data()}},
-                   ops::MatmulInput(normed, hp.n_embd, 1), phase[0], n_threads, s);
+                   ops::MatmulInput(normed, hp.n_embd, 1), phase[0], thread, n_threads, s);
       barrier.arrive_and_wait();
 
       // One kv head at a time: RoPE of its query heads and key, its cache cells, its attention.
@@ -145,13 +149,13 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
         ops::rms_norm(o_in, w.attn_sub_norm.data(), hp.q_dim(), hp.norm_eps, normed);
         o_in = normed;
       }
-      run_products({{&w.wo, w.scale_o, sh.proj.data()}}, ops::MatmulInput(o_in, hp.q_dim(), 1), phase[2], n_threads,
-                   s, x);
+      run_products({{&w.wo, w.scale_o, sh.proj.data()}}, ops::MatmulInput(o_in, hp.q_dim(), 1), phase[2], thread,
+                   n_threads, s, x);
       barrier.arrive_and_wait();
 
       ops::rms_norm(x, w.ffn_norm.data(), hp.n_embd, hp.norm_eps, normed);
       run_products({{&w.w_gate, w.scale_gate, sh.gate.data()}, {&w.w_up, w.scale_up, sh.up.data()}},
-                   ops::MatmulInput(normed, hp.n_embd, 1), phase[3], n_threads, s);
+                   ops::MatmulInput(normed, hp.n_embd, 1), phase[3], thread, n_threads, s);
       barrier.arrive_and_wait();
       {  // the gate, each thread an equal slice (element-wise: no split changes a value)
         const int64_t i0 = hp.n_ff * thread / n_threads, i1 = hp.n_ff * (thread + 1) / n_threads;
@@ -168,13 +172,13 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
         down_in = normed;
       }
       run_products({{&w.w_down, w.scale_down, sh.proj.data()}}, ops::MatmulInput(down_in, hp.n_ff, 1),
-                   phase[4], n_threads, s, x);
+                   phase[4], thread, n_threads, s, x);
       barrier.arrive_and_wait();
     }
     if (!want_logits) return;
     ops::rms_norm(x, m.output_norm.data(), hp.n_embd, hp.norm_eps, normed);
     run_products({{&m.output, 1.0f, logits.data()}}, ops::MatmulInput(normed, hp.n_embd, 1),
-                 next[hp.n_layer * kPhasesPerLayer], n_threads, s);
+                 next[hp.n_layer * kPhasesPerLayer], thread, n_threads, s);
   });
   return logits;
 }
