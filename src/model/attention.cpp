@@ -108,12 +108,23 @@ BITNET_ATTN_AVX2 void score_tile(const float* const* q, int64_t hd, const K* k, 
     for (int j = 0; j < B; ++j) _mm256_storeu_ps(s[i] + s_offset + j * kBlock, acc[i][j]);
 }
 
+// The last `blocks` (< B) key blocks from block b0 in one tile: their chains run side by side
+// instead of one block after another (each chain is head_dim fma latencies long).
+template <int R, int B, class K>
+BITNET_ATTN_AVX2 void score_rest(int blocks, const float* const* q, int64_t hd, const K* k, int64_t stride,
+                                 float* const* s, int64_t b0) {
+  if constexpr (B > 1) {
+    if (blocks == B - 1) return score_tile<R, B - 1>(q, hd, k + b0 * stride, stride, s, b0 * kBlock);
+    score_rest<R, B - 1>(blocks, q, hd, k, stride, s, b0);
+  }
+}
+
 template <int R, int B, class K>
 BITNET_ATTN_AVX2 void score_rows(const float* const* q, int64_t hd, const K* k, int64_t stride,
                                  int64_t n_blocks, float* const* s) {
   int64_t b = 0;
   for (; b + B <= n_blocks; b += B) score_tile<R, B>(q, hd, k + b * stride, stride, s, b * kBlock);
-  for (; b < n_blocks; ++b) score_tile<R, 1>(q, hd, k + b * stride, stride, s, b * kBlock);
+  if (b < n_blocks) score_rest<R, B>(int(n_blocks - b), q, hd, k, stride, s, b);
 }
 
 // R queries × V registers of dimensions: R·V independent fma chains over positions.
@@ -265,6 +276,8 @@ struct Avx2Kernels {
   BITNET_ATTN_AVX2 static void weighted_sum(int rows, const float* const* w, const T* v,
                                             int64_t stride, int64_t count, int64_t hd,
                                             float* const* acc) {
+    // One query: 12 registers (96 dimensions) of chains at once, so that a head of 96 (`large`)
+    // is one pass over the positions instead of a pass of 8 registers and a latency-bound one of 4.
     if (rows == 1) return sum_rows<1, 8>(w, v, stride, count, hd, acc);
     sum_rows<2, 4>(w, v, stride, count, hd, acc);
   }
