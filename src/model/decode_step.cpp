@@ -28,8 +28,9 @@ struct Shared {
 };
 
 // What each thread computes for itself: every thread normalizes the (small) input of a product and
-// quantizes it, instead of one thread doing it while the others wait at a barrier.
-struct Scratch {
+// quantizes it, instead of one thread doing it while the others wait at a barrier. A cache line
+// each, so that one thread's bookkeeping never invalidates another's.
+struct alignas(64) Scratch {
   std::vector<float> normed;
   std::vector<ops::RowWork> works;
   std::vector<ops::RowChunk> chunks;
@@ -54,9 +55,9 @@ struct Product {
   float* y;
 };
 
-// The products of one input, their row chunks claimed from `next` by whichever thread is free; the
-// thread that computes a row also applies the product's scale and, with `residual`, adds the row into
-// it (x += y, the batch path's add_into).
+// The products of one input over row chunks (ops::plan_row_chunks); the thread that computes a row
+// also applies the product's scale and, with `residual`, adds the row into it (x += y, the batch
+// path's add_into).
 void run_products(std::initializer_list<Product> products, const ops::MatmulInput& in, std::atomic<int64_t>& next,
                   int thread, int n_threads, Scratch& s, float* residual = nullptr) {
   s.works.clear();
