@@ -36,6 +36,8 @@ inline float relu_squared(float z);
 float exp_vectorizable(float x);
 // g[i] = silu(g[i]) · u[i] (the gated FFN of SiLU models) through exp_vectorizable; a NaN g stays NaN.
 void silu_mul(float* __restrict g, const float* __restrict u, int64_t n);
+// The same as a plain loop the compiler vectorizes (silu_mul's reference: equal bit for bit).
+void silu_mul_loop(float* __restrict g, const float* __restrict u, int64_t n);
 // g[i] = relu_squared(g[i]) · u[i] (the ReLU² FFN of bitnet-b1.58), branch-free so it vectorizes:
 // the same values as the scalar expression, NaN g included (→ 0).
 void relu_squared_mul(float* __restrict g, const float* __restrict u, int64_t n);
