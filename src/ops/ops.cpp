@@ -109,7 +109,9 @@ namespace {
 #pragma GCC diagnostic push
 // GCC 12 reports the _mm512_undefined_*() placeholders inside its own 512-bit intrinsics as "may be
 // used uninitialized" (a false positive in avx512fintrin.h; as in kernels_avx512.cpp).
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 __attribute__((target("avx512f"))) void silu_mul_avx512(float* g, const float* u, int64_t n) {
 #define c(v) _mm512_set1_ps(v)
   const __m512 magic = c(12582912.0f);

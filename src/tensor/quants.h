@@ -73,6 +73,9 @@ struct ActivationQuant {
 };
 // q_i = clamp(round_half_even(x_i * s), -128, 127).
 ActivationQuant quantize_activations(const float* x, int64_t k, int8_t* q);
+// The same as plain loops the compiler vectorizes (the reference of quantize_activations' AVX-512
+// body: equal bit for bit).
+ActivationQuant quantize_activations_loop(const float* x, int64_t k, int8_t* q);
 
 // ---- int8 activations of Q8_0 / Q6_K products (llama.cpp's Q8_0 / Q8_K idea) -----------------
 // The block of the activation quantization that a Q8_0 / Q6_K weight row is multiplied with: the

@@ -1,6 +1,7 @@
 // quantize_activations (§3), ternarize_absmean (§1) and dot_ternary_ref against independent sums.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 
 #include "quant_test_util.h"
@@ -61,6 +62,28 @@ TEST(ActivationQuant, MaxSearchMatchesAFloatCompareAtEveryLength) {
       const ActivationQuant a = quantize_activations(x.data(), n, q.data());
       ASSERT_EQ(a.scale, float(127.0 / double(m))) << "n=" << n << " at=" << at;
       ASSERT_EQ(q[size_t(at)], at % 2 ? -127 : 127);
+    }
+}
+
+TEST(ActivationQuant, SimdBodyEqualsTheLoopsBitForBit) {
+  // quantize_activations' AVX-512 body (where the CPU has one) against the plain loops: every
+  // length 0–70 (vector body and tail), random scales, and in turn NaN, ±inf, ±0, subnormals, huge
+  // values and exact rounding ties in the body and in the tail.
+  const float special[] = {std::nanf(""), INFINITY, -INFINITY, -0.0f, 0.0f, 1e-40f, -3e38f, 3e38f};
+  for (int64_t n = 0; n <= 70; ++n)
+    for (uint64_t trial = 0; trial < 12; ++trial) {
+      auto x = random_floats(size_t(n), n * 131 + trial, trial % 3 == 0 ? -1e-3f : -5.0f, trial % 3 == 0 ? 1e-3f : 5.0f);
+      if (n > 0 && trial < std::size(special)) x[size_t(int64_t(trial * 7) % n)] = special[trial];
+      if (n > 1 && trial >= std::size(special)) {  // a tie: max 127 → scale 1, x = 2.5 rounds to 2
+        x[0] = 127.0f;
+        x[size_t(n - 1)] = 2.5f;
+      }
+      std::vector<int8_t> qa(static_cast<size_t>(n), 9), qb(static_cast<size_t>(n), 9);
+      const ActivationQuant a = quantize_activations(x.data(), n, qa.data());
+      const ActivationQuant b = quantize_activations_loop(x.data(), n, qb.data());
+      ASSERT_EQ(std::bit_cast<uint32_t>(a.scale), std::bit_cast<uint32_t>(b.scale)) << "n=" << n << " trial=" << trial;
+      ASSERT_EQ(a.sum, b.sum) << "n=" << n << " trial=" << trial;
+      ASSERT_EQ(qa, qb) << "n=" << n << " trial=" << trial;
     }
 }
 
