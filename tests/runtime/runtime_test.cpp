@@ -32,6 +32,28 @@ TEST(ThreadPool, ReusedManyTimes) {
   EXPECT_EQ(sum.load(), 2000 * 45);
 }
 
+TEST(SpinBarrier, NoThreadPassesBeforeAllArrive) {
+  // Each phase every thread writes its slot, meets the others, then checks that every slot holds
+  // this phase: a thread let through early would see a slot still at the previous phase. Three
+  // threads on a 2-core machine also exercise the yield and sleep paths.
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    SpinBarrier barrier(threads);
+    std::vector<std::atomic<int>> slot(static_cast<size_t>(threads));
+    std::atomic<int> wrong = 0;
+    pool.parallel_for(threads, 1, [&](int64_t, int64_t, int t) {
+      for (int phase = 1; phase <= 3000; ++phase) {
+        slot[size_t(t)].store(phase, std::memory_order_relaxed);
+        barrier.arrive_and_wait();
+        for (const auto& v : slot)
+          if (v.load(std::memory_order_relaxed) != phase) ++wrong;
+        barrier.arrive_and_wait();  // nobody writes the next phase while another still reads
+      }
+    });
+    EXPECT_EQ(wrong.load(), 0) << threads << " threads";
+  }
+}
+
 TEST(Utf8Stream, HoldsBackIncompleteCharacters) {
   Utf8Stream s;
   const std::string smile = "\xF0\x9F\x98\x80";  // U+1F600, 4 bytes
