@@ -13,6 +13,10 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+# How a missing default model comes back (the same words as src/runtime/diagnostics.h).
+RESTORE_DEFAULT_MODEL = ("it ships with the repository: restore it with `git checkout -- models/`, "
+                         "or retrain it with training/train.sh")
+
 MAX_THREADS = 1024
 MAX_BATCH = 65536
 MAX_CTX = 2147483647

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
+from .config import RESTORE_DEFAULT_MODEL
+
 SOURCE_PARTS = ("CMakeLists.txt", "cmake", "src", "tools", "include")
 STATE_FILE = "setup_env.json"
 
@@ -165,8 +167,7 @@ class Provisioner:
     def check_default_model(self, path: str) -> "tuple[str, str]":
         """The trained default model ships with the repository; nothing to make."""
         if not os.path.isfile(path):
-            raise ProvisionError(f"the default model {path} is missing: it ships with the repository "
-                                 "(git checkout -- models/) or is retrained by training/train.sh")
+            raise ProvisionError(f"the default model {path} is missing: {RESTORE_DEFAULT_MODEL}")
         return "skipped", f"{path} (trained, shipped)"
 
     def generate(self, path: str, preset: str, quant: str) -> "tuple[str, str]":

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from .config import BenchConfig, RuntimeConfig, ServerConfig
+from .config import RESTORE_DEFAULT_MODEL, BenchConfig, RuntimeConfig, ServerConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MODEL_NAME = "bitnet-kjv-13M-i2_s.gguf"  # trained, shipped in models/ (docs/default-model.md)
@@ -183,8 +183,7 @@ class BitNetRuntime:
         if not os.path.isfile(path):
             checks.append({"name": "model", "status": "fail",
                            "detail": ("default model missing: " if model is None else "model file not found: ") + path,
-                           "hint": ("it ships with the repository: `git checkout -- models/`, or retrain it with "
-                                    "training/train.sh") if model is None else
+                           "hint": RESTORE_DEFAULT_MODEL if model is None else
                                    "check the -m path; omit -m to use the shipped default model"})
         busy = _port_problem(host, port if port is not None else 8080)
         facts["server"] = {"host": host, "port": port if port is not None else 8080, "available": not busy}

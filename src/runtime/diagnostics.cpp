@@ -119,8 +119,7 @@ ModelFacts check_model(const DiagnosticsRequest& r, Report& rep) {
   rep.d.facts["model"] = facts;
   if (!exists) {
     if (r.model_is_default)
-      model_fail(rep, "default model missing: " + r.model,
-                 "it ships with the repository: `git checkout -- models/`, or retrain it with training/train.sh");
+      model_fail(rep, "default model missing: " + r.model, kRestoreDefaultModel);
     else if (std::filesystem::exists(r.model, ec))  // a directory, device or FIFO: not "not found"
       model_fail(rep, "model path is not a regular file: " + r.model,
                  "-m takes a GGUF file; check the path");

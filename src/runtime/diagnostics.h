@@ -14,6 +14,10 @@
 
 namespace bitnet {
 
+// How a missing default model comes back: the doctor's hint and the tools' error say the same.
+inline constexpr const char* kRestoreDefaultModel =
+    "it ships with the repository: restore it with `git checkout -- models/`, or retrain it with training/train.sh";
+
 inline constexpr int kDiagnosticsSchemaVersion = 1;
 
 // ---- host probes ----------------------------------------------------------------------------

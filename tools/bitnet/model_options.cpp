@@ -18,7 +18,7 @@
 namespace bitnet::cli {
 
 void add_model_options(ArgParser& p, ModelOptions& o) {
-  p.option({"-m", "--model"}, "FILE", "GGUF model (default: the generated default model)", &o.model);
+  p.option({"-m", "--model"}, "FILE", "GGUF model (default: the trained default model in models/)", &o.model);
   p.option({"-t", "--threads"}, "N", "threads (default: all hardware threads)", &o.threads);
   p.option({"-c", "--ctx-size"}, "N", "context size in tokens (default: model's, at most 4096)", &o.ctx);
   p.option({"-b", "--batch-size"}, "N", "tokens per forward pass during prompt processing (default: 512)",
@@ -63,8 +63,7 @@ std::string default_model_path() {
   if (std::filesystem::exists(path)) return path;
   if (std::getenv("BITNET_DEFAULT_MODEL"))
     throw UsageError("BITNET_DEFAULT_MODEL names " + path + ", which does not exist");
-  throw UsageError("the default model " + path + " is missing (it ships with the repository: restore it with "
-                   "`git checkout -- models/`, or retrain it with training/train.sh); or pass -m FILE");
+  throw UsageError("the default model " + path + " is missing (" + kRestoreDefaultModel + "); or pass -m FILE");
 }
 namespace {
 
