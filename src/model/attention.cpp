@@ -276,8 +276,6 @@ struct Avx2Kernels {
   BITNET_ATTN_AVX2 static void weighted_sum(int rows, const float* const* w, const T* v,
                                             int64_t stride, int64_t count, int64_t hd,
                                             float* const* acc) {
-    // One query: 12 registers (96 dimensions) of chains at once, so that a head of 96 (`large`)
-    // is one pass over the positions instead of a pass of 8 registers and a latency-bound one of 4.
     if (rows == 1) return sum_rows<1, 8>(w, v, stride, count, hd, acc);
     sum_rows<2, 4>(w, v, stride, count, hd, acc);
   }

@@ -7,7 +7,7 @@
 // threads meet at a SpinBarrier only where a phase reads what the others wrote.
 //
 // Every value is computed by the same function on the same inputs as in the batch path, so the
-// logits are bit-identical to it (tests/model/test_decode_step.cpp).
+// logits are bit-identical to it (tests/model/decode_step_test.cpp).
 #include <vector>
 
 #include "kernels/thread_pool.h"

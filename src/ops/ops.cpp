@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -17,6 +16,8 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "avx512_intrinsics.h"
 #endif
 
 // GCC's function multi-versioning (as in tensor/activation_quant.cpp).
@@ -106,12 +107,7 @@ namespace {
 // operation is the loop's, in its order (this file is built without FP contraction), so the floats
 // are the same: max(x, −87) sends NaN to −87 as the loop's select does (MAXPS returns its second
 // operand for NaN).
-#pragma GCC diagnostic push
-// GCC 12 reports the _mm512_undefined_*() placeholders inside its own 512-bit intrinsics as "may be
-// used uninitialized" (a false positive in avx512fintrin.h; as in kernels_avx512.cpp).
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+BITNET_AVX512_INTRINSICS_BEGIN
 __attribute__((target("avx512f"))) void silu_mul_avx512(float* g, const float* u, int64_t n) {
 #define c(v) _mm512_set1_ps(v)
   const __m512 magic = c(12582912.0f);
@@ -134,7 +130,7 @@ __attribute__((target("avx512f"))) void silu_mul_avx512(float* g, const float* u
 #undef c
   silu_mul_loop(g + i, u + i, n - i);
 }
-#pragma GCC diagnostic pop
+BITNET_AVX512_INTRINSICS_END
 }  // namespace
 #endif
 

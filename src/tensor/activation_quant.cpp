@@ -10,6 +10,8 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "avx512_intrinsics.h"
 #endif
 
 namespace bitnet {
@@ -83,12 +85,7 @@ namespace {
 // inputs on each thread. The same steps on the same floats: the max on the bit patterns (NaN → 0),
 // the add/subtract rounding, the clamps as compares (a NaN passes both, as in the loop), the
 // truncating conversion (NaN → INT32_MIN, whose low byte, the stored code, is 0).
-#pragma GCC diagnostic push
-// GCC 12's 512-bit intrinsics trip a false "(may be) used uninitialized" (see kernels_avx512.cpp).
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#pragma GCC diagnostic ignored "-Wuninitialized"
+BITNET_AVX512_INTRINSICS_BEGIN
 __attribute__((target("avx512f,avx512bw"))) ActivationQuant quantize_avx512(const float* x, int64_t k, int8_t* q) {
   const int64_t body = k / 16 * 16;
   __m512i max_bits = _mm512_setzero_si512();
@@ -123,7 +120,7 @@ __attribute__((target("avx512f,avx512bw"))) ActivationQuant quantize_avx512(cons
   act.sum = total;
   return act;
 }
-#pragma GCC diagnostic pop
+BITNET_AVX512_INTRINSICS_END
 }  // namespace
 #endif
 

@@ -3,6 +3,7 @@
 // architectures, head types and odd widths.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstring>
 #include <tuple>
 
