@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-np", "--parallel", type=int, default=1, help="requests served at once (slots)")
     p.add_argument("-cb", "--cont-batching", action="store_true", default=True, help="continuous batching (default)")
     p.add_argument("-nocb", "--no-cont-batching", action="store_true", help="disable continuous batching")
-    p.add_argument("--api-key", default=os.environ.get("BITNET_API_KEY"), help="require this key (or $BITNET_API_KEY)")
+    p.add_argument("--api-key", default=os.environ.get("BITNET_API_KEY"),
+                   help="require this key (or $BITNET_API_KEY); the server gets it in its environment "
+                        "(LLAMA_API_KEY), never on its command line")
     p.add_argument("--force-public", action="store_true", help="allow a non-loopback --host without --api-key")
     p.add_argument("--telemetry-out", default=None, help="append JSONL telemetry events to this file")
     p.add_argument("--dry-run", action="store_true", help="print the configuration and command; start nothing")
@@ -58,7 +60,9 @@ def main(argv=None) -> int:
     diagnose = None
     if args.diagnostics:
         def diagnose():
-            return runtime.diagnostics(args.model, args.ctx_size, args.threads, port=args.port, host=args.host)
+            # --port 0 (any free port) has no particular port to check.
+            return runtime.diagnostics(args.model, args.ctx_size, args.threads, port=args.port or None,
+                                       host=args.host)
     return run_script(PROG, runtime, lambda: config_from(args), runtime.run_server, args.dry_run, args.json,
                       diagnose)
 

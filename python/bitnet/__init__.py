@@ -6,12 +6,12 @@ argument lists (never a shell string), and supervises child processes.
 """
 
 from .config import ConfigError, RuntimeConfig, ServerConfig, BenchConfig
-from .runtime import BitNetRuntime, CommandUnavailable, RuntimeDiagnostics
+from .runtime import BitNetRuntime, CommandUnavailable, EngineError, RuntimeDiagnostics
 from .supervisor import RuntimeSupervisor, TaskResult
 from .fleet import FleetResult, FleetSupervisor, Host, NoHostAvailable
 
 __all__ = [
-    "BenchConfig", "BitNetRuntime", "CommandUnavailable", "ConfigError", "FleetResult", "FleetSupervisor",
-    "Host", "NoHostAvailable", "RuntimeConfig", "RuntimeDiagnostics", "RuntimeSupervisor", "ServerConfig",
-    "TaskResult",
+    "BenchConfig", "BitNetRuntime", "CommandUnavailable", "ConfigError", "EngineError", "FleetResult",
+    "FleetSupervisor", "Host", "NoHostAvailable", "RuntimeConfig", "RuntimeDiagnostics", "RuntimeSupervisor",
+    "ServerConfig", "TaskResult",
 ]

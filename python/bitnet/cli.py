@@ -9,7 +9,7 @@ from typing import Callable
 
 from .config import ConfigError
 from .provision import Provisioner, ProvisionError
-from .runtime import REPO_ROOT, BitNetRuntime, CommandUnavailable, format_argv
+from .runtime import REPO_ROOT, BitNetRuntime, CommandUnavailable, EngineError, format_argv
 
 
 def fail(program: str, message: str, code: int) -> int:
@@ -46,6 +46,8 @@ def print_dry_run(report: dict, as_json: bool) -> None:
     if report.get("resolved_error"):
         print(f"  the binary rejected it: {report['resolved_error']}")
     print("would run:\n  " + format_argv(report["argv"]))
+    if report.get("env"):  # secrets (the API key) travel in the environment, shown masked
+        print("with the environment:\n  " + " ".join(f"{k}={v}" for k, v in report["env"].items()))
 
 
 def run_script(program: str, runtime: BitNetRuntime, make_config: Callable, launch: Callable,
@@ -57,6 +59,9 @@ def run_script(program: str, runtime: BitNetRuntime, make_config: Callable, laun
     def body() -> int:
         config = make_config()
         if diagnose is not None:
+            # The same value checks as a run (a bad -c or --port is a usage error here too), but no
+            # prompt is needed and a missing model is one of the report's findings.
+            config.validate(require_model_file=False, for_diagnostics=True)
             report = diagnose()
             print(json.dumps(report.as_dict(), indent=2) if as_json else report.to_text())
             return 0 if report.ready else 1
@@ -76,7 +81,10 @@ def guarded(program: str, body: Callable[[], int]) -> int:
         return body()
     except ConfigError as e:
         return fail(program, str(e), 2)
-    except (CommandUnavailable, ProvisionError) as e:
+    except (CommandUnavailable, EngineError, ProvisionError) as e:
         return fail(program, str(e), 1)
+    except OSError as e:  # the file system or the process table said no: say what, not where in the code
+        what = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else (e.strerror or str(e))
+        return fail(program, what, 1)
     except KeyboardInterrupt:
         return 130

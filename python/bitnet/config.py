@@ -11,11 +11,17 @@ import ipaddress
 import math
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 # How a missing default model comes back (the same words as src/runtime/diagnostics.h).
 RESTORE_DEFAULT_MODEL = ("it ships with the repository: restore it with `git checkout -- models/`, "
                          "or retrain it with training/train.sh")
+
+# The server reads its key from the environment, never from the command line (where any local user
+# could read it in /proc/PID/cmdline). `bitnet serve` takes LLAMA_ARG_API_KEY and
+# LLAMA_ARG_API_KEY_FILE before LLAMA_API_KEY, so a key given here clears those two in the child.
+API_KEY_ENV = "LLAMA_API_KEY"
+API_KEY_SHADOWING_ENV = ("LLAMA_ARG_API_KEY", "LLAMA_ARG_API_KEY_FILE")
 
 MAX_THREADS = 1024
 MAX_BATCH = 65536
@@ -71,12 +77,14 @@ class RuntimeConfig:
     telemetry_out: Optional[str] = None
     extra_args: List[str] = field(default_factory=list)
 
-    def validate(self, require_model_file: bool = True) -> "RuntimeConfig":
-        validate_common(self.model, self.threads, self.ctx_size, self.batch_size, self.gpu_layers,
-                        require_model_file)
+    def validate(self, require_model_file: bool = True, for_diagnostics: bool = False) -> "RuntimeConfig":
+        """Raises ConfigError for a bad value. for_diagnostics: only the values themselves, as
+        `bitnet doctor` checks them (no prompt needed; the model is one of the report's findings)."""
+        validate_common(None if for_diagnostics else self.model, self.threads, self.ctx_size, self.batch_size,
+                        self.gpu_layers, require_model_file)
         _int("n_predict", "-n", self.n_predict, -1, MAX_CTX, "-1 or ≥ 0")
         _float("-temp", self.temperature, 0.0, 1e6, "≥ 0 (0: greedy)")
-        if not self.conversation and not self.prompt:
+        if not self.conversation and not self.prompt and not for_diagnostics:
             raise ConfigError("-p", "no prompt: give -p TEXT (or -cnv)")
         if self.seed is not None:
             _int("seed", "-s", self.seed, 0, 2**64 - 1, "between 0 and 2^64-1")
@@ -98,6 +106,10 @@ class RuntimeConfig:
         if self.telemetry_out:
             a += ["--telemetry-out", self.telemetry_out]
         return a + list(self.extra_args)
+
+    def env(self) -> Dict[str, Optional[str]]:
+        """Environment changes the child needs (None: unset the variable); none for a run."""
+        return {}
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -141,15 +153,17 @@ class ServerConfig:
     gpu_layers: int = 0
     parallel: int = 1
     cont_batching: bool = True
-    api_key: Optional[str] = None
+    api_key: Optional[str] = field(default=None, repr=False)  # travels in the environment (env())
     allow_public: bool = False  # bind beyond loopback without an API key
     prompt: Optional[str] = None  # system prompt primed into every slot
     telemetry_out: Optional[str] = None
     extra_args: List[str] = field(default_factory=list)
 
-    def validate(self, require_model_file: bool = True) -> "ServerConfig":
-        validate_common(self.model, self.threads, self.ctx_size, self.batch_size, self.gpu_layers,
-                        require_model_file)
+    def validate(self, require_model_file: bool = True, for_diagnostics: bool = False) -> "ServerConfig":
+        """Raises ConfigError for a bad value. for_diagnostics: the values themselves, without the
+        model (one of the report's findings) or the rule about listening beyond loopback without a key."""
+        validate_common(None if for_diagnostics else self.model, self.threads, self.ctx_size, self.batch_size,
+                        self.gpu_layers, require_model_file)
         _int("port", "--port", self.port, 0, 65535, "between 1 and 65535 (0: any free port)")
         _int("n_predict", "-n", self.n_predict, -1, MAX_CTX, "-1 or ≥ 0")
         _int("parallel", "-np", self.parallel, 1, 256, "between 1 and 256")
@@ -162,7 +176,7 @@ class ServerConfig:
             raise ConfigError("--host", "--host must not be empty")
         if self.api_key is not None and len(self.api_key) < 8:
             raise ConfigError("--api-key", "--api-key must be at least 8 characters")
-        if not is_loopback(self.host) and not self.api_key and not self.allow_public:
+        if not is_loopback(self.host) and not self.api_key and not self.allow_public and not for_diagnostics:
             raise ConfigError("--host", f"refusing to listen on {self.host} without --api-key: anyone who can "
                                         "reach this machine could use the model; give --api-key KEY, "
                                         "or --force-public if the network is trusted")
@@ -173,13 +187,21 @@ class ServerConfig:
              "-c", str(self.ctx_size), "-t", str(self.threads), "-n", str(self.n_predict),
              "--temp", _fmt(self.temperature), "-b", str(self.batch_size), "-ngl", str(self.gpu_layers),
              "-np", str(self.parallel), "-cb" if self.cont_batching else "-nocb"]
-        if self.api_key:
-            a += ["--api-key", self.api_key]
+        # No --api-key here: the key goes in the environment (env()), never on the command line.
         if self.prompt:
             a += ["-sys", self.prompt]
         if self.telemetry_out:
             a += ["--telemetry-out", self.telemetry_out]
         return a + list(self.extra_args)
+
+    def env(self) -> Dict[str, Optional[str]]:
+        """Environment changes for the `bitnet serve` child (None: unset the variable): the API key
+        as LLAMA_API_KEY, with the variables the binary would prefer to it cleared."""
+        if not self.api_key:
+            return {}
+        changes: Dict[str, Optional[str]] = {name: None for name in API_KEY_SHADOWING_ENV}
+        changes[API_KEY_ENV] = self.api_key
+        return changes
 
 
 @dataclass
@@ -194,8 +216,8 @@ class BenchConfig:
     output: str = "md"
     telemetry_out: Optional[str] = None
 
-    def validate(self, require_model_file: bool = True) -> "BenchConfig":
-        validate_common(self.model, self.threads, 0, 1, 0, require_model_file)
+    def validate(self, require_model_file: bool = True, for_diagnostics: bool = False) -> "BenchConfig":
+        validate_common(None if for_diagnostics else self.model, self.threads, 0, 1, 0, require_model_file)
         _int("n_token", "-n", self.n_token, 0, MAX_CTX, "≥ 0")
         _int("n_prompt", "-p", self.n_prompt, 0, MAX_CTX, "≥ 0")
         _int("repetitions", "-r", self.repetitions, 1, 1000, "between 1 and 1000")
@@ -211,3 +233,6 @@ class BenchConfig:
         if self.telemetry_out:
             a += ["--telemetry-out", self.telemetry_out]
         return a
+
+    def env(self) -> Dict[str, Optional[str]]:
+        return {}

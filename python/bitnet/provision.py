@@ -74,6 +74,9 @@ class Provisioner:
             status, detail = fn()
         except ProvisionError as e:
             status, detail = "failed", str(e)
+        except OSError as e:  # a file, folder or command the step needed: one line, not a traceback
+            where = f": {e.filename}" if getattr(e, "filename", None) else ""
+            status, detail = "failed", f"{e.strerror or e}{where}"
         step = Step(name, status, detail, round(time.monotonic() - start, 3))
         self.steps.append(step)
         self.log(f"setup_env: {name:<10} {status:<8} {step.duration_s:7.2f}s  {detail}")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Dict, Iterable, List, Optional
 
+from .runtime import child_env, redact
+
 EVENT_SCHEMA = "bitnet.supervisor"
 EVENT_SCHEMA_VERSION = 1
 EX_TEMPFAIL = 75  # sysexits.h: "try again later"
@@ -40,7 +42,7 @@ class _Task:
     argv: List[str]
     timeout: Optional[float]
     retries: int
-    env: Dict[str, str]
+    env: Dict[str, Optional[str]]
     state: str = "queued"  # queued, running, backoff
     attempt: int = 0
     pid: Optional[int] = None
@@ -77,10 +79,12 @@ class RuntimeSupervisor:
 
     # ---- public API ------------------------------------------------------------------------
     def schedule(self, argv: List[str], queue_id: str = "default", timeout: Optional[float] = None,
-                 retries: Optional[int] = None, env: Optional[Dict[str, str]] = None,
+                 retries: Optional[int] = None, env: Optional[Dict[str, Optional[str]]] = None,
                  task_id: Optional[str] = None) -> "asyncio.Task[TaskResult]":
         """Queues one child process (an argument list, never a shell string). Call inside a running
-        event loop; await the returned task for its TaskResult."""
+        event loop; await the returned task for its TaskResult. `env` changes the inherited
+        environment for every attempt, retries included (None unsets a variable): pass a
+        configuration's env() with its args(), e.g. a server's API key, which is never in argv."""
         if self._closed:
             raise RuntimeError("supervisor is shut down: no new tasks")
         if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
@@ -93,7 +97,7 @@ class RuntimeSupervisor:
         t = _Task(task_id, queue_id, list(argv), self.timeout if timeout is None else timeout,
                   self.retries if retries is None else retries, dict(env or {}))
         self._tasks[task_id] = t
-        self._emit("queued", t, argv=argv)
+        self._emit("queued", t, argv=redact(argv))
         fut = asyncio.get_running_loop().create_task(self._run(t))
         self._futures[task_id] = fut
         return fut
@@ -144,8 +148,7 @@ class RuntimeSupervisor:
         return r.returncode is not None and (r.returncode < 0 or r.returncode in self.retry_exit_codes)
 
     def _child_env(self, t: _Task) -> Dict[str, str]:
-        env = dict(os.environ)
-        env.update(t.env)
+        env = child_env(t.env)
         # Tags the child's own telemetry with the queue and task, so both logs join on it.
         env.setdefault("BITNET_RUN_ID", f"{t.queue_id}/{t.task_id}/{t.attempt}")
         if self.max_threads_per_task:
@@ -209,6 +212,7 @@ class RuntimeSupervisor:
         await proc.wait()
 
     def _emit(self, event: str, t: Optional[_Task], **fields) -> None:
+        """Appends one event line; never a secret (argv is redacted, the environment not written)."""
         if not self.events_path:
             return
         line = {"schema": EVENT_SCHEMA, "schema_version": EVENT_SCHEMA_VERSION, "event": event,

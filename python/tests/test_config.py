@@ -113,7 +113,8 @@ class CommandAssembly(unittest.TestCase):
                          cont_batching=False)
         self.assertEqual(c.args("b"), [
             "b", "serve", "-m", "m.gguf", "--host", "0.0.0.0", "--port", "9000", "-c", "2048", "-t", "0",
-            "-n", "4096", "--temp", "0.8", "-b", "512", "-ngl", "0", "-np", "2", "-nocb", "--api-key", "secretkey"])
+            "-n", "4096", "--temp", "0.8", "-b", "512", "-ngl", "0", "-np", "2", "-nocb"])
+        self.assertEqual(c.env()["LLAMA_API_KEY"], "secretkey")  # the key: in the environment only
 
     def test_bench_arguments_are_exact(self):
         self.assertEqual(BenchConfig(model="m.gguf", n_token=32, n_prompt=64, threads=2, repetitions=3).args("b"),
