@@ -9,9 +9,10 @@ from .config import ConfigError, RuntimeConfig, ServerConfig, BenchConfig
 from .runtime import BitNetRuntime, CommandUnavailable, EngineError, RuntimeDiagnostics
 from .supervisor import RuntimeSupervisor, TaskResult
 from .fleet import FleetResult, FleetSupervisor, Host, NoHostAvailable
+from .httpfetch import FetchError, HTTPStatusError
 
 __all__ = [
-    "BenchConfig", "BitNetRuntime", "CommandUnavailable", "ConfigError", "EngineError", "FleetResult",
-    "FleetSupervisor", "Host", "NoHostAvailable", "RuntimeConfig", "RuntimeDiagnostics", "RuntimeSupervisor",
-    "ServerConfig", "TaskResult",
+    "BenchConfig", "BitNetRuntime", "CommandUnavailable", "ConfigError", "EngineError", "FetchError",
+    "FleetResult", "FleetSupervisor", "HTTPStatusError", "Host", "NoHostAvailable", "RuntimeConfig",
+    "RuntimeDiagnostics", "RuntimeSupervisor", "ServerConfig", "TaskResult",
 ]

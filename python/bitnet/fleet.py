@@ -8,14 +8,16 @@ process fails is marked down for `down_for` seconds and the completion is retrie
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from .httpfetch import DEFAULT_MAX_BYTES, FetchError, HTTPStatusError, fetch, parse_url
 from .supervisor import RuntimeSupervisor
+
+# A remote exchange always has a deadline: with timeout=None (no limit for local processes) a
+# remote host still gets at most this long.
+REMOTE_TIMEOUT_CEILING = 3600.0
 
 
 @dataclass
@@ -40,8 +42,11 @@ class Host:
             raise ValueError(f"host {self.name!r}: give either url or argv")
         if self.concurrency < 1:
             raise ValueError(f"host {self.name!r}: concurrency must be ≥ 1")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"host {self.name!r}: url must start with http:// or https://")
+        if self.url is not None:
+            try:
+                parse_url(self.url.rstrip("/") + "/completion")
+            except ValueError as e:  # InvalidURL is a ValueError
+                raise ValueError(f"host {self.name!r}: {e}") from None
 
 
 @dataclass
@@ -66,7 +71,10 @@ class NoHostAvailable(Exception):
 
 class FleetSupervisor:
     def __init__(self, hosts: List[Host], retries: int = 2, down_for: float = 30.0,
-                 timeout: Optional[float] = 120.0):
+                 timeout: Optional[float] = 120.0, max_response_bytes: int = DEFAULT_MAX_BYTES):
+        """timeout: seconds for one completion on one host (a local process, or the whole HTTP
+        exchange with a remote one); max_response_bytes: the largest reply read from a remote host
+        (a larger one is that host's failure)."""
         if not hosts:
             raise ValueError("a fleet needs at least one host")
         names = [h.name for h in hosts]
@@ -76,6 +84,7 @@ class FleetSupervisor:
         self.retries = retries
         self.down_for = down_for
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
 
     def status(self) -> List[Dict[str, object]]:
         now = time.monotonic()
@@ -144,18 +153,27 @@ class FleetSupervisor:
         body = dict(params, prompt=prompt, n_predict=n_predict)
 
         def post() -> str:
-            req = urllib.request.Request(host.url.rstrip("/") + "/completion", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+            # Bounded: the whole exchange within the timeout, the reply within max_response_bytes,
+            # so a host that trickles bytes or never stops sending fails over like a dead one.
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    return json.loads(r.read())["content"]
-            except urllib.error.HTTPError as e:
-                if e.code == 503:
-                    raise HostBusy(f"{host.name}: 503")
-                if e.code >= 500:
-                    raise HostFailure(f"{host.name}: HTTP {e.code}")
-                raise  # a 4xx is the request's fault: no other host will do better
-            except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
-                raise HostFailure(f"{host.name}: {e}")
+                r = fetch(host.url.rstrip("/") + "/completion", method="POST", json=body,
+                          timeout=self.timeout if self.timeout is not None else REMOTE_TIMEOUT_CEILING,
+                          max_bytes=self.max_response_bytes)
+            except FetchError as e:
+                raise HostFailure(f"{host.name}: {e}") from None
+            if r.status == 503:
+                raise HostBusy(f"{host.name}: 503")
+            if 400 <= r.status < 500:  # a 4xx is the request's fault: no other host will do better
+                raise HTTPStatusError(f"{host.name}: HTTP {r.status}: {r.text()[:200]}", r.status, r.body)
+            if not 200 <= r.status < 300:  # 5xx, or a status a bitnet server does not send
+                raise HostFailure(f"{host.name}: HTTP {r.status}")
+            try:
+                reply = r.json()
+                content = reply["content"]
+            except (FetchError, KeyError, TypeError) as e:
+                raise HostFailure(f"{host.name}: not a completion reply ({e})") from None
+            if not isinstance(content, str):
+                raise HostFailure(f"{host.name}: not a completion reply (content is not text)")
+            return content
 
         return await asyncio.get_running_loop().run_in_executor(None, post)
