@@ -21,16 +21,21 @@ import time
 import urllib.parse
 
 
-def start_server(args, extra=(), env=None):
+def start_server(args, extra=(), env=None, on_line=None):
     """Starts `bin serve` on a free port (argument list, no shell); returns (process, base URL)
-    once it says ready. `extra`: more serve flags; `env`: variables added to the environment."""
+    once it says ready. `extra`: more serve flags; `env`: variables added to the environment;
+    `on_line`: called with every line the server writes to stderr (bytes that are not UTF-8 arrive
+    as U+FFFD rather than stopping the reader, which would leave the server blocked on a full pipe)."""
     cmd = [args.bin, "serve", "-m", args.model, "-t", str(args.threads), "-np", str(args.parallel),
            "-c", str(args.ctx), "--port", "0", "--queue-limit", "64", *extra]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})))
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace",
+                            env=dict(os.environ, **(env or {})))
+    on_line = on_line or (lambda line: None)
     pattern = re.compile(r"server listening on http://([0-9.]+):([0-9]+)")
     url = None
     for line in proc.stderr:
         sys.stderr.write(line)
+        on_line(line)
         m = pattern.search(line)
         if m:
             url = f"http://{m.group(1)}:{m.group(2)}"
@@ -38,7 +43,7 @@ def start_server(args, extra=(), env=None):
             break
     if url is None:
         raise SystemExit("server did not start")
-    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # drain logs
+    threading.Thread(target=lambda: [on_line(line) for line in proc.stderr], daemon=True).start()  # drain logs
     return proc, url
 
 
