@@ -4,6 +4,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "base/untrusted_text.h"
 #include "errors.h"
 
 namespace bitnet {
@@ -67,7 +68,7 @@ struct Reader {
 std::string unsupported(const std::string& what, const std::string& path) {
   std::string list;
   for (const auto& a : supported_hf_architectures()) list += (list.empty() ? "" : ", ") + a;
-  return path + ": unsupported architecture '" + what + "' (supported: " + list + ")";
+  return path + ": unsupported architecture " + quote_untrusted(what) + " (supported: " + list + ")";
 }
 
 // HF class (or model_type) and activation → GGUF architecture (architectures.md §0).

@@ -94,23 +94,5 @@ std::string format_shape(const std::array<int64_t, 4>& ne, uint32_t n_dims) {
   return s + "]";
 }
 
-std::string quote(std::string_view s) {
-  constexpr size_t kShown = 80;
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < kShown; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f || c == '\\' || c == '\'') {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += char(c);
-    }
-  }
-  if (s.size() > kShown) out += "...";
-  return out + "'";
-}
-
 }  // namespace gguf_detail
 }  // namespace bitnet

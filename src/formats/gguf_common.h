@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/untrusted_text.h"
 #include "formats/gguf.h"
 
 namespace bitnet::gguf_detail {
@@ -82,8 +83,8 @@ struct ParsedGguf {
 // Parses and fully validates a GGUF image; `name` prefixes every error message.
 ParsedGguf parse_gguf(std::span<const uint8_t> bytes, const std::string& name);
 
-// A key / tensor name made safe for an error message: quoted, control bytes escaped, long
-// names shortened (a malicious file may use a multi-megabyte name).
-std::string quote(std::string_view s);
+// A key / tensor name made safe for an error message (a malicious file may use control bytes or
+// a multi-megabyte name): base/untrusted_text.h.
+inline std::string quote(std::string_view s) { return quote_untrusted(s, 80); }
 
 }  // namespace bitnet::gguf_detail

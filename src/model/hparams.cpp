@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "base/untrusted_text.h"
 #include "errors.h"
 #include "formats/gguf.h"
 
@@ -57,7 +58,7 @@ const ArchTraits& arch_traits(const std::string& name) {
     if (a.name == name) return a;
   std::string list;
   for (const auto& a : all_archs()) list += (list.empty() ? "" : ", ") + a.name;
-  throw FormatError("unsupported architecture '" + name + "' (supported: " + list + ")");
+  throw FormatError("unsupported architecture " + quote_untrusted(name) + " (supported: " + list + ")");
 }
 
 HParams read_hparams(const GgufFile& f) {

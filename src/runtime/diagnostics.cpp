@@ -7,6 +7,7 @@
 
 #include "backends/cuda/device.h"
 #include "backends/cuda/offload.h"
+#include "base/untrusted_text.h"
 #include "formats/gguf.h"
 #include "model/model.h"
 #include "runtime/run_config.h"
@@ -151,7 +152,7 @@ ModelFacts check_model(const DiagnosticsRequest& r, Report& rep) {
   if (std::find(archs.begin(), archs.end(), arch) == archs.end()) {
     std::string list;
     for (const auto& a : archs) list += (list.empty() ? "" : ", ") + a;
-    model_fail(rep, "unsupported architecture '" + arch + "' (supported: " + list + ")",
+    model_fail(rep, "unsupported architecture " + quote_untrusted(arch) + " (supported: " + list + ")",
                "this engine runs BitNet b1.58 and ternary Llama/Falcon3 models; convert a supported model");
     return mf;
   }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "base/untrusted_text.h"
 #include "errors.h"
 
 namespace bitnet::server {
@@ -25,7 +26,7 @@ double parse_value(std::string_view v, std::string_view line) {
   double out = 0;
   const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   if (ec != std::errc() || end != v.data() + v.size())
-    throw Error("metrics: bad value '" + std::string(v) + "' in line: " + std::string(line.substr(0, 200)));
+    throw Error("metrics: bad value " + quote_untrusted(v, 40) + " in line: " + printable(line, 200));
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdlib>
 
+#include "base/untrusted_text.h"
 #include "errors.h"
 #include "tokenizer/flat_map.h"
 #include "tokenizer/impl.h"
@@ -111,14 +112,14 @@ void Tokenizer::Impl::build() {
     } else if (pre_name == "default") {
       pre = tok::PreKind::Default;
     } else {
-      throw FormatError("unsupported pre-tokenizer '" + pre_name + "' (tokenizer.ggml.pre)");
+      throw FormatError("unsupported pre-tokenizer " + quote_untrusted(pre_name) + " (tokenizer.ggml.pre)");
     }
   } else if (v.model == "llama") {
     algo = Algo::SPM;
     pre_name = "spm";
     add_space_prefix = v.add_space_prefix.value_or(true);
   } else {
-    throw FormatError("unsupported tokenizer model '" + v.model + "' (tokenizer.ggml.model)");
+    throw FormatError("unsupported tokenizer model " + quote_untrusted(v.model) + " (tokenizer.ggml.model)");
   }
 
   text_to_id.reserve(n);

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "base/untrusted_text.h"
 #include "commands.h"
 #include "formats/gguf.h"
 #include "model/model.h"
@@ -29,22 +30,6 @@ nlohmann::json value_json(const GgufValue& v, size_t max_array) {
         }
       },
       v.value);
-}
-
-// Names from the file as the terminal should see them: control bytes (ESC sequences that would
-// recolour or move the cursor, newlines) as \xNN.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c != 0x7f) {
-      out += char(c);
-    } else {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    }
-  }
-  return out;
 }
 
 std::string short_value(const GgufValue& v) {
@@ -119,7 +104,7 @@ int cmd_inspect(int argc, char** argv) {
   std::printf("\nmetadata:\n");
   for (const auto& kv : file.metadata())
     std::printf("  %-45s %-8s %s\n", printable(kv.key).c_str(),
-                std::string(gguf_value_type_name(kv.value.type)).c_str(), short_value(kv.value).c_str());
+                std::string(gguf_value_type_name(kv.value.type)).c_str(), printable(short_value(kv.value)).c_str());
   std::printf("\ntensors:\n  %-32s %-6s %-22s %12s %12s\n", "name", "type", "shape", "offset", "bytes");
   for (const auto& t : file.tensors()) {
     std::string shape = "[";

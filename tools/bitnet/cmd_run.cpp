@@ -6,6 +6,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "base/line_reader.h"
 #include "commands.h"
 #include "formats/gguf.h"
 #include "model_options.h"
@@ -128,6 +129,9 @@ StopReason reply(Session& session, std::span<const int32_t> ids, Sampler& sample
   return r;
 }
 
+// One chat turn read from stdin at most (a stream without newlines must not grow without end).
+constexpr size_t kMaxChatLine = 1 << 20;
+
 int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
                  const std::string& system_prompt, const std::string& first, Telemetry& telemetry) {
   const Model& m = *&session.model();
@@ -143,7 +147,11 @@ int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
     if (!have_line) {
       std::fputs("\n> ", stdout);
       std::fflush(stdout);
-      if (!std::getline(std::cin, line)) break;
+      const LineStatus got = read_bounded_line(std::cin, kMaxChatLine, line);
+      if (got == LineStatus::End) break;
+      if (got == LineStatus::TooLong)
+        throw Error("a chat line is longer than " + std::to_string(kMaxChatLine) +
+                    " bytes (the limit of one turn; put long text in a file and pass it with -f)");
     }
     have_line = false;
     if (line.empty()) continue;
@@ -153,7 +161,9 @@ int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
     std::string answer;
     const StopReason r = reply(session, ids, sampler, gen, &answer, telemetry, turn++);
     messages.push_back({"assistant", answer});
-    if (r == StopReason::ContextFull) return 0;
+    if (r == StopReason::ContextFull)
+      throw Error("the context (" + std::to_string(session.n_ctx()) +
+                  " tokens) is full: the conversation cannot go on; start again with a larger -c");
   }
   std::fputc('\n', stdout);
   return 0;

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "args.h"
+#include "base/untrusted_text.h"
 #include "commands.h"
 #include "errors.h"
 #include "runtime/telemetry.h"
@@ -36,6 +37,17 @@ void print_help() {
   std::fputs("\nRun 'bitnet <command> --help' for the options of a command.\n", stdout);
 }
 
+// Output that did not arrive is a failure, not a success: `bitnet run … > /dev/full`.
+bool stdout_written() {
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return true;
+  std::fprintf(stderr, "error: cannot write standard output: %s\n", std::strerror(errno ? errno : EIO));
+  return false;
+}
+
+// An error message may quote bytes from a file, a header or a flag; whatever a call site did not
+// escape is escaped here (line breaks of multi-line messages kept).
+std::string terminal_safe(const char* message) { return bitnet::printable(message, 1 << 16, bitnet::kKeepNewlines | bitnet::kKeepBackslashes); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -55,12 +67,13 @@ int main(int argc, char** argv) {
   if (!command) {
     if (argc < 2 || std::strcmp(argv[1], "-h") == 0 || std::strcmp(argv[1], "--help") == 0) {
       print_help();
+      if (!stdout_written()) return 1;
       return argc < 2 ? 2 : 0;
     }
     for (const auto& c : commands())
       if (std::strcmp(argv[1], c.name) == 0) command = &c;
     if (!command) {
-      std::fprintf(stderr, "error: unknown command '%s' (see bitnet --help)\n", argv[1]);
+      std::fprintf(stderr, "error: unknown command %s (see bitnet --help)\n", bitnet::quote_untrusted(argv[1]).c_str());
       return 2;
     }
     --argc;
@@ -68,21 +81,17 @@ int main(int argc, char** argv) {
   }
   try {
     const int code = command->run(argc, argv);
-    // Output that did not arrive is a failure, not a success: `bitnet run … > /dev/full`.
-    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
-      std::fprintf(stderr, "error: cannot write standard output: %s\n", std::strerror(errno ? errno : EIO));
-      return 1;
-    }
+    if (!stdout_written()) return 1;
     if (bitnet::telemetry_write_failed()) {
       std::fprintf(stderr, "error: telemetry events were lost (see the warning above)\n");
       return code == 0 ? 1 : code;
     }
     return code;
   } catch (const bitnet::cli::UsageError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", terminal_safe(e.what()).c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", terminal_safe(e.what()).c_str());
     return 1;
   }
 }
