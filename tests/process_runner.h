@@ -20,8 +20,9 @@ struct ProcessResult {
 };
 
 // `stdout_to`: a file for stdout instead of the captured one (e.g. /dev/full); out is then empty.
+// `env`: NAME=VALUE entries added to the child's environment.
 inline ProcessResult run_process(const std::vector<std::string>& args, const std::string& stdin_text = "",
-                                 const std::string& stdout_to = "") {
+                                 const std::string& stdout_to = "", const std::vector<std::string>& env = {}) {
   static std::atomic<int> counter = 0;
   const std::string base = (temp_dir() / ("proc-" + std::to_string(counter++))).string();
   const std::string out_path = stdout_to.empty() ? base + ".out" : stdout_to, err_path = base + ".err",
@@ -32,6 +33,7 @@ inline ProcessResult run_process(const std::vector<std::string>& args, const std
     if (!freopen(in_path.c_str(), "r", stdin) || !freopen(out_path.c_str(), "w", stdout) ||
         !freopen(err_path.c_str(), "w", stderr))
       _exit(126);
+    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
     std::vector<char*> argv;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);

@@ -1,6 +1,5 @@
 #include "server/otlp.h"
 
-#include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -12,6 +11,7 @@
 #include <map>
 #include <vector>
 
+#include "base/untrusted_text.h"
 #include "errors.h"
 #include "server/api_error.h"
 #include "server/dashboard.h"
@@ -102,12 +102,10 @@ std::string resolve_otlp_endpoint(const std::string& flag_value) {
     if (const char* env = std::getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) url = env;
   if (url.empty()) return "";
   while (!url.empty() && url.back() == '/') url.pop_back();
-  const size_t scheme = url.find("://");
-  const std::string s = scheme == std::string::npos ? "" : url.substr(0, scheme);
-  const std::string host = scheme == std::string::npos ? "" : url.substr(scheme + 3);
-  if ((s != "http" && s != "https") || host.empty() || host.find('/') != std::string::npos)
-    throw Error("OTLP endpoint must be http://HOST:PORT (the collector's OTLP/HTTP address, e.g. "
-                "http://127.0.0.1:4318), got '" + url + "'");
+  const net::Url parsed = net::parse_http_url(url, "OTLP endpoint");
+  if (!parsed.path.empty())
+    throw Error("OTLP endpoint must be http://HOST[:PORT], the collector's OTLP/HTTP base (e.g. "
+                "http://127.0.0.1:4318; /v1/logs and /v1/metrics are appended), got " + quote_untrusted(url, 100));
   return url;
 }
 
@@ -202,8 +200,8 @@ json otlp_metrics_from_prometheus(std::string_view text, const OtlpConfig& confi
              {"scopeMetrics", {{{"scope", {{"name", "bitnet.server"}, {"version", "1"}}}, {"metrics", metrics}}}}}}}};
 }
 
-OtlpExporter::OtlpExporter(OtlpConfig config) : config_(std::move(config)), start_ns_(unix_now_ns()) {
-  host_port_ = config_.endpoint;
+OtlpExporter::OtlpExporter(OtlpConfig config)
+    : config_(std::move(config)), url_(net::parse_http_url(config_.endpoint, "OTLP endpoint")), start_ns_(unix_now_ns()) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -212,6 +210,9 @@ OtlpExporter::~OtlpExporter() { close(); }
 void OtlpExporter::close() {
   {
     std::lock_guard lock(mutex_);
+    if (!stop_)
+      final_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(config_.timeout_s));
     stop_ = true;
   }
   wake_.notify_all();
@@ -236,14 +237,19 @@ void OtlpExporter::set_metrics_source(std::function<std::string()> source) {
 
 OtlpExporter::Stats OtlpExporter::stats() const { return {sent_, dropped_, exports_, failures_}; }
 
-bool OtlpExporter::post(const std::string& path, const std::string& body) {
-  httplib::Client cli(host_port_);
-  const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(config_.timeout_s));
-  cli.set_connection_timeout(timeout);
-  cli.set_read_timeout(timeout);
-  cli.set_write_timeout(timeout);
-  auto r = cli.Post(path, body, "application/json");
-  const bool ok = r && r->status >= 200 && r->status < 300;
+bool OtlpExporter::post(const std::string& path, const std::string& body, Clock::time_point deadline) {
+  net::HttpLimits limits;
+  limits.deadline_s = std::min(config_.timeout_s, std::chrono::duration<double>(deadline - Clock::now()).count());
+  limits.max_response_bytes = config_.max_response_bytes;
+  limits.cancel = &cancel_;
+  bool ok = false;
+  if (limits.deadline_s > 0) {
+    try {
+      const net::HttpResponse r = net::http_request(url_, "POST", path, {{"Content-Type", "application/json"}}, body, limits);
+      ok = r.status >= 200 && r.status < 300;
+    } catch (const net::HttpError&) {
+    }
+  }
   if (!ok) ++failures_;
   return ok;
 }
@@ -254,7 +260,6 @@ void OtlpExporter::run() {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
-  using Clock = std::chrono::steady_clock;
   auto next_metrics = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                          std::chrono::duration<double>(config_.metrics_interval_s));
   for (bool last = false; !last;) {
@@ -271,6 +276,9 @@ void OtlpExporter::run() {
       }
       have_metrics = bool(metrics_);
     }
+    // Each request has timeout_s; the last round (at exit) has timeout_s for all of its requests
+    // together, so a slow collector delays the program's exit by that much at most.
+    const Clock::time_point deadline = last ? final_deadline_ : Clock::time_point::max();
     for (size_t i = 0; i < batch.size(); i += config_.max_batch) {
       const size_t n = std::min(config_.max_batch, batch.size() - i);
       json records = json::array();
@@ -279,7 +287,7 @@ void OtlpExporter::run() {
                           {{{"resource", resource(config_)},
                             {"scopeLogs", {{{"scope", {{"name", "bitnet.telemetry"}, {"version", "1"}}},
                                             {"logRecords", records}}}}}}}};
-      if (post("/v1/logs", dump(body)))
+      if (post("/v1/logs", dump(body), deadline))
         sent_ += n;
       else
         dropped_ += n;
@@ -299,7 +307,7 @@ void OtlpExporter::run() {
       }
       try {
         if (!text.empty() &&
-            post("/v1/metrics", dump(otlp_metrics_from_prometheus(text, config_, start_ns_, unix_now_ns()))))
+            post("/v1/metrics", dump(otlp_metrics_from_prometheus(text, config_, start_ns_, unix_now_ns())), deadline))
           ++exports_;
       } catch (const Error&) {
         ++failures_;

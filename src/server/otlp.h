@@ -5,6 +5,7 @@
 // queue and never wait on the network, so a slow or absent collector costs inference nothing —
 // what does not fit or cannot be delivered is dropped and counted.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -16,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "net/http_client.h"
+
 namespace bitnet::server {
 
 struct OtlpConfig {
@@ -26,11 +29,12 @@ struct OtlpConfig {
   size_t max_batch = 512;       // log records per request
   double flush_interval_s = 1;  // how often the queue is sent
   double metrics_interval_s = 10;
-  double timeout_s = 2;         // per request
+  double timeout_s = 2;         // per request (the whole exchange); at exit, for all requests together
+  size_t max_response_bytes = 64 * 1024;  // a collector's reply is a small JSON object
 };
 
 // The endpoint of --otlp-endpoint or $OTEL_EXPORTER_OTLP_ENDPOINT ("" for neither). Throws Error
-// for one that is not http://HOST[:PORT] (https is not supported by this build).
+// for one that is not http://HOST[:PORT] (net::parse_http_url; https is not supported by this build).
 std::string resolve_otlp_endpoint(const std::string& flag_value);
 
 // Prometheus text exposition → OTLP metrics JSON (resourceMetrics): counters become cumulative
@@ -44,8 +48,10 @@ class OtlpExporter {
  public:
   explicit OtlpExporter(OtlpConfig config);
   ~OtlpExporter();  // close()
-  // One last send of what is queued (bounded by the timeout), then the thread stops. Idempotent.
+  // One last send of what is queued (all of it within timeout_s), then the thread stops. Idempotent.
   void close();
+  // Ends any request in flight at once and skips the last send (a second Ctrl-C).
+  void cancel() { cancel_ = true; }
   OtlpExporter(const OtlpExporter&) = delete;
   OtlpExporter& operator=(const OtlpExporter&) = delete;
 
@@ -62,11 +68,14 @@ class OtlpExporter {
   Stats stats() const;
 
  private:
+  using Clock = std::chrono::steady_clock;
   void run();
-  bool post(const std::string& path, const std::string& body);
+  bool post(const std::string& path, const std::string& body, Clock::time_point deadline);
   OtlpConfig config_;
-  std::string host_port_;
+  net::Url url_;
   uint64_t start_ns_;
+  Clock::time_point final_deadline_;  // set by close()
+  std::atomic<bool> cancel_{false};
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<nlohmann::json> queue_;

@@ -1,6 +1,5 @@
 // `bitnet top`: a terminal dashboard of a running `bitnet serve` (started with --metrics), redrawn
 // in place every interval from its Prometheus /metrics (server/dashboard.h).
-#include <httplib.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,6 +10,7 @@
 #include "args.h"
 #include "commands.h"
 #include "errors.h"
+#include "net/http_client.h"
 #include "server/dashboard.h"
 
 namespace bitnet::cli {
@@ -19,32 +19,43 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Target {
-  std::string scheme_host_port, url;
+  net::Url url;
+  std::string text;  // as given, for messages
 };
 
-Target parse_url(const std::string& url) {
-  const std::string prefix = "http://";
-  if (url.rfind(prefix, 0) != 0 || url.size() == prefix.size())
-    throw UsageError("--url must look like http://HOST:PORT (got '" + url + "')");
-  std::string rest = url.substr(prefix.size());
-  while (!rest.empty() && rest.back() == '/') rest.pop_back();
-  if (rest.find('/') != std::string::npos) throw UsageError("--url takes no path: http://HOST:PORT");
-  return {prefix + rest, url};
+Target parse_target(const std::string& text) {
+  try {
+    std::string trimmed = text;
+    while (trimmed.size() > 7 && trimmed.back() == '/') trimmed.pop_back();
+    Target t{net::parse_http_url(trimmed, "--url"), trimmed};
+    if (!t.url.path.empty()) throw UsageError("--url takes no path: http://HOST:PORT");
+    return t;
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
 }
 
-// One scrape of /metrics, or an Error saying why not.
+// One scrape of /metrics (at most kMaxMetricsBytes, all of it within timeout_s), or an Error
+// saying why not.
+constexpr size_t kMaxMetricsBytes = 8 << 20;
 server::Scrape scrape(const Target& t, const std::string& api_key, double timeout_s) {
-  httplib::Client cli(t.scheme_host_port);
-  const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(timeout_s));
-  cli.set_connection_timeout(timeout);
-  cli.set_read_timeout(timeout);
-  if (!api_key.empty()) cli.set_bearer_token_auth(api_key.c_str());
-  auto r = cli.Get("/metrics");
-  if (!r) throw Error("cannot reach " + t.url + ": " + httplib::to_string(r.error()));
-  if (r->status == 501) throw Error(t.url + " has no metrics: start the server with --metrics");
-  if (r->status == 401) throw Error(t.url + " wants an API key: --api-key KEY");
-  if (r->status != 200) throw Error(t.url + "/metrics answered HTTP " + std::to_string(r->status));
-  return server::parse_metrics(r->body);
+  net::HttpLimits limits;
+  limits.deadline_s = timeout_s;
+  limits.max_response_bytes = kMaxMetricsBytes;
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!api_key.empty()) headers.emplace_back("Authorization", "Bearer " + api_key);
+  net::HttpResponse r;
+  try {
+    r = net::http_request(t.url, "GET", "/metrics", headers, "", limits);
+  } catch (const net::HttpError& e) {
+    throw Error("cannot read " + t.text + "/metrics: " + e.what());
+  }
+  if (r.status == 501) throw Error(t.text + " has no metrics: start the server with --metrics");
+  if (r.status == 401) throw Error(t.text + " wants an API key: --api-key KEY");
+  if (r.status != 200) throw Error(t.text + "/metrics answered HTTP " + std::to_string(r.status));
+  return server::parse_metrics(r.body);
 }
 
 int cmd_top(int argc, char** argv) {
@@ -62,7 +73,7 @@ int cmd_top(int argc, char** argv) {
   if (!p.parse(argc, argv)) return 0;
   if (!(interval >= 0.1f && interval <= 3600)) throw UsageError("--interval must be between 0.1 and 3600 seconds");
   if (frames < 0) throw UsageError("-n must be ≥ 0");
-  const Target target = parse_url(url);
+  const Target target = parse_target(url);
   if (once) frames = 1;
   // In place on a terminal (cursor home, clear below); frames one after another otherwise.
   const bool tty = !once && isatty(STDOUT_FILENO);
@@ -76,7 +87,7 @@ int cmd_top(int argc, char** argv) {
       server::Scrape now = scrape(target, api_key, 5);
       const auto at = Clock::now();
       frame = server::render_dashboard(
-          server::dashboard_frame(previous, now, std::chrono::duration<double>(at - previous_at).count()), target.url);
+          server::dashboard_frame(previous, now, std::chrono::duration<double>(at - previous_at).count()), target.text);
       previous = std::move(now);
       previous_at = at;
     } catch (const Error& e) {
