@@ -188,6 +188,14 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect) const
   if (get_int(body, "n_discard", 0, big).value_or(0) != 0)
     throw bad_request("'n_discard' must be 0: this server does not shift the context (a full slot ends the reply)");
   p.logit_bias = get_logit_bias(body, tok.n_tokens());
+  // OpenAI's log-probability fields, in their ranges: chat `logprobs` a boolean with
+  // `top_logprobs` 0–20, completions `logprobs` 0–5.
+  if (dialect == Dialect::OpenAiChat) {
+    get_bool(body, "logprobs");
+    get_int(body, "top_logprobs", 0, 20);
+  } else if (dialect == Dialect::OpenAiText) {
+    get_int(body, "logprobs", 0, 5);
+  }
   return r;
 }
 

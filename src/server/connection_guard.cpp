@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -111,6 +112,7 @@ class ReplayStream : public httplib::Stream {
 
 const char* reason(int status) {
   switch (status) {
+    case 400: return "Bad Request";
     case 408: return "Request Timeout";
     case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
@@ -200,6 +202,54 @@ constexpr double kOverLimitHeadSeconds = 2;
 
 }  // namespace
 
+std::string check_framing_headers(std::string_view head) {
+  const auto lower = [](std::string_view v) {
+    std::string out(v);
+    for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  const auto trim = [](std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  };
+  int content_lengths = 0, transfer_encodings = 0;
+  size_t pos = head.find('\n');
+  while (pos != std::string_view::npos && pos + 1 < head.size()) {
+    const size_t start = pos + 1;
+    size_t end = head.find('\n', start);
+    if (end == std::string_view::npos) end = head.size();
+    std::string_view line = head.substr(start, end - start);
+    pos = end;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;  // the blank line ends the head
+    if (line.front() == ' ' || line.front() == '\t') return "obsolete header line folding is not accepted";
+    const size_t colon = line.find(':');
+    const std::string_view raw_name = line.substr(0, colon);
+    if (colon == std::string_view::npos || colon == 0 ||
+        raw_name.find_first_of(" \t") != std::string_view::npos)
+      return "malformed header line (a header is NAME: VALUE, the name without spaces)";
+    const std::string name = lower(raw_name);
+    const std::string_view value = trim(line.substr(colon + 1));
+    if (name == "content-length") {
+      ++content_lengths;
+      if (value.empty() || value.size() > 18 ||
+          value.find_first_not_of("0123456789") != std::string_view::npos)
+        return "Content-Length must be a decimal number";
+    } else if (name == "transfer-encoding") {
+      ++transfer_encodings;
+      if (lower(value) != "chunked") return "Transfer-Encoding must be exactly 'chunked'";
+    } else if ((name == "authorization" || name == "x-api-key") && value.find('%') != std::string_view::npos) {
+      return "the " + std::string(name == "authorization" ? "Authorization" : "X-Api-Key") +
+             " header may not contain '%'";
+    }
+  }
+  if (content_lengths > 1) return "more than one Content-Length header";
+  if (transfer_encodings > 1) return "more than one Transfer-Encoding header";
+  if (content_lengths && transfer_encodings) return "both Content-Length and Transfer-Encoding";
+  return "";
+}
+
 HeadStatus check_request_head(std::string_view bytes, const ConnectionLimits& limits) {
   const size_t first = bytes.find('\n');
   const size_t line = first == std::string_view::npos ? bytes.size() : first;
@@ -265,6 +315,10 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
   if (status == HeadStatus::HeadTooLarge) {
     reply_and_close(sock, 431, "invalid_request_error",
                     "request head (request line and headers) larger than " + std::to_string(limits_.max_head) + " bytes");
+    return false;
+  }
+  if (const std::string bad = check_framing_headers(head); !bad.empty()) {
+    reply_and_close(sock, 400, "invalid_request_error", bad);
     return false;
   }
   if (over_limit && !is_health_probe(head)) {

@@ -34,6 +34,13 @@ enum class HeadStatus { Incomplete, Complete, LineTooLong, HeadTooLarge };
 // (CRLF or bare LF line ends), within the limits.
 HeadStatus check_request_head(std::string_view bytes, const ConnectionLimits& limits);
 
+// The headers that decide how a request is framed or who sent it, checked on the raw bytes of a
+// complete head before the HTTP library (which percent-decodes header values) sees them:
+// Content-Length digits only and at most once, Transfer-Encoding exactly "chunked" and never with
+// Content-Length, no '%' in Authorization / X-Api-Key, no obsolete line folding, header names
+// without spaces. Returns "" when the head is fine, else why not (the client gets 400).
+std::string check_framing_headers(std::string_view head);
+
 class GuardedServer : public httplib::Server {
  public:
   explicit GuardedServer(ConnectionLimits limits);

@@ -58,11 +58,37 @@ const char* error_type(int status) {
 
 }  // namespace
 
+// The credential headers reach this point as the client sent them: the connection layer refuses
+// any with a '%' (check_framing_headers), the only byte the HTTP library would decode.
 bool Api::authorized(const httplib::Request& req) const {
   if (config_.api_key.empty()) return true;
   const std::string auth = req.get_header_value("Authorization");
-  if (auth.rfind("Bearer ", 0) == 0 && same_secret(auth.substr(7), config_.api_key)) return true;
+  // The scheme name is case-insensitive (RFC 9110 §11.1): "bearer KEY" is accepted too.
+  const bool bearer = auth.size() > 7 && std::equal(auth.begin(), auth.begin() + 7, "bearer ", [](char a, char b) {
+                        return std::tolower(static_cast<unsigned char>(a)) == b;
+                      });
+  if (bearer && same_secret(auth.substr(7), config_.api_key)) return true;
   return req.has_header("X-Api-Key") && same_secret(req.get_header_value("X-Api-Key"), config_.api_key);
+}
+
+void Api::add_cors_headers(const httplib::Request& req, httplib::Response& res) const {
+  if (config_.cors_origins.empty()) {
+    if (config_.api_key.empty()) res.set_header("Access-Control-Allow-Origin", "*");
+    return;
+  }
+  const std::string origin = req.get_header_value("Origin");
+  res.set_header("Vary", "Origin");
+  for (const std::string& allowed : config_.cors_origins) {
+    if (allowed == "*") {
+      res.set_header("Access-Control-Allow-Origin", "*");
+      return;
+    }
+    if (!origin.empty() && origin == allowed) {
+      res.set_header("Access-Control-Allow-Origin", origin);
+      res.set_header("Access-Control-Allow-Credentials", "true");
+      return;
+    }
+  }
 }
 
 void Api::reply(httplib::Response& res, int status, const json& body) {
@@ -90,6 +116,7 @@ void Api::guard(const httplib::Request& req, httplib::Response& res, const std::
 
 void Api::install(httplib::Server& srv) {
   srv.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    add_cors_headers(req, res);
     if (req.method == "OPTIONS") return httplib::Server::HandlerResponse::Unhandled;
     if (!is_public(req.path) && !authorized(req)) {
       reply(res, 401, error_body(401, "authentication_error", "invalid or missing API key"));
@@ -121,10 +148,10 @@ void Api::install(httplib::Server& srv) {
   srv.set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     reply(res, 500, error_body(500, "server_error", "internal error"));
   });
-  srv.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
   srv.Options(".*", [](const httplib::Request&, httplib::Response& res) {
     res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Api-Key");
     res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.set_header("Access-Control-Max-Age", "600");
     res.status = 204;
   });
 

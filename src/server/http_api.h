@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +33,10 @@ struct ApiConfig {
   bool random_seed = true;       // no -s given: each request without "seed" draws one
   int64_t n_predict = -1;        // default token limit
   size_t max_body = size_t(1) << 20;  // larger declared bodies get 413 before being read
+  // Web origins whose pages may call the server from a browser (--cors): "*" for any. Empty: any
+  // origin when there is no API key, none when there is (a page elsewhere must not drive a keyed
+  // server with a key the browser stored).
+  std::vector<std::string> cors_origins;
 };
 
 enum class Dialect { Native, OpenAiText, OpenAiChat };
@@ -55,6 +60,7 @@ class Api {
  private:
   struct Stream;
   bool authorized(const httplib::Request& req) const;
+  void add_cors_headers(const httplib::Request& req, httplib::Response& res) const;
   void guard(const httplib::Request& req, httplib::Response& res, const std::function<void()>& body);
   void reply(httplib::Response& res, int status, const nlohmann::json& body);
 

@@ -1,7 +1,8 @@
 // The page is one self-contained HTML document (no external scripts or styles) kept as a raw
 // string literal, so it is compiled into the binary without a build-time generation step.
 // `?autotest=TEXT` sends TEXT once the page has loaded and marks <body data-state="done"> when the
-// reply is complete; the headless-browser test drives the page through it.
+// reply is complete; the headless-browser test drives the page through it. It never uses the
+// API key the browser stored.
 #include "server/web_page.h"
 
 namespace bitnet::server {
@@ -56,7 +57,9 @@ const char* const kIndexHtml = R"HTML(<!doctype html>
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const history = [];
-$("key").value = localStorage.getItem("bitnet-key") || "";
+// A link with ?autotest= sends a message on its own: it must never do so with the key this
+// browser stored for the server (a page elsewhere could link here and spend it).
+$("key").value = params.has("autotest") ? "" : (localStorage.getItem("bitnet-key") || "");
 $("key").onchange = () => localStorage.setItem("bitnet-key", $("key").value);
 if (params.has("max_tokens")) $("max").value = params.get("max_tokens");
 if (params.has("temperature")) $("temp").value = params.get("temperature");

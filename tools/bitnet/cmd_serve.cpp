@@ -8,8 +8,12 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <set>
 #include <thread>
 
+#include <unistd.h>
+
+#include "base/untrusted_text.h"
 #include "commands.h"
 #include "runtime/run_config.h"
 #include "runtime/telemetry.h"
@@ -26,22 +30,33 @@ struct ServeOptions {
   int64_t max_body = 1 << 20, max_connections = 256;
   float grace = 10, header_timeout = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
-  std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint;
+  std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint, cors;
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
 };
 
-// Long flags that may also come from the environment as LLAMA_ARG_<NAME> (dashes → underscores,
-// upper case), llama-server's convention; `true` marks flags without a value.
-const std::pair<const char*, bool> kEnvFlags[] = {
-    {"--model", false},        {"--threads", false},       {"--ctx-size", false},     {"--batch-size", false},
-    {"--gpu-layers", false},   {"--parallel", false},      {"--cont-batching", true}, {"--no-cont-batching", true},
-    {"--n-predict", false},    {"--temp", false},          {"--top-k", false},        {"--top-p", false},
-    {"--min-p", false},        {"--repeat-penalty", false}, {"--repeat-last-n", false}, {"--seed", false},
-    {"--host", false},         {"--port", false},          {"--api-key", false},      {"--api-key-file", false},
-    {"--timeout", false},      {"--metrics", true},        {"--system-prompt", false}, {"--queue-limit", false},
-    {"--max-body", false},     {"--shutdown-grace", false}, {"--max-connections", false}, {"--header-timeout", false},
-    {"--otlp-endpoint", false},
+// Flags that may also come from the environment, llama-server's convention: LLAMA_ARG_<FLAG>
+// (dashes → underscores, upper case) for every long flag below, and llama.cpp's own variable names
+// where they differ (LLAMA_ARG_N_GPU_LAYERS, LLAMA_ARG_N_PARALLEL, LLAMA_ARG_BATCH, …).
+// `boolean`: a flag without a value.
+struct EnvFlag {
+  const char* flag;
+  bool boolean;
+  const char* llama_name = nullptr;  // llama.cpp's variable, where it is not the derived one
+};
+const EnvFlag kEnvFlags[] = {
+    {"--model", false},         {"--threads", false},       {"--ctx-size", false},
+    {"--batch-size", false, "LLAMA_ARG_BATCH"},              {"--gpu-layers", false, "LLAMA_ARG_N_GPU_LAYERS"},
+    {"--parallel", false, "LLAMA_ARG_N_PARALLEL"},           {"--cont-batching", true},
+    {"--no-cont-batching", true}, {"--n-predict", false},   {"--temp", false},
+    {"--top-k", false},         {"--top-p", false},         {"--min-p", false},
+    {"--repeat-penalty", false}, {"--repeat-last-n", false}, {"--seed", false},
+    {"--host", false},          {"--port", false},          {"--api-key", false, "LLAMA_API_KEY"},
+    {"--api-key-file", false},  {"--timeout", false},       {"--metrics", true, "LLAMA_ARG_ENDPOINT_METRICS"},
+    {"--system-prompt", false}, {"--queue-limit", false},   {"--max-body", false},
+    {"--shutdown-grace", false}, {"--max-connections", false}, {"--header-timeout", false},
+    {"--otlp-endpoint", false}, {"--cors", false},          {"--mmap", true},
+    {"--no-mmap", true},
 };
 
 std::string env_name(const std::string& flag) {
@@ -50,22 +65,36 @@ std::string env_name(const std::string& flag) {
   return name;
 }
 
-// Environment values become flags placed before the real ones, so the command line wins.
+// Environment values become flags placed before the real ones, so the command line wins. A
+// LLAMA_ARG_ variable this server does not know is named on stderr, never silently dropped.
 std::vector<std::string> with_environment(int argc, char** argv) {
   std::vector<std::string> args = {argv[0]};
-  for (const auto& [flag, boolean] : kEnvFlags) {
-    const std::string name = env_name(flag);
-    const char* value = std::getenv(name.c_str());
-    if (!value && std::string(flag) == "--api-key") value = std::getenv("LLAMA_API_KEY");
+  std::set<std::string> known;
+  for (const EnvFlag& f : kEnvFlags) {
+    const std::string derived = env_name(f.flag);
+    known.insert(derived);
+    if (f.llama_name) known.insert(f.llama_name);
+    std::string name = derived;
+    const char* value = std::getenv(derived.c_str());
+    if (!value && f.llama_name) {
+      name = f.llama_name;
+      value = std::getenv(f.llama_name);
+    }
     if (!value) continue;
     const std::string v = value;
-    if (!boolean) {
-      args.insert(args.end(), {flag, v});
-    } else if (v == "1" || v == "true" || v == "on") {
-      args.push_back(flag);
-    } else if (v != "0" && v != "false" && v != "off" && !v.empty()) {
-      throw UsageError(name + " must be 1/true/on or 0/false/off, got '" + v + "'");
+    if (!f.boolean) {
+      args.insert(args.end(), {f.flag, v});
+    } else if (v == "1" || v == "true" || v == "on" || v == "enabled") {
+      args.push_back(f.flag);
+    } else if (v != "0" && v != "false" && v != "off" && v != "disabled" && !v.empty()) {
+      throw UsageError(name + " must be 1/true/on or 0/false/off, got " + quote_untrusted(v));
     }
+  }
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    const std::string name = entry.substr(0, entry.find('='));
+    if (name.rfind("LLAMA_ARG_", 0) == 0 && !known.count(name))
+      std::fprintf(stderr, "warning: %s is not a setting of this server; ignored\n", printable(name).c_str());
   }
   args.insert(args.end(), argv + 1, argv + argc);
   return args;
@@ -77,6 +106,35 @@ std::string read_key_file(const std::string& path) {
   while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
   if (key.empty()) throw UsageError("API key file is empty: " + path);
   return key;
+}
+
+// A key a client can send as it is: printable ASCII, no spaces, no '%' (the HTTP library
+// percent-decodes header values, so the server refuses '%' in credential headers).
+void check_api_key(const std::string& key, const std::string& where) {
+  if (key.empty()) return;
+  if (std::all_of(key.begin(), key.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }))
+    throw UsageError(where + ": the API key is blank");
+  for (char c : key)
+    if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f || c == '%')
+      throw UsageError(where + ": the API key may only hold printable ASCII characters other than space and '%'");
+}
+
+// --cors: "*" or origins "scheme://host[:port]".
+std::vector<std::string> parse_cors(const std::string& list) {
+  std::vector<std::string> origins;
+  std::stringstream ss(list);
+  for (std::string o; std::getline(ss, o, ',');) {
+    while (!o.empty() && o.back() == ' ') o.pop_back();
+    while (!o.empty() && o.front() == ' ') o.erase(0, 1);
+    if (o.empty()) continue;
+    const size_t scheme = o.find("://");
+    const bool ok = o == "*" || (scheme != std::string::npos && scheme > 0 && o.size() > scheme + 3 &&
+                                 o.find('/', scheme + 3) == std::string::npos &&
+                                 std::all_of(o.begin(), o.end(), [](char c) { return c > 0x20 && c < 0x7f; }));
+    if (!ok) throw UsageError("--cors takes * or origins like https://app.example.com:8443 (no path), got " + quote_untrusted(o));
+    origins.push_back(o);
+  }
+  return origins;
 }
 
 void add_options(ArgParser& p, ServeOptions& o) {
@@ -94,6 +152,10 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.option({"--api-key"}, "KEY", "require this key (Authorization: Bearer KEY or X-Api-Key) on all but /health",
            &o.api_key);
   p.option({"--api-key-file"}, "FILE", "read the API key from the first line of FILE", &o.api_key_file);
+  p.option({"--cors"}, "ORIGINS",
+           "web origins (comma-separated, e.g. https://app.example.com; * for any) whose pages may call this server "
+           "from a browser; default: any origin without an API key, none with one",
+           &o.cors);
   p.option({"-to", "--timeout"}, "S", "read/write timeout of a connection in seconds (default 600)", &o.timeout);
   p.option({"--telemetry-out"}, "FILE.jsonl", "append structured events (docs/telemetry.md)", &o.telemetry_out);
   add_otlp_option(p, &o.otlp_endpoint);
@@ -135,6 +197,8 @@ server::ServerConfig to_config(const ServeOptions& o) {
   // The whole request (head and body, at most --max-body) within the head's time plus a minute.
   c.connections.request_timeout_s = o.header_timeout + 60;
   c.api.api_key = o.api_key_file.empty() ? o.api_key : read_key_file(o.api_key_file);
+  check_api_key(c.api.api_key, o.api_key_file.empty() ? "--api-key" : "the API key file");
+  c.api.cors_origins = parse_cors(o.cors);
   c.api.metrics = o.metrics;
   c.api.system_prompt = o.system_prompt;
   c.api.sampling = o.sampling;
