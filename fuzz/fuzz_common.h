@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <string_view>
 
 namespace bitnet::fuzz {
 
@@ -28,6 +29,18 @@ inline std::string input_file(const uint8_t* data, size_t size, const char* suff
   static const std::string path = scratch_path(suffix);
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data), std::streamsize(size));
   return path;
+}
+
+// Stops the fuzzer (a finding) when text meant for a terminal holds a byte the terminal would act
+// on: a C0 control (a newline only where allowed), DEL, or a C1 control in its UTF-8 form.
+inline void require_terminal_inert(std::string_view s, bool allow_newline = false) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && !(allow_newline && c == '\n')) || c == 0x7f) __builtin_trap();
+    if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(s[i + 1]) <= 0x9f)
+      __builtin_trap();
+  }
 }
 
 }  // namespace bitnet::fuzz

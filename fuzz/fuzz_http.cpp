@@ -16,6 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_head = 256;
   (void)bitnet::server::check_request_head(in, limits);
   (void)bitnet::server::check_request_head(in, bitnet::server::ConnectionLimits{});
+  (void)bitnet::server::check_framing_headers(in);
   using namespace bitnet::server;
   try {
     const nlohmann::json body = parse_object(std::string(in));

@@ -149,6 +149,29 @@ def seeds():
         [b"-m", b"model.gguf", b"-n", b"16", b"-t", b"2", b"--temp", b"0.8"],
         [b"--seed=42", b"-p", b"128,256", b"-p", b"512", b"-cnv", b"input.txt"],
         [b"--threads", b"-1", b"--n-predict", b"12abc", b"--help"])]
+    metrics = (b"# HELP bitnet_requests_total Requests.\n# TYPE bitnet_requests_total counter\nbitnet_requests_total 5\n"
+               b"# TYPE bitnet_queue_length gauge\nbitnet_queue_length{slot=\"0\"} 2\n"
+               b"# TYPE bitnet_time_to_first_token_seconds histogram\n"
+               b"bitnet_time_to_first_token_seconds_bucket{le=\"0.1\"} 1\n"
+               b"bitnet_time_to_first_token_seconds_bucket{le=\"+Inf\"} 3\n"
+               b"bitnet_time_to_first_token_seconds_sum 0.9\nbitnet_time_to_first_token_seconds_count 3\n")
+    out["fuzz_metrics"] = [metrics, b"x 1e308\ny NaN\nz +Inf 1700000000\n"]
+    out["fuzz_http_client"] = [
+        b"\x01\x00http://127.0.0.1:4318", b"\x01\x00http://[::1]:8080/metrics", b"\x01\x00https://collector:99999",
+        b"\x0a\x03HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        b"\x0c\x05HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nabcd\r\n0\r\nT: 1\r\n\r\n",
+        b"\x0e\x01HTTP/1.0 100 Continue\r\n\r\nHTTP/1.0 500 Oops\nServer: x\n\nuntil close"]
+    out["fuzz_lines"] = [b"\x10Hi there\nSecond question\r\n\n", b"\x03" + b"\x1b]0;t\x07\xc2\x9b\xff\xe2\x80\xae\n" * 3]
+    out["fuzz_endpoints"] = [
+        b"\x00" + json.dumps({"prompt": "And it came to pass", "n_predict": 3, "stream": True}).encode(),
+        b"\x04" + json.dumps({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                               "max_tokens": 2, "stream": True, "stream_options": {"include_usage": True}}).encode(),
+        b"\x02" + json.dumps({"prompt": ["In the", "beginning"], "max_tokens": 2, "stop": ["\n"], "seed": 3}).encode(),
+        b"\x06" + json.dumps({"content": "In the beginning", "add_special": True, "with_pieces": True}).encode(),
+        b"\x08" + json.dumps({"tokens": [1, 2, 3, 4000]}).encode(),
+        b"\x0a" + json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode(),
+        b"\x2c", b"\x2e", b"\x30",
+        b"\x01POST /completion HTTP/1.1\r\nHost: x\r\nContent-Length: 33\r\n\r\n{\"prompt\":\"Hi\",\"n_probs\":3,\"x\":1}"]
     return out
 
 

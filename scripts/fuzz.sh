@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 WHICH="${1:-all}"
 SECONDS_PER_TARGET="${2:-60}"
-TARGETS=(fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_tiktoken fuzz_chat fuzz_http fuzz_args)
+TARGETS=(fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_tiktoken fuzz_chat fuzz_http fuzz_args fuzz_metrics
+         fuzz_http_client fuzz_lines fuzz_endpoints)
 if [ "$WHICH" != all ]; then
   case " ${TARGETS[*]} " in
     *" $WHICH "*) TARGETS=("$WHICH") ;;
