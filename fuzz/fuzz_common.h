@@ -12,10 +12,10 @@
 
 namespace bitnet::fuzz {
 
-// ../shared/data next to the source tree (or $BITNET_SHARED_DATA).
+// The source tree's data/ (data/README.md), or $BITNET_SHARED_DATA.
 inline std::string data_dir() {
   if (const char* d = std::getenv("BITNET_SHARED_DATA"); d && *d) return d;
-  return std::string(BITNET_SOURCE_DIR) + "/../shared/data";
+  return std::string(BITNET_SOURCE_DIR) + "/data";
 }
 
 // A per-process path in /dev/shm (or /tmp) ending in `suffix`.

@@ -15,7 +15,7 @@ import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.environ.get("BITNET_SHARED_DATA") or os.path.join(HERE, "..", "..", "shared", "data")
+DATA = os.environ.get("BITNET_SHARED_DATA") or os.path.join(HERE, "..", "data")  # data/README.md
 
 # GGUF value types
 U8, I8, U16, I16, U32, I32, F32, BOOL, STR, ARR, U64, I64, F64 = range(13)

@@ -12,7 +12,7 @@
 #
 # Environment: BUILD (default build-cuda), CUDA_ARCH (default native: this GPU), NVCC (default
 # /usr/local/cuda/bin/nvcc or nvcc on PATH), BITNET_DATA_DIR (tokenizer data for the generated
-# models; default ../shared/data or ./data), MODELS (where the generated models go, default
+# models; default ./data, see data/README.md), MODELS (where the generated models go, default
 # $BUILD/gpu-check-models), SKIP_SERVER=1 (no server streams), REPS (bench repetitions, default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,16 +39,10 @@ step "GPU: $GPUS"
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
 [ -x "$NVCC" ] || NVCC=$(command -v nvcc 2>/dev/null) || fail "no nvcc (install the CUDA toolkit or set NVCC=/path/to/nvcc)"
 
-if [ -z "${BITNET_DATA_DIR:-}" ]; then
-  for d in ../shared/data data; do
-    if [ -f "$d/llama3-tokenizer.tiktoken" ] && [ -f "$d/ggml-vocab-llama-spm.gguf" ]; then
-      BITNET_DATA_DIR=$(cd "$d" && pwd)
-      break
-    fi
-  done
-fi
-[ -n "${BITNET_DATA_DIR:-}" ] ||
-  fail "tokenizer data (llama3-tokenizer.tiktoken, ggml-vocab-llama-spm.gguf) not found in ../shared/data or ./data: set BITNET_DATA_DIR"
+BITNET_DATA_DIR=${BITNET_DATA_DIR:-data}
+[ -f "$BITNET_DATA_DIR/llama3-tokenizer.tiktoken" ] && [ -f "$BITNET_DATA_DIR/ggml-vocab-llama-spm.gguf" ] ||
+  fail "tokenizer data (llama3-tokenizer.tiktoken, ggml-vocab-llama-spm.gguf) not found in $BITNET_DATA_DIR: set BITNET_DATA_DIR"
+BITNET_DATA_DIR=$(cd "$BITNET_DATA_DIR" && pwd)
 export BITNET_DATA_DIR BITNET_SHARED_DATA=${BITNET_SHARED_DATA:-$BITNET_DATA_DIR}
 
 # ---- build ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #pragma once
-// Shared helpers for tests: where the shared test data lives, temporary directories, and cached
-// tiny models generated once per test process.
+// Shared helpers for tests: where the test data lives, temporary directories, and cached tiny
+// models generated once per test process.
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -11,9 +11,10 @@
 
 namespace bitnet::testing {
 
+// The repository's data/ (data/README.md), or $BITNET_SHARED_DATA.
 inline std::string shared_data_dir() {
-  if (const char* env = std::getenv("BITNET_SHARED_DATA")) return env;
-  return std::string(BITNET_SOURCE_DIR) + "/../shared/data";
+  if (const char* env = std::getenv("BITNET_SHARED_DATA"); env && *env) return env;
+  return std::string(BITNET_SOURCE_DIR) + "/data";
 }
 
 inline std::string bin_dir() {

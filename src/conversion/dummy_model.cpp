@@ -88,8 +88,7 @@ const ModelPreset* find_preset(const std::string& name) {
 
 std::string default_vocab_dir() {
   std::vector<std::string> candidates;
-  if (const char* env = std::getenv("BITNET_DATA_DIR")) candidates.push_back(env);
-  candidates.push_back(std::string(BITNET_SOURCE_DIR) + "/../shared/data");
+  if (const char* env = std::getenv("BITNET_DATA_DIR"); env && *env) candidates.push_back(env);
   candidates.push_back(std::string(BITNET_SOURCE_DIR) + "/data");
   for (const auto& dir : candidates)
     if (std::filesystem::exists(dir + "/llama3-tokenizer.tiktoken") &&

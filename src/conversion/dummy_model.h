@@ -28,8 +28,8 @@ struct DummyModelSpec {
   std::string vocab_dir;  // holds llama3-tokenizer.tiktoken and ggml-vocab-llama-spm.gguf
 };
 
-// Directory with the tokenizer data: $BITNET_DATA_DIR, else <source>/../shared/data,
-// else <source>/data. Throws Error listing the places searched if none has the files.
+// Directory with the tokenizer data: $BITNET_DATA_DIR, else the source tree's data/
+// (data/README.md). Throws Error listing the places searched if none has the files.
 std::string default_vocab_dir();
 
 using GenerateProgress = std::function<void(uint64_t done, uint64_t total)>;

@@ -77,9 +77,10 @@ inline void expect_same_value(const GgufValue& a, const GgufValue& b, const std:
   }
 }
 
+// The repository's data/ (data/README.md), or $BITNET_SHARED_DATA.
 inline std::string shared_data_dir() {
   if (const char* env = std::getenv("BITNET_SHARED_DATA"); env && *env) return env;
-  return BITNET_SOURCE_DIR "/../shared/data";
+  return BITNET_SOURCE_DIR "/data";
 }
 
 }  // namespace bitnet::test

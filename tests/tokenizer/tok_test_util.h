@@ -12,9 +12,10 @@
 
 namespace bitnet::test {
 
+// The repository's data/ (data/README.md), or $BITNET_SHARED_DATA.
 inline std::string data_dir() {
   if (const char* d = std::getenv("BITNET_SHARED_DATA"); d && *d) return d;
-  return std::string(BITNET_SOURCE_DIR) + "/../shared/data";
+  return std::string(BITNET_SOURCE_DIR) + "/data";
 }
 
 inline std::string read_file(const std::string& path) {
@@ -29,7 +30,7 @@ struct Vector {
   std::vector<int32_t> ids;
 };
 
-// Reads NAME.inp / NAME.out (format: shared/data/README.md).
+// Reads NAME.inp / NAME.out (format: data/README.md).
 inline std::vector<Vector> load_vectors(const std::string& name) {
   const std::string inp = read_file(data_dir() + "/" + name + ".inp");
   const std::string out = read_file(data_dir() + "/" + name + ".out");

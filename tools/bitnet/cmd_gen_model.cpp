@@ -21,7 +21,8 @@ int cmd_gen_model(int argc, char** argv) {
            &embedding_type);
   p.option({"--seed"}, "N", "random seed (default 42)", &seed);
   p.option({"-o", "--output"}, "FILE", "output GGUF file", &out);
-  p.option({"--vocab-dir"}, "DIR", "directory with llama3-tokenizer.tiktoken and ggml-vocab-llama-spm.gguf", &vocab_dir);
+  p.option({"--vocab-dir"}, "DIR", "directory with llama3-tokenizer.tiktoken and ggml-vocab-llama-spm.gguf "
+           "(default $BITNET_DATA_DIR, else the source tree's data/)", &vocab_dir);
   p.flag({"--list-presets"}, "print the presets and exit", &list);
   if (!p.parse(argc, argv)) return 0;
   if (list) {
