@@ -13,10 +13,11 @@
 namespace bitnet::server {
 
 struct ApiError : std::runtime_error {
-  ApiError(int status, std::string type, const std::string& message)
-      : std::runtime_error(message), status(status), type(std::move(type)) {}
+  ApiError(int status, std::string type, const std::string& message, nlohmann::json extra = nlohmann::json::object())
+      : std::runtime_error(message), status(status), type(std::move(type)), extra(std::move(extra)) {}
   int status;
   std::string type;
+  nlohmann::json extra;  // more fields of the "error" object (e.g. n_prompt_tokens, n_ctx)
 };
 
 inline ApiError bad_request(const std::string& message) { return {400, "invalid_request_error", message}; }

@@ -250,6 +250,18 @@ std::string check_framing_headers(std::string_view head) {
   return "";
 }
 
+namespace {
+thread_local int current_client = -1;  // the socket whose request this thread is processing
+}  // namespace
+
+bool client_disconnected() {
+  if (current_client < 0) return false;
+  if (wait_for(current_client, POLLIN, 0) <= 0) return false;
+  char c;
+  const ssize_t n = ::recv(current_client, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 HeadStatus check_request_head(std::string_view bytes, const ConnectionLimits& limits) {
   const size_t first = bytes.find('\n');
   const size_t line = first == std::string_view::npos ? bytes.size() : first;
@@ -331,7 +343,9 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
                       int(read_timeout_sec_ * 1000 + read_timeout_usec_ / 1000),
                       int(write_timeout_sec_ * 1000 + write_timeout_usec_ / 1000));
   bool closed = false;
+  current_client = sock;
   const bool ok = process_request(stream, /*close_connection=*/true, closed, nullptr);
+  current_client = -1;
   ::shutdown(sock, SHUT_RDWR);
   ::close(sock);
   return ok;

@@ -41,6 +41,10 @@ HeadStatus check_request_head(std::string_view bytes, const ConnectionLimits& li
 // without spaces. Returns "" when the head is fine, else why not (the client gets 400).
 std::string check_framing_headers(std::string_view head);
 
+// For a handler that waits on a long computation: true when the client of the request this thread
+// is serving has closed its connection (always false outside GuardedServer's handler threads).
+bool client_disconnected();
+
 class GuardedServer : public httplib::Server {
  public:
   explicit GuardedServer(ConnectionLimits limits);

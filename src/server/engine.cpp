@@ -66,17 +66,22 @@ size_t partial_stop_suffix(const std::string& text, const std::vector<std::strin
   return best;
 }
 
-std::vector<TokenProb> top_probs(std::span<const float> logits, int32_t n) {
+// Log-softmax of the logits: the chosen token's value and the n highest (ties by id), in doubles.
+void token_logprobs(std::span<const float> logits, int32_t chosen, int32_t n, Event& e) {
   const float max = *std::max_element(logits.begin(), logits.end());
   double sum = 0;
   for (float l : logits) sum += std::exp(double(l - max));
-  std::vector<TokenProb> all(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) all[i] = {int32_t(i), float(std::exp(double(logits[i] - max)) / sum)};
-  const size_t k = std::min(all.size(), size_t(n));
-  std::partial_sort(all.begin(), all.begin() + ptrdiff_t(k), all.end(),
-                    [](const TokenProb& a, const TokenProb& b) { return a.prob > b.prob || (a.prob == b.prob && a.id < b.id); });
-  all.resize(k);
-  return all;
+  const double log_sum = std::log(sum);
+  const auto logprob = [&](size_t i) { return float(double(logits[i] - max) - log_sum); };
+  e.logprob = logprob(size_t(chosen));
+  if (n <= 0) return;
+  std::vector<int32_t> ids(logits.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i);
+  const size_t k = std::min(ids.size(), size_t(n));
+  std::partial_sort(ids.begin(), ids.begin() + ptrdiff_t(k), ids.end(),
+                    [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b); });
+  e.probs.clear();
+  for (size_t i = 0; i < k; ++i) e.probs.push_back({ids[i], logprob(size_t(ids[i]))});
 }
 
 Event done(std::string reason, std::string stop_word = {}) {
@@ -378,7 +383,7 @@ void Engine::on_sampled(Slot& s, int32_t token, std::span<const float> logits) {
   s.text += s.utf8.push(tok.token_to_piece(token));
   Event e;
   e.token = token;
-  if (req.n_probs > 0) e.probs = top_probs(logits, req.n_probs);
+  if (req.n_probs > 0 || req.logprobs) token_logprobs(logits, token, req.n_probs, e);
   // A stop string ends generation; it and anything after it are not sent.
   size_t stop_at = std::string::npos;
   std::string stop_word;

@@ -31,13 +31,14 @@ struct GenerationRequest {
   bool ignore_eos = false;
   std::vector<std::string> stop;  // stop strings (not included in the output)
   int32_t slot_id = -1;           // -1: any slot
-  int32_t n_probs = 0;            // top-n probabilities reported per generated token
+  int32_t n_probs = 0;            // top-n log-probabilities reported per generated token
+  bool logprobs = false;          // the generated token's own log-probability too (implied by n_probs > 0)
   bool cache_prompt = true;       // reuse the slot's cached prefix
 };
 
 struct TokenProb {
   int32_t id;
-  float prob;
+  float logprob;  // natural log of the softmax of the model's logits (before sampling settings)
 };
 
 struct Event {
@@ -46,6 +47,7 @@ struct Event {
   std::string text;              // new text (complete UTF-8 characters; may be empty while held)
   int32_t token = -1;            // Token: the generated id
   std::vector<TokenProb> probs;  // Token: top n_probs, highest first
+  float logprob = 0;             // Token: the generated id's log-probability (request.logprobs)
   std::string finish_reason;     // Done: "stop", "length" or "cancelled"
   std::string stopping_word;     // Done: the stop string that ended generation, if any
   std::string error;             // Failed: why

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "base/untrusted_text.h"
 #include "server/api_error.h"
 #include "server/web_page.h"
 
@@ -72,11 +73,19 @@ bool Api::authorized(const httplib::Request& req) const {
 }
 
 void Api::add_cors_headers(const httplib::Request& req, httplib::Response& res) const {
+  const std::string origin = req.get_header_value("Origin");
   if (config_.cors_origins.empty()) {
-    if (config_.api_key.empty()) res.set_header("Access-Control-Allow-Origin", "*");
+    if (!config_.api_key.empty()) return;
+    // No key: any page may call the server anyway, so its origin is echoed (llama-server's answer).
+    if (origin.empty()) {
+      res.set_header("Access-Control-Allow-Origin", "*");
+    } else {
+      res.set_header("Access-Control-Allow-Origin", origin);
+      res.set_header("Access-Control-Allow-Credentials", "true");
+      res.set_header("Vary", "Origin");
+    }
     return;
   }
-  const std::string origin = req.get_header_value("Origin");
   res.set_header("Vary", "Origin");
   for (const std::string& allowed : config_.cors_origins) {
     if (allowed == "*") {
@@ -103,7 +112,9 @@ void Api::guard(const httplib::Request& req, httplib::Response& res, const std::
   try {
     body();
   } catch (const ApiError& e) {
-    reply(res, e.status, error_body(e.status, e.type, e.what()));
+    json body = error_body(e.status, e.type, e.what());
+    body["error"].update(e.extra);
+    reply(res, e.status, body);
   } catch (const Busy& e) {
     metrics_.requests_rejected += 1;
     reply(res, 503, error_body(503, "unavailable_error", e.what()));
@@ -148,11 +159,13 @@ void Api::install(httplib::Server& srv) {
   srv.set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     reply(res, 500, error_body(500, "server_error", "internal error"));
   });
+  // CORS preflight (llama-server's answer: 200, GET and POST, any header); whether the origin is
+  // allowed is add_cors_headers' decision.
   srv.Options(".*", [](const httplib::Request&, httplib::Response& res) {
-    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Api-Key");
-    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.set_header("Access-Control-Allow-Headers", "*");
+    res.set_header("Access-Control-Allow-Methods", "GET, POST");
     res.set_header("Access-Control-Max-Age", "600");
-    res.status = 204;
+    res.status = 200;
   });
 
   using Req = httplib::Request;
@@ -193,6 +206,8 @@ void Api::install(httplib::Server& srv) {
   srv.Get("/health", route([this](const Req& q, Res& s) { health(q, s); }));
   srv.Get("/v1/models", route([this](const Req&, Res& s) { models(s); }));
   srv.Get("/models", route([this](const Req&, Res& s) { models(s); }));
+  srv.Get(R"(/v1/models/(.+))", route([this](const Req& q, Res& s) { model_by_id(q.matches[1], s); }));
+  srv.Get(R"(/models/(.+))", route([this](const Req& q, Res& s) { model_by_id(q.matches[1], s); }));
   srv.Get("/props", route([this](const Req&, Res& s) { props(s); }));
   srv.Get("/slots", route([this](const Req& q, Res& s) { slots(q, s); }));
   srv.Get("/metrics", route([this](const Req&, Res& s) { metrics(s); }));
@@ -211,36 +226,48 @@ void Api::health(const httplib::Request&, httplib::Response& res) {
   reply(res, 200, {{"status", "ok"}});
 }
 
-void Api::models(httplib::Response& res) {
+json Api::model_object() const {
   const HParams& hp = model_->hp;
-  reply(res, 200,
-        {{"object", "list"},
-         {"data", json::array({{{"id", model_name_},
-                                {"object", "model"},
-                                {"created", created_},
-                                {"owned_by", "bitnet.cpp"},
-                                {"meta",
-                                 {{"architecture", hp.arch.name},
-                                  {"n_vocab", hp.n_vocab},
-                                  {"n_ctx_train", hp.n_ctx_train},
-                                  {"n_embd", hp.n_embd},
-                                  {"n_layer", hp.n_layer}}}}})}});
+  return {{"id", model_name_},
+          {"object", "model"},
+          {"created", created_},
+          {"owned_by", "bitnet.cpp"},
+          {"meta",
+           {{"architecture", hp.arch.name},
+            {"n_vocab", hp.n_vocab},
+            {"n_ctx_train", hp.n_ctx_train},
+            {"n_embd", hp.n_embd},
+            {"n_layer", hp.n_layer}}}};
+}
+
+void Api::models(httplib::Response& res) { reply(res, 200, {{"object", "list"}, {"data", json::array({model_object()})}}); }
+
+// GET /v1/models/{id}: the one model this server runs, under its name.
+void Api::model_by_id(const std::string& id, httplib::Response& res) {
+  if (id != model_name_)
+    throw ApiError(404, "not_found_error", "the model " + quote_untrusted(id, 200) + " does not exist (this server runs " +
+                                               model_name_ + ")");
+  reply(res, 200, model_object());
+}
+
+json Api::generation_settings() const {
+  const SamplingParams& p = config_.sampling;
+  return {{"n_ctx", engine_->config().n_ctx_slot},
+          {"params",
+           {{"n_predict", config_.n_predict},
+            {"seed", config_.random_seed ? json(-1) : json(p.seed)},
+            {"temperature", p.temperature},
+            {"top_k", p.top_k},
+            {"top_p", p.top_p},
+            {"min_p", p.min_p},
+            {"repeat_penalty", p.repeat_penalty},
+            {"repeat_last_n", p.repeat_last_n}}}};
 }
 
 void Api::props(httplib::Response& res) {
-  const SamplingParams& p = config_.sampling;
   const EngineConfig& e = engine_->config();
   reply(res, 200,
-        {{"default_generation_settings",
-          {{"n_ctx", e.n_ctx_slot},
-           {"params",
-            {{"n_predict", config_.n_predict},
-             {"temperature", p.temperature},
-             {"top_k", p.top_k},
-             {"top_p", p.top_p},
-             {"min_p", p.min_p},
-             {"repeat_penalty", p.repeat_penalty},
-             {"repeat_last_n", p.repeat_last_n}}}}},
+        {{"default_generation_settings", generation_settings()},
          {"total_slots", e.n_slots},
          {"n_ctx", e.n_ctx_slot * e.n_slots},
          {"continuous_batching", e.continuous_batching},

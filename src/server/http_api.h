@@ -41,6 +41,16 @@ struct ApiConfig {
 
 enum class Dialect { Native, OpenAiText, OpenAiChat };
 
+// What a request asks of its response beyond the generated tokens.
+struct ResponseOptions {
+  bool logprobs = false;        // per-token log-probabilities (n_probs, logprobs, top_logprobs)
+  bool echo = false;            // completions: the prompt's text before the generated text
+  std::string echo_text;        // that text
+  bool include_usage = false;   // streams: a last chunk with the usage (stream_options.include_usage)
+  bool return_tokens = false;   // native: the generated token ids in "tokens"
+  int n = 1;                    // choices generated from the one prompt
+};
+
 class Api {
  public:
   Api(ApiConfig config, Metrics& metrics);
@@ -66,6 +76,8 @@ class Api {
 
   void health(const httplib::Request& req, httplib::Response& res);
   void models(httplib::Response& res);
+  void model_by_id(const std::string& id, httplib::Response& res);
+  nlohmann::json model_object() const;
   void props(httplib::Response& res);
   void slots(const httplib::Request& req, httplib::Response& res);
   void metrics(httplib::Response& res);
@@ -76,14 +88,22 @@ class Api {
 
   // completion_api.cpp
   std::vector<ChatMessage> chat_messages(const nlohmann::json& body) const;
-  GenerationRequest parse_generation(const nlohmann::json& body, Dialect dialect) const;
-  nlohmann::json final_response(Dialect dialect, const std::string& id, const std::string& text,
-                                const std::vector<int32_t>& tokens, const nlohmann::json& probs,
-                                const Event& done, const JobStats& stats) const;
+  GenerationRequest parse_generation(const nlohmann::json& body, Dialect dialect, ResponseOptions* options = nullptr) const;
+  // One finished choice: its text, token ids and token entries (logprobs), how it ended.
+  struct Choice {
+    std::string text;
+    std::vector<int32_t> tokens;
+    nlohmann::json entries = nlohmann::json::array();
+    Event done;
+    JobStats stats;
+  };
+  nlohmann::json final_response(Dialect dialect, const std::string& id, const std::vector<Choice>& choices,
+                                const ResponseOptions& options) const;
   // SSE events; `chunked` = false for HTTP/1.0 clients (no chunked coding: ended by the close).
-  void stream_response(httplib::Response& res, std::shared_ptr<Job> job, Dialect dialect, std::string id,
-                       bool chunked);
-  std::string sse_for(Stream& st, const Event& e) const;
+  void stream_response(httplib::Response& res, std::vector<std::shared_ptr<Job>> jobs, Dialect dialect,
+                       std::string id, ResponseOptions options, bool chunked);
+  std::string sse_for(Stream& st, size_t index, const Event& e) const;
+  nlohmann::json generation_settings() const;  // the defaults, as /props and /completion report them
 
   ApiConfig config_;
   Metrics& metrics_;

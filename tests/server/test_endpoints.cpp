@@ -52,7 +52,7 @@ TEST(ServerEndpoints, CompletionEqualsBitnetRunStreamedAndNot) {
   EXPECT_EQ(plain["content"], text);
   EXPECT_EQ(plain["tokens_predicted"], 12);
   EXPECT_EQ(plain["stop_type"], "limit");
-  EXPECT_EQ(plain["tokens"].size(), 12u);
+  EXPECT_TRUE(plain["tokens"].empty()) << "token ids only with return_tokens, as llama-server";
 
   json stream_req = req;
   stream_req["stream"] = true;
@@ -71,6 +71,7 @@ TEST(ServerEndpoints, CompletionEqualsBitnetRunStreamedAndNot) {
   EXPECT_EQ(ojson["usage"]["completion_tokens"], 12);
   json ostream_req = oreq;
   ostream_req["stream"] = true;
+  ostream_req["stream_options"] = {{"include_usage", true}};
   json usage;
   std::string finish;
   EXPECT_EQ(join_openai(stream_post(server.port(), "/v1/completions", ostream_req), false, &usage, &finish), text);
@@ -104,6 +105,7 @@ TEST(ServerEndpoints, ChatCompletionsUseTheModelTemplate) {
 
   json sreq = req;
   sreq["stream"] = true;
+  sreq["stream_options"] = {{"include_usage", true}};
   const StreamResult s = stream_post(server.port(), "/v1/chat/completions", sreq);
   ASSERT_FALSE(s.data.empty());
   EXPECT_EQ(json::parse(s.data[0])["choices"][0]["delta"]["role"], "assistant");
@@ -171,13 +173,25 @@ TEST(ServerEndpoints, TokenizerEndpointsAndProbabilities) {
 
   const json r = post_json(cli, "/completion", {{"prompt", ids}, {"n_predict", 3}, {"temperature", 0}, {"n_probs", 5}});
   ASSERT_EQ(r["completion_probabilities"].size(), 3u);
+  EXPECT_EQ(r["tokens"], json::array()) << "token ids only with return_tokens";
+  std::string text;
   for (size_t i = 0; i < 3; ++i) {
     const json& p = r["completion_probabilities"][i];
-    EXPECT_EQ(p["id"], r["tokens"][i]);
-    ASSERT_EQ(p["probs"].size(), 5u);
-    EXPECT_EQ(p["probs"][0]["id"], r["tokens"][i]) << "greedy picks the most probable token";
-    for (size_t k = 1; k < 5; ++k) EXPECT_GE(p["probs"][k - 1]["prob"].get<double>(), p["probs"][k]["prob"].get<double>());
+    ASSERT_EQ(p["top_logprobs"].size(), 5u);
+    EXPECT_EQ(p["top_logprobs"][0]["id"], p["id"]) << "greedy picks the most probable token";
+    EXPECT_EQ(p["top_logprobs"][0]["logprob"], p["logprob"]);
+    EXPECT_LE(p["logprob"].get<double>(), 0.0);
+    for (size_t k = 1; k < 5; ++k)
+      EXPECT_GE(p["top_logprobs"][k - 1]["logprob"].get<double>(), p["top_logprobs"][k]["logprob"].get<double>());
+    std::string bytes;
+    for (const json& b : p["bytes"]) bytes += char(b.get<int>());
+    EXPECT_EQ(bytes, p["token"].get<std::string>());
+    text += bytes;
   }
+  EXPECT_EQ(text, r["content"].get<std::string>());
+  const json with_ids = post_json(cli, "/completion", {{"prompt", ids}, {"n_predict", 3}, {"temperature", 0}, {"return_tokens", true}});
+  ASSERT_EQ(with_ids["tokens"].size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(with_ids["tokens"][i], r["completion_probabilities"][i]["id"]);
 }
 
 TEST(ServerEndpoints, IntrospectionMetricsAndWebPage) {
@@ -280,7 +294,8 @@ TEST(ServerEndpoints, SigtermFinishesInFlightStreamsAndExitsZero) {
   StreamResult result;
   std::thread client([&] {
     result = stream_post(server.port(), "/v1/completions",
-                         {{"prompt", kPrompt}, {"max_tokens", 40}, {"temperature", 0}, {"stream", true}});
+                         {{"prompt", kPrompt}, {"max_tokens", 40}, {"temperature", 0}, {"stream", true},
+                          {"stream_options", {{"include_usage", true}}}});
   });
   // Signal once the stream is under way.
   const auto deadline = Clock::now() + std::chrono::seconds(60);
