@@ -134,6 +134,15 @@ ResponseParser::State ResponseParser::step() {
         if (end == std::string::npos || end > kMaxHead) {
           if (pending_.size() > kMaxHead || end != std::string::npos)
             return fail("response head larger than " + std::to_string(kMaxHead) + " bytes");
+          // A peer that is not speaking HTTP is refused at its first line, not at the deadline.
+          if (const size_t nl = pending_.find('\n'); nl != std::string::npos) {
+            std::string_view first(pending_.data(), nl);
+            if (!first.empty() && first.back() == '\r') first.remove_suffix(1);
+            if (first.size() < 12 || first.substr(0, 7) != "HTTP/1.")
+              return fail("malformed status line " + quote_untrusted(first, 60));
+          } else if (pending_.size() >= 7 && pending_.compare(0, 7, "HTTP/1.") != 0) {
+            return fail("malformed status line " + quote_untrusted(pending_, 60));
+          }
           return state_;
         }
         const std::string head = pending_.substr(0, end);

@@ -210,6 +210,25 @@ TEST(HttpClient, SilenceEndsAtTheDeadlineAndCancelEndsAtOnce) {
   EXPECT_LT(seconds_since(start), 1.5);
 }
 
+TEST(HttpClient, APeerThatIsNotSpeakingHttpIsRefusedAtItsFirstLine) {
+  RawServer server([](int fd, const std::atomic<bool>& stopping) {
+    RawServer::read_request(fd);
+    RawServer::send_all(fd, "\x1b]0;garbage\x07 no status line\r\n");
+    while (!stopping) std::this_thread::sleep_for(std::chrono::milliseconds(10));  // and no blank line, ever
+  });
+  HttpLimits limits;
+  limits.deadline_s = 5;
+  const auto start = Clock::now();
+  try {
+    http_request(parse_http_url(server.url(), "x"), "GET", "/", {}, "", limits);
+    FAIL() << "garbage accepted";
+  } catch (const HttpError& e) {
+    EXPECT_NE(std::string(e.what()).find("malformed status line"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\x1b'), std::string::npos);
+  }
+  EXPECT_LT(seconds_since(start), 1.0);
+}
+
 TEST(HttpClient, ConnectionRefusedAndBadHeadersAreErrors) {
   int dead_port = 0;
   {
