@@ -35,8 +35,8 @@ void run_checks(const RunConfig& c, std::vector<ConfigError>& out) {
     out.emplace_back("-f", "give either -p or -f, not both");
   if (!c.prompt_file.empty() && !std::filesystem::exists(c.prompt_file))
     out.emplace_back("-f", "cannot read prompt file: " + c.prompt_file);
-  if (!c.conversation && c.prompt.empty() && c.prompt_file.empty())
-    out.emplace_back("-p", "no prompt: give -p TEXT or -f FILE (or -cnv)");
+  if (!c.conversation && !c.interactive && !c.interactive_first && c.prompt.empty() && c.prompt_file.empty())
+    out.emplace_back("-p", "no prompt: give -p TEXT or -f FILE (or -cnv, -i)");
   if (c.n_predict < -1) out.emplace_back("-n", "-n must be -1 or ≥ 0" + got(c.n_predict));
   if (const std::string err = validate(c.sampling); !err.empty()) out.emplace_back("--temp", err);
 }
@@ -139,6 +139,9 @@ nlohmann::json to_json(const RunConfig& c) {
       {"repeat_last_n", s.repeat_last_n},
       {"seed", c.seed ? nlohmann::json(*c.seed) : nlohmann::json(nullptr)},
       {"conversation", c.conversation},
+      {"interactive", c.interactive},
+      {"interactive_first", c.interactive_first},
+      {"reverse_prompts", c.reverse_prompts},
       {"ignore_eos", c.ignore_eos},
       {"no_display_prompt", c.no_display_prompt},
       {"telemetry_out", c.telemetry_out},
@@ -169,6 +172,10 @@ std::vector<std::string> run_arguments(const RunConfig& c, const std::string& bi
   add("--repeat-last-n", std::to_string(s.repeat_last_n));
   if (c.seed) add("-s", std::to_string(*c.seed));
   if (c.conversation) a.push_back("-cnv");
+  if (c.interactive) a.push_back("-i");
+  if (c.interactive_first) a.push_back("-if");
+  for (const std::string& r : c.reverse_prompts) add("-r", r);
+  a.push_back("--no-escape");  // the texts above are as the model sees them
   if (!c.system_prompt.empty()) add("-sys", c.system_prompt);
   if (c.ignore_eos) a.push_back("--ignore-eos");
   if (c.no_display_prompt) a.push_back("--no-display-prompt");

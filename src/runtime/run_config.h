@@ -39,6 +39,8 @@ struct RunConfig {
   SamplingParams sampling;
   std::optional<uint64_t> seed;  // none: from the clock at start
   bool conversation = false, ignore_eos = false, no_display_prompt = false;
+  bool interactive = false, interactive_first = false;  // -i / -if: lines from stdin continue the text
+  std::vector<std::string> reverse_prompts;             // -r (escapes already processed)
   std::string telemetry_out;  // JSONL telemetry file, empty: none
 };
 

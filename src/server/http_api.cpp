@@ -18,7 +18,7 @@ Api::Api(ApiConfig config, Metrics& metrics)
       metrics_(metrics),
       created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                    .count()) {
-  model_name_ = std::filesystem::path(config_.model_path).filename().string();
+  model_name_ = config_.alias.empty() ? std::filesystem::path(config_.model_path).filename().string() : config_.alias;
 }
 
 void Api::set_ready(const Model& model, Engine& engine) {
@@ -201,8 +201,10 @@ void Api::install(httplib::Server& srv) {
       guard(with_body, res, [&] { fn(with_body, res); });
     };
   };
-  srv.Get("/", [](const Req&, Res& res) { res.set_content(kIndexHtml, "text/html; charset=utf-8"); });
-  srv.Get("/index.html", [](const Req&, Res& res) { res.set_content(kIndexHtml, "text/html; charset=utf-8"); });
+  if (config_.web_ui) {
+    srv.Get("/", [](const Req&, Res& res) { res.set_content(kIndexHtml, "text/html; charset=utf-8"); });
+    srv.Get("/index.html", [](const Req&, Res& res) { res.set_content(kIndexHtml, "text/html; charset=utf-8"); });
+  }
   srv.Get("/health", route([this](const Req& q, Res& s) { health(q, s); }));
   srv.Get("/v1/models", route([this](const Req&, Res& s) { models(s); }));
   srv.Get("/models", route([this](const Req&, Res& s) { models(s); }));
@@ -278,6 +280,8 @@ void Api::props(httplib::Response& res) {
 }
 
 void Api::slots(const httplib::Request& req, httplib::Response& res) {
+  if (!config_.slots_endpoint)
+    throw ApiError(501, "not_supported_error", "This server does not support slots endpoint. Start it with `--slots`");
   json out = json::array();
   int idle = 0;
   for (const SlotInfo& s : engine_->slots()) {

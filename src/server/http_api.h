@@ -37,6 +37,9 @@ struct ApiConfig {
   // origin when there is no API key, none when there is (a page elsewhere must not drive a keyed
   // server with a key the browser stored).
   std::vector<std::string> cors_origins;
+  std::string alias;            // the model's name in responses (--alias); default: the file name
+  bool slots_endpoint = true;   // GET /slots (--no-slots: 501)
+  bool web_ui = true;           // the chat page at / (--no-webui: 404)
 };
 
 enum class Dialect { Native, OpenAiText, OpenAiChat };

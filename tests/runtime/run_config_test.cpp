@@ -128,7 +128,7 @@ TEST(RunConfig, ArgumentListIsExact) {
   const std::vector<std::string> want = {"bin", "run", "-m", "m.gguf", "-p", "hello", "-n", "8", "-c", "0", "-t", "2",
                                          "-b", "512", "-ngl", "0", "--temp", "0.7", "--top-k", "40", "--top-p", "0.95",
                                          "--min-p", "0.05", "--repeat-penalty", "1", "--repeat-last-n", "64", "-s", "5",
-                                         "-cnv"};
+                                         "-cnv", "--no-escape"};
   EXPECT_EQ(run_arguments(c, "bin"), want);
   EXPECT_EQ(to_json(c)["temperature"], 0.7);
   EXPECT_EQ(to_json(c)["seed"], 5);

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "process_runner.h"
 #include "server_process.h"
 
 namespace bitnet::testing {
@@ -225,6 +226,32 @@ TEST(OpenAiConformance, CorsPreflightAnswersLikeLlamaServerWithoutAKey) {
   EXPECT_NE(reply.find("Access-Control-Allow-Credentials: true\r\n"), std::string::npos);
   EXPECT_NE(reply.find("Access-Control-Allow-Methods: GET, POST\r\n"), std::string::npos);
   EXPECT_NE(reply.find("Access-Control-Allow-Headers: *\r\n"), std::string::npos);
+}
+
+// The flags llama.cpp's server test suite starts llama-server with.
+TEST(OpenAiConformance, LlamaServerLaunchFlags) {
+  ServerProcess server({"-c", "256", "--greedy", "--offline", "--no-slots", "--alias", "tinyllama-2", "--no-jinja",
+                        "-fa", "off", "-ub", "64", "--no-webui", "--kv-unified"},
+                       {}, true, /*llama_alias=*/true);
+  auto cli = server.client();
+  EXPECT_EQ(get_json(cli, "/v1/models")["data"][0]["id"], "tinyllama-2");
+  const json r = post_json(cli, "/v1/chat/completions", chat({{"max_tokens", 2}}));
+  EXPECT_EQ(r["model"], "tinyllama-2");
+  EXPECT_EQ(get_json(cli, "/props")["default_generation_settings"]["params"]["temperature"], 0.0) << "--greedy";
+  auto slots = cli.Get("/slots");
+  ASSERT_TRUE(slots);
+  EXPECT_EQ(slots->status, 501);
+  auto page = cli.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 404);
+  EXPECT_NE(server.log().find("note: --offline has no effect here"), std::string::npos);
+  for (const char* refused : {"--embedding", "--lora", "--hf-repo", "--context-shift"}) {
+    std::vector<std::string> args = {bitnet_bin(), "serve", "-m", tiny_model(), refused};
+    if (std::string(refused) != "--embedding" && std::string(refused) != "--context-shift") args.push_back("x");
+    const ProcessResult p = run_process(args);
+    EXPECT_EQ(p.code, 2) << refused << ": " << p.err;
+    EXPECT_NE(p.err.find("is not supported"), std::string::npos) << p.err;
+  }
 }
 
 }  // namespace

@@ -42,6 +42,27 @@ void ArgParser::add(std::vector<std::string> names, std::string value_name, std:
   specs_.push_back({std::move(names), std::move(value_name), std::move(help), std::move(apply)});
 }
 
+void ArgParser::compat_noop(std::vector<std::string> names, std::string value_name, std::string why) {
+  const std::string flag = names.front();
+  add(std::move(names), std::move(value_name), "accepted for llama.cpp compatibility, no effect: " + why,
+      [flag, why](const std::string&) { std::fprintf(stderr, "note: %s has no effect here (%s)\n", flag.c_str(), why.c_str()); });
+}
+
+void ArgParser::unsupported(std::vector<std::string> names, std::string value_name, std::string why) {
+  const std::string flag = names.front();
+  add(std::move(names), std::move(value_name), "not supported: " + why,
+      [flag, why](const std::string&) { throw UsageError(flag + " is not supported: " + why); });
+}
+
+void ArgParser::multi_option(std::vector<std::string> names, std::string value_name, std::string help,
+                             std::vector<std::string>* target) {
+  const std::string flag = names.front(), kind = value_name;
+  add(std::move(names), std::move(value_name), std::move(help), [target, flag, kind](const std::string& v) {
+    check_not_empty(flag, kind, v);
+    target->push_back(v);
+  });
+}
+
 void ArgParser::flag(std::vector<std::string> names, std::string help, bool* target) {
   add(std::move(names), "", std::move(help), [target](const std::string&) { *target = true; });
 }

@@ -33,7 +33,16 @@ class ArgParser {
   // values; the first one replaces the default.
   void list_option(std::vector<std::string> names, std::string value_name, std::string help,
                    std::string* target);
+  // A repeatable option: each occurrence appends its whole value (which may hold commas).
+  void multi_option(std::vector<std::string> names, std::string value_name, std::string help,
+                    std::vector<std::string>* target);
   void positional(std::string name, std::string help, std::string* target, bool required);
+  // A flag of llama.cpp's tools that has no effect in this engine: accepted (with a value when
+  // value_name is set) so existing launch scripts run, and named on stderr with `why` when used.
+  void compat_noop(std::vector<std::string> names, std::string value_name, std::string why);
+  // A flag of llama.cpp's tools for a feature this engine does not have: a UsageError saying `why`
+  // (rather than "unknown argument").
+  void unsupported(std::vector<std::string> names, std::string value_name, std::string why);
 
   // Throws UsageError with a one-line message. Returns false if --help was given (usage printed).
   bool parse(int argc, char** argv);

@@ -6,6 +6,9 @@
 #include <iostream>
 #include <sstream>
 
+#include <unistd.h>
+
+#include "base/escapes.h"
 #include "base/line_reader.h"
 #include "commands.h"
 #include "formats/gguf.h"
@@ -25,6 +28,9 @@ struct RunOptions {
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
   bool conversation = false, ignore_eos = false, no_display_prompt = false;
+  bool no_conversation = false, interactive = false, interactive_first = false, single_turn = false;
+  bool escape = false, no_escape = false, color = false;
+  std::vector<std::string> reverse_prompts;
   bool dry_run = false, json = false;
   std::string telemetry_out, otlp_endpoint;
 };
@@ -38,6 +44,9 @@ RunConfig to_run_config(const RunOptions& o) {
   c.sampling = o.sampling;
   if (o.seed != UINT64_MAX) c.seed = o.seed;
   c.conversation = o.conversation;
+  c.interactive = o.interactive;
+  c.interactive_first = o.interactive_first;
+  c.reverse_prompts = o.reverse_prompts;
   c.ignore_eos = o.ignore_eos;
   c.no_display_prompt = o.no_display_prompt;
   c.telemetry_out = o.telemetry_out;
@@ -97,16 +106,32 @@ int dry_run(const RunConfig& given, bool json) {
   return 0;
 }
 
-// Streams one reply to stdout; returns why generation stopped.
+// How replies are shown and where they stop: llama-cli's reverse prompts (-r) end a reply once
+// its text ends with one of them; --color marks the prompt and the user's input on a terminal.
+struct ReplyStyle {
+  std::vector<std::string> reverse_prompts;
+  bool color = false;
+};
+
+// Terminal colours of llama-cli's --color: the prompt and the user's input stand out from replies.
+constexpr const char* kPromptColor = "\x1b[33m";
+constexpr const char* kInputColor = "\x1b[1;32m";
+constexpr const char* kResetColor = "\x1b[0m";
+
+// Streams one reply to stdout; returns why generation stopped (Cancelled: a reverse prompt).
 StopReason stream_reply(Session& session, std::span<const float> logits, Sampler& sampler,
-                        const GenerateOptions& gen, std::string* reply) {
+                        const GenerateOptions& gen, const ReplyStyle& style, std::string* reply) {
   const Tokenizer& tok = *session.model().tokenizer;
   Utf8Stream out;
+  std::string text;
   const StopReason reason = generate(session, logits, sampler, gen, [&](int32_t id) {
     const std::string piece = tok.token_to_piece(id);
+    text += piece;
     if (reply) *reply += piece;
     std::fputs(out.push(piece).c_str(), stdout);
     std::fflush(stdout);
+    for (const std::string& r : style.reverse_prompts)
+      if (text.size() >= r.size() && text.compare(text.size() - r.size(), r.size(), r) == 0) return false;
     return true;
   });
   std::fputs(out.flush().c_str(), stdout);
@@ -119,12 +144,12 @@ StopReason stream_reply(Session& session, std::span<const float> logits, Sampler
 
 // Evaluates the prompt tokens and streams one reply, with a telemetry event for each phase.
 StopReason reply(Session& session, std::span<const int32_t> ids, Sampler& sampler, const GenerateOptions& gen,
-                 std::string* text, Telemetry& telemetry, int turn) {
+                 const ReplyStyle& style, std::string* text, Telemetry& telemetry, int turn) {
   const Timings before = session.timings;
   const auto logits = session.set_tokens(ids);
   emit_prompt(telemetry, before, session.timings, turn);
   const Timings prompt_done = session.timings;
-  const StopReason r = stream_reply(session, logits, sampler, gen, text);
+  const StopReason r = stream_reply(session, logits, sampler, gen, style, text);
   emit_generated(telemetry, prompt_done, session.timings, turn, r);
   return r;
 }
@@ -132,8 +157,30 @@ StopReason reply(Session& session, std::span<const int32_t> ids, Sampler& sample
 // One chat turn read from stdin at most (a stream without newlines must not grow without end).
 constexpr size_t kMaxChatLine = 1 << 20;
 
-int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
-                 const std::string& system_prompt, const std::string& first, Telemetry& telemetry) {
+// The next line the user types (prompt `marker` first); false at the end of input.
+bool read_user_line(const char* marker, const ReplyStyle& style, std::string& line) {
+  std::fputs(marker, stdout);
+  if (style.color) std::fputs(kInputColor, stdout);
+  std::fflush(stdout);
+  const LineStatus got = read_bounded_line(std::cin, kMaxChatLine, line);
+  if (style.color) {
+    std::fputs(kResetColor, stdout);
+    std::fflush(stdout);
+  }
+  if (got == LineStatus::TooLong)
+    throw Error("a chat line is longer than " + std::to_string(kMaxChatLine) +
+                " bytes (the limit of one turn; put long text in a file and pass it with -f)");
+  return got == LineStatus::Line;
+}
+
+[[noreturn]] void context_full(const Session& session) {
+  throw Error("the context (" + std::to_string(session.n_ctx()) +
+              " tokens) is full: the conversation cannot go on; start again with a larger -c");
+}
+
+// -cnv: turns through the model's chat template. `single_turn` (-st): one reply, then exit.
+int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen, const ReplyStyle& style,
+                 const std::string& system_prompt, const std::string& first, bool single_turn, Telemetry& telemetry) {
   const Model& m = *&session.model();
   const Tokenizer& tok = *m.tokenizer;
   const ChatFormat format =
@@ -144,26 +191,47 @@ int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
   bool have_line = !first.empty();
   int turn = 0;
   for (;;) {
-    if (!have_line) {
-      std::fputs("\n> ", stdout);
-      std::fflush(stdout);
-      const LineStatus got = read_bounded_line(std::cin, kMaxChatLine, line);
-      if (got == LineStatus::End) break;
-      if (got == LineStatus::TooLong)
-        throw Error("a chat line is longer than " + std::to_string(kMaxChatLine) +
-                    " bytes (the limit of one turn; put long text in a file and pass it with -f)");
-    }
+    if (!have_line && !read_user_line("\n> ", style, line)) break;
     have_line = false;
     if (line.empty()) continue;
     messages.push_back({"user", line});
     const std::string text = apply_chat_template(format, messages, true);
     const auto ids = tok.encode(text, true, true);
     std::string answer;
-    const StopReason r = reply(session, ids, sampler, gen, &answer, telemetry, turn++);
+    const StopReason r = reply(session, ids, sampler, gen, style, &answer, telemetry, turn++);
     messages.push_back({"assistant", answer});
-    if (r == StopReason::ContextFull)
-      throw Error("the context (" + std::to_string(session.n_ctx()) +
-                  " tokens) is full: the conversation cannot go on; start again with a larger -c");
+    if (r == StopReason::ContextFull) context_full(session);
+    if (single_turn) break;
+  }
+  std::fputc('\n', stdout);
+  return 0;
+}
+
+// -i / -if: llama-cli's raw interactive mode. The text so far (prompt, replies and the user's
+// lines) is the context; each reply runs until a reverse prompt, the end of text or -n tokens, then
+// the user's next line is appended. `input_first` (-if): the user speaks before the first reply.
+int interactive(Session& session, Sampler& sampler, const GenerateOptions& gen, const ReplyStyle& style,
+                const std::string& prompt, bool input_first, bool display_prompt, Telemetry& telemetry) {
+  const Tokenizer& tok = *session.model().tokenizer;
+  std::string transcript = prompt;
+  if (display_prompt) {
+    if (style.color) std::fputs(kPromptColor, stdout);
+    std::fputs(prompt.c_str(), stdout);
+    if (style.color) std::fputs(kResetColor, stdout);
+    std::fflush(stdout);
+  }
+  bool need_input = input_first || prompt.empty();
+  for (int turn = 0;; ++turn) {
+    if (need_input) {
+      std::string line;
+      if (!read_user_line("", style, line)) break;
+      transcript += line + "\n";
+    }
+    std::string answer;
+    const StopReason r = reply(session, tok.encode(transcript, true, true), sampler, gen, style, &answer, telemetry, turn);
+    transcript += answer;
+    if (r == StopReason::ContextFull) context_full(session);
+    need_input = true;
   }
   std::fputc('\n', stdout);
   return 0;
@@ -190,16 +258,21 @@ int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) 
                o.sampling.temperature, o.sampling.top_k, o.sampling.top_p, o.sampling.min_p,
                o.sampling.repeat_penalty, (unsigned long long)o.sampling.seed);
 
+  ReplyStyle style{o.reverse_prompts, o.color && isatty(STDOUT_FILENO)};
   int rc = 0;
   if (o.conversation) {
-    rc = conversation(session, sampler, gen, o.system_prompt, o.prompt, telemetry);
+    rc = conversation(session, sampler, gen, style, o.system_prompt, o.prompt, o.single_turn, telemetry);
+  } else if (o.interactive || o.interactive_first) {
+    rc = interactive(session, sampler, gen, style, o.prompt, o.interactive_first, !o.no_display_prompt, telemetry);
   } else {
     const auto ids = lm.model->tokenizer->encode(o.prompt, true, true);
     if (!o.no_display_prompt) {
+      if (style.color) std::fputs(kPromptColor, stdout);
       std::fputs(o.prompt.c_str(), stdout);
+      if (style.color) std::fputs(kResetColor, stdout);
       std::fflush(stdout);
     }
-    reply(session, ids, sampler, gen, nullptr, telemetry, 0);
+    reply(session, ids, sampler, gen, style, nullptr, telemetry, 0);
     std::fputc('\n', stdout);
   }
   print_timings(session.timings);
@@ -223,6 +296,17 @@ int cmd_run(int argc, char** argv) {
   add_sampling_options(p, o.sampling);
   p.option({"-s", "--seed"}, "N", "random seed (-1: from the clock)", &o.seed);
   p.flag({"-cnv", "--conversation"}, "chat mode: read user turns from stdin, use the chat template", &o.conversation);
+  p.flag({"-no-cnv", "--no-conversation"}, "plain completion of the prompt (the default)", &o.no_conversation);
+  p.flag({"-st", "--single-turn"}, "with -cnv: answer one turn (the -p prompt, else one line of stdin), then exit",
+         &o.single_turn);
+  p.flag({"-i", "--interactive"}, "after each reply (ended by -r, end of text or -n), read a line from stdin and "
+         "continue the text with it", &o.interactive);
+  p.flag({"-if", "--interactive-first"}, "like -i, but read the first line before generating", &o.interactive_first);
+  p.multi_option({"-r", "--reverse-prompt"}, "TEXT", "end a reply when its text ends with TEXT (repeatable; with -i "
+                 "the user speaks next)", &o.reverse_prompts);
+  p.flag({"-e", "--escape"}, "process escapes (\\n, \\t, \\xHH, ...) in -p, -sys and -r (the default)", &o.escape);
+  p.flag({"--no-escape"}, "take -p, -sys and -r literally", &o.no_escape);
+  p.flag({"--color", "-co"}, "on a terminal, colour the prompt and the user's input", &o.color);
   p.option({"-sys", "--system-prompt"}, "TEXT", "system prompt for chat mode", &o.system_prompt);
   p.flag({"--ignore-eos"}, "keep generating past end-of-text tokens", &o.ignore_eos);
   p.flag({"--no-display-prompt"}, "do not echo the prompt", &o.no_display_prompt);
@@ -231,6 +315,16 @@ int cmd_run(int argc, char** argv) {
   p.option({"--telemetry-out"}, "FILE", "append JSONL telemetry events (docs/telemetry.md)", &o.telemetry_out);
   add_otlp_option(p, &o.otlp_endpoint);
   if (!p.parse(argc, argv)) return 0;
+  if (o.escape && o.no_escape) throw UsageError("give either -e or --no-escape");
+  if (o.conversation && o.no_conversation) throw UsageError("give either -cnv or -no-cnv");
+  if (o.conversation && (o.interactive || o.interactive_first))
+    throw UsageError("-i/-if continue raw text; -cnv uses the chat template: give one of them");
+  if (o.single_turn && !o.conversation) throw UsageError("-st goes with -cnv");
+  if (!o.no_escape) {
+    o.prompt = process_escapes(o.prompt);
+    o.system_prompt = process_escapes(o.system_prompt);
+    for (std::string& r : o.reverse_prompts) r = process_escapes(r);
+  }
 
   const RunConfig config = to_run_config(o);
   try {

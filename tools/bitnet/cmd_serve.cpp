@@ -30,6 +30,8 @@ struct ServeOptions {
   int64_t max_body = 1 << 20, max_connections = 256;
   float grace = 10, header_timeout = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
+  bool slots = false, no_slots = false, no_webui = false, greedy = false;
+  std::string alias;
   std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint, cors;
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
@@ -56,7 +58,10 @@ const EnvFlag kEnvFlags[] = {
     {"--system-prompt", false}, {"--queue-limit", false},   {"--max-body", false},
     {"--shutdown-grace", false}, {"--max-connections", false}, {"--header-timeout", false},
     {"--otlp-endpoint", false}, {"--cors", false},          {"--mmap", true},
-    {"--no-mmap", true},
+    {"--no-mmap", true},        {"--alias", false},         {"--slots", true, "LLAMA_ARG_ENDPOINT_SLOTS"},
+    {"--no-slots", true},       {"--no-webui", true, "LLAMA_ARG_NO_WEBUI"}, {"--cache-type-k", false},
+    {"--cache-type-v", false},  {"--flash-attn", false},    {"--ubatch-size", false, "LLAMA_ARG_UBATCH"},
+    {"--jinja", true},          {"--threads-http", false},
 };
 
 std::string env_name(const std::string& flag) {
@@ -171,6 +176,35 @@ void add_options(ArgParser& p, ServeOptions& o) {
            &o.header_timeout);
   p.option({"--shutdown-grace"}, "S", "seconds in-flight requests get to finish on SIGINT/SIGTERM (default 10)",
            &o.grace);
+  // llama-server's flags: those with a meaning here, then those accepted as no-ops, then those for
+  // features this server does not have (docs/server.md lists all three).
+  p.option({"-a", "--alias"}, "NAME", "the model's name in responses and /v1/models (default: the file name)", &o.alias);
+  p.flag({"--slots"}, "expose GET /slots (the default)", &o.slots);
+  p.flag({"--no-slots"}, "turn GET /slots off (501)", &o.no_slots);
+  p.flag({"--no-webui"}, "do not serve the chat page at /", &o.no_webui);
+  p.flag({"--greedy"}, "greedy sampling by default (temperature 0; requests may still set their own)", &o.greedy);
+  p.compat_noop({"--offline"}, "", "models are never downloaded");
+  p.compat_noop({"-kvu", "--kv-unified"}, "", "each slot has its share of -c");
+  p.compat_noop({"--cont-batching-default"}, "", "continuous batching is the default");
+  p.compat_noop({"--threads-http"}, "N", "every connection has its own thread (--max-connections)");
+  p.compat_noop({"--cache-reuse"}, "N", "the slot's cached prefix is reused as it is");
+  p.compat_noop({"--tags"}, "LIST", "one model is served");
+  p.compat_noop({"--no-models-autoload"}, "", "one model is served");
+  p.compat_noop({"--models-max"}, "N", "one model is served");
+  p.compat_noop({"--draft", "--draft-max", "--draft-n"}, "N", "no speculative decoding (no draft model)");
+  p.compat_noop({"--draft-min"}, "N", "no speculative decoding (no draft model)");
+  p.compat_noop({"--draft-p-min"}, "P", "no speculative decoding (no draft model)");
+  p.compat_noop({"--sleep-idle-seconds"}, "S", "the model stays loaded");
+  p.compat_noop({"--webui-mcp-proxy"}, "", "no MCP proxy");
+  p.unsupported({"--models-dir"}, "DIR", "one model is served; pass -m FILE");
+  p.unsupported({"-md", "--model-draft"}, "FILE", "no speculative decoding");
+  p.unsupported({"--mmproj", "--mmproj-url"}, "FILE", "multimodal projectors");
+  p.unsupported({"--media-path"}, "DIR", "multimodal input");
+  p.unsupported({"--slot-save-path"}, "DIR", "saving and restoring slots");
+  p.unsupported({"--embedding", "--embeddings"}, "", "embeddings (this build serves generation only)");
+  p.unsupported({"--reranking", "--rerank"}, "", "reranking");
+  p.unsupported({"--pooling"}, "TYPE", "embeddings (this build serves generation only)");
+  p.unsupported({"--context-shift"}, "", "context shifting: a reply that fills its slot ends with finish_reason \"length\"");
 }
 
 server::ServerConfig to_config(const ServeOptions& o) {
@@ -198,12 +232,18 @@ server::ServerConfig to_config(const ServeOptions& o) {
   c.connections.request_timeout_s = o.header_timeout + 60;
   c.api.api_key = o.api_key_file.empty() ? o.api_key : read_key_file(o.api_key_file);
   check_api_key(c.api.api_key, o.api_key_file.empty() ? "--api-key" : "the API key file");
+  check_cache_types(o.model);
+  if (o.slots && o.no_slots) throw UsageError("give either --slots or --no-slots");
+  c.api.alias = o.alias;
+  c.api.slots_endpoint = !o.no_slots;
+  c.api.web_ui = !o.no_webui;
   c.api.cors_origins = parse_cors(o.cors);
   c.api.metrics = o.metrics;
   c.api.system_prompt = o.system_prompt;
   c.api.sampling = o.sampling;
   c.api.random_seed = o.seed == UINT64_MAX;
   if (o.seed != UINT64_MAX) c.api.sampling.seed = o.seed;
+  if (o.greedy) c.api.sampling.temperature = 0;
   c.api.n_predict = o.n_predict;
   c.engine.n_slots = int(o.parallel);
   c.engine.n_batch = o.model.batch;

@@ -31,6 +31,40 @@ void add_model_options(ArgParser& p, ModelOptions& o) {
   p.flag({"--mmap"}, "read the weights from the memory-mapped file: shared page cache and a faster "
          "start, slower decode (default: copy them into huge-page memory)", &o.mmap);
   p.flag({"--no-mmap"}, "copy the weights into huge-page memory (the default)", &o.no_mmap);
+  p.option({"-ctk", "--cache-type-k"}, "TYPE", "KV cache type of the keys: f16 (the only one so far)", &o.cache_type_k);
+  p.option({"-ctv", "--cache-type-v"}, "TYPE", "KV cache type of the values: f16 (the only one so far)", &o.cache_type_v);
+  // llama.cpp flags with no meaning in this engine: accepted, so that existing scripts run.
+  p.compat_noop({"-fa", "--flash-attn"}, "on|off|auto", "one attention kernel serves every case");
+  p.compat_noop({"-ub", "--ubatch-size"}, "N", "-b sets the one batch size");
+  p.compat_noop({"-tb", "--threads-batch"}, "N", "-t sets the threads for prompts and generation");
+  p.compat_noop({"--jinja"}, "", "chat templates are built in, see docs/server.md");
+  p.compat_noop({"--no-jinja"}, "", "chat templates are built in, see docs/server.md");
+  p.compat_noop({"-v", "--verbose"}, "", "the log has one verbosity");
+  p.compat_noop({"--log-disable"}, "", "the log has one verbosity");
+  p.compat_noop({"--no-warmup"}, "", "there is no warm-up run");
+  p.compat_noop({"--warmup"}, "", "there is no warm-up run");
+  p.compat_noop({"--mlock"}, "", "the weights are copied into huge-page memory, or read from the file with --mmap");
+  p.compat_noop({"--numa"}, "MODE", "threads are placed by the operating system");
+  p.compat_noop({"--prio"}, "N", "threads run at the default priority");
+  p.compat_noop({"--no-perf"}, "", "timings are always reported");
+  p.compat_noop({"--reasoning-format"}, "FORMAT", "the supported models do not reason");
+  p.compat_noop({"--reasoning-budget"}, "N", "the supported models do not reason");
+  p.compat_noop({"--reasoning"}, "on|off|auto", "the supported models do not reason");
+  // ... and features this engine does not have: refused by name.
+  p.unsupported({"-hf", "-hfr", "--hf-repo"}, "REPO", "models are not downloaded; pass -m FILE");
+  p.unsupported({"-hff", "--hf-file"}, "FILE", "models are not downloaded; pass -m FILE");
+  p.unsupported({"-mu", "--model-url"}, "URL", "models are not downloaded; pass -m FILE");
+  p.unsupported({"--lora", "--lora-scaled"}, "FILE", "LoRA adapters");
+  p.unsupported({"--grp-attn-n", "-gan", "--grp-attn-w", "-gaw"}, "N", "self-extend (group attention)");
+  p.unsupported({"--chat-template-file"}, "FILE", "Jinja templates; the built-in template is chosen from the model");
+  p.unsupported({"--grammar", "--grammar-file"}, "GRAMMAR", "grammar-constrained sampling (not yet)");
+  p.unsupported({"-j", "--json-schema", "--json-schema-file"}, "SCHEMA", "JSON-schema-constrained sampling (not yet)");
+}
+
+void check_cache_types(const ModelOptions& o) {
+  for (const std::string* t : {&o.cache_type_k, &o.cache_type_v})
+    if (*t != "f16")
+      throw UsageError("KV cache type '" + *t + "' is not supported: the cache holds f16 keys and values");
 }
 
 std::string default_model_location() {
@@ -113,6 +147,7 @@ void print_dry_run(const std::string& command, const nlohmann::json& config, con
 }
 
 LoadedModel load_for_run(const ModelOptions& o) {
+  check_cache_types(o);
   ThreadPlan threads;
   try {
     validate_model_settings(to_run_config(o));

@@ -23,10 +23,15 @@ struct ModelOptions {
   int64_t batch = 512;
   int32_t gpu_layers = 0;
   bool mmap = false, no_mmap = false;  // no_mmap: the default, a flag for llama.cpp compatibility
+  std::string cache_type_k = "f16", cache_type_v = "f16";  // -ctk / -ctv: f16 is the only one so far
   bool map_weights() const { return mmap && !no_mmap; }  // LoadOptions::map_weights
 };
 
+// Also adds the llama.cpp flags every model-running tool accepts as no-ops, or refuses by name
+// (docs/cli.md lists them).
 void add_model_options(ArgParser& parser, ModelOptions& options);
+// -ctk / -ctv name a cache type this build has (a UsageError otherwise).
+void check_cache_types(const ModelOptions& options);
 // --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n (llama.cpp's sampling flags).
 void add_sampling_options(ArgParser& parser, SamplingParams& sampling);
 // The shared options as the library's run configuration (validated there, in one place).
