@@ -61,7 +61,7 @@ Scrape parse_metrics(std::string_view text) {
       }
     }
     if (i == 0 || i >= line.size() || in_labels || in_string)
-      throw Error("metrics: not `name[{labels}] value`: " + std::string(line.substr(0, 200)));
+      throw Error("metrics: not `name[{labels}] value`: " + printable(line, 200));
     const std::string_view series = line.substr(0, i);
     std::string_view rest = line.substr(i + 1);
     rest = rest.substr(0, rest.find(' '));  // an optional timestamp follows

@@ -40,6 +40,20 @@ TEST(Dashboard, ParsesTheExpositionFormat) {
   EXPECT_THROW(parse_metrics("m{unterminated=\"x} 1\n"), Error);
 }
 
+// Found by fuzz_metrics: every parse error quotes the line escaped, never raw.
+TEST(Dashboard, ParseErrorsNeverCarryRawControlBytes) {
+  for (const std::string& text : {std::string("xz\x14\0\0NaN\n"), std::string("a \x1b]0;t\x07\n"),
+                                  std::string("\x1b[2J{x=\"\n")}) {
+    try {
+      server::parse_metrics(text);
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      for (char c : m) EXPECT_FALSE((static_cast<unsigned char>(c) < 0x20) || c == 0x7f) << m;
+    }
+  }
+}
+
 TEST(Dashboard, HistogramQuantilesInterpolateInsideTheBucket) {
   const server::Scrape s = parse_metrics(kSample);
   // 40 observations: 10 ≤ 0.1, 20 in (0.1, 0.2], 10 in (0.2, 0.4].
