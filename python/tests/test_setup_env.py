@@ -21,6 +21,15 @@ set_target_properties(bitnet_cli PROPERTIES OUTPUT_NAME bitnet)
 MAIN = '#include <cstdio>\nint main() { std::puts("usage: bitnet <command>\\n\\ncommands:\\n  run  x"); }\n'
 
 
+def write_fake_tree(src):
+    """The tiny CMake project (CMAKE, MAIN) in the folder src."""
+    os.makedirs(os.path.join(src, "tools"))
+    with open(os.path.join(src, "CMakeLists.txt"), "w") as f:
+        f.write(CMAKE)
+    with open(os.path.join(src, "tools", "main.cpp"), "w") as f:
+        f.write(MAIN)
+
+
 @unittest.skipUnless(shutil.which("cmake") and shutil.which("ninja") and shutil.which("c++"),
                      "needs cmake, ninja and a C++ compiler")
 class SetupEnvTest(unittest.TestCase):
@@ -28,11 +37,7 @@ class SetupEnvTest(unittest.TestCase):
         self.src = tempfile.mkdtemp(prefix="bitnet-setup-src-")
         self.addCleanup(shutil.rmtree, self.src, True)
         self.build = os.path.join(self.src, "build")
-        os.makedirs(os.path.join(self.src, "tools"))
-        with open(os.path.join(self.src, "CMakeLists.txt"), "w") as f:
-            f.write(CMAKE)
-        with open(os.path.join(self.src, "tools", "main.cpp"), "w") as f:
-            f.write(MAIN)
+        write_fake_tree(self.src)
 
     def tearDown(self):
         shutil.rmtree(self.src, ignore_errors=True)

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import unittest
 
-from test_setup_env import CMAKE, MAIN, SETUP
+from test_setup_env import SETUP, write_fake_tree
 
 
 class PresetStaysInModels(unittest.TestCase):
@@ -20,11 +20,7 @@ class PresetStaysInModels(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.base, True)
         self.src = os.path.join(self.base, "tree", "src")
         self.build = os.path.join(self.src, "build")
-        os.makedirs(os.path.join(self.src, "tools"))
-        with open(os.path.join(self.src, "CMakeLists.txt"), "w") as f:
-            f.write(CMAKE)
-        with open(os.path.join(self.src, "tools", "main.cpp"), "w") as f:
-            f.write(MAIN)
+        write_fake_tree(self.src)
 
     def setup_env(self, *extra):
         return subprocess.run([sys.executable, SETUP, "--source-dir", self.src, "--build-dir", self.build, "-j", "1",
