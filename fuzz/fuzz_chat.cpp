@@ -19,10 +19,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     const bitnet::ChatFormat detected = bitnet::detect_chat_format(fields[0], fields.size() > 1 ? fields[1] : "");
+    (void)bitnet::chat_format_by_name_or_template(fields[0]);
     std::vector<bitnet::ChatMessage> messages;
     for (size_t i = 2; i + 1 < fields.size(); i += 2) messages.push_back({fields[i], fields[i + 1]});
     for (bitnet::ChatFormat f : {detected, bitnet::ChatFormat::BitNet, bitnet::ChatFormat::Llama3,
-                                 bitnet::ChatFormat::Falcon3, bitnet::ChatFormat::Plain}) {
+                                 bitnet::ChatFormat::Falcon3, bitnet::ChatFormat::ChatML, bitnet::ChatFormat::Plain}) {
       (void)bitnet::apply_chat_template(f, messages, true);
       (void)bitnet::apply_chat_template(f, messages, false);
     }

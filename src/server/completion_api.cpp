@@ -102,14 +102,25 @@ json choice_logprobs(Dialect dialect, bool wanted, const json& entries, size_t t
 
 std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
 
+// llama-server's generation_settings of a finished /completion: what this request ran with.
+json request_settings(const GenerationRequest& r, int64_t n_ctx) {
+  const SamplingParams& p = r.sampling;
+  return {{"n_ctx", n_ctx},          {"n_predict", r.n_predict},       {"seed", p.seed},
+          {"temperature", p.temperature}, {"top_k", p.top_k},          {"top_p", p.top_p},
+          {"min_p", p.min_p},        {"repeat_penalty", p.repeat_penalty}, {"repeat_last_n", p.repeat_last_n},
+          {"ignore_eos", r.ignore_eos}, {"stop", r.stop},             {"n_probs", r.n_probs},
+          {"cache_prompt", r.cache_prompt}};
+}
+
 // "n": choices per request (each a job of its own; more than the slots wait in the queue).
 constexpr int64_t kMaxChoices = 16;
 
 // OpenAI's {"token id": bias} or llama.cpp's [[id, bias], …]; bias in [−100, 100], or false to ban
-// the token (−∞), as llama-server accepts.
-std::vector<std::pair<int32_t, float>> get_logit_bias(const json& body, int64_t n_tokens) {
+// the token (−∞), as llama-server accepts. A key (or pair) that is text biases every token of it.
+std::vector<std::pair<int32_t, float>> get_logit_bias(const json& body, const Tokenizer& tok) {
   const auto it = body.find("logit_bias");
   if (it == body.end() || it->is_null()) return {};
+  const int64_t n_tokens = tok.n_tokens();
   std::vector<std::pair<int32_t, float>> out;
   auto add = [&](int64_t id, const json& bias) {
     if (id < 0 || id >= n_tokens)
@@ -120,22 +131,31 @@ std::vector<std::pair<int32_t, float>> get_logit_bias(const json& body, int64_t 
       throw bad_request("'logit_bias' values must be numbers between -100 and 100 (or false to ban a token)");
     out.push_back({int32_t(id), float(bias.get<double>())});
   };
+  auto add_text = [&](const std::string& text, const json& bias) {
+    const std::vector<int32_t> ids = tok.encode(text, false, false);
+    if (ids.empty()) throw bad_request("'logit_bias' text keys must not be empty");
+    for (int32_t id : ids) add(id, bias);
+  };
   if (it->is_object()) {
     for (const auto& [key, bias] : it->items()) {
       int64_t id = -1;
       const auto [ptr, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
-      if (ec != std::errc() || ptr != key.data() + key.size())
-        throw bad_request("'logit_bias' keys must be token ids, got '" + key + "'");
-      add(id, bias);
+      if (ec == std::errc() && ptr == key.data() + key.size())
+        add(id, bias);
+      else
+        add_text(key, bias);
     }
   } else if (it->is_array()) {
     for (const json& pair : *it) {
-      if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_integer())
-        throw bad_request("'logit_bias' as an array must hold [token id, bias] pairs");
-      add(pair[0].get<int64_t>(), pair[1]);
+      if (!pair.is_array() || pair.size() != 2 || !(pair[0].is_number_integer() || pair[0].is_string()))
+        throw bad_request("'logit_bias' as an array must hold [token id or text, bias] pairs");
+      if (pair[0].is_string())
+        add_text(pair[0].get<std::string>(), pair[1]);
+      else
+        add(pair[0].get<int64_t>(), pair[1]);
     }
   } else {
-    throw bad_request("'logit_bias' must be an object {\"token id\": bias} or an array of [token id, bias] pairs");
+    throw bad_request("'logit_bias' must be an object {\"token id or text\": bias} or an array of [token id or text, bias] pairs");
   }
   return out;
 }
@@ -166,7 +186,59 @@ std::vector<ChatMessage> Api::chat_messages(const json& body) const {
     }
     out.push_back({*role, content});
   }
+  // A last assistant message is a prefill the reply continues; two at the end have no reading.
+  if (out.size() >= 2 && out.back().role == "assistant" && out[out.size() - 2].role == "assistant")
+    throw bad_request("the last two messages are both from the assistant (one at the end is a prefill to continue)");
   return out;
+}
+
+// The prompts of `prompt`: one (a string, token ids, ids mixed with strings, a {"prompt_string"}
+// object, a one-string array) or several (an array of such prompts, as OpenAI and llama-server take).
+std::vector<const json*> Api::split_prompts(const json& prompt) const {
+  if (!prompt.is_array()) return {&prompt};
+  if (prompt.empty()) throw bad_request("the prompt is empty");
+  bool nested = false, all_strings = true;
+  for (const json& e : prompt) {
+    nested = nested || e.is_array() || e.is_object();
+    all_strings = all_strings && e.is_string();
+  }
+  if (!nested && !(all_strings && prompt.size() > 1)) return {prompt.size() == 1 && prompt[0].is_string() ? &prompt[0] : &prompt};
+  std::vector<const json*> out;
+  for (const json& e : prompt) out.push_back(&e);
+  return out;
+}
+
+std::vector<int32_t> Api::prompt_tokens(const json& prompt) const {
+  const Tokenizer& tok = *model_->tokenizer;
+  // Text is tokenized as `bitnet run` does: BOS per the vocabulary, special tokens parsed, after
+  // the system prompt's tokens when there is one.
+  auto text = [&](const std::string& s) {
+    std::vector<int32_t> ids = system_prefix(*model_);
+    const auto t = tok.encode(s, ids.empty(), true);
+    ids.insert(ids.end(), t.begin(), t.end());
+    return ids;
+  };
+  if (prompt.is_string()) return text(prompt.get<std::string>());
+  if (prompt.is_object()) {
+    if (prompt.contains("multimodal_data")) throw bad_request("multimodal prompts are not supported");
+    const auto s = get_string(prompt, "prompt_string");
+    if (!s) throw bad_request("a prompt object needs 'prompt_string' (a string)");
+    return text(*s);
+  }
+  if (!prompt.is_array()) throw bad_request("'prompt' must be a string, token ids (mixed with strings), or an array of prompts");
+  // Token ids, possibly mixed with strings: the strings tokenized in place (BOS only for a first one).
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const json& e = prompt[i];
+    if (e.is_string()) {
+      const auto t = i == 0 ? text(e.get<std::string>()) : tok.encode(e.get<std::string>(), false, true);
+      ids.insert(ids.end(), t.begin(), t.end());
+    } else {
+      const auto one = get_tokens(json::array({e}), "prompt", tok.n_tokens());
+      ids.insert(ids.end(), one.begin(), one.end());
+    }
+  }
+  return ids;
 }
 
 // Every field that reaches the engine is checked here: types, ranges and anything that could
@@ -180,37 +252,36 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
   if (body.contains("model") && !body["model"].is_string() && !body["model"].is_null())
     throw bad_request("'model' must be a string");
   o.n = int(get_int(body, "n", 1, dialect == Dialect::Native ? 1 : kMaxChoices).value_or(1));
-  std::optional<std::string> prompt_string;
   if (dialect == Dialect::OpenAiChat) {
     std::vector<ChatMessage> messages = chat_messages(body);
     if (!config_.system_prompt.empty() && messages.front().role != "system")
       messages.insert(messages.begin(), {"system", config_.system_prompt});
-    const ChatFormat format = detect_chat_format(tok.data().chat_template, model_->hp.arch.name);
-    r.prompt = tok.encode(apply_chat_template(format, messages, true), true, true);
+    r.prompt = tok.encode(render_chat(*model_, messages), true, true);
+    o.prompts = {r.prompt};
   } else {
     const auto it = body.find("prompt");
     if (it == body.end()) throw bad_request("'prompt' is required");
-    const json* prompt = &*it;
-    if (prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_string()) prompt = &(*prompt)[0];
-    if (prompt->is_string()) {
-      prompt_string = prompt->get<std::string>();
-      // Same tokenization as `bitnet run`: BOS per the vocabulary, special tokens parsed.
-      const std::vector<int32_t> prefix = system_prefix(*model_);
-      r.prompt = prefix;
-      const auto ids = tok.encode(prompt->get<std::string>(), prefix.empty(), true);
-      r.prompt.insert(r.prompt.end(), ids.begin(), ids.end());
-    } else if (prompt->is_array()) {
-      r.prompt = get_tokens(*prompt, "prompt", tok.n_tokens());
-    } else {
-      throw bad_request("'prompt' must be a string, an array of token ids or an array with one string");
+    const std::vector<const json*> prompts = split_prompts(*it);
+    if (prompts.size() > size_t(kMaxChoices))
+      throw bad_request("at most " + std::to_string(kMaxChoices) + " prompts per request");
+    for (const json* one : prompts) {
+      o.prompts.push_back(prompt_tokens(*one));
+      o.echo_texts.push_back(one->is_string() ? one->get<std::string>()
+                             : one->is_object() ? one->value("prompt_string", std::string())
+                                                : tok.decode(o.prompts.back()));
     }
+    r.prompt = o.prompts.front();
   }
-  if (r.prompt.empty()) throw bad_request("the prompt is empty");
-  if (int64_t(r.prompt.size()) > ec.n_ctx_slot)
-    throw ApiError(400, "exceed_context_size_error",
-                   "the request exceeds the available context size: the prompt is " + std::to_string(r.prompt.size()) +
-                       " tokens, the slot context " + std::to_string(ec.n_ctx_slot) + " tokens",
-                   {{"n_prompt_tokens", r.prompt.size()}, {"n_ctx", ec.n_ctx_slot}});
+  for (const auto& prompt : o.prompts) {
+    if (prompt.empty()) throw bad_request("the prompt is empty");
+    if (int64_t(prompt.size()) > ec.n_ctx_slot)
+      throw ApiError(400, "exceed_context_size_error",
+                     "the request exceeds the available context size: the prompt is " + std::to_string(prompt.size()) +
+                         " tokens, the slot context " + std::to_string(ec.n_ctx_slot) + " tokens",
+                     {{"n_prompt_tokens", prompt.size()}, {"n_ctx", ec.n_ctx_slot}});
+  }
+  if (o.prompts.size() * size_t(o.n) > size_t(kMaxChoices))
+    throw bad_request("prompts × n must be at most " + std::to_string(kMaxChoices));
 
   const int64_t big = int64_t(1) << 30;
   r.n_predict = config_.n_predict;
@@ -241,7 +312,7 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
   get_int(body, "n_keep", -1, ec.n_ctx_slot);  // no context shifting: validated, otherwise unused
   if (get_int(body, "n_discard", 0, big).value_or(0) != 0)
     throw bad_request("'n_discard' must be 0: this server does not shift the context (a full slot ends the reply)");
-  p.logit_bias = get_logit_bias(body, tok.n_tokens());
+  p.logit_bias = get_logit_bias(body, tok);
   // OpenAI's log-probability fields: chat `logprobs` (boolean) with `top_logprobs` 0–20,
   // completions `logprobs` 0–20 (alternatives per token); llama.cpp's n_probs for /completion.
   if (dialect == Dialect::OpenAiChat) {
@@ -256,7 +327,6 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
     o.echo = get_bool(body, "echo").value_or(false);
     if (o.echo && o.logprobs)
       throw bad_request("'echo' with 'logprobs' is not supported (the prompt's log-probabilities are not computed)");
-    if (o.echo) o.echo_text = prompt_string ? *prompt_string : tok.decode(r.prompt);
     const auto suffix = get_string(body, "suffix");
     if (suffix && !suffix->empty()) throw bad_request("'suffix' is not supported: this server does no insertion (infill)");
   } else {
@@ -277,15 +347,18 @@ void Api::completion(const httplib::Request& req, httplib::Response& res, Dialec
     options.include_usage = get_bool(*so, "include_usage").value_or(false);
   }
   GenerationRequest request = parse_generation(body, dialect, &options);
-  // n choices from one prompt: n jobs, choice i seeded seed + i so they differ when sampling.
+  // n choices of each prompt: a job each, choice i seeded seed + i so they differ when sampling;
+  // job p·n + i is choice i of prompt p.
   std::vector<std::shared_ptr<Job>> jobs;
   try {
-    for (int i = 0; i < options.n; ++i) {
-      GenerationRequest r = request;
-      r.sampling.seed = request.sampling.seed + uint64_t(i);
-      if (i > 0) r.slot_id = -1;
-      jobs.push_back(engine_->submit(std::move(r)));
-    }
+    for (size_t p = 0; p < options.prompts.size(); ++p)
+      for (int i = 0; i < options.n; ++i) {
+        GenerationRequest r = request;
+        r.prompt = options.prompts[p];
+        r.sampling.seed = request.sampling.seed + uint64_t(i);
+        if (p > 0 || i > 0) r.slot_id = -1;
+        jobs.push_back(engine_->submit(std::move(r)));
+      }
   } catch (...) {
     for (auto& j : jobs) j->cancel();
     throw;
@@ -310,6 +383,7 @@ void Api::completion(const httplib::Request& req, httplib::Response& res, Dialec
   auto checked = Clock::now();
   for (size_t i = 0; i < jobs.size(); ++i) {
     Choice& c = choices[i];
+    if (options.echo) c.echo = options.echo_texts[i / size_t(options.n)];
     for (;;) {
       const auto e = jobs[i]->next(std::chrono::milliseconds(200));
       // A client that went away does not keep a slot busy until its reply is complete (the jobs
@@ -324,11 +398,21 @@ void Api::completion(const httplib::Request& req, httplib::Response& res, Dialec
       if (e->kind == Event::Kind::Done) {
         c.done = *e;
         c.stats = jobs[i]->stats();
+        c.settings = request_settings(jobs[i]->request, engine_->config().n_ctx_slot);
         break;
       }
       c.tokens.push_back(e->token);
       if (options.logprobs) c.entries.push_back(token_entry(*model_->tokenizer, *e, dialect));
     }
+  }
+  if (dialect == Dialect::Native && choices.size() > 1) {  // several prompts: llama-server answers a list
+    json list = json::array();
+    for (size_t i = 0; i < choices.size(); ++i) {
+      json one = final_response(dialect, id, {choices[i]}, options);
+      one["index"] = i;
+      list.push_back(std::move(one));
+    }
+    return reply(res, 200, list);
   }
   reply(res, 200, final_response(dialect, id, choices, options));
 }
@@ -359,7 +443,7 @@ json Api::final_response(Dialect dialect, const std::string& id, const std::vect
               {"has_new_line", c.text.find('\n') != std::string::npos},
               // the slot's context filled before generation ended
               {"truncated", c.stats.prompt_tokens + c.stats.generated >= ec.n_ctx_slot},
-              {"generation_settings", generation_settings()},
+              {"generation_settings", c.settings},
               {"timings", timings(c.stats)}};
     if (options.logprobs) j["completion_probabilities"] = c.entries;
     return j;
@@ -370,14 +454,16 @@ json Api::final_response(Dialect dialect, const std::string& id, const std::vect
   for (size_t i = 0; i < choices.size(); ++i) {
     const Choice& c = choices[i];
     json choice = {{"index", i}, {"finish_reason", finish_of(c.done)},
-                   {"logprobs", choice_logprobs(dialect, options.logprobs, c.entries, options.echo_text.size())}};
+                   {"logprobs", choice_logprobs(dialect, options.logprobs, c.entries, c.echo.size())}};
     if (chat)
       choice["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
     else
-      choice["text"] = options.echo_text + c.text;
+      choice["text"] = c.echo + c.text;
     out_choices.push_back(std::move(choice));
-    total.prompt_tokens = c.stats.prompt_tokens;  // one prompt for all choices
-    total.cached_tokens = i == 0 ? c.stats.cached_tokens : total.cached_tokens;
+    if (i % size_t(options.n) == 0) {  // each prompt counted once, however many choices it has
+      total.prompt_tokens += c.stats.prompt_tokens;
+      total.cached_tokens += c.stats.cached_tokens;
+    }
     total.generated += c.stats.generated;
     total.prompt_ms += c.stats.prompt_ms;
     total.generation_ms += c.stats.generation_ms;
@@ -423,13 +509,13 @@ std::string Api::sse_for(Stream& st, size_t index, const Event& e) const {
       c.text = e.text;
       c.done = e;
       c.stats = part.job->stats();
+      c.settings = request_settings(part.job->request, engine_->config().n_ctx_slot);
       json j = final_response(Dialect::Native, st.id, {c}, st.options);
       j.erase("completion_probabilities");
       j["content"] = e.text;
       return sse(j);
     }
-    json j = {{"index", 0}, {"content", e.text}, {"tokens", st.options.return_tokens ? json::array({e.token}) : json::array()},
-              {"stop", false}, {"id_slot", -1}};
+    json j = {{"index", index}, {"content", e.text}, {"tokens", json::array({e.token})}, {"stop", false}, {"id_slot", -1}};
     if (st.options.logprobs) j["completion_probabilities"] = json::array({token_entry(*model_->tokenizer, e, st.dialect)});
     return sse(j);
   }
@@ -448,11 +534,12 @@ std::string Api::sse_for(Stream& st, size_t index, const Event& e) const {
   if (!part.role_sent) {
     part.role_sent = true;
     if (chat)
-      out += sse(chunk({{"index", index}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr},
+      out += sse(chunk({{"index", index}, {"delta", {{"role", "assistant"}, {"content", nullptr}}}, {"logprobs", nullptr},
                         {"finish_reason", nullptr}}));
-    else if (!st.options.echo_text.empty())
-      out += sse(chunk({{"index", index}, {"text", st.options.echo_text}, {"logprobs", nullptr}, {"finish_reason", nullptr}}));
-    part.text_offset = st.options.echo_text.size();
+    const std::string echo = st.options.echo ? st.options.echo_texts[index / size_t(st.options.n)] : "";
+    if (!chat && !echo.empty())
+      out += sse(chunk({{"index", index}, {"text", echo}, {"logprobs", nullptr}, {"finish_reason", nullptr}}));
+    part.text_offset = echo.size();
   }
   auto piece = [&](const std::string& text, json finish, const Event* token) {
     const bool final_chunk = !finish.is_null();
@@ -471,8 +558,10 @@ std::string Api::sse_for(Stream& st, size_t index, const Event& e) const {
   if (!e.text.empty()) out += piece(e.text, nullptr, nullptr);
   out += piece("", e.finish_reason == "cancelled" ? "length" : e.finish_reason, nullptr);
   const JobStats s = part.job->stats();
-  st.total.prompt_tokens = s.prompt_tokens;
-  if (index == 0) st.total.cached_tokens = s.cached_tokens;
+  if (index % size_t(st.options.n) == 0) {
+    st.total.prompt_tokens += s.prompt_tokens;
+    st.total.cached_tokens += s.cached_tokens;
+  }
   st.total.generated += s.generated;
   st.total.prompt_ms += s.prompt_ms;
   st.total.generation_ms += s.generation_ms;

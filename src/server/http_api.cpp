@@ -2,6 +2,9 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <set>
+#include <sstream>
 #include <chrono>
 #include <filesystem>
 
@@ -18,7 +21,31 @@ Api::Api(ApiConfig config, Metrics& metrics)
       metrics_(metrics),
       created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                    .count()) {
-  model_name_ = config_.alias.empty() ? std::filesystem::path(config_.model_path).filename().string() : config_.alias;
+  // llama-server's --alias a,b,c: every name is listed, the id is the first in sorted order.
+  const auto split = [](const std::string& list) {
+    std::set<std::string> out;
+    std::stringstream ss(list);
+    for (std::string item; std::getline(ss, item, ',');)
+      if (!item.empty()) out.insert(item);
+    return std::vector<std::string>(out.begin(), out.end());
+  };
+  aliases_ = split(config_.alias);
+  tags_ = split(config_.tags);
+  model_name_ = aliases_.empty() ? std::filesystem::path(config_.model_path).filename().string() : aliases_.front();
+}
+
+ChatFormat Api::chat_format(const Model& model) const {
+  if (config_.chat_format) return *config_.chat_format;
+  return detect_chat_format(model.tokenizer->data().chat_template, model.hp.arch.name);
+}
+
+std::string Api::render_chat(const Model& model, const std::vector<ChatMessage>& messages) const {
+  const ChatFormat format = chat_format(model);
+  if (!messages.empty() && messages.back().role == "assistant") {
+    const std::vector<ChatMessage> before(messages.begin(), messages.end() - 1);
+    return apply_chat_template(format, before, true) + messages.back().content;
+  }
+  return apply_chat_template(format, messages, true);
 }
 
 void Api::set_ready(const Model& model, Engine& engine) {
@@ -30,9 +57,8 @@ void Api::set_ready(const Model& model, Engine& engine) {
 std::vector<int32_t> Api::system_prefix(const Model& model) const {
   if (config_.system_prompt.empty()) return {};
   const Tokenizer& tok = *model.tokenizer;
-  const ChatFormat format = detect_chat_format(tok.data().chat_template, model.hp.arch.name);
   const std::vector<ChatMessage> system = {{"system", config_.system_prompt}};
-  return tok.encode(apply_chat_template(format, system, false), true, true);
+  return tok.encode(apply_chat_template(chat_format(model), system, false), true, true);
 }
 
 namespace {
@@ -44,7 +70,10 @@ bool same_secret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-bool is_public(const std::string& path) { return path == "/health" || path == "/" || path == "/index.html"; }
+// What llama-server answers without a key: health, the page, and the model list.
+bool is_public(const std::string& path) {
+  return path == "/health" || path == "/" || path == "/index.html" || path == "/models" || path == "/v1/models";
+}
 
 const char* error_type(int status) {
   switch (status) {
@@ -231,6 +260,8 @@ void Api::health(const httplib::Request&, httplib::Response& res) {
 json Api::model_object() const {
   const HParams& hp = model_->hp;
   return {{"id", model_name_},
+          {"aliases", aliases_.empty() ? std::vector<std::string>{model_name_} : aliases_},
+          {"tags", tags_},
           {"object", "model"},
           {"created", created_},
           {"owned_by", "bitnet.cpp"},
@@ -246,7 +277,7 @@ void Api::models(httplib::Response& res) { reply(res, 200, {{"object", "list"}, 
 
 // GET /v1/models/{id}: the one model this server runs, under its name.
 void Api::model_by_id(const std::string& id, httplib::Response& res) {
-  if (id != model_name_)
+  if (id != model_name_ && std::find(aliases_.begin(), aliases_.end(), id) == aliases_.end())
     throw ApiError(404, "not_found_error", "the model " + quote_untrusted(id, 200) + " does not exist (this server runs " +
                                                model_name_ + ")");
   reply(res, 200, model_object());
@@ -338,9 +369,7 @@ void Api::detokenize(const httplib::Request& req, httplib::Response& res) {
 
 void Api::apply_template(const httplib::Request& req, httplib::Response& res) {
   const json body = parse_object(req.body);
-  const Tokenizer& tok = *model_->tokenizer;
-  const ChatFormat format = detect_chat_format(tok.data().chat_template, model_->hp.arch.name);
-  reply(res, 200, {{"prompt", apply_chat_template(format, chat_messages(body), true)}});
+  reply(res, 200, {{"prompt", render_chat(*model_, chat_messages(body))}});
 }
 
 }  // namespace bitnet::server

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,9 @@ struct ApiConfig {
   // origin when there is no API key, none when there is (a page elsewhere must not drive a keyed
   // server with a key the browser stored).
   std::vector<std::string> cors_origins;
-  std::string alias;            // the model's name in responses (--alias); default: the file name
+  std::string alias;            // the model's names (--alias, comma-separated); default: the file name
+  std::string tags;             // --tags, comma-separated: listed with the model
+  std::optional<ChatFormat> chat_format;  // --chat-template; default: detected from the model
   bool slots_endpoint = true;   // GET /slots (--no-slots: 501)
   bool web_ui = true;           // the chat page at / (--no-webui: 404)
 };
@@ -48,7 +51,8 @@ enum class Dialect { Native, OpenAiText, OpenAiChat };
 struct ResponseOptions {
   bool logprobs = false;        // per-token log-probabilities (n_probs, logprobs, top_logprobs)
   bool echo = false;            // completions: the prompt's text before the generated text
-  std::string echo_text;        // that text
+  std::vector<std::vector<int32_t>> prompts;  // each prompt of the request (chat: one)
+  std::vector<std::string> echo_texts;         // each prompt as text (echo)
   bool include_usage = false;   // streams: a last chunk with the usage (stream_options.include_usage)
   bool return_tokens = false;   // native: the generated token ids in "tokens"
   int n = 1;                    // choices generated from the one prompt
@@ -69,6 +73,9 @@ class Api {
   int in_flight() const { return in_flight_; }
   // Tokens a completion prompt starts with when a system prompt is set (primed in every slot).
   std::vector<int32_t> system_prefix(const Model& model) const;
+  // The conversation as prompt text in the chat format in use; a last assistant message is a
+  // prefill the reply continues (rendered open, without its end-of-turn).
+  std::string render_chat(const Model& model, const std::vector<ChatMessage>& messages) const;
 
  private:
   struct Stream;
@@ -91,6 +98,8 @@ class Api {
 
   // completion_api.cpp
   std::vector<ChatMessage> chat_messages(const nlohmann::json& body) const;
+  std::vector<const nlohmann::json*> split_prompts(const nlohmann::json& prompt) const;
+  std::vector<int32_t> prompt_tokens(const nlohmann::json& prompt) const;
   GenerationRequest parse_generation(const nlohmann::json& body, Dialect dialect, ResponseOptions* options = nullptr) const;
   // One finished choice: its text, token ids and token entries (logprobs), how it ended.
   struct Choice {
@@ -99,6 +108,8 @@ class Api {
     nlohmann::json entries = nlohmann::json::array();
     Event done;
     JobStats stats;
+    nlohmann::json settings;  // the request's generation settings (native responses)
+    std::string echo;         // completions with echo: the prompt's text, before the reply
   };
   nlohmann::json final_response(Dialect dialect, const std::string& id, const std::vector<Choice>& choices,
                                 const ResponseOptions& options) const;
@@ -114,7 +125,9 @@ class Api {
   std::atomic<int> in_flight_{0};
   const Model* model_ = nullptr;  // set before ready_
   Engine* engine_ = nullptr;
+  ChatFormat chat_format(const Model& model) const;
   std::string model_name_;
+  std::vector<std::string> aliases_, tags_;
   int64_t created_ = 0;  // start time, for /v1/models
 };
 

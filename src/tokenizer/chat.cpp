@@ -37,7 +37,29 @@ ChatFormat detect_chat_format(std::string_view tmpl, std::string_view architectu
     return ChatFormat::Llama3;
   if (contains(tmpl, "| capitalize + ': '") && contains(tmpl, "<|eot_id|>")) return ChatFormat::BitNet;
   if (contains(tmpl, "<|assistant|>") && contains(tmpl, "<|user|>")) return ChatFormat::Falcon3;
+  if (contains(tmpl, "<|im_start|>") && contains(tmpl, "<|im_end|>")) return ChatFormat::ChatML;
   return ChatFormat::Plain;
+}
+
+namespace {
+constexpr std::pair<std::string_view, ChatFormat> kFormatNames[] = {
+    {"bitnet", ChatFormat::BitNet}, {"llama3", ChatFormat::Llama3}, {"falcon3", ChatFormat::Falcon3},
+    {"chatml", ChatFormat::ChatML}, {"plain", ChatFormat::Plain}};
+}  // namespace
+
+std::optional<ChatFormat> chat_format_by_name_or_template(std::string_view v) {
+  for (const auto& [name, format] : kFormatNames)
+    if (v == name) return format;
+  const ChatFormat detected = detect_chat_format(v, "");
+  // Plain is what detection falls back to: only a template that really is the plain one counts.
+  if (detected == ChatFormat::Plain && v != chat_template_text(ChatFormat::Plain)) return std::nullopt;
+  return detected;
+}
+
+std::string chat_format_names() {
+  std::string out;
+  for (const auto& [name, format] : kFormatNames) out += (out.empty() ? "" : ", ") + std::string(name);
+  return out;
 }
 
 std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> messages,
@@ -63,6 +85,9 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
         out += m.content;
         out += "\n";
         break;
+      case ChatFormat::ChatML:
+        out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+        break;
       case ChatFormat::Plain:
         out += m.content;
         break;
@@ -73,6 +98,7 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
       case ChatFormat::BitNet: out += "Assistant: "; break;
       case ChatFormat::Llama3: out += "<|start_header_id|>assistant<|end_header_id|>\n\n"; break;
       case ChatFormat::Falcon3: out += "<|assistant|>\n"; break;
+      case ChatFormat::ChatML: out += "<|im_start|>assistant\n"; break;
       case ChatFormat::Plain: break;
     }
   }
@@ -96,6 +122,9 @@ std::string chat_template_text(ChatFormat format) {
              "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\\n' + message['content'] + '\\n' }}"
              "{% else %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + '\\n' }}{% endif %}"
              "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
+    case ChatFormat::ChatML:
+      return "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+             "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
     case ChatFormat::Plain:
       return "{% for message in messages %}{{ message['content'] }}{% endfor %}";
   }

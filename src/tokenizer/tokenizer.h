@@ -87,7 +87,7 @@ struct ChatMessage {
   std::string content;
 };
 
-enum class ChatFormat { BitNet, Llama3, Falcon3, Plain };
+enum class ChatFormat { BitNet, Llama3, Falcon3, ChatML, Plain };
 // Detection per tokenizers.md §5 (the official GGUF's BITNETAssistant template maps to BitNet).
 ChatFormat detect_chat_format(std::string_view chat_template, std::string_view architecture);
 // Renders the conversation as text (no BOS; the tokenizer adds it), optionally ending with the
@@ -96,5 +96,11 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
                                 bool add_generation_prompt);
 // The Jinja template text the model generator writes for each format.
 std::string chat_template_text(ChatFormat format);
+// llama.cpp's --chat-template: a built-in name ("bitnet", "llama3", "falcon3", "chatml", "plain")
+// or a template's text, recognized as detect_chat_format does; nullopt for text it does not
+// recognize (this engine renders its built-in formats; it does not execute Jinja).
+std::optional<ChatFormat> chat_format_by_name_or_template(std::string_view name_or_template);
+// The names chat_format_by_name_or_template accepts, for messages.
+std::string chat_format_names();
 
 }  // namespace bitnet

@@ -59,7 +59,7 @@ TEST(ServerErrors, BadRequestsGetSpecificStatusesAndTypes) {
       {"seed wrong type", "POST", "/v1/completions", R"({"prompt": "a", "seed": 1.5})", 400, inv},
       {"n_discard (no context shift)", "POST", "/completion", R"({"prompt": "a", "n_discard": 4})", 400, inv},
       {"logit_bias id outside vocab", "POST", "/v1/completions", R"({"prompt": "a", "logit_bias": {"999999999": 1}})", 400, inv},
-      {"logit_bias key not an id", "POST", "/v1/completions", R"({"prompt": "a", "logit_bias": {"abc": 1}})", 400, inv},
+      {"logit_bias empty text key", "POST", "/v1/completions", R"({"prompt": "a", "logit_bias": {"": 1}})", 400, inv},
       {"logit_bias too large", "POST", "/v1/completions", R"({"prompt": "a", "logit_bias": {"5": 101}})", 400, inv},
       {"logit_bias wrong shape", "POST", "/completion", R"({"prompt": "a", "logit_bias": [[5]]})", 400, inv},
       {"logit_bias wrong type", "POST", "/completion", R"({"prompt": "a", "logit_bias": 3})", 400, inv},
@@ -79,13 +79,16 @@ TEST(ServerErrors, BadRequestsGetSpecificStatusesAndTypes) {
   EXPECT_EQ(ok["tokens_predicted"], 2);
 }
 
-// Every endpoint but /health and the page needs the key, as Bearer or X-Api-Key.
+// Every endpoint but /health, the page and the model list (public in llama-server too) needs the
+// key, as Bearer or X-Api-Key.
 void check_key_enforced(ServerProcess& server, const std::string& key) {
   auto anon = server.client();
   EXPECT_EQ(anon.Get("/health")->status, 200);
   EXPECT_EQ(anon.Get("/")->status, 200);
+  EXPECT_EQ(anon.Get("/v1/models")->status, 200);
+  EXPECT_EQ(anon.Get("/models")->status, 200);
   const std::vector<std::pair<std::string, std::string>> endpoints = {
-      {"GET", "/v1/models"},           {"GET", "/props"},        {"GET", "/slots"},
+      {"GET", "/v1/models/x"},         {"GET", "/props"},        {"GET", "/slots"},
       {"GET", "/metrics"},             {"POST", "/tokenize"},    {"POST", "/detokenize"},
       {"POST", "/apply-template"},     {"POST", "/completion"},  {"POST", "/v1/completions"},
       {"POST", "/v1/chat/completions"}, {"GET", "/no-such-page"},

@@ -228,6 +228,79 @@ TEST(OpenAiConformance, CorsPreflightAnswersLikeLlamaServerWithoutAKey) {
   EXPECT_NE(reply.find("Access-Control-Allow-Headers: *\r\n"), std::string::npos);
 }
 
+// llama-server's shapes its test suite checks: prompt forms, text logit_bias, prefill, model names.
+TEST(OpenAiConformance, LlamaServerPromptFormsAndShapes) {
+  ServerProcess server({"-c", "512", "-np", "2", "--alias", "tinyllama-2,fim,code", "--tags", "chat,small",
+                        "--api-key", "k3y-k3y-k3y", "--chat-template", "chatml"});
+  httplib::Client open("127.0.0.1", server.port());
+  auto models = open.Get("/models");  // public, as llama-server's
+  ASSERT_TRUE(models);
+  ASSERT_EQ(models->status, 200);
+  const json model = json::parse(models->body)["data"][0];
+  EXPECT_EQ(model["id"], "code") << "the first alias in sorted order";
+  EXPECT_EQ(model["aliases"], json({"code", "fim", "tinyllama-2"}));
+  EXPECT_EQ(model["tags"], json({"chat", "small"}));
+  auto cli = server.client("k3y-k3y-k3y");
+  const json base = {{"n_predict", 3}, {"temperature", 0}};
+  auto native = [&](const json& prompt) {
+    json b = base;
+    b["prompt"] = prompt;
+    return post_json(cli, "/completion", b);
+  };
+  const std::string text = native("And it came")["content"];
+  EXPECT_EQ(native(json{{"prompt_string", "And it came"}})["content"], text);
+  const json ids = post_json(cli, "/tokenize", {{"content", "And it came"}, {"add_special", true}})["tokens"];
+  const json list = native(json::array({ids, "And it came"}));
+  ASSERT_TRUE(list.is_array()) << list.dump().substr(0, 300);
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0]["content"], text);
+  EXPECT_EQ(list[1]["content"], text);
+  EXPECT_EQ(list[1]["index"], 1);
+  json mixed = json::array({ids[0], ids[1]});  // ids mixed with text: the text tokenized in place
+  mixed.push_back(" it came");
+  EXPECT_EQ(native(mixed)["content"], text);
+  const json settings = native("And it came")["generation_settings"];
+  EXPECT_EQ(settings["n_predict"], 3) << "the request's own settings";
+  EXPECT_EQ(settings["temperature"], 0.0);
+  const json two = post_json(cli, "/v1/completions", {{"prompt", {"And it came", "And it came"}}, {"max_tokens", 3},
+                                                      {"temperature", 0}, {"echo", true}});
+  ASSERT_EQ(two["choices"].size(), 2u);
+  EXPECT_EQ(two["choices"][1]["index"], 1);
+  EXPECT_EQ(two["choices"][1]["text"], "And it came" + text);
+  // logit_bias keyed by text bans that text's tokens.
+  const std::string first_piece = post_json(cli, "/completion", {{"prompt", "And it came"}, {"n_predict", 1}, {"temperature", 0}})["content"];
+  json banned = base;
+  banned["prompt"] = "And it came";
+  banned["logit_bias"] = json::array({json::array({first_piece, false})});
+  EXPECT_NE(post_json(cli, "/completion", banned)["content"].get<std::string>().rfind(first_piece, 0), 0u);
+  // Chat: --chat-template chatml, an assistant prefill continues, two at the end are refused.
+  const json rendered = post_json(cli, "/apply-template", {{"messages", {{{"role", "user"}, {"content", "Hi"}},
+                                                                         {{"role", "assistant"}, {"content", "And"}}}}});
+  EXPECT_EQ(rendered["prompt"], "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nAnd");
+  int status = 0;
+  post_json(cli, "/v1/chat/completions",
+            {{"messages", {{{"role", "user"}, {"content", "x"}}, {{"role", "assistant"}, {"content", "y"}},
+                           {{"role", "assistant"}, {"content", "z"}}}}},
+            &status);
+  EXPECT_EQ(status, 400);
+  // Streams: the chat role chunk has content null; native chunks carry their token id.
+  const std::vector<json> chunks = parse_chunks(stream_post(server.port(), "/v1/chat/completions",
+                                                            chat({{"max_tokens", 2}, {"stream", true}}),
+                                                            nullptr, {{"Authorization", "Bearer k3y-k3y-k3y"}}));
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_TRUE(chunks[0]["choices"][0]["delta"]["content"].is_null()) << chunks[0].dump();
+  json native_stream = base;
+  native_stream["prompt"] = "And it came";
+  native_stream["stream"] = true;
+  const std::vector<json> pieces = parse_chunks(stream_post(server.port(), "/completion", native_stream, nullptr,
+                                                            {{"Authorization", "Bearer k3y-k3y-k3y"}}));
+  ASSERT_GE(pieces.size(), 2u);
+  EXPECT_EQ(pieces[0]["tokens"].size(), 1u) << pieces[0].dump();
+  const ProcessResult bad = run_process({bitnet_bin(), "serve", "-m", tiny_model(), "--chat-template", "command-r"});
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("Jinja templates are not executed"), std::string::npos) << bad.err;
+}
+
 // The flags llama.cpp's server test suite starts llama-server with.
 TEST(OpenAiConformance, LlamaServerLaunchFlags) {
   ServerProcess server({"-c", "256", "--greedy", "--offline", "--no-slots", "--alias", "tinyllama-2", "--no-jinja",

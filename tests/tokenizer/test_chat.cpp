@@ -26,7 +26,7 @@ TEST(Chat, DetectFormats) {
   EXPECT_EQ(detect_chat_format("", "llama"), ChatFormat::Plain);
   EXPECT_EQ(detect_chat_format("", "bitnet"), ChatFormat::Plain);
   EXPECT_EQ(detect_chat_format("{{ message.content }}", "llama"), ChatFormat::Plain);
-  for (ChatFormat f : {ChatFormat::BitNet, ChatFormat::Llama3, ChatFormat::Falcon3, ChatFormat::Plain}) {
+  for (ChatFormat f : {ChatFormat::BitNet, ChatFormat::Llama3, ChatFormat::Falcon3, ChatFormat::ChatML, ChatFormat::Plain}) {
     EXPECT_EQ(detect_chat_format(chat_template_text(f), "llama"), f);
     EXPECT_FALSE(chat_template_text(f).empty());
   }
@@ -63,6 +63,27 @@ TEST(Chat, RenderFalcon3) {
   EXPECT_EQ(apply_chat_template(ChatFormat::Falcon3, m, true),
             "<|system|>\nS\n<|user|>\nHi\n<|assistant|>\n");
   EXPECT_EQ(apply_chat_template(ChatFormat::Falcon3, m, false), "<|system|>\nS\n<|user|>\nHi\n");
+}
+
+TEST(Chat, RenderChatML) {
+  // As the common ChatML templates: contents as they are (no trimming).
+  EXPECT_EQ(apply_chat_template(ChatFormat::ChatML, kConv, true),
+            "<|im_start|>system\n  You are helpful. <|im_end|>\n<|im_start|>user\nHey, are you conscious?\n<|im_end|>\n"
+            "<|im_start|>assistant\nYes.<|im_end|>\n<|im_start|>assistant\n");
+}
+
+TEST(Chat, FormatsByNameOrTemplate) {
+  EXPECT_EQ(chat_format_by_name_or_template("llama3"), ChatFormat::Llama3);
+  EXPECT_EQ(chat_format_by_name_or_template("chatml"), ChatFormat::ChatML);
+  EXPECT_EQ(chat_format_by_name_or_template("bitnet"), ChatFormat::BitNet);
+  EXPECT_EQ(chat_format_by_name_or_template("plain"), ChatFormat::Plain);
+  EXPECT_EQ(chat_format_by_name_or_template(chat_template_text(ChatFormat::Falcon3)), ChatFormat::Falcon3);
+  EXPECT_EQ(chat_format_by_name_or_template(chat_template_text(ChatFormat::Plain)), ChatFormat::Plain);
+  EXPECT_EQ(chat_format_by_name_or_template("{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}<|im_end|>{% endfor %}"),
+            ChatFormat::ChatML);
+  EXPECT_EQ(chat_format_by_name_or_template("This is not a chat template, it is"), std::nullopt);
+  EXPECT_EQ(chat_format_by_name_or_template("command-r"), std::nullopt);
+  EXPECT_NE(chat_format_names().find("chatml"), std::string::npos);
 }
 
 TEST(Chat, RenderPlain) {

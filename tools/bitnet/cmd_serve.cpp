@@ -31,7 +31,7 @@ struct ServeOptions {
   float grace = 10, header_timeout = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
   bool slots = false, no_slots = false, no_webui = false, greedy = false;
-  std::string alias;
+  std::string alias, tags, chat_template;
   std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint, cors;
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
@@ -61,7 +61,8 @@ const EnvFlag kEnvFlags[] = {
     {"--no-mmap", true},        {"--alias", false},         {"--slots", true, "LLAMA_ARG_ENDPOINT_SLOTS"},
     {"--no-slots", true},       {"--no-webui", true, "LLAMA_ARG_NO_WEBUI"}, {"--cache-type-k", false},
     {"--cache-type-v", false},  {"--flash-attn", false},    {"--ubatch-size", false, "LLAMA_ARG_UBATCH"},
-    {"--jinja", true},          {"--threads-http", false},
+    {"--jinja", true},          {"--threads-http", false},  {"--tags", false},
+    {"--chat-template", false},
 };
 
 std::string env_name(const std::string& flag) {
@@ -178,7 +179,11 @@ void add_options(ArgParser& p, ServeOptions& o) {
            &o.grace);
   // llama-server's flags: those with a meaning here, then those accepted as no-ops, then those for
   // features this server does not have (docs/server.md lists all three).
-  p.option({"-a", "--alias"}, "NAME", "the model's name in responses and /v1/models (default: the file name)", &o.alias);
+  p.option({"-a", "--alias"}, "NAMES", "the model's names, comma-separated: the first in sorted order is its id in "
+           "responses and /v1/models (default: the file name)", &o.alias);
+  p.option({"--tags"}, "LIST", "comma-separated tags listed with the model in /v1/models", &o.tags);
+  p.option({"--chat-template"}, "NAME|TEMPLATE", "chat format for chat requests: bitnet, llama3, falcon3, chatml, plain, "
+           "or a template text in one of those formats (default: from the model)", &o.chat_template);
   p.flag({"--slots"}, "expose GET /slots (the default)", &o.slots);
   p.flag({"--no-slots"}, "turn GET /slots off (501)", &o.no_slots);
   p.flag({"--no-webui"}, "do not serve the chat page at /", &o.no_webui);
@@ -188,7 +193,6 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.compat_noop({"--cont-batching-default"}, "", "continuous batching is the default");
   p.compat_noop({"--threads-http"}, "N", "every connection has its own thread (--max-connections)");
   p.compat_noop({"--cache-reuse"}, "N", "the slot's cached prefix is reused as it is");
-  p.compat_noop({"--tags"}, "LIST", "one model is served");
   p.compat_noop({"--no-models-autoload"}, "", "one model is served");
   p.compat_noop({"--models-max"}, "N", "one model is served");
   p.compat_noop({"--draft", "--draft-max", "--draft-n"}, "N", "no speculative decoding (no draft model)");
@@ -235,6 +239,14 @@ server::ServerConfig to_config(const ServeOptions& o) {
   check_cache_types(o.model);
   if (o.slots && o.no_slots) throw UsageError("give either --slots or --no-slots");
   c.api.alias = o.alias;
+  c.api.tags = o.tags;
+  if (!o.chat_template.empty()) {
+    c.api.chat_format = chat_format_by_name_or_template(o.chat_template);
+    if (!c.api.chat_format)
+      throw UsageError("--chat-template: " + quote_untrusted(o.chat_template, 60) +
+                       " is neither a built-in format (" + chat_format_names() +
+                       ") nor a template in one of them (Jinja templates are not executed)");
+  }
   c.api.slots_endpoint = !o.no_slots;
   c.api.web_ui = !o.no_webui;
   c.api.cors_origins = parse_cors(o.cors);
