@@ -313,6 +313,24 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
   if (get_int(body, "n_discard", 0, big).value_or(0) != 0)
     throw bad_request("'n_discard' must be 0: this server does not shift the context (a full slot ends the reply)");
   p.logit_bias = get_logit_bias(body, tok);
+  // Structured output and tools are not implemented yet: a request that asks for them is refused,
+  // never answered with unconstrained text.
+  if (const auto rf = body.find("response_format"); rf != body.end() && !rf->is_null()) {
+    if (!rf->is_object()) throw bad_request("'response_format' must be an object");
+    const auto type = get_string(*rf, "type");
+    if (!type) throw bad_request("'response_format' needs a 'type'");
+    if (*type == "json_object" || *type == "json_schema")
+      throw bad_request("'response_format' " + *type + " is not supported yet: this server cannot constrain the reply");
+    if (*type != "text") throw bad_request("'response_format' type must be text, json_object or json_schema");
+  }
+  for (const char* key : {"grammar", "json_schema"}) {
+    const auto it = body.find(key);
+    if (it != body.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty()))
+      throw bad_request("'" + std::string(key) + "' is not supported yet: this server cannot constrain the reply");
+  }
+  if (const auto tools = body.find("tools"); tools != body.end() && !tools->is_null() && !(tools->is_array() && tools->empty()))
+    throw bad_request("'tools' (function calling) is not supported yet");
+
   // OpenAI's log-probability fields: chat `logprobs` (boolean) with `top_logprobs` 0–20,
   // completions `logprobs` 0–20 (alternatives per token); llama.cpp's n_probs for /completion.
   if (dialect == Dialect::OpenAiChat) {
@@ -332,6 +350,13 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
   } else {
     o.logprobs = r.n_probs > 0;
     o.return_tokens = get_bool(body, "return_tokens").value_or(false);
+    if (const auto rf = body.find("response_fields"); rf != body.end() && !rf->is_null()) {
+      if (!rf->is_array() || rf->size() > 64) throw bad_request("'response_fields' must be an array of at most 64 strings");
+      for (const json& f : *rf) {
+        if (!f.is_string()) throw bad_request("'response_fields' must be an array of at most 64 strings");
+        o.response_fields.push_back(f.get<std::string>());
+      }
+    }
   }
   r.logprobs = o.logprobs;
   return r;
@@ -446,7 +471,20 @@ json Api::final_response(Dialect dialect, const std::string& id, const std::vect
               {"generation_settings", c.settings},
               {"timings", timings(c.stats)}};
     if (options.logprobs) j["completion_probabilities"] = c.entries;
-    return j;
+    if (options.response_fields.empty()) return j;
+    // llama-server's response_fields: only those fields, nested ones named by their path ("a/b").
+    json picked = json::object();
+    for (const std::string& path : options.response_fields) {
+      const json* at = &j;
+      for (size_t start = 0; at && start <= path.size();) {
+        const size_t slash = std::min(path.find('/', start), path.size());
+        const std::string key = path.substr(start, slash - start);
+        at = at->is_object() && at->contains(key) ? &(*at)[key] : nullptr;
+        start = slash + 1;
+      }
+      if (at) picked[path] = *at;
+    }
+    return picked;
   }
   const bool chat = dialect == Dialect::OpenAiChat;
   json out_choices = json::array();

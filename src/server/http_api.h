@@ -55,6 +55,7 @@ struct ResponseOptions {
   std::vector<std::string> echo_texts;         // each prompt as text (echo)
   bool include_usage = false;   // streams: a last chunk with the usage (stream_options.include_usage)
   bool return_tokens = false;   // native: the generated token ids in "tokens"
+  std::vector<std::string> response_fields;  // native: only these fields ("a/b" for nested ones)
   int n = 1;                    // choices generated from the one prompt
 };
 

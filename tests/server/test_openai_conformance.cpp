@@ -301,6 +301,29 @@ TEST(OpenAiConformance, LlamaServerPromptFormsAndShapes) {
   EXPECT_NE(bad.err.find("Jinja templates are not executed"), std::string::npos) << bad.err;
 }
 
+// Structured output and tools are refused until they are implemented (never answered with prose);
+// response_fields picks fields as llama-server does.
+TEST(OpenAiConformance, StructuredOutputIsRefusedAndResponseFieldsPick) {
+  ServerProcess server({"-c", "256"});
+  auto cli = server.client();
+  int status = 0;
+  for (const json& extra : {json{{"response_format", {{"type", "json_object"}}}},
+                            json{{"response_format", {{"type", "json_schema"}, {"json_schema", {{"schema", {{"type", "string"}}}}}}}},
+                            json{{"response_format", {{"type", "sound"}}}}, json{{"response_format", 3}},
+                            json{{"grammar", "root ::= \"a\""}}, json{{"json_schema", {{"type", "string"}}}},
+                            json{{"tools", {{{"type", "function"}, {"function", {{"name", "f"}}}}}}}}) {
+    const json r = post_json(cli, "/v1/chat/completions", chat(extra), &status);
+    EXPECT_EQ(status, 400) << extra.dump() << " → " << r.dump();
+  }
+  post_json(cli, "/v1/chat/completions", chat({{"max_tokens", 1}, {"response_format", {{"type", "text"}}}, {"tools", json::array()}}), &status);
+  EXPECT_EQ(status, 200);
+  const json picked = post_json(cli, "/completion", {{"prompt", "Hello"}, {"n_predict", 2},
+                                                     {"response_fields", {"content", "generation_settings/n_predict", "nope/x"}}});
+  EXPECT_EQ(picked.size(), 2u) << picked.dump();
+  EXPECT_EQ(picked["generation_settings/n_predict"], 2);
+  EXPECT_TRUE(picked["content"].is_string());
+}
+
 // The flags llama.cpp's server test suite starts llama-server with.
 TEST(OpenAiConformance, LlamaServerLaunchFlags) {
   ServerProcess server({"-c", "256", "--greedy", "--offline", "--no-slots", "--alias", "tinyllama-2", "--no-jinja",
