@@ -50,11 +50,16 @@ TEST(HostileInput, MetadataQuotedInErrorsIsEscaped) {
   }
 }
 
-TEST(HostileInput, InspectEscapesALoneCsiByteInValues) {
-  const std::string path = with_string_value("general.name", "name\x9b" "31m", "csi.gguf");
+TEST(HostileInput, InspectEscapesALoneCsiByteInNamesAndValues) {
+  GgufWriter w;
+  w.add_string("evil\x9b" "2J.key", "value\x9b" "31m");
+  w.add_tensor_bytes("t\x9b" "0m", GgmlType::F32, {4}, std::vector<uint8_t>(16, 1));
+  const std::string path = (testing::temp_dir() / "csi.gguf").string();
+  w.write(path);
   const ProcessResult r = run_process({bitnet(), "inspect", path});
   ASSERT_EQ(r.code, 0) << r.err;
   expect_no_raw_controls(r.out);
+  EXPECT_NE(r.out.find("evil\\x9b2J.key"), std::string::npos) << r.out;
 }
 
 TEST(HostileInput, ChatInputWithoutNewlinesIsBounded) {
