@@ -31,7 +31,8 @@ std::string join_openai(const StreamResult& s, bool chat, json* usage, std::stri
     }
     const json& c = j["choices"][0];
     if (!c["finish_reason"].is_null()) *finish = c["finish_reason"];
-    text += chat ? c["delta"].value("content", "") : c.value("text", "");
+    const json& piece = chat ? c["delta"].value("content", json()) : c.value("text", json());
+    if (piece.is_string()) text += piece.get<std::string>();  // the chat role chunk's content is null
   }
   return text;
 }
