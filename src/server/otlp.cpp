@@ -87,6 +87,15 @@ Series split_series(const std::string& s) {
   return out;
 }
 
+// A count from a metrics text (a double: it may be NaN, negative, infinite or past 2^64) as OTLP's
+// unsigned integer, clamped instead of converted out of range (undefined behaviour; found by
+// fuzz_metrics).
+uint64_t count_of(double v) {
+  if (!(v > 0)) return 0;
+  if (v >= 18446744073709551615.0) return UINT64_MAX;
+  return uint64_t(v);
+}
+
 json label_attributes(const std::map<std::string, std::string>& labels) {
   json a = json::array();
   for (const auto& [k, v] : labels)
@@ -167,7 +176,7 @@ json otlp_metrics_from_prometheus(std::string_view text, const OtlpConfig& confi
       double below = 0;
       for (const auto& [le, cumulative] : buckets) {
         if (std::isfinite(le)) bounds.push_back(le);
-        counts.push_back(std::to_string(uint64_t(std::max(0.0, cumulative - below))));
+        counts.push_back(std::to_string(count_of(cumulative - below)));
         below = cumulative;
       }
       if (buckets.empty() || std::isfinite(buckets.back().first)) counts.push_back("0");  // the +Inf bucket
@@ -175,7 +184,7 @@ json otlp_metrics_from_prometheus(std::string_view text, const OtlpConfig& confi
                         {"dataPoints",
                          {{{"startTimeUnixNano", start},
                            {"timeUnixNano", now},
-                           {"count", std::to_string(uint64_t(scrape.get(name + "_count").value_or(below)))},
+                           {"count", std::to_string(count_of(scrape.get(name + "_count").value_or(below)))},
                            {"sum", scrape.get(name + "_sum").value_or(0.0)},
                            {"bucketCounts", counts},
                            {"explicitBounds", bounds}}}}};

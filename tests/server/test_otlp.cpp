@@ -180,6 +180,23 @@ TEST(Otlp, BadEndpointsAreUsageErrors) {
   }
 }
 
+// Found by fuzz_metrics: counts that are infinite, NaN, negative or past 2^64 are clamped, not
+// converted out of range (undefined behaviour before).
+TEST(Otlp, OutOfRangeCountsAreClamped) {
+  server::OtlpConfig c;
+  const json body = server::otlp_metrics_from_prometheus(
+      "# TYPE h histogram\nh_bucket{le=\"0.1\"} 1e30\nh_bucket{le=\"+Inf\"} +Inf\nh_count -5\nh_sum 1\n"
+      "# TYPE g histogram\ng_bucket{le=\"1\"} NaN\ng_bucket{le=\"+Inf\"} 3\ng_count NaN\n",
+      c, 1, 2);
+  const json& m = body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"];
+  const json& h = m[0]["histogram"]["dataPoints"][0];
+  EXPECT_EQ(h["bucketCounts"], json({"18446744073709551615", "18446744073709551615"})) << h.dump();
+  EXPECT_EQ(h["count"], "0");
+  const json& g = m[1]["histogram"]["dataPoints"][0];
+  EXPECT_EQ(g["bucketCounts"], json({"0", "0"})) << g.dump();
+  EXPECT_EQ(g["count"], "0");
+}
+
 TEST(Otlp, PrometheusToOtlpConversion) {
   server::OtlpConfig c;
   c.command = "serve";
