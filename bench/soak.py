@@ -415,7 +415,7 @@ def auth_headers(key, client):
 KEYED_PATHS = [("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}),
                ("POST", "/v1/completions", {"prompt": "Once", "max_tokens": 4}),
                ("POST", "/tokenize", {"content": "hello"}),
-               ("GET", "/v1/models", None),
+               ("GET", "/props", None),  # (the model list is public, as llama-server's)
                ("GET", "/metrics", None)]
 
 
