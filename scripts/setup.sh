@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build ccache git pkg-config nlohmann-json3-dev libgtest-dev
-          libbenchmark-dev python3 libcpp-httplib-dev npm)
+          libbenchmark-dev python3 libcpp-httplib-dev)
 # The test path (scripts/test.sh passes --asan) also needs headless Chromium for the server's
 # web-page test (tests/server).
 [ "${1:-}" = "--asan" ] && PACKAGES+=(chromium)
