@@ -25,6 +25,8 @@ ensure_packages "${PACKAGES[@]}"
 
 JOBS=$(nproc)
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+# Paths relative to the checkout in ccache's hashes: a second clone or worktree reuses the objects.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=1
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITNET_WERROR=ON >/dev/null
 if [ "${1:-}" = "--cli" ]; then
   echo "building the bitnet binary (build/bin/bitnet; the tests are built by scripts/test.sh)" >&2
