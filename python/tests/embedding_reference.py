@@ -7,8 +7,9 @@ standard-library only. Usage:
 
     /usr/bin/python3 embedding_reference.py CHECKPOINT_DIR --pooling last --ids 1,2,3 [--ids ...]
 
-prints {"pooling": P, "data": [vector, ...]} (pooling "none": one list of per-token vectors per
-input), each vector L2-normalized (--normalize -1 leaves them as they are).
+prints {"data": [vector, ...]} (pooling "none": one list of per-token vectors per input), each
+vector L2-normalized (--normalize -1 leaves them as they are); with several poolings
+(--pooling mean,last) "data" maps each pooling to that list.
 
 What it computes, in float64 except where the engine's integer steps are reproduced:
   * BitNet checkpoints (a `.norm.weight` on every projection): BitLin(W, x) = (t · xq) · α / s with
@@ -200,8 +201,7 @@ def normalize(v, p):
     raise ValueError("the reference implements --normalize -1 and 2 only")
 
 
-def embed(model, ids, pooling, norm=2):
-    h = model.hidden(ids)
+def pool(h, pooling, norm=2):
     if pooling == "none":
         return [normalize(h[j], norm).tolist() for j in range(h.shape[0])]
     pooled = {"mean": lambda: h.mean(0), "cls": lambda: h[0], "last": lambda: h[-1]}[pooling]()
@@ -211,14 +211,20 @@ def embed(model, ids, pooling, norm=2):
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
-    ap.add_argument("--pooling", choices=["none", "mean", "cls", "last"], required=True)
+    ap.add_argument("--pooling", required=True, help="none, mean, cls, last, or several joined by commas")
     ap.add_argument("--ids", action="append", required=True, help="comma-separated token ids of one input")
     ap.add_argument("--normalize", type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    poolings = a.pooling.split(",")
+    for p in poolings:
+        if p not in ("none", "mean", "cls", "last"):
+            ap.error(f"unknown pooling {p!r}")
     m = Model(a.checkpoint)
-    data = [embed(m, [int(t) for t in s.split(",")], a.pooling, a.normalize) for s in a.ids]
-    json.dump({"pooling": a.pooling, "bitnet": m.bitnet, "data": data}, sys.stdout)
+    hidden = [m.hidden([int(t) for t in s.split(",")]) for s in a.ids]
+    data = {p: [pool(h, p, a.normalize) for h in hidden] for p in poolings}
+    out = {"bitnet": m.bitnet, "data": data if len(poolings) > 1 else data[poolings[0]]}
+    json.dump(out, sys.stdout)
 
 
 if __name__ == "__main__":
