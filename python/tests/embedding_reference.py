@@ -20,6 +20,9 @@ What it computes, in float64 except where the engine's integer steps are reprodu
     SiLU-gated FFN.  Gemma 3: embeddings × f32(sqrt(d)); norms x·(1 + w); post-attention and
     post-FFN norms before each residual add; GELU (tanh); scale 1/sqrt(query_pre_attn_scalar);
     sliding layers see positions p' with p - W < p' <= p and use rope_local_base_freq.
+  * Keys (after q/k norm and RoPE) and values are rounded to f16 before attention, as the engine's
+    KV cache stores them (--kv-cache f32 keeps them exact). With BitNet models this matters beyond
+    1e-4 in cosine: the f16 values feed the o projection's int8 quantization.
 """
 
 import argparse
@@ -108,6 +111,7 @@ class Model:
             self.sliding = [False] * self.n_layer
             self.scale = 1.0 / math.sqrt(self.hd)
         self._tern = {}
+        self.kv_f16 = True
 
     def t(self, name):
         return self.w[self.prefix + name]
@@ -153,6 +157,8 @@ class Model:
         pos = torch.arange(n)
         theta = self.theta_swa if self.gemma and self.sliding[i] else self.theta
         q, k = self.rope(q, pos, theta), self.rope(k, pos, theta)
+        if self.kv_f16:  # the engine's KV cache (like llama.cpp's default) holds f16 keys and values
+            k, v = k.to(torch.float16).to(F64), v.to(torch.float16).to(F64)
         group = self.n_head // self.n_kv
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
@@ -214,6 +220,8 @@ def main(argv):
     ap.add_argument("--pooling", required=True, help="none, mean, cls, last, or several joined by commas")
     ap.add_argument("--ids", action="append", required=True, help="comma-separated token ids of one input")
     ap.add_argument("--normalize", type=int, default=2)
+    ap.add_argument("--kv-cache", choices=["f16", "f32"], default="f16",
+                    help="precision of the keys and values attention reads (the engine's cache: f16)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     poolings = a.pooling.split(",")
@@ -221,6 +229,7 @@ def main(argv):
         if p not in ("none", "mean", "cls", "last"):
             ap.error(f"unknown pooling {p!r}")
     m = Model(a.checkpoint)
+    m.kv_f16 = a.kv_cache == "f16"
     hidden = [m.hidden([int(t) for t in s.split(",")]) for s in a.ids]
     data = {p: [pool(h, p, a.normalize) for h in hidden] for p in poolings}
     out = {"bitnet": m.bitnet, "data": data if len(poolings) > 1 else data[poolings[0]]}
