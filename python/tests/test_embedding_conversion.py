@@ -89,6 +89,25 @@ class EmbeddingsMatchReference(unittest.TestCase):
                 worst = min(worst, c)
                 self.assertGreaterEqual(c, MIN_COSINE, f"{name} pooling {pooling} vector {k}: cosine {c:.6f}")
         sys.stderr.write(f"\n  {name} ({outtype}): worst cosine {worst:.7f} over {len(POOLINGS)} poolings\n")
+        self.check_text_input(gguf, preset)
+
+    def check_text_input(self, gguf, preset):
+        """Text goes through the real tokenizer with the embedding settings the converter wrote:
+        Qwen3 appends <|endoftext|>, Gemma 3 adds <bos> and appends <eos>; the text's vector is
+        the vector of exactly those ids."""
+        text = "BitNet embeddings, tested."
+        tok = json.loads(run([BIN, "tokenize", "-m", gguf, "-p", text, "--json"]))
+        pieces, ids = tok["pieces"], tok["tokens"]
+        if "qwen3" in preset:
+            self.assertEqual((pieces[-1], ids[-1]), ("<|endoftext|>", 151643))
+            self.assertNotIn("<|im_end|>", pieces)
+        else:
+            self.assertEqual((pieces[0], ids[0], pieces[-1], ids[-1]), ("<bos>", 2, "<eos>", 1))
+        self.assertEqual("".join(pieces[1 if "gemma3" in preset else 0:-1]), text)
+        by_text = json.loads(run([BIN, "embed", "-m", gguf, "-p", text, "--embd-output-format", "json"]))
+        by_ids = json.loads(run([BIN, "embed", "-m", gguf, "--token-ids", "-p", ",".join(map(str, ids)),
+                                 "--embd-output-format", "json"]))
+        self.assertEqual(by_text["data"][0]["embedding"], by_ids["data"][0]["embedding"])
 
     def test_qwen3_bitnet_i2s(self):
         self.check(*self.CASES[0])
