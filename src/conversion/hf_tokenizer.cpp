@@ -96,16 +96,21 @@ void add_extra_tokens(VocabData& v, const fs::path& dir) {
 VocabData read_hf_tokenizer(const std::string& dir_s, const HfConfig& cfg) {
   const fs::path dir(dir_s);
   VocabData v;
+  size_t base = 0;  // tokens of the tokenizer model itself; added tokens follow
   if (fs::exists(dir / "tokenizer.model")) {
     const std::string bytes = slurp(dir / "tokenizer.model");
     if (looks_like_tiktoken(bytes)) {
       v = vocab_from_tiktoken((dir / "tokenizer.model").string());
+      base = v.tokens.size();
     } else {
       v = vocab_from_spm(dir / "tokenizer.model", bytes);
+      base = v.tokens.size();
       add_extra_tokens(v, dir);
     }
   } else if (fs::exists(dir / "tokenizer.json")) {
-    v = hf::vocab_from_tokenizer_json(*optional_json(dir / "tokenizer.json"), (dir / "tokenizer.json").string());
+    const json tj = *optional_json(dir / "tokenizer.json");
+    v = hf::vocab_from_tokenizer_json(tj, (dir / "tokenizer.json").string());
+    base = tj["model"]["vocab"].size();
   } else {
     throw Error(dir_s + ": no tokenizer (tokenizer.json or tokenizer.model)");
   }
@@ -125,12 +130,12 @@ VocabData read_hf_tokenizer(const std::string& dir_s, const HfConfig& cfg) {
   fill(v.eos, cfg.eos_id);
   fill(v.pad, cfg.pad_id);
 
-  // Added tokens past the embedding rows (Gemma 3's <image_soft_token>, id 262144 of a
-  // 262144-row model) cannot be model inputs: dropped, as Microsoft's converter does, unless one
-  // of them is a BOS/EOS/PAD/UNK token.
+  // Added tokens appended past both the tokenizer model's vocabulary and the embedding rows
+  // (Gemma 3's <image_soft_token>, id 262144 of a 262144-row model) cannot be model inputs:
+  // dropped, as Microsoft's converter does, unless one of them is a BOS/EOS/PAD/UNK token.
   const auto referenced = [&](int32_t id) { return id == v.bos || id == v.eos || id == v.pad || id == v.unk; };
-  while (int64_t(v.tokens.size()) > cfg.n_vocab && !referenced(int32_t(v.tokens.size() - 1)) &&
-         (v.types.back() == TokenType::CONTROL || v.types.back() == TokenType::USER_DEFINED)) {
+  while (int64_t(v.tokens.size()) > cfg.n_vocab && int64_t(base) <= cfg.n_vocab &&
+         !referenced(int32_t(v.tokens.size() - 1))) {
     v.tokens.pop_back();
     v.types.pop_back();
     v.scores.pop_back();

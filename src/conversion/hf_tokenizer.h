@@ -17,8 +17,8 @@
 namespace bitnet {
 
 // The vocabulary is padded with UNUSED "[PAD<i>]" tokens up to cfg.n_vocab (the embedding rows,
-// which HF often rounds up); added tokens past the last row are dropped (unless BOS/EOS/PAD/UNK);
-// other tokens past it are an error. Validated by building a Tokenizer.
+// which HF often rounds up); added tokens past the last row are dropped when the tokenizer's own
+// vocabulary fits the rows (unless BOS/EOS/PAD/UNK); otherwise more tokens than rows is an error. Validated by building a Tokenizer.
 VocabData read_hf_tokenizer(const std::string& dir, const HfConfig& cfg);
 
 }  // namespace bitnet

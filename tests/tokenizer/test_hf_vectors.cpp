@@ -101,11 +101,9 @@ void expect_vectors(const std::string& name) {
               n_ids, bad, encode_ms);
 }
 
-TEST(HfTokenizerVectors, Qwen3MatchesTheReference) { expect_vectors("qwen3"); }
-
-TEST(HfTokenizerVectors, Gemma3MatchesTheReference) { expect_vectors("gemma3"); }
-
-TEST(HfTokenizerVectors, Qwen3ImportsAsGpt2WithQwen2PreTokenizer) {
+// One test per tokenizer (each test may run in its own process, and importing the 33 MB Gemma 3
+// tokenizer.json takes about a minute in the ASan build).
+void expect_qwen3_import() {
   LOAD_OR_FAIL(tok, "qwen3");
   const VocabData& v = tok.data();
   EXPECT_EQ(v.model, "gpt2");
@@ -132,7 +130,7 @@ TEST(HfTokenizerVectors, Qwen3ImportsAsGpt2WithQwen2PreTokenizer) {
   EXPECT_TRUE(tok.is_end_of_generation(151645));
 }
 
-TEST(HfTokenizerVectors, Gemma3ImportsAsSentencePieceStyleVocabulary) {
+void expect_gemma3_import() {
   LOAD_OR_FAIL(tok, "gemma3");
   const VocabData& v = tok.data();
   EXPECT_EQ(v.model, "llama");
@@ -174,18 +172,33 @@ TEST(HfTokenizerVectors, Gemma3ImportsAsSentencePieceStyleVocabulary) {
   EXPECT_EQ(tok.decode(ids), "\xF0\x9F\xAB\xA8");
 }
 
-// Loading stays proportionate for the 262k-token vocabulary (measured: well under a second on the
-// development VM in a Release build; the bound leaves room for sanitizer builds).
-TEST(HfTokenizerVectors, LoadingTheLargeVocabularyIsNotPathological) {
+// Loading and encoding stay proportionate for the 262k-token vocabulary. Measured on the
+// development VM (2 vCPUs), Release: import 0.8–1.4 s (mostly parsing the 33 MB tokenizer.json),
+// Tokenizer build ~30 ms; the bounds apply to optimized builds only (ASan + Debug: ~60 s).
+void expect_gemma3_speed() {
   const Loaded& l = load("gemma3");
   ASSERT_TRUE(l.tok) << l.error;
-  EXPECT_LT(l.import_ms + l.build_ms, 30000.0);
   const std::string text(20000, 'x');
   const auto t0 = std::chrono::steady_clock::now();
   const auto ids = l.tok->encode(text + " " + text, false, false);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(l.tok->decode(ids), text + " " + text);
-  EXPECT_LT(ms, 10000.0) << "40 KB without a pre-tokenizer split";
+  std::printf("gemma3: 40 KB without a pre-tokenizer split encoded in %.1f ms\n", ms);
+#ifdef NDEBUG
+  EXPECT_LT(l.import_ms + l.build_ms, 15000.0);
+  EXPECT_LT(ms, 2000.0);
+#endif
+}
+
+TEST(HfTokenizerVectors, Qwen3) {
+  expect_qwen3_import();
+  expect_vectors("qwen3");
+}
+
+TEST(HfTokenizerVectors, Gemma3) {
+  expect_gemma3_import();
+  expect_vectors("gemma3");
+  expect_gemma3_speed();
 }
 
 }  // namespace
