@@ -102,7 +102,7 @@ void expect_vectors(const std::string& name) {
 }
 
 // One test per tokenizer (each test may run in its own process, and importing the 33 MB Gemma 3
-// tokenizer.json takes about a minute in the ASan build).
+// tokenizer.json takes 15–60 s in the ASan build, depending on the load of the machine).
 void expect_qwen3_import() {
   LOAD_OR_FAIL(tok, "qwen3");
   const VocabData& v = tok.data();
@@ -174,7 +174,7 @@ void expect_gemma3_import() {
 
 // Loading and encoding stay proportionate for the 262k-token vocabulary. Measured on the
 // development VM (2 vCPUs), Release: import 0.8–1.4 s (mostly parsing the 33 MB tokenizer.json),
-// Tokenizer build ~30 ms; the bounds apply to optimized builds only (ASan + Debug: ~60 s).
+// Tokenizer build ~30 ms; the bounds apply to optimized builds only (ASan + Debug: 15–60 s).
 void expect_gemma3_speed() {
   const Loaded& l = load("gemma3");
   ASSERT_TRUE(l.tok) << l.error;
