@@ -6,7 +6,9 @@
 #include <cstdlib>
 
 #include "errors.h"
+#include "conversion/hf_config.h"
 #include "conversion/hf_convert.h"
+#include "conversion/hf_tokenizer.h"
 #include "formats/gguf.h"
 #include "model/hparams.h"
 #include "tensor/quants.h"
@@ -63,6 +65,31 @@ struct TensorPlan {
   double gain;
 };
 
+// Random values for every planned tensor, seeded per tensor (seed, index).
+void write_planned_tensors(GgufWriter& w, const std::vector<TensorPlan>& plan, uint64_t seed) {
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const TensorPlan tp = plan[i];
+    const uint64_t tensor_seed = seed * 0x100000001b3ull + i;
+    w.add_tensor(tp.name, tp.type, tp.ne, [tp, tensor_seed](std::span<uint8_t> out) {
+      Rng rng(tensor_seed);
+      const int64_t cols = tp.ne[0], rows = tp.ne.size() > 1 ? tp.ne[1] : 1;
+      std::vector<float> values;
+      if (tp.kind == TensorPlan::Projection) {
+        values = ternary_matrix(rng, cols, rows, tp.gain);
+      } else if (tp.kind == TensorPlan::Embedding) {
+        values.resize(size_t(cols * rows));
+        // gain 0: the LM-head scale (logits of standard deviation ~2, docs/dummy-models.md).
+        const double sd = tp.gain > 0 ? tp.gain : 2.0 / std::sqrt(double(cols));
+        for (float& x : values) x = float(sd * rng.normal());
+      } else {  // norm gains near 1 (not exactly 1, so a mis-bound gain shows in tests)
+        values.resize(size_t(cols));
+        for (float& x : values) x = float(0.9 + 0.2 * rng.uniform());
+      }
+      quantize_tensor(tp.type, values.data(), cols, rows, out);
+    });
+  }
+}
+
 }  // namespace
 
 const std::vector<ModelPreset>& model_presets() {
@@ -86,6 +113,37 @@ const ModelPreset* find_preset(const std::string& name) {
   return nullptr;
 }
 
+const std::vector<EmbeddingPreset>& embedding_presets() {
+  static const std::vector<EmbeddingPreset> presets = {
+      {"embed-0.6B", "qwen3", 1024, 28, 16, 8, 128, 3072, 151936, 32768, 1e6f, 1e-6f, 0, 0, 0, 0,
+       "microsoft bitnet-embedding-0.6b (Qwen3)"},
+      {"embed-270M", "gemma3", 640, 18, 4, 1, 256, 2048, 262144, 32768, 10000.0f, 1e-6f, 512, 6, 10000.0f, 256,
+       "microsoft bitnet-embedding-270m (Gemma 3)"},
+      // Test sizes. head_dim differs from d / heads as in the real models; the tiny Gemma 3 has a
+      // window of 8 (inputs longer than that differ from full attention), every 2nd layer full, a
+      // local RoPE base other than the global one and query_pre_attn_scalar ≠ head_dim, so that
+      // each of these shows when it is ignored.
+      {"embed-tiny-qwen3", "qwen3", 64, 2, 4, 2, 32, 128, 151936, 512, 1e6f, 1e-6f, 0, 0, 0, 0, "test model (Qwen3)"},
+      {"embed-tiny-gemma3", "gemma3", 64, 3, 2, 1, 32, 128, 262144, 512, 1e6f, 1e-6f, 8, 2, 10000.0f, 16,
+       "test model (Gemma 3)"},
+  };
+  return presets;
+}
+
+const EmbeddingPreset* find_embedding_preset(const std::string& name) {
+  for (const auto& p : embedding_presets())
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+std::string embedding_tokenizer_dir(const std::string& vocab_dir, const std::string& arch) {
+  const std::string dir = vocab_dir + "/tokenizers/" + arch;
+  if (!std::filesystem::exists(dir + "/tokenizer.json") || !std::filesystem::exists(dir + "/tokenizer_config.json"))
+    throw Error(dir + ": the " + arch + " tokenizer (tokenizer.json, tokenizer_config.json) is missing; "
+                "run scripts/fetch_tokenizers.sh");
+  return dir;
+}
+
 std::string default_vocab_dir() {
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("BITNET_DATA_DIR"); env && *env) candidates.push_back(env);
@@ -100,8 +158,98 @@ std::string default_vocab_dir() {
               list + "\nset BITNET_DATA_DIR or pass --vocab-dir");
 }
 
+namespace {
+
+// An embedding-model preset (qwen3 / gemma3 BitNet-embedding shapes): ternary projections each with
+// its BitNet input norm (`*_norm_in`), per-head q/k norms, Gemma's post-attention / post-FFN norms,
+// no LM head, last-token pooling, the real tokenizer with EOS appended (what `bitnet convert`
+// writes for these checkpoints).
+void generate_embedding_model(const DummyModelSpec& spec, const EmbeddingPreset& p, const std::string& path,
+                              const GenerateProgress& progress, std::vector<std::string>* notes) {
+  const std::string dir = spec.vocab_dir.empty() ? default_vocab_dir() : spec.vocab_dir;
+  HfConfig cfg;
+  cfg.arch = p.arch;
+  cfg.n_vocab = p.n_vocab;
+  VocabData vocab = read_hf_tokenizer(embedding_tokenizer_dir(dir, p.arch), cfg);
+  const bool gemma = p.arch == "gemma3";
+  for (size_t i = 0; i < vocab.tokens.size(); ++i)
+    if (vocab.tokens[i] == (gemma ? "<eos>" : "<|endoftext|>")) vocab.eos = int32_t(i);
+  vocab.add_eos = true;
+  if (gemma) vocab.add_bos = true;
+
+  GgufWriter w;
+  const std::string a = p.arch + ".";
+  w.add_string("general.architecture", p.arch);
+  w.add_string("general.name", "bitnet.cpp dummy " + p.arch + " " + p.name);
+  w.add_u32(a + "vocab_size", uint32_t(p.n_vocab));
+  w.add_u32(a + "context_length", uint32_t(p.n_ctx));
+  w.add_u32(a + "embedding_length", uint32_t(p.n_embd));
+  w.add_u32(a + "block_count", uint32_t(p.n_layer));
+  w.add_u32(a + "feed_forward_length", uint32_t(p.n_ff));
+  w.add_u32(a + "rope.dimension_count", uint32_t(p.head_dim));
+  w.add_u32(a + "attention.head_count", uint32_t(p.n_head));
+  w.add_u32(a + "attention.head_count_kv", uint32_t(p.n_head_kv));
+  w.add_u32(a + "attention.key_length", uint32_t(p.head_dim));
+  w.add_u32(a + "attention.value_length", uint32_t(p.head_dim));
+  w.add_f32(a + "attention.layer_norm_rms_epsilon", p.norm_eps);
+  w.add_f32(a + "rope.freq_base", p.rope_theta);
+  if (gemma) {
+    w.add_u32(a + "attention.sliding_window", uint32_t(p.sliding_window));
+    w.add_u32(a + "attention.sliding_window_pattern", uint32_t(p.swa_pattern));
+    w.add_f32(a + "rope.freq_base_swa", p.rope_theta_swa);
+    if (p.query_pre_attn_scalar != float(p.head_dim))
+      w.add_f32(a + "attention.scale", float(1.0 / std::sqrt(double(p.query_pre_attn_scalar))));
+  }
+  w.add_u32(a + "pooling_type", 3);  // last token
+  w.add_u32("general.file_type", gguf_file_type(spec.type));
+  w.add_u32("general.quantization_version", 2);
+  write_vocab(w, vocab);
+
+  // As for the other presets every projection's output has RMS ~gain for a unit-RMS input (the
+  // BitNet input norm makes every projection input unit-RMS). Gemma's post-norms renormalize
+  // each residual addition, so there the output gains are 1; in Qwen3 they are 1/sqrt(2L).
+  // Embedding entries: RMS 1 (Gemma: 1/sqrt(d), since the graph multiplies them by sqrt(d)).
+  const double residual_gain = gemma ? 1.0 : 1.0 / std::sqrt(2.0 * double(p.n_layer));
+  const int64_t d = p.n_embd, q = p.n_head * p.head_dim, kv = p.n_head_kv * p.head_dim, f = p.n_ff;
+  std::vector<TensorPlan> plan;
+  auto norm = [&](const std::string& name, int64_t n) { plan.push_back({name, GgmlType::F32, {n}, TensorPlan::Norm, 0}); };
+  auto proj = [&](const std::string& name, int64_t cols, int64_t rows, double gain) {
+    plan.push_back({name + ".weight", storage_type(spec.type, name + ".weight", cols, rows, notes), {cols, rows},
+                    TensorPlan::Projection, gain});
+    norm(name + "_norm_in.weight", cols);
+  };
+  plan.push_back({"token_embd.weight", storage_type(spec.embedding_type, "token_embd.weight", d, p.n_vocab, notes),
+                  {d, p.n_vocab}, TensorPlan::Embedding, gemma ? 1.0 / std::sqrt(double(d)) : 1.0});
+  norm("output_norm.weight", d);
+  for (int64_t i = 0; i < p.n_layer; ++i) {
+    const std::string b = "blk." + std::to_string(i) + ".";
+    norm(b + "attn_norm.weight", d);
+    proj(b + "attn_q", d, q, 1.0);
+    proj(b + "attn_k", d, kv, 1.0);
+    proj(b + "attn_v", d, kv, 1.0);
+    norm(b + "attn_q_norm.weight", p.head_dim);
+    norm(b + "attn_k_norm.weight", p.head_dim);
+    proj(b + "attn_output", q, d, residual_gain);
+    if (gemma) norm(b + "post_attention_norm.weight", d);
+    norm(b + "ffn_norm.weight", d);
+    proj(b + "ffn_gate", d, f, 1.0);
+    proj(b + "ffn_up", d, f, 1.0);
+    proj(b + "ffn_down", f, d, residual_gain);
+    if (gemma) norm(b + "post_ffw_norm.weight", d);
+  }
+  write_planned_tensors(w, plan, spec.seed);
+  w.write(path, progress);
+}
+
+}  // namespace
+
 void generate_dummy_model(const DummyModelSpec& spec, const std::string& path,
                           const GenerateProgress& progress, std::vector<std::string>* notes) {
+  if (const EmbeddingPreset* ep = find_embedding_preset(spec.preset)) {
+    if (spec.arch != ep->arch)
+      throw Error("preset '" + spec.preset + "' is a " + ep->arch + " model (--arch " + spec.arch + " given)");
+    return generate_embedding_model(spec, *ep, path, progress, notes);
+  }
   const ArchTraits& arch = arch_traits(spec.arch);
   const ModelPreset* preset = find_preset(spec.preset);
   if (!preset) {
@@ -175,26 +323,7 @@ void generate_dummy_model(const DummyModelSpec& spec, const std::string& path,
     if (arch.sub_norms) plan.push_back({b + "ffn_sub_norm.weight", GgmlType::F32, {p.n_ff}, TensorPlan::Norm, 0});
   }
 
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const TensorPlan tp = plan[i];
-    const uint64_t tensor_seed = spec.seed * 0x100000001b3ull + i;
-    w.add_tensor(tp.name, tp.type, tp.ne, [tp, tensor_seed](std::span<uint8_t> out) {
-      Rng rng(tensor_seed);
-      const int64_t cols = tp.ne[0], rows = tp.ne.size() > 1 ? tp.ne[1] : 1;
-      std::vector<float> values;
-      if (tp.kind == TensorPlan::Projection) {
-        values = ternary_matrix(rng, cols, rows, tp.gain);
-      } else if (tp.kind == TensorPlan::Embedding) {
-        values.resize(size_t(cols * rows));
-        const double sd = 2.0 / std::sqrt(double(cols));
-        for (float& x : values) x = float(sd * rng.normal());
-      } else {  // norm gains near 1 (not exactly 1, so a mis-bound gain shows in tests)
-        values.resize(size_t(cols));
-        for (float& x : values) x = float(0.9 + 0.2 * rng.uniform());
-      }
-      quantize_tensor(tp.type, values.data(), cols, rows, out);
-    });
-  }
+  write_planned_tensors(w, plan, spec.seed);
   w.write(path, progress);
 }
 

@@ -19,6 +19,25 @@ struct ModelPreset {
 const std::vector<ModelPreset>& model_presets();
 const ModelPreset* find_preset(const std::string& name);
 
+// Text-embedding models (BitNet-embedding family, docs/embeddings-conversion.md): Qwen3 or Gemma 3
+// backbones with BitNet per-projection input norms, no LM head, last-token pooling.
+struct EmbeddingPreset {
+  std::string name;
+  std::string arch;  // GGUF general.architecture: qwen3 or gemma3
+  int64_t n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx;
+  float rope_theta, norm_eps;
+  // gemma3 only: sliding window, period of the full-attention layers, local RoPE base, and the
+  // attention scale's query_pre_attn_scalar.
+  int64_t sliding_window = 0, swa_pattern = 0;
+  float rope_theta_swa = 0, query_pre_attn_scalar = 0;
+  std::string models;
+};
+const std::vector<EmbeddingPreset>& embedding_presets();
+const EmbeddingPreset* find_embedding_preset(const std::string& name);
+// data/tokenizers/<qwen3|gemma3> under the vocabulary directory (scripts/fetch_tokenizers.sh);
+// throws Error naming the script when tokenizer.json is missing.
+std::string embedding_tokenizer_dir(const std::string& vocab_dir, const std::string& arch);
+
 struct DummyModelSpec {
   std::string arch = "bitnet-b1.58";  // general.architecture: bitnet-b1.58, bitnet, llama
   std::string preset = "tiny";

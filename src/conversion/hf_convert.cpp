@@ -1,13 +1,17 @@
 #include "conversion/hf_convert.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "conversion/hf_checkpoint.h"
 #include "conversion/hf_config.h"
 #include "conversion/hf_tokenizer.h"
+#include "base/untrusted_text.h"
 #include "errors.h"
 #include "formats/half.h"
 #include "tensor/quants.h"
@@ -112,7 +116,18 @@ struct Item {
   const StTensor* src;          // master weights, or the packed uint8 codes
   const StTensor* scale = nullptr;  // packed format: `<name>.weight_scale`
   int64_t permute_heads = 0;    // llama q/k
+  bool plain = false;           // a float projection stored as it is (no absmean): qwen3/gemma3 teachers
+  bool add_one = false;         // Gemma norm: HF computes x·(1 + w), the GGUF stores 1 + w
 };
+
+// What the qwen3/gemma3 planner needs to know besides config.json (decided in convert_hf_checkpoint).
+struct QgPlan {
+  std::string prefix;        // "model." or "" (a bare backbone saved by sentence-transformers)
+  bool bitnet = false;       // per-projection `.norm.weight` tensors: BitNet master weights
+  bool embedding = false;    // an embedding model: no LM head is written
+};
+
+bool is_qwen_gemma(const HfConfig& c) { return c.arch == "qwen3" || c.arch == "gemma3"; }
 
 [[noreturn]] void shape_error(const StTensor& t, const std::string& expected) {
   throw FormatError("tensor '" + t.name + "' has shape " + t.shape_string() + " but config.json implies " + expected);
@@ -157,11 +172,13 @@ void unpack_hf_ternary(const StTensor& packed, int64_t rows, int64_t cols, float
 
 class Planner {
  public:
-  Planner(const HfConfig& c, const HfCheckpoint& ck, const ConvertOptions& o, std::vector<std::string>& notes)
-      : c_(c), ck_(ck), type_(o.type), emb_type_(o.embedding_type.value_or(default_embedding_type(o.type))),
-        notes_(notes) {}
+  Planner(const HfConfig& c, const HfCheckpoint& ck, GgmlType type, std::optional<GgmlType> emb_type,
+          std::vector<std::string>& notes, QgPlan qg = {})
+      : c_(c), ck_(ck), type_(type), emb_type_(emb_type.value_or(default_embedding_type(type))), notes_(notes),
+        qg_(std::move(qg)) {}
 
   std::vector<Item> plan() {
+    if (is_qwen_gemma(c_)) return plan_qwen_gemma();
     add(Kind::Embedding, "token_embd.weight", {"model.embed_tokens.weight"}, c_.n_embd, c_.n_vocab);
     add(Kind::Norm, "output_norm.weight", {"model.norm.weight"}, c_.n_embd, 1);
     if (!c_.tied) {
@@ -193,16 +210,68 @@ class Planner {
       if (sub)
         add(Kind::Norm, b + "ffn_sub_norm.weight", {h + "mlp.ffn_sub_norm.weight", h + "mlp.ffn_layernorm.weight"}, f, 1);
     }
+    return finish();
+  }
+
+ private:
+  std::vector<Item> finish() {
     for (const std::string& name : ck_.names()) {
       if (used_.count(name)) continue;
       if (name.size() > 20 && name.ends_with("rotary_emb.inv_freq")) continue;  // recomputed from rope_theta
       throw FormatError("unexpected tensor '" + name + "' in the checkpoint (not part of a " + c_.hf_architecture +
-                        " model with " + std::to_string(c_.n_layer) + " layers)");
+                        (qg_.bitnet ? " BitNet" : "") + " model with " + std::to_string(c_.n_layer) + " layers)");
     }
     return std::move(items_);
   }
 
- private:
+  // Qwen3 / Gemma 3 (docs/embeddings-conversion.md): HF names with or without the "model." prefix;
+  // BitNet checkpoints add `<proj>.norm.weight` (the BitLinear input norm) to each of the seven
+  // projections, stored as `<gguf proj>_norm_in.weight`; Gemma's own norms are stored as 1 + w.
+  std::vector<Item> plan_qwen_gemma() {
+    const std::string& m = qg_.prefix;
+    const bool gemma = c_.arch == "gemma3";
+    auto norm = [&](const std::string& gguf, const std::string& hf, int64_t n, bool gemma_norm) {
+      add(Kind::Norm, gguf, {hf}, n, 1);
+      items_.back().add_one = gemma && gemma_norm;
+    };
+    auto proj = [&](const std::string& gguf, const std::string& hf, int64_t cols, int64_t rows) {
+      add(Kind::Projection, gguf + ".weight", {hf + ".weight"}, cols, rows);
+      items_.back().plain = !qg_.bitnet && items_.back().src->dtype != StDtype::U8;
+      if (qg_.bitnet) add(Kind::Norm, gguf + "_norm_in.weight", {hf + ".norm.weight"}, cols, 1);
+    };
+    add(Kind::Embedding, "token_embd.weight", {m + "embed_tokens.weight"}, c_.n_embd, c_.n_vocab);
+    norm("output_norm.weight", m + "norm.weight", c_.n_embd, true);
+    const bool head = !qg_.embedding && !c_.tied;
+    if (head) add(Kind::Embedding, "output.weight", {"lm_head.weight"}, c_.n_embd, c_.n_vocab);
+    if (!head && ck_.find("lm_head.weight")) {
+      used_.insert("lm_head.weight");
+      notes_.push_back(std::string("lm_head.weight ignored: ") +
+                       (qg_.embedding ? "an embedding model has no LM head" : "tie_word_embeddings is true"));
+    }
+    const int64_t d = c_.n_embd, q = c_.n_head * c_.head_dim, kv = c_.n_head_kv * c_.head_dim, f = c_.n_ff;
+    for (int64_t i = 0; i < c_.n_layer; ++i) {
+      const std::string h = m + "layers." + std::to_string(i) + ".", b = "blk." + std::to_string(i) + ".";
+      norm(b + "attn_norm.weight", h + "input_layernorm.weight", d, true);
+      proj(b + "attn_q", h + "self_attn.q_proj", d, q);
+      proj(b + "attn_k", h + "self_attn.k_proj", d, kv);
+      proj(b + "attn_v", h + "self_attn.v_proj", d, kv);
+      norm(b + "attn_q_norm.weight", h + "self_attn.q_norm.weight", c_.head_dim, true);
+      norm(b + "attn_k_norm.weight", h + "self_attn.k_norm.weight", c_.head_dim, true);
+      proj(b + "attn_output", h + "self_attn.o_proj", q, d);
+      if (gemma) {
+        norm(b + "post_attention_norm.weight", h + "post_attention_layernorm.weight", d, true);
+        norm(b + "ffn_norm.weight", h + "pre_feedforward_layernorm.weight", d, true);
+      } else {
+        norm(b + "ffn_norm.weight", h + "post_attention_layernorm.weight", d, false);
+      }
+      proj(b + "ffn_gate", h + "mlp.gate_proj", d, f);
+      proj(b + "ffn_up", h + "mlp.up_proj", d, f);
+      proj(b + "ffn_down", h + "mlp.down_proj", f, d);
+      if (gemma) norm(b + "post_ffw_norm.weight", h + "post_feedforward_layernorm.weight", d, true);
+    }
+    return finish();
+  }
+
   const StTensor& find(const std::vector<std::string>& names) {
     for (const auto& n : names)
       if (const StTensor* t = ck_.find(n)) {
@@ -246,6 +315,7 @@ class Planner {
   const HfCheckpoint& ck_;
   GgmlType type_, emb_type_;
   std::vector<std::string>& notes_;
+  QgPlan qg_;
   std::set<std::string> used_;
   std::vector<Item> items_;
 };
@@ -271,6 +341,8 @@ void produce_rows(const Item& it, const HfCheckpoint& ck, std::span<uint8_t> out
   for (int64_t r = 0; r < it.rows; r += chunk) {
     const int64_t n = std::min(chunk, it.rows - r);
     read_finite(*it.src, r * it.cols, n * it.cols, buf.data());
+    if (it.add_one)
+      for (int64_t k = 0; k < n * it.cols; ++k) buf[size_t(k)] += 1.0f;
     quantize_tensor(it.type, buf.data(), it.cols, n, out.subspan(size_t(uint64_t(r) * row_bytes), size_t(uint64_t(n) * row_bytes)));
     StTensor done = *it.src;
     const uint64_t elem = st_dtype_size(done.dtype);
@@ -280,8 +352,10 @@ void produce_rows(const Item& it, const HfCheckpoint& ck, std::span<uint8_t> out
   }
 }
 
-void write_metadata(GgufWriter& w, const HfConfig& c, GgmlType type, const VocabData& vocab) {
+void write_metadata(GgufWriter& w, const HfConfig& c, GgmlType type, const VocabData& vocab,
+                    std::optional<uint32_t> pooling) {
   const std::string a = c.arch + ".";
+  const bool qg = is_qwen_gemma(c);
   w.add_string("general.architecture", c.arch);
   w.add_string("general.name", c.name);
   w.add_u32(a + "vocab_size", uint32_t(c.n_vocab));
@@ -292,18 +366,91 @@ void write_metadata(GgufWriter& w, const HfConfig& c, GgmlType type, const Vocab
   w.add_u32(a + "rope.dimension_count", uint32_t(c.head_dim));
   w.add_u32(a + "attention.head_count", uint32_t(c.n_head));
   w.add_u32(a + "attention.head_count_kv", uint32_t(c.n_head_kv));
-  if (c.head_dim * c.n_head != c.n_embd) {
+  if (qg || c.head_dim * c.n_head != c.n_embd) {
     w.add_u32(a + "attention.key_length", uint32_t(c.head_dim));
     w.add_u32(a + "attention.value_length", uint32_t(c.head_dim));
   }
   w.add_f32(a + "attention.layer_norm_rms_epsilon", c.norm_eps);
   w.add_f32(a + "rope.freq_base", c.rope_theta);
+  if (c.arch == "gemma3") {
+    w.add_u32(a + "attention.sliding_window", uint32_t(c.sliding_window));
+    w.add_u32(a + "attention.sliding_window_pattern", uint32_t(c.swa_pattern));
+    w.add_f32(a + "rope.freq_base_swa", c.rope_theta_swa);
+    if (c.query_pre_attn_scalar != float(c.head_dim))
+      w.add_f32(a + "attention.scale", float(1.0 / std::sqrt(double(c.query_pre_attn_scalar))));
+  }
+  if (pooling) w.add_u32(a + "pooling_type", *pooling);
   w.add_u32("general.file_type", gguf_file_type(type));
   w.add_u32("general.quantization_version", 2);
   write_vocab(w, vocab);
 }
 
+nlohmann::json read_json(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw Error(p.string() + ": cannot open");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(p.string() + ": not valid JSON: " + e.what());
+  }
+}
+
+int32_t token_id_of(const VocabData& v, const std::string& text) {
+  for (size_t i = 0; i < v.tokens.size(); ++i)
+    if (v.tokens[i] == text) return int32_t(i);
+  throw FormatError("the tokenizer has no token '" + text + "' (needed as EOS of an embedding model)");
+}
+
 }  // namespace
+
+std::optional<uint32_t> read_sentence_transformers_pooling(const std::string& dir, std::vector<std::string>* notes) {
+  namespace fs = std::filesystem;
+  const fs::path mp = fs::path(dir) / "modules.json";
+  if (!fs::exists(mp)) return std::nullopt;
+  const nlohmann::json modules = read_json(mp);
+  if (!modules.is_array()) throw FormatError(mp.string() + ": not a list of modules");
+  std::optional<uint32_t> pooling;
+  for (const auto& m : modules) {
+    if (!m.is_object() || !m.contains("type") || !m["type"].is_string())
+      throw FormatError(mp.string() + ": module " + m.dump() + " has no 'type'");
+    const std::string type = m["type"].get<std::string>();
+    const std::string path = m.contains("path") && m["path"].is_string() ? m["path"].get<std::string>() : "";
+    if (type.ends_with(".Transformer") || type == "Transformer") continue;
+    if (type.ends_with(".Normalize") || type == "Normalize") {
+      if (notes) notes->push_back("modules.json: Normalize (L2) is the engine's default --embd-normalize 2");
+      continue;
+    }
+    if (!(type.ends_with(".Pooling") || type == "Pooling"))
+      throw FormatError(mp.string() + ": sentence-transformers module " + quote_untrusted(type) +
+                        " is not supported (its transformation cannot be represented in the GGUF)");
+    if (pooling) throw FormatError(mp.string() + ": more than one Pooling module");
+    // The module folder must sit inside the checkpoint: a path could otherwise point anywhere.
+    const fs::path rel(path);
+    if (path.empty() || rel.is_absolute() || std::any_of(rel.begin(), rel.end(), [](const fs::path& c) { return c == ".."; }))
+      throw FormatError(mp.string() + ": Pooling module path " + quote_untrusted(path) + " is not a folder of the checkpoint");
+    const fs::path cp = fs::path(dir) / rel / "config.json";
+    const nlohmann::json pc = read_json(cp);
+    if (!pc.is_object()) throw FormatError(cp.string() + ": not a JSON object");
+    static const std::vector<std::pair<std::string, uint32_t>> kModes = {
+        {"pooling_mode_mean_tokens", 1}, {"pooling_mode_cls_token", 2}, {"pooling_mode_lasttoken", 3},
+        {"pooling_mode_max_tokens", 0}, {"pooling_mode_mean_sqrt_len_tokens", 0}, {"pooling_mode_weightedmean_tokens", 0}};
+    std::vector<std::pair<std::string, uint32_t>> on;
+    for (const auto& [key, id] : kModes)
+      if (pc.contains(key) && pc[key].is_boolean() && pc[key].get<bool>()) on.push_back({key, id});
+    if (on.empty() && pc.contains("pooling_mode") && pc["pooling_mode"].is_string()) {
+      const std::string pm = pc["pooling_mode"].get<std::string>();
+      const uint32_t id = pm == "mean" ? 1 : pm == "cls" ? 2 : pm == "lasttoken" ? 3 : 0;
+      on.push_back({"pooling_mode " + pm, id});
+    }
+    if (on.size() != 1)
+      throw FormatError(cp.string() + ": " + (on.empty() ? "no pooling mode is set" : "several pooling modes are set") +
+                        " (supported: exactly one of mean, cls, lasttoken)");
+    if (on[0].second == 0)
+      throw FormatError(cp.string() + ": " + on[0].first + " is not supported (supported: mean, cls, lasttoken)");
+    pooling = on[0].second;
+  }
+  return pooling;
+}
 
 ConvertResult convert_hf_checkpoint(const std::string& dir, const std::string& out, const ConvertOptions& options,
                                     const GgufWriter::Progress& progress) {
@@ -314,18 +461,51 @@ ConvertResult convert_hf_checkpoint(const std::string& dir, const std::string& o
   if (!std::filesystem::is_directory(dir)) throw Error(dir + ": not a directory");
   const HfConfig cfg = read_hf_config(dir);
   const HfCheckpoint ck = HfCheckpoint::open(dir);
-  const VocabData vocab = read_hf_tokenizer(dir, cfg);
+  VocabData vocab = read_hf_tokenizer(dir, cfg);
   ConvertResult result;
-  const std::vector<Item> items = Planner(cfg, ck, options, result.notes).plan();
+  GgmlType type = options.type;
+  std::optional<uint32_t> pooling;
+  QgPlan qg;
+  if (is_qwen_gemma(cfg)) {
+    qg.prefix = ck.find("model.embed_tokens.weight") ? "model." : "";
+    qg.bitnet = ck.find(qg.prefix + "layers.0.self_attn.q_proj.norm.weight") != nullptr;
+    if (!qg.bitnet && ggml_type_is_ternary(type)) {
+      if (!options.type_defaulted)
+        throw Error(dir + ": a plain float " + cfg.arch + " checkpoint (no BitNet per-projection norms such as '" +
+                    qg.prefix + "layers.0.self_attn.q_proj.norm.weight') cannot be written as " +
+                    std::string(ggml_type_name(type)) + ": ternarizing it would destroy it; use --outtype f16, bf16 or f32");
+      type = GgmlType::F16;
+      result.notes.push_back("plain float checkpoint (no BitNet per-projection norms): projections written as f16");
+    }
+    pooling = read_sentence_transformers_pooling(dir, &result.notes);
+    qg.embedding = pooling.has_value() || qg.bitnet || !cfg.causal_lm;
+    if (qg.embedding && !pooling) {
+      pooling = 3;  // last token: what the BitNet-embedding family uses (docs/embeddings-conversion.md)
+      result.notes.push_back(std::string("no sentence-transformers pooling (modules.json); ") +
+                             (qg.bitnet ? "BitNet" : cfg.hf_architecture) +
+                             " embedding model: last-token pooling written");
+    }
+    if (qg.embedding) {
+      // Last-token pooling reads the hidden state of the EOS the tokenizer appends.
+      if (cfg.arch == "qwen3") {
+        vocab.eos = token_id_of(vocab, "<|endoftext|>");
+      } else {
+        vocab.eos = token_id_of(vocab, "<eos>");
+        vocab.add_bos = true;
+      }
+      vocab.add_eos = true;
+    }
+  }
+  const std::vector<Item> items = Planner(cfg, ck, type, options.embedding_type, result.notes, qg).plan();
 
   GgufWriter w;
-  write_metadata(w, cfg, options.type, vocab);
+  write_metadata(w, cfg, type, vocab, pooling);
   for (const Item& it : items) {
     std::vector<int64_t> ne = {it.cols};
     if (it.kind != Kind::Norm) ne.push_back(it.rows);
     const ScaleRule rule = cfg.scale_rule;
     w.add_tensor(it.gguf, it.type, ne, [&it, &ck, rule](std::span<uint8_t> dst) {
-      if (it.kind == Kind::Projection) produce_projection(it, rule, dst);
+      if (it.kind == Kind::Projection && !it.plain) produce_projection(it, rule, dst);
       else produce_rows(it, ck, dst);
       ck.release(*it.src);
     });

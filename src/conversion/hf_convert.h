@@ -16,6 +16,10 @@ namespace bitnet {
 struct ConvertOptions {
   GgmlType type = GgmlType::I2_S;         // the seven projections per layer
   std::optional<GgmlType> embedding_type;  // token_embd / output; default: default_embedding_type
+  // True when `type` is only the default (no --outtype): a plain float qwen3/gemma3 checkpoint
+  // (no BitNet per-projection norms) is then written as F16 instead of being ternarized; an
+  // explicitly requested ternary type for such a checkpoint is an error.
+  bool type_defaulted = false;
 };
 
 struct ConvertResult {
@@ -45,6 +49,12 @@ uint32_t gguf_file_type(GgmlType projection_type);
 // a tile layout for the shape throw an Error naming the tensor (they have no lossless fallback).
 GgmlType storage_type(GgmlType wanted, const std::string& tensor, int64_t cols, int64_t rows,
                       std::vector<std::string>* notes);
+// sentence-transformers pooling of a checkpoint directory (modules.json + its Pooling module's
+// config.json) in GGUF {arch}.pooling_type numbering: 1 mean, 2 cls, 3 last; nullopt without
+// modules.json. Modules that would change the vectors and cannot be represented (Dense, max /
+// weighted pooling, several pooling modes at once) are an Error naming them.
+std::optional<uint32_t> read_sentence_transformers_pooling(const std::string& dir, std::vector<std::string>* notes);
+
 // True for blk.N.{attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down}.weight.
 bool is_projection_name(const std::string& gguf_name);
 

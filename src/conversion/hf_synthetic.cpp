@@ -111,4 +111,108 @@ uint64_t write_synthetic_hf_checkpoint(const std::string& dir_s, const std::stri
   return total;
 }
 
+uint64_t write_synthetic_embedding_checkpoint(const std::string& dir_s, const std::string& preset,
+                                              const std::string& vocab_dir, const SyntheticEmbeddingOptions& o,
+                                              uint64_t seed) {
+  const EmbeddingPreset* p = find_embedding_preset(preset);
+  if (!p) throw Error("unknown embedding preset '" + preset + "'");
+  if (!o.pooling.empty() && o.pooling != "mean" && o.pooling != "cls" && o.pooling != "last")
+    throw Error("synthetic pooling must be mean, cls, last or none (got '" + o.pooling + "')");
+  const std::string tok_dir = embedding_tokenizer_dir(vocab_dir, p->arch);
+  const bool gemma = p->arch == "gemma3";
+  const fs::path dir(dir_s);
+  fs::create_directories(dir);
+  const int64_t d = p->n_embd, L = p->n_layer, hd = p->head_dim, F = p->n_ff, V = p->n_vocab;
+  nlohmann::ordered_json cfg = {
+      {"architectures", {gemma ? "Gemma3TextModel" : "Qwen3Model"}}, {"model_type", gemma ? "gemma3_text" : "qwen3"},
+      {gemma ? "hidden_activation" : "hidden_act", gemma ? "gelu_pytorch_tanh" : "silu"}, {"hidden_size", d},
+      {"num_hidden_layers", L}, {"num_attention_heads", p->n_head}, {"num_key_value_heads", p->n_head_kv},
+      {"head_dim", hd}, {"intermediate_size", F}, {"vocab_size", V}, {"max_position_embeddings", p->n_ctx},
+      {"rms_norm_eps", p->norm_eps}, {"rope_theta", p->rope_theta}, {"rope_scaling", nullptr},
+      {"tie_word_embeddings", true}, {"attention_bias", false}, {"torch_dtype", "bfloat16"},
+      {"_name_or_path", std::string("synthetic-") + preset + (o.bitnet ? "" : "-plain")}};
+  if (gemma) {
+    nlohmann::json types = nlohmann::json::array();
+    for (int64_t i = 0; i < L; ++i)
+      types.push_back((i + 1) % p->swa_pattern == 0 ? "full_attention" : "sliding_attention");
+    cfg["sliding_window"] = p->sliding_window;
+    cfg["layer_types"] = types;
+    cfg["rope_local_base_freq"] = p->rope_theta_swa;
+    cfg["query_pre_attn_scalar"] = p->query_pre_attn_scalar;
+    cfg["attn_logit_softcapping"] = nullptr;
+    cfg["final_logit_softcapping"] = nullptr;
+    cfg["bos_token_id"] = 2, cfg["eos_token_id"] = 1, cfg["pad_token_id"] = 0;
+  } else {
+    cfg["use_sliding_window"] = false;
+    cfg["bos_token_id"] = 151643, cfg["eos_token_id"] = 151643;
+  }
+  std::ofstream(dir / "config.json") << cfg.dump(2);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    fs::copy_file(fs::path(tok_dir) / f, dir / f, fs::copy_options::overwrite_existing);
+  if (!o.pooling.empty()) {
+    nlohmann::ordered_json modules = nlohmann::ordered_json::array();
+    modules.push_back({{"idx", 0}, {"name", "0"}, {"path", ""}, {"type", "sentence_transformers.models.Transformer"}});
+    modules.push_back({{"idx", 1}, {"name", "1"}, {"path", "1_Pooling"}, {"type", "sentence_transformers.models.Pooling"}});
+    modules.push_back({{"idx", 2}, {"name", "2"}, {"path", "2_Normalize"}, {"type", "sentence_transformers.models.Normalize"}});
+    std::ofstream(dir / "modules.json") << modules.dump(2);
+    fs::create_directories(dir / "1_Pooling");
+    fs::create_directories(dir / "2_Normalize");
+    nlohmann::ordered_json pc = {{"word_embedding_dimension", d},
+                                 {"pooling_mode_cls_token", o.pooling == "cls"},
+                                 {"pooling_mode_mean_tokens", o.pooling == "mean"},
+                                 {"pooling_mode_max_tokens", false},
+                                 {"pooling_mode_mean_sqrt_len_tokens", false},
+                                 {"pooling_mode_weightedmean_tokens", false},
+                                 {"pooling_mode_lasttoken", o.pooling == "last"},
+                                 {"include_prompt", true}};
+    std::ofstream(dir / "1_Pooling" / "config.json") << pc.dump(2);
+  }
+
+  // Master weights with standard deviation gain/sqrt(K): outputs of RMS ~gain for unit-RMS inputs
+  // (a ternarized BitNet projection gives ~0.66·gain). Residual gains 1/sqrt(2L) for Qwen3; Gemma's
+  // post-norms renormalize each residual addition, so 1 there. Gemma's own norms are stored as w
+  // (HF applies 1 + w), everything else near 1. Embedding RMS 1 (Gemma: 1/sqrt(d), scaled by sqrt(d)).
+  const double res = gemma ? 1.0 : 1.0 / std::sqrt(2.0 * double(L));
+  const float gnorm_mean = gemma ? 0.0f : 1.0f;
+  std::vector<std::vector<Spec>> shards(1);
+  shards[0].push_back({"embed_tokens.weight", {V, d}, gemma ? 1.0f / std::sqrt(float(d)) : 1.0f, 0});
+  shards[0].push_back({"norm.weight", {d}, 0.05f, gnorm_mean});
+  for (int64_t i = 0; i < L; ++i) {
+    if (L > 8 && i % 8 == 0) shards.emplace_back();
+    auto& s = shards.back();
+    const std::string b = "layers." + std::to_string(i) + ".";
+    auto proj = [&](const std::string& name, int64_t rows, int64_t cols, double gain) {
+      s.push_back({b + name + ".weight", {rows, cols}, float(gain / std::sqrt(double(cols))), 0});
+      if (o.bitnet) s.push_back({b + name + ".norm.weight", {cols}, 0.05f, 1});
+    };
+    s.push_back({b + "input_layernorm.weight", {d}, 0.05f, gnorm_mean});
+    proj("self_attn.q_proj", p->n_head * hd, d, 1.0);
+    proj("self_attn.k_proj", p->n_head_kv * hd, d, 1.0);
+    proj("self_attn.v_proj", p->n_head_kv * hd, d, 1.0);
+    proj("self_attn.o_proj", d, p->n_head * hd, res);
+    s.push_back({b + "self_attn.q_norm.weight", {hd}, 0.05f, gnorm_mean});
+    s.push_back({b + "self_attn.k_norm.weight", {hd}, 0.05f, gnorm_mean});
+    s.push_back({b + "post_attention_layernorm.weight", {d}, 0.05f, gnorm_mean});
+    if (gemma) {
+      s.push_back({b + "pre_feedforward_layernorm.weight", {d}, 0.05f, gnorm_mean});
+      s.push_back({b + "post_feedforward_layernorm.weight", {d}, 0.05f, gnorm_mean});
+    }
+    proj("mlp.gate_proj", F, d, 1.0);
+    proj("mlp.up_proj", F, d, 1.0);
+    proj("mlp.down_proj", d, F, res);
+  }
+  std::mt19937_64 rng(seed);
+  uint64_t total = 0;
+  if (shards.size() == 1) return write_shard(dir / "model.safetensors", shards[0], rng);
+  nlohmann::json index = {{"weight_map", nlohmann::json::object()}};
+  for (size_t k = 0; k < shards.size(); ++k) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, shards.size());
+    for (const Spec& s : shards[k]) index["weight_map"][s.name] = name;
+    total += write_shard(dir / name, shards[k], rng);
+  }
+  std::ofstream(dir / "model.safetensors.index.json") << index.dump(2);
+  return total;
+}
+
 }  // namespace bitnet

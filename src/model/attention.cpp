@@ -331,8 +331,15 @@ void attend_with(const KvHead& kv, std::span<const AttentionQuery> queries, floa
   }
 
   // Softmax numerators in place (a row has room up to the next multiple of 8); 1/sum per query.
-  for (int64_t r = 0; r < n; ++r)
-    s.inv_sum[size_t(r)] = Kernels::softmax(&s.scores[size_t(r * ld)], queries[size_t(r)].n_kv, scale);
+  // A window's excluded positions enter the softmax as −∞ (no effect on the max; e ≤ FLT_MIN,
+  // lost in a sum ≥ 1) and leave it as exact zeros for the weighted sum.
+  for (int64_t r = 0; r < n; ++r) {
+    float* row = &s.scores[size_t(r * ld)];
+    const int64_t begin = std::min(queries[size_t(r)].kv_begin, queries[size_t(r)].n_kv);
+    std::fill(row, row + begin, -INFINITY);
+    s.inv_sum[size_t(r)] = Kernels::softmax(row, queries[size_t(r)].n_kv, scale);
+    std::fill(row, row + begin, 0.0f);
+  }
 
   // Weighted sum of values, 64 positions at a time. A pair of queries shares the positions both
   // attend to; the longer one finishes its own tail alone (same order of operations either way).

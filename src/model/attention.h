@@ -19,11 +19,13 @@ struct KvHead {
   int64_t head_dim;
 };
 
-// One query row: head_dim floats in, head_dim floats out, attending to positions [0, n_kv).
+// One query row: head_dim floats in, head_dim floats out, attending to positions
+// [kv_begin, n_kv) (kv_begin > 0: a sliding-window layer).
 struct AttentionQuery {
   const float* q;
   float* out;
   int64_t n_kv;
+  int64_t kv_begin = 0;
 };
 
 // out = Σ_p softmax_p(scale · q·k_p) · v_p for each query, computed by a fixed sequence of
@@ -34,6 +36,7 @@ struct AttentionQuery {
 //   e_p     = exp(score_p − max_p score_p) in f32 (std::exp on Generic, a vectorized polynomial
 //             on the SIMD levels), summed in double with partial sums by p mod 4 (Generic) or 8;
 //   out_d   = (Σ_p e_p·v_p,d, one sequential chain p = 0 .. n_kv-1) · float(1 / sum).
+// Positions before kv_begin take part with e_p = 0 exactly (a window changes no other arithmetic).
 // The SIMD path needs head_dim % 8 == 0; other head sizes take Generic.
 void attend(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale);
 

@@ -87,9 +87,13 @@ bool decode_step_enabled() { return g_enabled.load(); }
 
 bool decode_step_applies(const Model& m) {
   if (!decode_step_enabled() || m.gpu || !ops::row_work_ready(m.output)) return false;
-  for (const LayerWeights& w : m.layers)
+  // Qwen3 / Gemma 3 steps (q/k norms, per-projection norms, windows) take the batch path.
+  if (m.hp.arch.qk_norm || m.hp.arch.gemma) return false;
+  for (const LayerWeights& w : m.layers) {
+    if (w.has_norm_in()) return false;
     for (const TensorView* t : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down})
       if (!ops::row_work_ready(*t)) return false;
+  }
   return true;
 }
 
@@ -98,7 +102,7 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
   const int n_threads = pool.size();
   const int64_t seq = b.seq_ids[0], pos = b.positions[0];
   const int64_t hd = hp.head_dim, group = hp.n_head / hp.n_head_kv;
-  const float attn_scale = 1.0f / std::sqrt(float(hd));
+  const float attn_scale = hp.attention_scale();
   const kernels::Isa attn_isa = attention_isa();
   const bool relu2 = hp.activation == FfnActivation::ReluSquared;
   const bool want_logits = b.want_logits[0] != 0;

@@ -22,8 +22,10 @@ namespace {
 struct Activations {
   int64_t n = 0;
   std::vector<float> x, h, q, k, v, attn_out, proj, gate, up;
+  std::vector<float> normed_in;  // a projection's own input norm (BitNet-embedding models)
   void resize(const HParams& hp, int64_t n_tokens) {
     n = n_tokens;
+    normed_in.resize(size_t(n * std::max({hp.n_embd, hp.q_dim(), hp.n_ff})));
     x.resize(size_t(n * hp.n_embd));
     h.resize(size_t(n * hp.n_embd));
     q.resize(size_t(n * hp.q_dim()));
@@ -96,6 +98,18 @@ void linear(std::initializer_list<Projection> group, const ops::MatmulInput& in,
       for (int64_t i = 0; i < in.n_tokens() * p.w.rows(); ++i) p.y[i] *= p.scale;
 }
 
+// y = scale · (w · RMSNorm(in; norm_in)) for a projection with its own input norm (BitNet-
+// embedding models: each projection is a BitLinear with its norm), else the plain product.
+void project(const TensorView& w, float scale, const std::vector<float>& norm_in, const float* in,
+             int64_t n, float* y, float eps, std::vector<float>& scratch, ThreadPool& pool) {
+  if (norm_in.empty()) {
+    linear({{w, scale, y}}, ops::MatmulInput(in, w.input_cols(), n), pool);
+    return;
+  }
+  norm_rows(in, norm_in, n, eps, scratch.data(), pool);
+  linear({{w, scale, y}}, ops::MatmulInput(scratch.data(), w.input_cols(), n), pool);
+}
+
 void add_into(std::vector<float>& x, const std::vector<float>& delta, int64_t n_rows, ThreadPool& pool) {
   const int64_t width = int64_t(x.size()) / n_rows;
   for_each_token(pool, n_rows, [&](int64_t t) {
@@ -112,7 +126,8 @@ constexpr int64_t kAttentionTile = 64;
 void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Batch& b,
                const float* q, float* out, ThreadPool& pool) {
   const int64_t hd = hp.head_dim, group = hp.n_head / hp.n_head_kv;
-  const float scale = 1.0f / std::sqrt(float(hd));
+  const float scale = hp.attention_scale();
+  const int64_t window = hp.is_swa_layer(layer) ? hp.n_swa : 0;  // a token sees the last `window`
 
   // A work item holds tile_tokens × group queries: at most kAttentionTile, so that its scores stay
   // in L2 whatever the grouping.
@@ -149,7 +164,8 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
     for (int64_t i = tile.begin; i < tile.end; ++i) {
       const int64_t t = order[size_t(i)];
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
-        queries.push_back({q + t * hp.q_dim() + h * hd, out + t * hp.q_dim() + h * hd, b.positions[t] + 1});
+        queries.push_back({q + t * hp.q_dim() + h * hd, out + t * hp.q_dim() + h * hd, b.positions[t] + 1,
+                           window > 0 ? std::max<int64_t>(0, b.positions[t] + 1 - window) : 0});
     }
     const KvHead kv{cache.key_blocks(layer, tile.seq, kvh), cache.key_block_stride(),
                     cache.values(layer, tile.seq, kvh), hd, hd};
@@ -165,44 +181,94 @@ void transformer_layer(const Model& m, int64_t il, KvCache& cache, const Batch& 
   const LayerWeights& w = m.layers[size_t(il)];
   const int64_t n = a.n;
 
-  norm_rows(a.x.data(), w.attn_norm, n, hp.norm_eps, a.h.data(), pool);
-  const ops::MatmulInput attn_in(a.h.data(), hp.n_embd, n);
-  linear({{w.wq, w.scale_q, a.q.data()}, {w.wk, w.scale_k, a.k.data()}, {w.wv, w.scale_v, a.v.data()}}, attn_in,
-         pool);
+  const float eps = hp.norm_eps;
+  norm_rows(a.x.data(), w.attn_norm, n, eps, a.h.data(), pool);
+  if (w.has_norm_in()) {  // each projection normalizes (and quantizes) its own input
+    project(w.wq, w.scale_q, w.q_norm_in, a.h.data(), n, a.q.data(), eps, a.normed_in, pool);
+    project(w.wk, w.scale_k, w.k_norm_in, a.h.data(), n, a.k.data(), eps, a.normed_in, pool);
+    project(w.wv, w.scale_v, w.v_norm_in, a.h.data(), n, a.v.data(), eps, a.normed_in, pool);
+  } else {
+    const ops::MatmulInput attn_in(a.h.data(), hp.n_embd, n);
+    linear({{w.wq, w.scale_q, a.q.data()}, {w.wk, w.scale_k, a.k.data()}, {w.wv, w.scale_v, a.v.data()}},
+           attn_in, pool);
+  }
+  const float rope_base = hp.is_swa_layer(il) ? hp.rope_base_swa : hp.rope_base;
   for_each_token(pool, n, [&](int64_t t) {  // each token writes its own cache position
     static thread_local std::vector<float> cos_sin;
     cos_sin.resize(size_t(hp.n_rot));
-    ops::rope_angles(int(hp.n_rot), b.positions[t], hp.rope_base, hp.rope_freq_scale, cos_sin.data());
-    for (int64_t h = 0; h < hp.n_head; ++h)
-      ops::rope_rotate(&a.q[t * hp.q_dim() + h * hp.head_dim], int(hp.n_rot), cos_sin.data(), hp.arch.rope_style);
-    for (int64_t h = 0; h < hp.n_head_kv; ++h)
-      ops::rope_rotate(&a.k[t * hp.kv_dim() + h * hp.head_dim], int(hp.n_rot), cos_sin.data(), hp.arch.rope_style);
+    ops::rope_angles(int(hp.n_rot), b.positions[t], rope_base, hp.rope_freq_scale, cos_sin.data());
+    for (int64_t h = 0; h < hp.n_head; ++h) {
+      float* head = &a.q[t * hp.q_dim() + h * hp.head_dim];
+      if (!w.attn_q_norm.empty()) ops::rms_norm(head, w.attn_q_norm.data(), hp.head_dim, eps, head);
+      ops::rope_rotate(head, int(hp.n_rot), cos_sin.data(), hp.arch.rope_style);
+    }
+    for (int64_t h = 0; h < hp.n_head_kv; ++h) {
+      float* head = &a.k[t * hp.kv_dim() + h * hp.head_dim];
+      if (!w.attn_k_norm.empty()) ops::rms_norm(head, w.attn_k_norm.data(), hp.head_dim, eps, head);
+      ops::rope_rotate(head, int(hp.n_rot), cos_sin.data(), hp.arch.rope_style);
+    }
     cache.store(il, b.seq_ids[t], b.positions[t], &a.k[t * hp.kv_dim()], &a.v[t * hp.kv_dim()]);
   });
   attention(hp, cache, il, b, a.q.data(), a.attn_out.data(), pool);
   if (!w.attn_sub_norm.empty())  // attn_sub_norm
-    norm_rows(a.attn_out.data(), w.attn_sub_norm, n, hp.norm_eps, a.attn_out.data(), pool);
-  linear({{w.wo, w.scale_o, a.proj.data()}}, ops::MatmulInput(a.attn_out.data(), hp.q_dim(), n), pool);
+    norm_rows(a.attn_out.data(), w.attn_sub_norm, n, eps, a.attn_out.data(), pool);
+  project(w.wo, w.scale_o, w.o_norm_in, a.attn_out.data(), n, a.proj.data(), eps, a.normed_in, pool);
+  if (!w.post_attn_norm.empty())  // Gemma 3
+    norm_rows(a.proj.data(), w.post_attn_norm, n, eps, a.proj.data(), pool);
   add_into(a.x, a.proj, n, pool);
 
-  norm_rows(a.x.data(), w.ffn_norm, n, hp.norm_eps, a.h.data(), pool);
-  const ops::MatmulInput ffn_in(a.h.data(), hp.n_embd, n);
-  linear({{w.w_gate, w.scale_gate, a.gate.data()}, {w.w_up, w.scale_up, a.up.data()}}, ffn_in, pool);
+  norm_rows(a.x.data(), w.ffn_norm, n, eps, a.h.data(), pool);
+  if (w.has_norm_in()) {
+    project(w.w_gate, w.scale_gate, w.gate_norm_in, a.h.data(), n, a.gate.data(), eps, a.normed_in, pool);
+    project(w.w_up, w.scale_up, w.up_norm_in, a.h.data(), n, a.up.data(), eps, a.normed_in, pool);
+  } else {
+    const ops::MatmulInput ffn_in(a.h.data(), hp.n_embd, n);
+    linear({{w.w_gate, w.scale_gate, a.gate.data()}, {w.w_up, w.scale_up, a.up.data()}}, ffn_in, pool);
+  }
   // Element-wise over all tokens' [n_ff] rows at once, split over the pool even for one token
   // (the SiLU gate is ~4% of a decode step on one thread); no split changes a value.
-  const bool relu2 = hp.activation == FfnActivation::ReluSquared;
   pool.parallel_for(n * hp.n_ff, 1024, [&](int64_t i0, int64_t i1, int) {
     float* g = a.gate.data();
     const float* u = a.up.data();
-    if (relu2)
-      ops::relu_squared_mul(g + i0, u + i0, i1 - i0);
-    else
-      ops::silu_mul(g + i0, u + i0, i1 - i0);
+    switch (hp.activation) {
+      case FfnActivation::ReluSquared: ops::relu_squared_mul(g + i0, u + i0, i1 - i0); break;
+      case FfnActivation::GeluTanh: ops::gelu_tanh_mul(g + i0, u + i0, i1 - i0); break;
+      case FfnActivation::Silu: ops::silu_mul(g + i0, u + i0, i1 - i0); break;
+    }
   });
   if (!w.ffn_sub_norm.empty())  // ffn_sub_norm
-    norm_rows(a.gate.data(), w.ffn_sub_norm, n, hp.norm_eps, a.gate.data(), pool);
-  linear({{w.w_down, w.scale_down, a.proj.data()}}, ops::MatmulInput(a.gate.data(), hp.n_ff, n), pool);
+    norm_rows(a.gate.data(), w.ffn_sub_norm, n, eps, a.gate.data(), pool);
+  project(w.w_down, w.scale_down, w.down_norm_in, a.gate.data(), n, a.proj.data(), eps, a.normed_in, pool);
+  if (!w.post_ffw_norm.empty())  // Gemma 3
+    norm_rows(a.proj.data(), w.post_ffw_norm, n, eps, a.proj.data(), pool);
   add_into(a.x, a.proj, n, pool);
+}
+
+}  // namespace
+
+namespace {
+
+// The token embeddings of a batch (× sqrt(n_embd) for Gemma 3) into a.x.
+void embed_tokens(const Model& m, const Batch& b, Activations& a) {
+  const HParams& hp = m.hp;
+  const float embd_scale = hp.arch.gemma ? std::sqrt(float(hp.n_embd)) : 1.0f;
+  for (int64_t t = 0; t < b.size(); ++t) {
+    float* row = &a.x[t * hp.n_embd];
+    ops::embedding_row(m.tok_embd, b.tokens[t], row);
+    if (embd_scale != 1.0f)
+      for (int64_t i = 0; i < hp.n_embd; ++i) row[i] *= embd_scale;
+  }
+}
+
+// Output-normed hidden states of the tokens with want_logits set, in batch order.
+std::vector<float> final_norm(const Model& m, const Batch& b, const Activations& a) {
+  const HParams& hp = m.hp;
+  std::vector<float> normed(static_cast<size_t>(b.n_logits() * hp.n_embd));
+  for (int64_t t = 0, o = 0; t < b.size(); ++t)
+    if (b.want_logits[t])
+      ops::rms_norm(&a.x[t * hp.n_embd], m.output_norm.data(), hp.n_embd, hp.norm_eps,
+                    &normed[o++ * hp.n_embd]);
+  return normed;
 }
 
 }  // namespace
@@ -212,7 +278,7 @@ std::vector<float> forward(const Model& m, KvCache& cache, const Batch& b, Threa
   const HParams& hp = m.hp;
   static thread_local Activations a;
   a.resize(hp, b.size());
-  for (int64_t t = 0; t < b.size(); ++t) ops::embedding_row(m.tok_embd, b.tokens[t], &a.x[t * hp.n_embd]);
+  embed_tokens(m, b, a);
   if (b.size() == 1 && decode_step_applies(m)) {  // decode: the whole step as one pool job
     std::vector<float> logits = decode_step(m, cache, b, a.x.data(), pool);
     cache.set_length(b.seq_ids[0], b.positions[0] + 1);
@@ -227,15 +293,21 @@ std::vector<float> forward(const Model& m, KvCache& cache, const Batch& b, Threa
   if (m.gpu && cuda::head_on_gpu(*m.gpu)) return gpu_logits;
 
   // Final norm and LM head only for the tokens whose logits are wanted.
-  const int64_t n_out = b.n_logits();
-  std::vector<float> normed(static_cast<size_t>(n_out * hp.n_embd));
-  for (int64_t t = 0, o = 0; t < b.size(); ++t)
-    if (b.want_logits[t])
-      ops::rms_norm(&a.x[t * hp.n_embd], m.output_norm.data(), hp.n_embd, hp.norm_eps,
-                    &normed[o++ * hp.n_embd]);
-  std::vector<float> logits(static_cast<size_t>(n_out * hp.n_vocab));
-  ops::matmul(m.output, normed.data(), n_out, logits.data(), pool);
+  const std::vector<float> normed = final_norm(m, b, a);
+  std::vector<float> logits(static_cast<size_t>(b.n_logits() * hp.n_vocab));
+  ops::matmul(m.output, normed.data(), b.n_logits(), logits.data(), pool);
   return logits;
+}
+
+std::vector<float> forward_hidden(const Model& m, KvCache& cache, const Batch& b, ThreadPool& pool) {
+  if (m.gpu) throw Error("embeddings are computed on the CPU: load the model without -ngl");
+  validate(m, cache, b);
+  static thread_local Activations a;
+  a.resize(m.hp, b.size());
+  embed_tokens(m, b, a);
+  for (int64_t il = 0; il < m.hp.n_layer; ++il) transformer_layer(m, il, cache, b, a, pool);
+  for (int64_t t = 0; t < b.size(); ++t) cache.set_length(b.seq_ids[t], b.positions[t] + 1);
+  return final_norm(m, b, a);
 }
 
 }  // namespace bitnet

@@ -16,4 +16,8 @@ namespace bitnet {
 // range — in particular "context is full" when a position reaches the cache size.
 std::vector<float> forward(const Model& model, KvCache& cache, const Batch& batch, ThreadPool& pool);
 
+// The same layers without the LM head: the final-normed hidden states (n_embd floats each) of the
+// tokens with want_logits set, in batch order — what embeddings pool (runtime/embed.h). CPU only.
+std::vector<float> forward_hidden(const Model& model, KvCache& cache, const Batch& batch, ThreadPool& pool);
+
 }  // namespace bitnet

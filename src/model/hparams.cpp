@@ -15,6 +15,8 @@ const std::vector<ArchTraits>& all_archs() {
       {"bitnet-25", true, ops::RopeStyle::Neox, FfnActivation::ReluSquared, true},
       {"bitnet", true, ops::RopeStyle::Neox, FfnActivation::Silu, true},
       {"llama", false, ops::RopeStyle::Norm, FfnActivation::Silu, false},
+      {"qwen3", false, ops::RopeStyle::Neox, FfnActivation::Silu, false, true, false},
+      {"gemma3", false, ops::RopeStyle::Neox, FfnActivation::GeluTanh, false, true, true},
   };
   return archs;
 }
@@ -97,10 +99,21 @@ HParams read_hparams(const GgufFile& f) {
   const float factor = optional_float(f, p + "rope.scaling.factor", 1.0f, 1e-6f, 1e6f);
   hp.rope_freq_scale = (scaling && *scaling == "linear") ? 1.0f / factor : 1.0f;
 
+  hp.attn_scale = optional_float(f, p + "attention.scale", 0.0f, 1e-6f, 1e3f);
+  if (hp.arch.gemma) {
+    // Microsoft's converter writes no window: every layer then attends to the whole input (the
+    // same for inputs up to the window of 512; docs/embeddings.md).
+    hp.n_swa = optional_int(f, p + "attention.sliding_window", 0, 0, int64_t(1) << 24);
+    hp.swa_pattern = optional_int(f, p + "attention.sliding_window_pattern", 6, 1, kMaxLayers);
+    hp.rope_base_swa = optional_float(f, p + "rope.freq_base_swa", 10000.0f, 1e-3f, 1e12f);
+  }
+  hp.pooling_type = optional_int(f, p + "pooling_type", -1, 0, 4);
+
   hp.activation = hp.arch.activation;
   if (const auto act = f.get_string(p + "hidden_activation")) {
     if (*act == "relu2") hp.activation = FfnActivation::ReluSquared;
     else if (*act == "silu") hp.activation = FfnActivation::Silu;
+    else if (*act == "gelu") hp.activation = FfnActivation::GeluTanh;
     else throw FormatError(f.path() + ": hidden_activation '" + *act + "' is not supported");
   }
   // Vocabulary size: explicit key, else the token list (checked against the tensors at bind time).

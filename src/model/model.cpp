@@ -206,7 +206,8 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
   Binder bind(*m, options);
   // The embedding table is read one row per token, unless it is also the output matrix.
   const bool tied = hp.arch.always_tied || !bind.find("output.weight");
-  m->tok_embd = bind.matrix("token_embd.weight", hp.n_embd, hp.n_vocab, tied);
+  // An embedding model never multiplies by its table: it stays in the file mapping.
+  m->tok_embd = bind.matrix("token_embd.weight", hp.n_embd, hp.n_vocab, tied && !m->embedding_only());
   m->output_norm = bind.vector("output_norm.weight", hp.n_embd);
   m->output = tied ? m->tok_embd : bind.matrix("output.weight", hp.n_embd, hp.n_vocab, true);
 
@@ -238,6 +239,21 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
     l.w_gate = bind.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff, true, true);
     l.w_up = bind.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff, true, true);
     l.w_down = bind.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd, true, true);
+    if (hp.arch.qk_norm) {
+      l.attn_q_norm = bind.vector(p + "attn_q_norm.weight", hp.head_dim);
+      l.attn_k_norm = bind.vector(p + "attn_k_norm.weight", hp.head_dim);
+    }
+    if (hp.arch.gemma) {
+      l.post_attn_norm = bind.vector(p + "post_attention_norm.weight", hp.n_embd);
+      l.post_ffw_norm = bind.vector(p + "post_ffw_norm.weight", hp.n_embd);
+    }
+    l.q_norm_in = bind.vector(p + "attn_q_norm_in.weight", hp.n_embd, false);
+    l.k_norm_in = bind.vector(p + "attn_k_norm_in.weight", hp.n_embd, false);
+    l.v_norm_in = bind.vector(p + "attn_v_norm_in.weight", hp.n_embd, false);
+    l.o_norm_in = bind.vector(p + "attn_output_norm_in.weight", hp.q_dim(), false);
+    l.gate_norm_in = bind.vector(p + "ffn_gate_norm_in.weight", hp.n_embd, false);
+    l.up_norm_in = bind.vector(p + "ffn_up_norm_in.weight", hp.n_embd, false);
+    l.down_norm_in = bind.vector(p + "ffn_down_norm_in.weight", hp.n_ff, false);
     l.scale_q = bind.scalar(p + "attn_q.scale");
     l.scale_k = bind.scalar(p + "attn_k.scale");
     l.scale_v = bind.scalar(p + "attn_v.scale");
@@ -258,6 +274,9 @@ std::unique_ptr<Model> load_model(GgufFile file, const LoadOptions& options) {
         (options.map_weights ? "" : "; --mmap reads them from the file instead"));
   }
   if (options.gpu_layers > 0) {
+    if (hp.arch.qk_norm || hp.arch.gemma || m->layers[0].has_norm_in())
+      throw Error("-ngl: the CUDA backend does not run " + hp.arch.name +
+                  " layers (q/k norms, per-projection norms); run this model on the CPU (-ngl 0)");
     // From the final views (after any load-time conversion), so the GPU's products are the CPU's.
     m->gpu = cuda::offload_layers(*m, options.gpu_layers);
     m->load_notes.push_back(cuda::describe(*m->gpu));

@@ -22,6 +22,15 @@ namespace bitnet {
 struct LayerWeights {
   std::vector<float> attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;  // sub-norms may be empty
   TensorView wq, wk, wv, wo, w_gate, w_up, w_down;
+  // Qwen3 / Gemma 3: per-head q/k norms (head_dim wide); Gemma 3: output norms before the residual.
+  std::vector<float> attn_q_norm, attn_k_norm, post_attn_norm, post_ffw_norm;
+  // BitNet-embedding models: each projection's own input RMSNorm (`blk.i.attn_q_norm_in`, …);
+  // empty where the file has none.
+  std::vector<float> q_norm_in, k_norm_in, v_norm_in, o_norm_in, gate_norm_in, up_norm_in, down_norm_in;
+  bool has_norm_in() const {
+    return !q_norm_in.empty() || !k_norm_in.empty() || !v_norm_in.empty() || !o_norm_in.empty() ||
+           !gate_norm_in.empty() || !up_norm_in.empty() || !down_norm_in.empty();
+  }
   // Optional per-projection output multipliers (`blk.i.attn_q.scale`, … of arch `bitnet`).
   float scale_q = 1, scale_k = 1, scale_v = 1, scale_o = 1, scale_gate = 1, scale_up = 1,
         scale_down = 1;
@@ -43,6 +52,9 @@ struct Model {
   std::shared_ptr<const cuda::GpuLayers> gpu;
 
   uint64_t weight_bytes() const;  // bytes of all tensor data the forward pass reads
+  // A model made for embeddings ({arch}.pooling_type in the file): no LM head is read or kept
+  // apart, generation is refused (runtime/embed.h).
+  bool embedding_only() const { return hp.pooling_type >= 0; }
 };
 
 struct LoadOptions {

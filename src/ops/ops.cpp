@@ -151,6 +151,15 @@ void relu_squared_mul(float* __restrict g, const float* __restrict u, int64_t n)
   }
 }
 
+float gelu_tanh(float z) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * z * (1.0f + std::tanh(kSqrt2OverPi * (z + 0.044715f * z * z * z)));
+}
+
+void gelu_tanh_mul(float* __restrict g, const float* __restrict u, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) g[i] = gelu_tanh(g[i]) * u[i];
+}
+
 void matmul_reference(const TensorView& w, const float* x, int64_t n_tokens, float* y,
                       ThreadPool& pool) {
   const int64_t rows = w.rows(), cols = w.cols(), in_cols = w.input_cols();

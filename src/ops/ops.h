@@ -41,6 +41,10 @@ void silu_mul_loop(float* __restrict g, const float* __restrict u, int64_t n);
 // g[i] = relu_squared(g[i]) · u[i] (the ReLU² FFN of bitnet-b1.58), branch-free so it vectorizes:
 // the same values as the scalar expression, NaN g included (→ 0).
 void relu_squared_mul(float* __restrict g, const float* __restrict u, int64_t n);
+// GELU, tanh approximation (Gemma's gelu_pytorch_tanh): 0.5·z·(1 + tanh(√(2/π)·(z + 0.044715·z³))).
+float gelu_tanh(float z);
+// g[i] = gelu_tanh(g[i]) · u[i] (the gated FFN of Gemma 3).
+void gelu_tanh_mul(float* __restrict g, const float* __restrict u, int64_t n);
 
 // The input of one or more matrix products: n_tokens rows of `cols` floats. The int8 quantization
 // that ternary weights need (ternary-formats.md §3, per token) is computed on first use and then

@@ -133,13 +133,21 @@ void Tokenizer::Impl::build() {
   for (size_t i = 0; i < n; ++i) {
     const std::string& t = v.tokens[i];
     switch (v.types[i]) {
-      case TokenType::CONTROL: case TokenType::UNKNOWN: case TokenType::USER_DEFINED:
+      case TokenType::CONTROL: case TokenType::UNKNOWN:
         pieces[i] = t;
         break;
       case TokenType::UNUSED:
         break;
+      case TokenType::USER_DEFINED:
+        // Literal text, except that an SPM vocabulary's "▁" means a space here too (Gemma 3's
+        // added "▁▁" … tokens are what runs of spaces encode to).
+        if (algo == Algo::BPE) {
+          pieces[i] = t;
+          break;
+        }
+        [[fallthrough]];
       case TokenType::BYTE:
-        if (algo == Algo::SPM) {
+        if (algo == Algo::SPM && v.types[i] == TokenType::BYTE) {
           pieces[i] = std::string(1, static_cast<char>(tok::parse_byte_token(t)));
           break;
         }

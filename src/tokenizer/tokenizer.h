@@ -47,6 +47,17 @@ void write_vocab(GgufWriter& writer, const VocabData& vocab);
 // Builds the Llama-3 vocabulary from a tiktoken ranks file (tokenizers.md §3.2): 128000 ranks
 // + 256 specials, 280147 merges, pre = "llama-bpe", BOS 128000, EOS 128001 (or as given).
 VocabData vocab_from_tiktoken(const std::string& path);
+// The vocabulary of a Hugging Face tokenizer directory: `dir`/tokenizer.json (required) and
+// `dir`/tokenizer_config.json (optional: chat template, add_bos_token/add_eos_token, bos/eos/pad/
+// unk tokens; without it no BOS/EOS is added). Byte-level BPE → `gpt2` (pre "llama-bpe", "qwen2"
+// or "falcon3" from the split regex), SentencePiece-style BPE with byte fallback (Gemma 3) →
+// `llama` with merge-rank scores; added tokens: special → CONTROL, others → USER_DEFINED; every
+// token id of the file is kept (no padding to a model's row count; see read_hf_tokenizer in
+// conversion/hf_tokenizer.h for that). Details: tokenizer/hf_json.h. Encoding with
+// Tokenizer(vocab).encode(text, add_special, /*parse_special=*/true) gives the ids of HF
+// `encode(text, add_special_tokens=add_special)` (data/hf-tokenizer-vectors.*.json).
+// Throws Error (missing/unreadable file) or FormatError (malformed or unsupported content).
+VocabData vocab_from_hf_tokenizer(const std::string& dir);
 
 class Tokenizer {
  public:

@@ -94,3 +94,59 @@ TEST(DummyModel, UnknownPresetAndTileLayoutAreClearErrors) {
 
 }  // namespace
 }  // namespace bitnet
+
+namespace bitnet {
+namespace {
+
+// The BitNet-embedding presets: the real models' shapes (microsoft bitnet-embedding-0.6b / -270m
+// config.json), and files with what `bitnet convert` writes for such checkpoints.
+TEST(DummyEmbeddingModel, PresetsHaveTheRealShapes) {
+  const EmbeddingPreset& q = *find_embedding_preset("embed-0.6B");
+  EXPECT_EQ(q.arch, "qwen3");
+  EXPECT_EQ(std::vector<int64_t>({q.n_embd, q.n_layer, q.n_head, q.n_head_kv, q.head_dim, q.n_ff, q.n_vocab, q.n_ctx}),
+            std::vector<int64_t>({1024, 28, 16, 8, 128, 3072, 151936, 32768}));
+  EXPECT_EQ(q.rope_theta, 1e6f);
+  const EmbeddingPreset& g = *find_embedding_preset("embed-270M");
+  EXPECT_EQ(g.arch, "gemma3");
+  EXPECT_EQ(std::vector<int64_t>({g.n_embd, g.n_layer, g.n_head, g.n_head_kv, g.head_dim, g.n_ff, g.n_vocab, g.n_ctx,
+                                  g.sliding_window, g.swa_pattern}),
+            std::vector<int64_t>({640, 18, 4, 1, 256, 2048, 262144, 32768, 512, 6}));
+  EXPECT_EQ(g.rope_theta, 10000.0f);
+  EXPECT_EQ(g.rope_theta_swa, 10000.0f);
+  EXPECT_EQ(g.query_pre_attn_scalar, 256.0f);
+}
+
+TEST(DummyEmbeddingModel, TinyPresetsWithRealTokenizers) {
+  for (const std::string preset : {"embed-tiny-qwen3", "embed-tiny-gemma3"}) {
+    const EmbeddingPreset& p = *find_embedding_preset(preset);
+    DummyModelSpec spec;
+    spec.arch = p.arch;
+    spec.preset = preset;
+    spec.vocab_dir = testing::shared_data_dir();
+    const std::string path = (testing::temp_dir() / (preset + ".gguf")).string();
+    generate_dummy_model(spec, path);
+    const GgufFile f = GgufFile::open(path);
+    const std::string a = p.arch + ".";
+    EXPECT_EQ(f.get_string("general.architecture"), p.arch);
+    EXPECT_EQ(f.get_uint(a + "pooling_type"), 3u);
+    EXPECT_EQ(f.get_uint(a + "attention.key_length"), uint64_t(p.head_dim));
+    EXPECT_EQ(f.get_uint(a + "vocab_size"), uint64_t(p.n_vocab));
+    EXPECT_EQ(f.get_string_array("tokenizer.ggml.tokens")->size(), size_t(p.n_vocab));
+    EXPECT_EQ(f.get_bool("tokenizer.ggml.add_eos_token"), true);
+    const auto toks = *f.get_string_array("tokenizer.ggml.tokens");
+    EXPECT_EQ(toks[size_t(*f.get_uint("tokenizer.ggml.eos_token_id"))], p.arch == "qwen3" ? "<|endoftext|>" : "<eos>");
+    EXPECT_FALSE(f.find_tensor("output.weight"));
+    EXPECT_EQ(f.view("token_embd.weight").type, GgmlType::F16);
+    for (const char* proj : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
+      const std::string b = "blk." + std::to_string(p.n_layer - 1) + "." + proj;
+      EXPECT_EQ(f.view(b + ".weight").type, GgmlType::I2_S) << b;
+      ASSERT_TRUE(f.find_tensor(b + "_norm_in.weight")) << b;
+    }
+    EXPECT_EQ(f.find_tensor("blk.0.attn_q_norm.weight")->ne[0], p.head_dim);
+    EXPECT_EQ(f.find_tensor("blk.0.post_ffw_norm.weight") != nullptr, p.arch == "gemma3");
+    EXPECT_EQ(f.find("gemma3.attention.sliding_window") != nullptr, p.arch == "gemma3");
+  }
+}
+
+}  // namespace
+}  // namespace bitnet

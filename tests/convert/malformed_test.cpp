@@ -73,7 +73,8 @@ std::vector<Case> cases() {
        "config.json: not valid JSON"},
       {"unknown architecture", nullptr,
        [](const fs::path& d, HfModel& m) { edit_config(d, m, [](auto& j) { j["architectures"] = {"MistralForCausalLM"}; }); },
-       "unsupported architecture 'MistralForCausalLM' (supported: BitNetForCausalLM, BitnetForCausalLM, LlamaForCausalLM)"},
+       "unsupported architecture 'MistralForCausalLM' (supported: BitNetForCausalLM, BitnetForCausalLM, LlamaForCausalLM, Qwen3Model, Qwen3ForCausalLM, "
+       "Gemma3TextModel, Gemma3ForCausalLM)"},
       {"wrong activation", nullptr,
        [](const fs::path& d, HfModel& m) { edit_config(d, m, [](auto& j) { j["hidden_act"] = "gelu"; }); },
        "hidden_act 'gelu' is not supported"},

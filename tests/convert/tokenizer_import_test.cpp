@@ -154,5 +154,65 @@ TEST(TokenizerImport, MalformedSentencePieceModelIsAnError) {
   EXPECT_THROW(read_hf_tokenizer(dir.string(), cfg), FormatError);
 }
 
+// The BitNet-embedding models' tokenizers (data/tokenizers/, scripts/fetch_tokenizers.sh) against
+// their models' embedding rows: Qwen3 151669 tokens → 151936 rows, Gemma 3 262145 → 262144 rows.
+// The GGUF vocabulary encodes the reference vectors like the tokenizer directory does.
+void expect_embedding_tokenizer(const std::string& name, int64_t rows, size_t n_tokens) {
+  // The vectors are checked against the tokenizer directory in tests/tokenizer/test_hf_vectors.cpp.
+  const std::string dir = testing::shared_data_dir() + "/tokenizers/" + name;
+  ASSERT_TRUE(fs::exists(dir + "/tokenizer.json")) << dir << "/tokenizer.json is missing: run scripts/fetch_tokenizers.sh";
+  HfConfig cfg;
+  cfg.n_vocab = rows;
+  const VocabData v = read_hf_tokenizer(dir, cfg);
+  ASSERT_EQ(v.tokens.size(), size_t(rows));
+  GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  write_vocab(w, v);
+  const std::vector<uint8_t> bytes = w.write_to_memory();
+  const VocabData back = read_vocab(GgufFile::parse(bytes));
+  EXPECT_EQ(back.tokens, v.tokens);
+  EXPECT_EQ(back.scores, v.scores);
+  EXPECT_EQ(back.types, v.types);
+  EXPECT_EQ(back.add_space_prefix, v.add_space_prefix);
+  const Tokenizer tok(back), ref(vocab_from_hf_tokenizer(dir));
+  EXPECT_EQ(size_t(ref.n_tokens()), n_tokens);
+  const auto doc = nlohmann::json::parse(std::ifstream(testing::shared_data_dir() + "/hf-tokenizer-vectors." + name + ".json"));
+  for (const auto& t : doc["tests"]) {
+    const std::string text = t["text"].get<std::string>();
+    EXPECT_EQ(tok.encode(text, false, true), t["ids"].get<std::vector<int32_t>>()) << name << ": " << text;
+    EXPECT_EQ(tok.encode(text, true, true), t["ids_special"].get<std::vector<int32_t>>()) << name << ": " << text;
+  }
+}
+
+TEST(TokenizerImport, Qwen3TokenizerIsPaddedToTheEmbeddingRows) {
+  expect_embedding_tokenizer("qwen3", 151936, 151669);
+  HfConfig cfg;
+  cfg.n_vocab = 151936;
+  const VocabData v = read_hf_tokenizer(testing::shared_data_dir() + "/tokenizers/qwen3", cfg);
+  EXPECT_EQ(v.model, "gpt2");
+  EXPECT_EQ(v.pre, "qwen2");
+  EXPECT_EQ(v.tokens[151669], "[PAD151669]");
+  EXPECT_EQ(v.types[151935], TokenType::UNUSED);
+  EXPECT_EQ(v.eos, 151645);
+  EXPECT_EQ(v.pad, 151643);
+  EXPECT_EQ(v.bos, -1);
+  EXPECT_FALSE(v.add_bos);
+}
+
+TEST(TokenizerImport, Gemma3TokenizerDropsTheAddedTokenPastTheEmbeddingRows) {
+  expect_embedding_tokenizer("gemma3", 262144, 262145);
+  HfConfig cfg;
+  cfg.n_vocab = 262144;
+  const VocabData v = read_hf_tokenizer(testing::shared_data_dir() + "/tokenizers/gemma3", cfg);
+  EXPECT_EQ(v.model, "llama");
+  EXPECT_EQ(v.tokens.back(), "<unused6241>");
+  EXPECT_EQ(v.bos, 2);
+  EXPECT_EQ(v.eos, 106);
+  EXPECT_TRUE(v.add_bos);
+  // Fewer rows than vocabulary entries is still an error.
+  cfg.n_vocab = 262000;
+  EXPECT_THROW(read_hf_tokenizer(testing::shared_data_dir() + "/tokenizers/gemma3", cfg), FormatError);
+}
+
 }  // namespace
 }  // namespace bitnet

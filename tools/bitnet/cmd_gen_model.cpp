@@ -9,13 +9,13 @@
 namespace bitnet::cli {
 
 int cmd_gen_model(int argc, char** argv) {
-  std::string arch = "bitnet-b1.58", preset = "tiny", type = "i2_s", embedding_type = "f16", out,
+  std::string arch, preset = "tiny", type = "i2_s", embedding_type = "f16", out,
               vocab_dir;
   uint64_t seed = 42;
   bool list = false;
   ArgParser p("bitnet gen-model", "Write a GGUF model with random ternary weights in the shapes of a real model.");
-  p.option({"--arch"}, "ARCH", "general.architecture: bitnet-b1.58, bitnet, llama (default bitnet-b1.58)", &arch);
-  p.option({"--preset"}, "NAME", "shape preset: tiny, 125M, large, 2B-4T, 3B, 8B (default tiny)", &preset);
+  p.option({"--arch"}, "ARCH", "general.architecture: bitnet-b1.58, bitnet, llama (default bitnet-b1.58; an embed-* preset sets its own)", &arch);
+  p.option({"--preset"}, "NAME", "shape preset: tiny, 125M, large, 2B-4T, 3B, 8B, embed-0.6B, embed-270M, ... (default tiny; see --list-presets)", &preset);
   p.option({"--type"}, "TYPE", "projection type: i2_s, tq1_0, tq2_0, tl1, tl2, f32, f16, bf16, q8_0, q6_k", &type);
   p.option({"--embedding-type"}, "TYPE", "token embedding / output type: f16, f32, bf16, q8_0, q6_k (default f16)",
            &embedding_type);
@@ -30,14 +30,23 @@ int cmd_gen_model(int argc, char** argv) {
       std::printf("%-6s d=%-5lld L=%-3lld H=%-3lld Hkv=%-3lld F=%-6lld ctx=%-5lld %s\n", pr.name.c_str(),
                   (long long)pr.n_embd, (long long)pr.n_layer, (long long)pr.n_head,
                   (long long)pr.n_head_kv, (long long)pr.n_ff, (long long)pr.n_ctx, pr.models.c_str());
+    for (const auto& pr : embedding_presets())
+      std::printf("%-17s %-6s d=%-5lld L=%-3lld H=%-3lld Hkv=%-3lld hd=%-4lld F=%-6lld V=%-7lld ctx=%-5lld %s\n",
+                  pr.name.c_str(), pr.arch.c_str(), (long long)pr.n_embd, (long long)pr.n_layer,
+                  (long long)pr.n_head, (long long)pr.n_head_kv, (long long)pr.head_dim, (long long)pr.n_ff,
+                  (long long)pr.n_vocab, (long long)pr.n_ctx, pr.models.c_str());
     return 0;
   }
   if (out.empty()) throw UsageError("missing -o FILE");
   DummyModelSpec spec;
+  const EmbeddingPreset* embed = find_embedding_preset(preset);
+  if (embed && !arch.empty() && arch != embed->arch)
+    throw UsageError("preset '" + preset + "' is a " + embed->arch + " model; --arch " + arch + " does not apply");
+  if (arch.empty()) arch = embed ? embed->arch : "bitnet-b1.58";
   spec.arch = arch;
-  arch_traits(arch);  // validates the name
+  if (!embed) arch_traits(arch);  // validates the name
   spec.preset = preset;
-  if (!find_preset(preset)) throw UsageError("unknown preset '" + preset + "' (see --list-presets)");
+  if (!embed && !find_preset(preset)) throw UsageError("unknown preset '" + preset + "' (see --list-presets)");
   const auto t = ggml_type_from_name(type);
   if (!t || !ggml_type_info(*t).computable || *t == GgmlType::I8_S)
     throw UsageError("unsupported --type '" + type + "'");

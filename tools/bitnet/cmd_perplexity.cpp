@@ -27,6 +27,7 @@ int cmd_perplexity(int argc, char** argv) {
   if (mo.ctx > 0 && mo.ctx < 4) throw UsageError("-c must be at least 4 for perplexity (each chunk scores its second half)");
   if (max_chunks == 0) throw UsageError("--chunks must be -1 (all) or at least 1");
   LoadedModel lm = load_for_run(mo);
+  refuse_embedding_model(*lm.model);
   const Tokenizer& tok = *lm.model->tokenizer;
   const auto tokens = tok.encode(text, true, false);
   const int64_t n_ctx = lm.ctx;

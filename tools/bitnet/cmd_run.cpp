@@ -245,6 +245,7 @@ int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) 
   telemetry.emit("run_started", {{"config", to_json(config)}, {"seed", o.sampling.seed},
                                  {"hardware_threads", hardware_threads()}});
   LoadedModel lm = load_for_run(o.model);
+  refuse_embedding_model(*lm.model);
   if (!lm.model->tokenizer) throw Error("model has no tokenizer");
   const HParams& hp = lm.model->hp;
   telemetry.emit("model_loaded", {{"model", lm.model->file.path()}, {"architecture", hp.arch.name},

@@ -146,6 +146,13 @@ void print_dry_run(const std::string& command, const nlohmann::json& config, con
   std::printf("\n");
 }
 
+void refuse_embedding_model(const Model& model) {
+  if (model.embedding_only())
+    throw UsageError(model.file.path() + " is an embedding model (" + model.hp.arch.name +
+                     ", pooling type " + std::to_string(model.hp.pooling_type) +
+                     "): it makes vectors, not text; use `bitnet embed` (llama-embedding) or `bitnet serve`'s /v1/embeddings");
+}
+
 LoadedModel load_for_run(const ModelOptions& o) {
   check_cache_types(o);
   ThreadPlan threads;

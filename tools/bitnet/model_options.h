@@ -46,6 +46,10 @@ struct LoadedModel {
 // Validates the options (UsageError with a specific message), resolves defaults and loads.
 LoadedModel load_for_run(const ModelOptions& options);
 
+// A UsageError for an embedding-only model (it has no head to generate or score text with): the
+// message points to `bitnet embed`.
+void refuse_embedding_model(const Model& model);
+
 // The trained model shipped in models/ (docs/default-model.md; training/train.sh makes it).
 inline constexpr const char* kDefaultModelName = "bitnet-kjv-13M-i2_s.gguf";
 // Path of the default model (BITNET_DEFAULT_MODEL overrides); a UsageError when it is missing.

@@ -294,7 +294,7 @@ std::vector<float> forward_layers(const GpuLayers& g, KvCache& cache, const Batc
   const DeviceActivations& ae = c.act_embd->view;
   const DeviceActivations& aq = c.act_q->view;
   const DeviceActivations& af = c.act_ff->view;
-  const float attn_scale = 1.0f / std::sqrt(float(hp.head_dim));
+  const float attn_scale = hp.attention_scale();
   const RopePairing pairing = pairing_of(hp.arch.rope_style);
   auto project = [&](const DeviceTernaryMatrix& w, const DeviceActivations& a, float scale, float* y) {
     ternary_matmul(w, a, n, y);
