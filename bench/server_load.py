@@ -58,8 +58,9 @@ def one_stream(url, prompt, tokens, key, out):
     """Streams one completion; appends (ttft, [inter-token gaps], n_tokens, error) to out."""
     u = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=3600)
+    # The token count comes from the usage chunk, which the server sends only when asked (as OpenAI).
     body = json.dumps({"prompt": prompt, "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
-                       "stream": True})
+                       "stream": True, "stream_options": {"include_usage": True}})
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = "Bearer " + key
