@@ -356,6 +356,80 @@ TEST(ServerEmbeddings, EmbeddingModelRefusesGeneration) {
   EXPECT_NE(server.log().find("embedding model"), std::string::npos) << server.log();
 }
 
+// The BitNet-embedding presets (qwen3, gemma3 with their real tokenizers): the server's vectors
+// are `bitnet embed`'s, and generation is refused.
+TEST(ServerEmbeddings, EmbeddingPresetsMatchTheCli) {
+  for (const auto& [arch, preset] : {std::pair<std::string, std::string>{"qwen3", "embed-tiny-qwen3"},
+                                     {"gemma3", "embed-tiny-gemma3"}}) {
+    const std::string model = dummy_model(arch, preset, GgmlType::I2_S);
+    ServerProcess server({"-m", model, "-np", "2", "-c", "1024"});
+    auto cli = server.client();
+    const std::vector<std::string> texts = {"hello world", "A second, somewhat longer input text."};
+    int status = 0;
+    const json r = post_json(cli, "/v1/embeddings", {{"input", texts}}, &status);
+    ASSERT_EQ(status, 200) << r << server.log();
+    ASSERT_EQ(r["data"].size(), 2u);
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const ProcessResult p =
+          run_process({bitnet_bin(), "embed", "-m", model, "-t", "1", "-p", texts[i], "--embd-output-format", "json"});
+      ASSERT_EQ(p.code, 0) << p.err;
+      const json ref = json::parse(p.out)["data"][0]["embedding"];
+      expect_close(r["data"][i]["embedding"], ref, 1e-5, preset + " input " + std::to_string(i));
+    }
+    const json chat = post_json(cli, "/v1/chat/completions",
+                                {{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}}, &status);
+    EXPECT_EQ(status, 400) << chat;
+    EXPECT_NE(chat["error"]["message"].get<std::string>().find("embedding model"), std::string::npos) << chat;
+  }
+}
+
+// Neither kind of request starves the other: a completion finishes while a long embedding request
+// is still running, and an embedding request finishes while a long generation is still going.
+TEST(ServerEmbeddings, NeitherKindStarvesTheOther) {
+  ServerProcess server({"--embeddings", "-np", "1", "-c", "4096", "--metrics", "--max-body", "33554432"});
+  auto cli = server.client();
+  {
+    json ids = json::array();
+    for (int i = 0; i < 1000; ++i) ids.push_back(1 + i % 89);
+    json input = json::array();
+    for (int i = 0; i < 150; ++i) input.push_back(ids);
+    std::atomic<bool> embedded{false};
+    std::thread big([&] {
+      auto c = server.client();
+      int status = 0;
+      post_json(c, "/v1/embeddings", {{"input", input}}, &status);
+      EXPECT_EQ(status, 200);
+      embedded = true;
+    });
+    ASSERT_TRUE(eventually([&] { return metric(cli, "bitnet_embedding_batches_total") >= 1; }));
+    int status = 0;
+    const json r = post_json(cli, "/v1/completions", {{"prompt", "While embeddings run"}, {"max_tokens", 8},
+                                                      {"temperature", 0}, {"ignore_eos", true}}, &status);
+    EXPECT_EQ(status, 200) << r;
+    EXPECT_EQ(r["usage"]["completion_tokens"], 8);
+    EXPECT_FALSE(embedded.load()) << "the completion waited for the whole embedding request";
+    big.join();
+  }
+  {
+    std::atomic<bool> generated{false};
+    std::thread gen([&] {
+      auto c = server.client();
+      int status = 0;
+      post_json(c, "/v1/completions", {{"prompt", "A long story"}, {"max_tokens", 1500}, {"temperature", 0},
+                                       {"ignore_eos", true}}, &status);
+      EXPECT_EQ(status, 200);
+      generated = true;
+    });
+    ASSERT_TRUE(eventually([&] { return metric(cli, "bitnet_tokens_predicted_total") >= 8 + 1; }));
+    int status = 0;
+    const json r = post_json(cli, "/v1/embeddings", {{"input", json::array({"one", "two", "three"})}}, &status);
+    EXPECT_EQ(status, 200) << r;
+    EXPECT_EQ(r["data"].size(), 3u);
+    EXPECT_FALSE(generated.load()) << "the embedding request waited for the whole generation";
+    gen.join();
+  }
+}
+
 TEST(ServerEmbeddings, EmbeddingsAndGenerationInterleaveAndBatch) {
   ServerProcess server({"--embeddings", "-np", "4", "-c", "1024", "--metrics", "--queue-limit", "16"});
   auto cli = server.client();
