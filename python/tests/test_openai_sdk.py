@@ -67,6 +67,7 @@ class OpenAiNodeSdk(unittest.TestCase):
     def tearDownClass(cls):
         cls.server.kill()
         cls.server.wait()
+        cls.log.close()
         os.unlink(cls.log.name)
 
     def test_embeddings_create_every_input_form(self):
