@@ -172,38 +172,24 @@ void generate_embedding_model(const DummyModelSpec& spec, const EmbeddingPreset&
   cfg.n_vocab = p.n_vocab;
   VocabData vocab = read_hf_tokenizer(embedding_tokenizer_dir(dir, p.arch), cfg);
   const bool gemma = p.arch == "gemma3";
-  for (size_t i = 0; i < vocab.tokens.size(); ++i)
-    if (vocab.tokens[i] == (gemma ? "<eos>" : "<|endoftext|>")) vocab.eos = int32_t(i);
-  vocab.add_eos = true;
-  if (gemma) vocab.add_bos = true;
+  set_embedding_special_tokens(vocab, p.arch);
 
+  cfg.name = "bitnet.cpp dummy " + p.arch + " " + p.name;
+  cfg.n_ctx = p.n_ctx;
+  cfg.n_embd = p.n_embd;
+  cfg.n_layer = p.n_layer;
+  cfg.n_ff = p.n_ff;
+  cfg.n_head = p.n_head;
+  cfg.n_head_kv = p.n_head_kv;
+  cfg.head_dim = p.head_dim;
+  cfg.norm_eps = p.norm_eps;
+  cfg.rope_theta = p.rope_theta;
+  cfg.sliding_window = p.sliding_window;
+  cfg.swa_pattern = p.swa_pattern;
+  cfg.rope_theta_swa = p.rope_theta_swa;
+  cfg.query_pre_attn_scalar = p.query_pre_attn_scalar;
   GgufWriter w;
-  const std::string a = p.arch + ".";
-  w.add_string("general.architecture", p.arch);
-  w.add_string("general.name", "bitnet.cpp dummy " + p.arch + " " + p.name);
-  w.add_u32(a + "vocab_size", uint32_t(p.n_vocab));
-  w.add_u32(a + "context_length", uint32_t(p.n_ctx));
-  w.add_u32(a + "embedding_length", uint32_t(p.n_embd));
-  w.add_u32(a + "block_count", uint32_t(p.n_layer));
-  w.add_u32(a + "feed_forward_length", uint32_t(p.n_ff));
-  w.add_u32(a + "rope.dimension_count", uint32_t(p.head_dim));
-  w.add_u32(a + "attention.head_count", uint32_t(p.n_head));
-  w.add_u32(a + "attention.head_count_kv", uint32_t(p.n_head_kv));
-  w.add_u32(a + "attention.key_length", uint32_t(p.head_dim));
-  w.add_u32(a + "attention.value_length", uint32_t(p.head_dim));
-  w.add_f32(a + "attention.layer_norm_rms_epsilon", p.norm_eps);
-  w.add_f32(a + "rope.freq_base", p.rope_theta);
-  if (gemma) {
-    w.add_u32(a + "attention.sliding_window", uint32_t(p.sliding_window));
-    w.add_u32(a + "attention.sliding_window_pattern", uint32_t(p.swa_pattern));
-    w.add_f32(a + "rope.freq_base_swa", p.rope_theta_swa);
-    if (p.query_pre_attn_scalar != float(p.head_dim))
-      w.add_f32(a + "attention.scale", float(1.0 / std::sqrt(double(p.query_pre_attn_scalar))));
-  }
-  w.add_u32(a + "pooling_type", 3);  // last token
-  w.add_u32("general.file_type", gguf_file_type(spec.type));
-  w.add_u32("general.quantization_version", 2);
-  write_vocab(w, vocab);
+  write_model_metadata(w, cfg, spec.type, vocab, 3);  // last-token pooling
 
   // As for the other presets every projection's output has RMS ~gain for a unit-RMS input (the
   // BitNet input norm makes every projection input unit-RMS). Gemma's post-norms renormalize

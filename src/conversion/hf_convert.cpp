@@ -352,8 +352,10 @@ void produce_rows(const Item& it, const HfCheckpoint& ck, std::span<uint8_t> out
   }
 }
 
-void write_metadata(GgufWriter& w, const HfConfig& c, GgmlType type, const VocabData& vocab,
-                    std::optional<uint32_t> pooling) {
+}  // namespace
+
+void write_model_metadata(GgufWriter& w, const HfConfig& c, GgmlType type, const VocabData& vocab,
+                          std::optional<uint32_t> pooling) {
   const std::string a = c.arch + ".";
   const bool qg = is_qwen_gemma(c);
   w.add_string("general.architecture", c.arch);
@@ -385,6 +387,19 @@ void write_metadata(GgufWriter& w, const HfConfig& c, GgmlType type, const Vocab
   write_vocab(w, vocab);
 }
 
+void set_embedding_special_tokens(VocabData& vocab, const std::string& arch) {
+  const std::string eos = arch == "qwen3" ? "<|endoftext|>" : "<eos>";
+  vocab.eos = -1;
+  for (size_t i = 0; i < vocab.tokens.size(); ++i)
+    if (vocab.tokens[i] == eos) vocab.eos = int32_t(i);
+  if (vocab.eos < 0)
+    throw FormatError("the tokenizer has no token '" + eos + "' (needed as EOS of an embedding model)");
+  if (arch == "gemma3") vocab.add_bos = true;
+  vocab.add_eos = true;
+}
+
+namespace {
+
 nlohmann::json read_json(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   if (!in) throw Error(p.string() + ": cannot open");
@@ -393,12 +408,6 @@ nlohmann::json read_json(const std::filesystem::path& p) {
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(p.string() + ": not valid JSON: " + e.what());
   }
-}
-
-int32_t token_id_of(const VocabData& v, const std::string& text) {
-  for (size_t i = 0; i < v.tokens.size(); ++i)
-    if (v.tokens[i] == text) return int32_t(i);
-  throw FormatError("the tokenizer has no token '" + text + "' (needed as EOS of an embedding model)");
 }
 
 }  // namespace
@@ -486,20 +495,13 @@ ConvertResult convert_hf_checkpoint(const std::string& dir, const std::string& o
                              " embedding model: last-token pooling written");
     }
     if (qg.embedding) {
-      // Last-token pooling reads the hidden state of the EOS the tokenizer appends.
-      if (cfg.arch == "qwen3") {
-        vocab.eos = token_id_of(vocab, "<|endoftext|>");
-      } else {
-        vocab.eos = token_id_of(vocab, "<eos>");
-        vocab.add_bos = true;
-      }
-      vocab.add_eos = true;
+      set_embedding_special_tokens(vocab, cfg.arch);
     }
   }
   const std::vector<Item> items = Planner(cfg, ck, type, options.embedding_type, result.notes, qg).plan();
 
   GgufWriter w;
-  write_metadata(w, cfg, type, vocab, pooling);
+  write_model_metadata(w, cfg, type, vocab, pooling);
   for (const Item& it : items) {
     std::vector<int64_t> ne = {it.cols};
     if (it.kind != Kind::Norm) ne.push_back(it.rows);

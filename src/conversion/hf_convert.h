@@ -8,8 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "conversion/hf_config.h"
 #include "formats/gguf.h"
 #include "tensor/ggml_type.h"
+#include "tokenizer/tokenizer.h"
 
 namespace bitnet {
 
@@ -54,6 +56,14 @@ GgmlType storage_type(GgmlType wanted, const std::string& tensor, int64_t cols, 
 // modules.json. Modules that would change the vectors and cannot be represented (Dense, max /
 // weighted pooling, several pooling modes at once) are an Error naming them.
 std::optional<uint32_t> read_sentence_transformers_pooling(const std::string& dir, std::vector<std::string>* notes);
+
+// The {arch}.* hyper-parameters, pooling type (when given), file type and vocabulary of a model of
+// configuration `c` (shared by convert and gen-model's embedding presets).
+void write_model_metadata(GgufWriter& w, const HfConfig& c, GgmlType type, const VocabData& vocab,
+                          std::optional<uint32_t> pooling);
+// An embedding model's tokenizer settings: EOS appended (Qwen3 <|endoftext|>, Gemma 3 <eos>; its
+// hidden state is what last-token pooling reads), Gemma 3 also BOS. FormatError if the token is missing.
+void set_embedding_special_tokens(VocabData& vocab, const std::string& arch);
 
 // True for blk.N.{attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down}.weight.
 bool is_projection_name(const std::string& gguf_name);
