@@ -202,6 +202,25 @@ inline json post_json(httplib::Client& cli, const std::string& path, const json&
   return json::parse(r->body, nullptr, false);
 }
 
+// The value of an unlabelled sample on /metrics; -1 if absent or the request failed.
+inline double metric(httplib::Client& cli, const std::string& name) {
+  auto r = cli.Get("/metrics");
+  if (!r || r->status != 200) return -1;
+  const std::regex re("\n" + name + " ([0-9.e+-]+)\n");
+  std::smatch m;
+  return std::regex_search(r->body, m, re) ? std::stod(m[1].str()) : -1;
+}
+
+// Waits (bounded) until `pred` holds; returns whether it did.
+inline bool eventually(const std::function<bool()>& pred, std::chrono::seconds limit = std::chrono::seconds(60)) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
 inline json get_json(httplib::Client& cli, const std::string& path) {
   auto r = cli.Get(path.c_str());
   if (!r) {

@@ -5,24 +5,6 @@
 namespace bitnet::testing {
 namespace {
 
-double metric(httplib::Client& cli, const std::string& name) {
-  auto r = cli.Get("/metrics");
-  if (!r || r->status != 200) return -1;
-  const std::regex re("\n" + name + " ([0-9.e+-]+)\n");
-  std::smatch m;
-  return std::regex_search(r->body, m, re) ? std::stod(m[1].str()) : -1;
-}
-
-// Waits (bounded) until `pred` holds; returns whether it did.
-bool eventually(const std::function<bool()>& pred, std::chrono::seconds limit = std::chrono::seconds(60)) {
-  const auto deadline = Clock::now() + limit;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
-
 int busy_slots(httplib::Client& cli) {
   const json slots = get_json(cli, "/slots");
   int n = 0;

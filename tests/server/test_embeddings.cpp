@@ -17,23 +17,6 @@ double l2(const json& v) {
   return std::sqrt(s);
 }
 
-double metric(httplib::Client& cli, const std::string& name) {
-  auto r = cli.Get("/metrics");
-  if (!r || r->status != 200) return -1;
-  const std::regex re("\n" + name + " ([0-9.e+-]+)\n");
-  std::smatch m;
-  return std::regex_search(r->body, m, re) ? std::stod(m[1].str()) : -1;
-}
-
-bool eventually(const std::function<bool()>& pred, std::chrono::seconds limit = std::chrono::seconds(60)) {
-  const auto deadline = Clock::now() + limit;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 std::vector<float> decode_base64_floats(const std::string& s) {
   auto value = [](char c) -> int {
     if (c >= 'A' && c <= 'Z') return c - 'A';
