@@ -6,7 +6,8 @@ points the runner at a llama.cpp checkout. This plugin only changes, at run time
 
 * which model a preset uses: every generation preset (stories260K, stories15M-MoE, ...) gets the
   local GGUF given by --bitnet-model instead of a Hugging Face download (there is no internet);
-  presets that need a model kind we do not ship (embedding, reranking, infill, vision, LoRA,
+  embedding presets (bert-bge-small) run with a generated embed-tiny-qwen3 model; presets that
+  need a model kind we do not ship (reranking, infill, vision, LoRA,
   draft, split GGUF, router) are skipped with the reason;
 * ServerPreset.load_all() (the suite's pre-download step) does nothing;
 * model-specific assertions are waived, from the explicit, small lists below, and every waiver
@@ -114,7 +115,33 @@ def _fits_slot_check(body, model):
     return None
 
 
+def _usage_check(body, model):
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if usage and usage.get("prompt_tokens") == usage.get("total_tokens") and usage.get("prompt_tokens", 0) > 0:
+        return f"prompt_tokens {usage['prompt_tokens']} in this model's tokens (Qwen3 BPE + EOS)"
+    return None
+
+
+def _token_rows_check(body, model):
+    try:
+        rows = body[0]["embedding"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    if len(rows) >= 2:
+        return f"{len(rows)} rows: 'hello hello hello' in this model's tokens (Qwen3 BPE + EOS)"
+    return None
+
+
 MODEL_LITERAL_ASSERTIONS = {
+    "test_embedding_usage_single": [
+        ("== n_tokens", "9 / 6 are bge-small's WordPiece token counts ([CLS] … [SEP])", _usage_check),
+    ],
+    "test_embedding_usage_multiple": [
+        ("== 2 * 9", "9 is bge-small's WordPiece token count of the text", _usage_check),
+    ],
+    "test_embedding_pooling_none": [
+        ("== 5", "5 is bge-small's token count of 'hello hello hello' ([CLS] + 3 + [SEP])", _token_rows_check),
+    ],
     "test_ctx_shift_enabled": [
         ('["prompt_n"] == 226', "226 is the prompt length in stories260K tokens", None),
     ],
@@ -216,10 +243,32 @@ VALUE_FLAGS = {
 }
 
 
+def _is_embedding_preset(server) -> bool:
+    """bert-bge-small and the tests that turn embeddings on: run with the generated qwen3
+    embedding model (embed-tiny-qwen3; real Qwen3 tokenizer, so token counts differ from BERT's)."""
+    hf_file = getattr(server, "model_hf_file", None) or ""
+    return ("bert" in hf_file or getattr(server, "server_embeddings", False)
+            or bool(getattr(server, "pooling", None)))
+
+
+def _embedding_model() -> str:
+    """Generates embed-tiny-qwen3 once per session with the `bitnet` next to the server binary."""
+    if S.embed_model:
+        return S.embed_model
+    tool = os.path.join(os.path.dirname(S.bin or ""), "bitnet")
+    if not os.access(tool, os.X_OK):
+        pytest.skip(f"an embedding model needs {tool} (bitnet gen-model) next to the server binary")
+    path = os.path.join(S.logdir, "embed-tiny-qwen3.gguf")
+    proc = subprocess.run([tool, "gen-model", "--preset", "embed-tiny-qwen3", "-o", path],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"bitnet gen-model --preset embed-tiny-qwen3 failed: {proc.stderr[-500:]}")
+    S.embed_model = path
+    return path
+
+
 def _classify(server) -> str | None:
     """Returns a skip reason, or None when the preset is a plain generation model."""
-    if getattr(server, "server_embeddings", False) or getattr(server, "pooling", None):
-        return "needs an embedding model (bert-bge-small); none is shipped (no internet)"
     if getattr(server, "server_reranking", False):
         return "needs a reranking model (jina-reranker); none is shipped (no internet)"
     if getattr(server, "mmproj_url", None):
@@ -242,8 +291,10 @@ def _classify(server) -> str | None:
         return "needs an infill (FIM) model; none is shipped (no internet)"
     if "gemma3" in repo:
         return "needs a vision model (tinygemma3 + mmproj); none is shipped (no internet)"
-    if "bert" in hf_file or "reranker" in hf_file:
-        return f"needs an embedding/reranking model ({hf_file}); none is shipped (no internet)"
+    if "reranker" in hf_file:
+        return f"needs a reranking model ({hf_file}); none is shipped (no internet)"
+    if _is_embedding_preset(server):
+        return None
     if "split" in hf_file:
         return "needs a GGUF split into several files (stories15M-q8_0-0000N-of-00003); none is shipped (no internet)"
     if repo in GENERATION_REPOS or (repo == "ggml-org/models" and "tinyllamas/" in hf_file):
@@ -268,6 +319,7 @@ class _State:
         self.lock = threading.Lock()
         self.dryrun_cache = {}
         self.model_meta = {}
+        self.embed_model = None
 
 
 S = _State()
@@ -411,7 +463,9 @@ def _install_patches(utils) -> None:
         tpl = getattr(self, "chat_template_file", None)
         if tpl and not os.path.exists(tpl):
             pytest.skip(f"the suite checkout has no {tpl} (llama.cpp's models/templates)")
-        if not getattr(self, "model_file", None) or getattr(self, "model_hf_repo", None):
+        if _is_embedding_preset(self):
+            self.model_file = _embedding_model()
+        elif not getattr(self, "model_file", None) or getattr(self, "model_hf_repo", None):
             self.model_file = S.model
         self.model_hf_repo = None
         self.model_hf_file = None

@@ -77,10 +77,9 @@ std::vector<int32_t> Api::embedding_tokens(const json& ids, const char* key) con
 // arrays, or only strings, is one input per element. Text gets the model's BOS / EOS.
 std::vector<std::vector<int32_t>> Api::embedding_inputs(const json& input, const char* key) const {
   const Tokenizer& tok = *model_->tokenizer;
-  auto text = [&](const std::string& s, size_t index) {
-    if (s.empty()) throw bad_request(std::string("'") + key + "' " + std::to_string(index) + " is an empty string");
-    return tokenize_for_embedding(tok, s);
-  };
+  // An empty string is the model's special tokens alone (llama-server embeds it too); with none
+  // (no BOS/EOS added) it has no tokens and is refused below.
+  auto text = [&](const std::string& s, size_t) { return tokenize_for_embedding(tok, s); };
   std::vector<std::vector<int32_t>> out;
   if (input.is_string()) {
     out.push_back(text(input.get<std::string>(), 0));
@@ -112,7 +111,9 @@ std::vector<std::vector<int32_t>> Api::embedding_inputs(const json& input, const
   }
   const int64_t n_ctx = engine_->embedding_n_ctx();
   for (size_t i = 0; i < out.size(); ++i) {
-    if (out[i].empty()) throw bad_request(std::string("'") + key + "' " + std::to_string(i) + " is empty");
+    if (out[i].empty())
+      throw bad_request(std::string("'") + key + "' " + std::to_string(i) +
+                        " is empty (no tokens: an empty text and a model that adds no BOS/EOS, or [])");
     if (int64_t(out[i].size()) > n_ctx)
       throw ApiError(400, "exceed_context_size_error",
                      "input " + std::to_string(i) + " is " + std::to_string(out[i].size()) +
