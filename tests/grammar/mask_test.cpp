@@ -8,14 +8,20 @@
 
 #include "grammar/constraint.h"
 #include "grammar/json_schema.h"
-#include "test_data.h"
+#include <cstdlib>
 #include "tokenizer/tokenizer.h"
 
 namespace bitnet {
 namespace {
 
+// data/ of this tree, or $BITNET_SHARED_DATA (data/README.md).
+std::string data_dir() {
+  if (const char* env = std::getenv("BITNET_SHARED_DATA"); env && *env) return env;
+  return std::string(BITNET_SOURCE_DIR) + "/data";
+}
+
 const Tokenizer& llama3() {
-  static const Tokenizer t(vocab_from_tiktoken(testing::shared_data_dir() + "/llama3-tokenizer.tiktoken"));
+  static const Tokenizer t(vocab_from_tiktoken(data_dir() + "/llama3-tokenizer.tiktoken"));
   return t;
 }
 

@@ -1,4 +1,4 @@
-// Generation under a grammar with the shipped model (models/bitnet-kjv-13M-i2_s.gguf) at
+// Generation under a grammar (grammar/constraint.h through generate()) with the shipped model (models/bitnet-kjv-13M-i2_s.gguf) at
 // temperature 1: 200 generations over 5 grammars, every text valid under its grammar (a valid
 // prefix when cut by the token limit, a complete match when ended by the model), and the same
 // tokens again for the same seed.
