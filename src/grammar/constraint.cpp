@@ -90,9 +90,9 @@ std::string GrammarConstraint::state_key() const {
   char* p = key.data();
   std::memcpy(p, head, sizeof head);
   p += sizeof head;
-  std::memcpy(p, s.ends.data(), s.ends.size() * sizeof(uint32_t));
+  if (!s.ends.empty()) std::memcpy(p, s.ends.data(), s.ends.size() * sizeof(uint32_t));
   p += s.ends.size() * sizeof(uint32_t);
-  std::memcpy(p, s.data.data(), s.data.size() * sizeof(uint32_t));
+  if (!s.data.empty()) std::memcpy(p, s.data.data(), s.data.size() * sizeof(uint32_t));
   return key;
 }
 

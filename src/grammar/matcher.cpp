@@ -144,8 +144,22 @@ bool StackEngine::partial_possible(const StackSet& in, const Utf8Partial& u) con
 }
 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar)
-    : engine_(std::make_shared<StackEngine>(std::move(grammar))) {
+    : engine_(std::make_unique<StackEngine>(std::move(grammar))) {
   engine_->initial(stacks_);
+}
+
+GrammarMatcher::GrammarMatcher(const GrammarMatcher& other)
+    : engine_(std::make_unique<StackEngine>(other.engine_->shared_grammar())),
+      stacks_(other.stacks_),
+      partial_(other.partial_) {}
+
+GrammarMatcher& GrammarMatcher::operator=(const GrammarMatcher& other) {
+  if (this != &other) {
+    engine_ = std::make_unique<StackEngine>(other.engine_->shared_grammar());
+    stacks_ = other.stacks_;
+    partial_ = other.partial_;
+  }
+  return *this;
 }
 
 bool GrammarMatcher::accept_bytes(std::string_view bytes) { return feed(bytes, true); }

@@ -56,6 +56,7 @@ class StackEngine {
 
   explicit StackEngine(std::shared_ptr<const Grammar> grammar);
   const Grammar& grammar() const { return *grammar_; }
+  const std::shared_ptr<const Grammar>& shared_grammar() const { return grammar_; }
   // The stacks before any input.
   void initial(StackSet& out);
   // out = stacks of `in` whose top matches cp, advanced and expanded. False if none.
@@ -75,6 +76,11 @@ class StackEngine {
 class GrammarMatcher {
  public:
   explicit GrammarMatcher(std::shared_ptr<const Grammar> grammar);
+  // A copy has the same state and its own scratch space (copies may be used on other threads).
+  GrammarMatcher(const GrammarMatcher& other);
+  GrammarMatcher& operator=(const GrammarMatcher& other);
+  GrammarMatcher(GrammarMatcher&&) noexcept = default;
+  GrammarMatcher& operator=(GrammarMatcher&&) noexcept = default;
   // Feeds bytes (any split, including inside a UTF-8 sequence). Returns false and leaves the
   // state unchanged if they cannot continue the text.
   bool accept_bytes(std::string_view bytes);
@@ -90,7 +96,7 @@ class GrammarMatcher {
 
  private:
   bool feed(std::string_view bytes, bool commit);
-  std::shared_ptr<StackEngine> engine_;
+  std::unique_ptr<StackEngine> engine_;
   StackSet stacks_, scratch_a_, scratch_b_;
   Utf8Partial partial_;
 };
