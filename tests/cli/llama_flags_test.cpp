@@ -86,8 +86,7 @@ TEST(LlamaCliFlags, CompatibilityFlagsAreAcceptedOrRefusedByName) {
   EXPECT_EQ(ok.code, 0) << ok.err;
   EXPECT_NE(ok.err.find("note: -fa has no effect here"), std::string::npos) << "no-ops are named, not silent: " << ok.err;
   for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"--grammar", "root ::= \"a\""}, std::vector<std::string>{"-j", "{}"},
-        std::vector<std::string>{"-hf", "ggml-org/x"}, std::vector<std::string>{"--lora", "a.gguf"},
+       {std::vector<std::string>{"-hf", "ggml-org/x"}, std::vector<std::string>{"--lora", "a.gguf"},
         std::vector<std::string>{"-ctk", "q4_0"}}) {
     std::vector<std::string> full = {bitnet(), "run", "-m", kModel, "-p", "x", "-n", "1"};
     full.insert(full.end(), args.begin(), args.end());
@@ -96,6 +95,44 @@ TEST(LlamaCliFlags, CompatibilityFlagsAreAcceptedOrRefusedByName) {
     EXPECT_NE(r.err.find("not supported"), std::string::npos) << r.err;
     EXPECT_EQ(r.err.find("unknown argument"), std::string::npos) << r.err;
   }
+}
+
+// --grammar / --grammar-file (llama-cli's names): the text follows the grammar, the timings name
+// its cost, and a bad grammar is a usage error with its position, before the model loads.
+TEST(LlamaCliFlags, GrammarConstrainsTheText) {
+  for (const char* seed : {"1", "2", "3"}) {
+    const ProcessResult r = run_process({bitnet(), "run", "-m", kModel, "-p", "And he said", "-n", "16", "--temp", "1",
+                                         "-s", seed, "--no-display-prompt", "--grammar",
+                                         "root ::= (\" Yea\" | \" Nay\") [,.!]"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(r.out == " Yea,\n" || r.out == " Yea.\n" || r.out == " Yea!\n" || r.out == " Nay,\n" ||
+                r.out == " Nay.\n" || r.out == " Nay!\n")
+        << "'" << r.out << "'";
+    EXPECT_NE(r.err.find("grammar: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(" masks, "), std::string::npos) << r.err;
+  }
+  const std::string file = testing::temp_dir() / "digits.gbnf";
+  std::ofstream(file) << "# digits only\nroot ::= [0-9]{3}\n";
+  const ProcessResult f = run_process({bitnet(), "run", "-m", kModel, "-p", "x", "-n", "8", "--temp", "1",
+                                       "--no-display-prompt", "--grammar-file", file});
+  ASSERT_EQ(f.code, 0) << f.err;
+  ASSERT_EQ(f.out.size(), 4u) << f.out;
+  EXPECT_EQ(f.out.find_first_not_of("0123456789"), 3u) << f.out;
+
+  const ProcessResult bad = run_process({bitnet(), "run", "-m", kModel, "-p", "x", "--grammar",
+                                         "root ::= \"a\"\nb ::= ( \"c\""});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("grammar:2:12: expected ')'"), std::string::npos) << bad.err;
+  const ProcessResult two = run_process({bitnet(), "run", "-m", kModel, "-p", "x", "--grammar", "root ::= \"a\"", "-j", "{}"});
+  EXPECT_EQ(two.code, 2);
+  EXPECT_NE(two.err.find("give one of --grammar"), std::string::npos) << two.err;
+  const ProcessResult missing = run_process({bitnet(), "run", "-m", kModel, "-p", "x", "--grammar-file", "/nonexistent.gbnf"});
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("cannot read grammar file"), std::string::npos) << missing.err;
+  // Commands without grammar support refuse the flags by name.
+  const ProcessResult ppl = run_process({bitnet(), "perplexity", "-m", kModel, "--grammar", "root ::= \"a\""});
+  EXPECT_EQ(ppl.code, 2);
+  EXPECT_NE(ppl.err.find("--grammar is not supported"), std::string::npos) << ppl.err;
 }
 
 }  // namespace
