@@ -172,6 +172,14 @@ def seeds():
         b"\x0a" + json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode(),
         b"\x2c", b"\x2e", b"\x30",
         b"\x01POST /completion HTTP/1.1\r\nHost: x\r\nContent-Length: 33\r\n\r\n{\"prompt\":\"Hi\",\"n_probs\":3,\"x\":1}"]
+    # GBNF, a 0x00, then text to match (fuzz_grammar.cpp).
+    out["fuzz_grammar"] = [
+        b'root ::= expr\nexpr ::= term ("+" term)*\nterm ::= [0-9]+ | "(" expr ")"\n\x00(1+23)+4',
+        b'root ::= "{" ws "\\"a\\":" ws num ws "}"\nnum ::= "-"? [0-9]{1,5}\nws ::= [ \\t\\n]?  # comment\n\x00{ "a": -12 }',
+        b'root ::= [^"\\\\\\x00-\\x1f]* "\\u00e9" [\\U0001F600-\\U0001F64F]+ .\x00abc\xc3\xa9\xf0\x9f\x98\x80z',
+        b'root ::= a{2,3} b?\na ::= "x" | "y"\nb ::= "\\n"\x00xyx\n',
+        b'root ::= root "a" | "b"\x00ba',
+        b'root ::= ("a" | "a")*\x00' + b"a" * 64]
     return out
 
 

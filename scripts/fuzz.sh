@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 WHICH="${1:-all}"
 SECONDS_PER_TARGET="${2:-60}"
 TARGETS=(fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_tiktoken fuzz_chat fuzz_http fuzz_args fuzz_metrics
-         fuzz_http_client fuzz_lines fuzz_endpoints)
+         fuzz_http_client fuzz_lines fuzz_endpoints fuzz_grammar)
 if [ "$WHICH" != all ]; then
   case " ${TARGETS[*]} " in
     *" $WHICH "*) TARGETS=("$WHICH") ;;
