@@ -22,9 +22,29 @@ StopReason generate(Session& session, std::span<const float> logits, Sampler& sa
   std::vector<float> current(logits.begin(), logits.end());
   for (int64_t n = 0; options.n_predict < 0 || n < options.n_predict; ++n) {
     const auto start = std::chrono::steady_clock::now();
-    const int32_t token = sampler.sample(current, session.tokens());
+    int32_t token = sampler.sample(current, session.tokens());
     session.timings.sample_ms += elapsed_ms(start);
     session.timings.sampled += 1;
+    if (GrammarConstraint* g = options.grammar) {
+      Timings& t = session.timings;
+      t.grammar = true;
+      auto g0 = std::chrono::steady_clock::now();
+      if (!g->allows(token)) {
+        g->apply(current);
+        t.grammar_masks += 1;
+        t.grammar_ms += elapsed_ms(g0);
+        const auto s1 = std::chrono::steady_clock::now();
+        token = sampler.sample(current, session.tokens());
+        t.sample_ms += elapsed_ms(s1);
+        g0 = std::chrono::steady_clock::now();
+        if (!g->allows(token))
+          throw GrammarError("grammar: the sampler chose token " + std::to_string(token) +
+                             ", which the grammar does not allow (a +inf logit bias?)");
+      }
+      g->accept(token);
+      t.grammar_ms += elapsed_ms(g0);
+      if (g->ended()) return StopReason::EndOfGeneration;
+    }
     const bool eog = tok && tok->is_end_of_generation(token);
     if (eog && !options.ignore_eos) return StopReason::EndOfGeneration;
     if (!on_token(token)) return StopReason::Cancelled;

@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 
+#include "grammar/constraint.h"
 #include "runtime/session.h"
 #include "sampling/sampler.h"
 
@@ -17,6 +18,11 @@ const char* stop_reason_name(StopReason r);
 struct GenerateOptions {
   int64_t n_predict = -1;  // < 0: until end of generation or a full context
   bool ignore_eos = false;
+  // Optional: only tokens the grammar allows are sampled (the first choice is checked alone; the
+  // full mask is applied and the draw repeated only when it is refused: grammar/constraint.h).
+  // The grammar allows end-of-generation only where it can end, and it ends generation then,
+  // even with ignore_eos.
+  GrammarConstraint* grammar = nullptr;
 };
 
 // Generates after the tokens already in `session` (whose last logits are `logits`). on_token gets

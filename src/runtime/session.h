@@ -19,6 +19,11 @@ struct Timings {
   int64_t eval_tokens = 0;
   double sample_ms = 0;
   int64_t sampled = 0;
+  // Grammar-constrained sampling (GenerateOptions::grammar): time in the constraint (checks, masks,
+  // advancing its state) and the number of full masks computed (refused first choices).
+  bool grammar = false;
+  double grammar_ms = 0;
+  int64_t grammar_masks = 0;
 };
 
 class Session {

@@ -55,6 +55,9 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   std::partial_sort(candidates_.begin(), candidates_.begin() + ptrdiff_t(keep), candidates_.end(),
                     by_logit);
   candidates_.resize(keep);
+  // −∞ (a banned token: logit bias, grammar mask) is never drawn, even through rounding below.
+  while (candidates_.size() > 1 && std::isinf(candidates_.back().first) && candidates_.back().first < 0)
+    candidates_.pop_back();
 
   // Probabilities at temperature 1 for the truncation rules (llama.cpp order: top-k, top-p,
   // min-p, then temperature).

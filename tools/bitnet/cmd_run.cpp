@@ -12,6 +12,8 @@
 #include "base/line_reader.h"
 #include "commands.h"
 #include "formats/gguf.h"
+#include "grammar/constraint.h"
+#include "grammar/json_schema.h"
 #include "model_options.h"
 #include "runtime/generate.h"
 #include "runtime/telemetry.h"
@@ -33,7 +35,29 @@ struct RunOptions {
   std::vector<std::string> reverse_prompts;
   bool dry_run = false, json = false;
   std::string telemetry_out, otlp_endpoint;
+  std::string grammar, grammar_file, json_schema, json_schema_file;
+  std::shared_ptr<const Grammar> parsed_grammar;  // from the four options above
 };
+
+// The GBNF text of --grammar / --grammar-file / -j / -jf; empty when none is given.
+std::string grammar_text(const RunOptions& o) {
+  if (!o.grammar.empty()) return o.grammar;
+  if (!o.grammar_file.empty()) return read_text_input(o.grammar_file, "grammar file");
+  std::string schema_text = o.json_schema;
+  if (!o.json_schema_file.empty()) schema_text = read_text_input(o.json_schema_file, "JSON schema file");
+  if (schema_text.empty()) return "";
+  nlohmann::json schema;
+  try {
+    schema = nlohmann::json::parse(schema_text);
+  } catch (const nlohmann::json::exception& e) {
+    throw UsageError(std::string("the JSON schema is not valid JSON: ") + e.what());
+  }
+#ifdef BITNET_HAVE_JSON_SCHEMA
+  return json_schema_to_gbnf(schema);
+#else
+  throw UsageError("this build has no JSON-schema conversion (src/grammar/json_schema.cpp is missing)");
+#endif
+}
 
 RunConfig to_run_config(const RunOptions& o) {
   RunConfig c = to_run_config(o.model);
@@ -254,7 +278,13 @@ int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) 
   Session session(*lm.model, lm.ctx, lm.threads, o.model.batch);
   session.timings.load_ms = lm.load_ms;
   Sampler sampler(o.sampling);
-  const GenerateOptions gen{o.n_predict, o.ignore_eos};
+  GenerateOptions gen{o.n_predict, o.ignore_eos};
+  std::unique_ptr<GrammarConstraint> constraint;
+  if (o.parsed_grammar) {
+    constraint = std::make_unique<GrammarConstraint>(o.parsed_grammar,
+                                                     std::make_shared<GrammarVocab>(*lm.model->tokenizer));
+    gen.grammar = constraint.get();
+  }
   std::fprintf(stderr, "sampling: temp %.2f, top-k %d, top-p %.2f, min-p %.2f, repeat-penalty %.2f, seed %llu\n\n",
                o.sampling.temperature, o.sampling.top_k, o.sampling.top_p, o.sampling.min_p,
                o.sampling.repeat_penalty, (unsigned long long)o.sampling.seed);
@@ -289,7 +319,7 @@ int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) 
 int cmd_run(int argc, char** argv) {
   RunOptions o;
   ArgParser p("bitnet run", "Generate text with a BitNet / ternary model (llama-cli compatible flags).");
-  add_model_options(p, o.model);
+  add_model_options(p, o.model, /*grammar_flags=*/true);
   p.option({"-p", "--prompt"}, "TEXT", "prompt", &o.prompt);
   p.option({"-f", "--file"}, "FILE", "read the prompt from a file", &o.prompt_file);
   p.option({"-n", "--n-predict"}, "N", "tokens to generate (-1: until end of text or full context)",
@@ -313,6 +343,11 @@ int cmd_run(int argc, char** argv) {
   p.flag({"--no-display-prompt"}, "do not echo the prompt", &o.no_display_prompt);
   p.flag({"--dry-run"}, "print the resolved configuration and the argument list; load nothing", &o.dry_run);
   p.flag({"--json"}, "with --dry-run: print one JSON object", &o.json);
+  p.option({"--grammar"}, "GBNF", "only generate text that this grammar (llama.cpp's GBNF) allows",
+           &o.grammar);
+  p.option({"--grammar-file"}, "FILE", "read the --grammar from a file", &o.grammar_file);
+  p.option({"-j", "--json-schema"}, "SCHEMA", "only generate JSON valid under this JSON schema", &o.json_schema);
+  p.option({"-jf", "--json-schema-file"}, "FILE", "read the -j schema from a file", &o.json_schema_file);
   p.option({"--telemetry-out"}, "FILE", "append JSONL telemetry events (docs/telemetry.md)", &o.telemetry_out);
   add_otlp_option(p, &o.otlp_endpoint);
   if (!p.parse(argc, argv)) return 0;
@@ -334,6 +369,22 @@ int cmd_run(int argc, char** argv) {
     throw UsageError(e.what());
   }
   if (o.json && !o.dry_run) throw UsageError("--json goes with --dry-run");
+  if (int(!o.grammar.empty()) + int(!o.grammar_file.empty()) + int(!o.json_schema.empty()) +
+          int(!o.json_schema_file.empty()) > 1)
+    throw UsageError("give one of --grammar, --grammar-file, -j and -jf");
+  if ((o.conversation || o.interactive || o.interactive_first) &&
+      (!o.grammar.empty() || !o.grammar_file.empty() || !o.json_schema.empty() || !o.json_schema_file.empty()))
+    throw UsageError("a grammar constrains one completion: it does not go with -cnv, -i or -if");
+  // Read, converted and parsed before the model loads, so that a bad grammar fails fast.
+  o.grammar = grammar_text(o);
+  o.grammar_file.clear();
+  if (!o.grammar.empty()) {
+    try {
+      o.parsed_grammar = Grammar::parse(o.grammar);
+    } catch (const GrammarError& e) {
+      throw UsageError(e.what());
+    }
+  }
   if (o.dry_run) return dry_run(config, o.json);
   const TelemetrySetup telemetry_setup = open_telemetry({o.telemetry_out, o.otlp_endpoint}, "run");
   Telemetry& telemetry = *telemetry_setup.telemetry;

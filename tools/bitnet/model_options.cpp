@@ -17,7 +17,7 @@
 
 namespace bitnet::cli {
 
-void add_model_options(ArgParser& p, ModelOptions& o) {
+void add_model_options(ArgParser& p, ModelOptions& o, bool grammar_flags) {
   p.option({"-m", "--model"}, "FILE", "GGUF model (default: the trained default model in models/)", &o.model);
   p.option({"-t", "--threads"}, "N", "threads (default: all hardware threads)", &o.threads);
   p.option({"-c", "--ctx-size"}, "N", "context size in tokens (default: model's, at most 4096)", &o.ctx);
@@ -57,8 +57,11 @@ void add_model_options(ArgParser& p, ModelOptions& o) {
   p.unsupported({"--lora", "--lora-scaled"}, "FILE", "LoRA adapters");
   p.unsupported({"--grp-attn-n", "-gan", "--grp-attn-w", "-gaw"}, "N", "self-extend (group attention)");
   p.unsupported({"--chat-template-file"}, "FILE", "Jinja templates; the built-in template is chosen from the model");
-  p.unsupported({"--grammar", "--grammar-file"}, "GRAMMAR", "grammar-constrained sampling (not yet)");
-  p.unsupported({"-j", "--json-schema", "--json-schema-file"}, "SCHEMA", "JSON-schema-constrained sampling (not yet)");
+  if (!grammar_flags) {
+    p.unsupported({"--grammar", "--grammar-file"}, "GRAMMAR", "grammar-constrained sampling (bitnet run has it)");
+    p.unsupported({"-j", "--json-schema", "-jf", "--json-schema-file"}, "SCHEMA",
+                  "JSON-schema-constrained sampling (bitnet run has it)");
+  }
 }
 
 void check_cache_types(const ModelOptions& o) {
@@ -209,6 +212,8 @@ void print_timings(const Timings& t) {
   line("prompt eval time", t.prompt_ms, t.prompt_tokens, "tokens");
   line("eval time", t.eval_ms, t.eval_tokens, "runs  ");
   std::fprintf(stderr, "%18s = %10.2f ms / %5lld runs\n", "sampling time", t.sample_ms, (long long)t.sampled);
+  if (t.grammar)
+    std::fprintf(stderr, "%18s: %lld masks, %.2f ms\n", "grammar", (long long)t.grammar_masks, t.grammar_ms);
   std::fprintf(stderr, "%18s = %10.2f ms\n", "total time", t.load_ms + t.prompt_ms + t.eval_ms + t.sample_ms);
   std::fprintf(stderr, "%18s = %10.2f MiB\n", "peak memory", peak_rss_mib());
 }

@@ -29,7 +29,8 @@ struct ModelOptions {
 
 // Also adds the llama.cpp flags every model-running tool accepts as no-ops, or refuses by name
 // (docs/cli.md lists them).
-void add_model_options(ArgParser& parser, ModelOptions& options);
+// grammar_flags: the command takes --grammar/-j itself (else they are refused as unsupported).
+void add_model_options(ArgParser& parser, ModelOptions& options, bool grammar_flags = false);
 // -ctk / -ctv name a cache type this build has (a UsageError otherwise).
 void check_cache_types(const ModelOptions& options);
 // --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n (llama.cpp's sampling flags).
