@@ -3,8 +3,10 @@
 
 #include <string>
 
+#include "grammar/grammar.h"
 #include "grammar/json_schema.h"
 #include "grammar/json_schema_ordered.h"
+#include "grammar/matcher.h"
 
 namespace bitnet {
 namespace {
@@ -186,6 +188,91 @@ TEST(JsonSchemaGbnf, DeepNestingIsAnErrorNotACrash) {
   s += "{}";
   for (int i = 0; i < 500; ++i) s += "}";
   EXPECT_EQ(error_of(s.c_str()), "schema nesting deeper than 64");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The grammars against JSON texts: every `accept` text matches completely, no `reject` text does.
+
+struct Case {
+  const char* name;
+  const char* schema;
+  std::vector<std::string> accept, reject;
+};
+
+bool matches(const std::shared_ptr<const Grammar>& g, const std::string& text) {
+  GrammarMatcher m(g);
+  return m.accept_bytes(text) && m.can_end();
+}
+
+TEST(JsonSchemaGbnf, AcceptsValidAndRejectsInvalidJson) {
+  const std::vector<Case> cases = {
+      {"nested object", R"({"type":"object","properties":{"name":{"type":"string"},"address":{"type":"object",
+          "properties":{"city":{"type":"string"},"zip":{"type":"string","pattern":"^[0-9]{5}$"}},"required":["city"]}},
+          "required":["name","address"]})",
+       {R"({"name":"Ann","address":{"city":"Oslo"}})", R"({"name":"","address":{"city":"X","zip":"01234"}})",
+        "{\n  \"name\": \"A\",\n  \"address\": { \"city\": \"B\" }\n}"},
+       {R"({"name":"Ann"})", R"({"address":{"city":"Oslo"},"name":"Ann"})", R"({"name":"A","address":{"city":"B","zip":"1234"}})",
+        R"({"name":"A","address":{"city":"B"},"extra":1})", R"({"name":"A","address":{}})", R"({"name":"A",  "address":{"city":"B"}})"}},
+      {"array with bounds", R"({"type":"array","items":{"type":"integer"},"minItems":2,"maxItems":3})",
+       {"[1,2]", "[1, 2, 3]", "[ -4 ,5 ]"},
+       {"[]", "[1]", "[1,2,3,4]", "[1,2.5]", "[1,\"2\"]", "[1,2,]"}},
+      {"tuple", R"({"type":"array","prefixItems":[{"type":"string"},{"type":"boolean"}]})",
+       {R"(["a",true])"}, {R"(["a"])", R"([true,"a"])", R"(["a",true,1])"}},
+      {"enum of values", R"({"enum":["red","green",42,null,[1]]})",
+       {R"("red")", R"("green")", "42", "null", "[1]"}, {R"("blue")", "43", R"("42")", "[1,2]", "Red"}},
+      {"const", R"({"const":{"k":"v"}})", {R"({"k":"v"})"}, {R"({"k":"w"})", R"({ "k":"v"})"}},
+      {"integer range", R"({"type":"integer","minimum":-20,"maximum":305})",
+       {"-20", "-9", "0", "7", "99", "100", "299", "305"}, {"-21", "-0", "306", "310", "1000", "007", "1.0", "3e2"}},
+      {"exclusive integer", R"({"type":"integer","exclusiveMinimum":0,"exclusiveMaximum":10})",
+       {"1", "9"}, {"0", "10", "-1"}},
+      {"number", R"({"type":"number"})", {"0", "-1.5", "3e10", "2.25E-3", "123456"}, {"01", "1.", ".5", "+1", "1e", "NaN"}},
+      {"bounded number", R"({"type":"number","minimum":-1,"maximum":2})",
+       {"-1", "-0.5", "0", "1.75", "2"}, {"-1.5", "2.5", "2.0", "3", "-2"}},
+      {"string pattern", R"({"type":"string","pattern":"^(ab|cd)+-\\d{2}[xyz]?$"})",
+       {R"("ab-12")", R"("abcdab-00z")"}, {R"("ab-1")", R"("-12")", R"("ab-12w")", R"("AB-12")"}},
+      {"string lengths", R"({"type":"string","minLength":2,"maxLength":4})",
+       {R"("ab")", R"("abcd")", R"("\u00e9x")", R"("é€")"}, {R"("a")", R"("abcde")", "ab"}},
+      {"formats", R"({"type":"object","properties":{"d":{"type":"string","format":"date"},"u":{"type":"string","format":"uuid"},
+          "t":{"type":"string","format":"date-time"},"e":{"type":"string","format":"email"}},"required":["d","u","t","e"]})",
+       {R"({"d":"2024-02-29","u":"123e4567-e89b-12d3-a456-426614174000","t":"2024-01-01T12:30:00Z","e":"a.b@example.com"})",
+        R"({"d":"1999-12-31","u":"00000000-0000-0000-0000-000000000000","t":"2024-01-01T23:59:59.5+02:00","e":"x@y.co"})"},
+       {R"({"d":"2024-13-01","u":"123e4567-e89b-12d3-a456-426614174000","t":"2024-01-01T12:30:00Z","e":"a@b.c"})",
+        R"({"d":"2024-01-01","u":"123e4567e89b12d3a456426614174000","t":"2024-01-01T12:30:00Z","e":"a@b.c"})",
+        R"({"d":"2024-01-01","u":"123e4567-e89b-12d3-a456-426614174000","t":"2024-01-01 12:30:00","e":"a@b.c"})",
+        R"({"d":"2024-01-01","u":"123e4567-e89b-12d3-a456-426614174000","t":"2024-01-01T12:30:00Z","e":"ab.c"})"}},
+      {"recursive ref", R"({"$defs":{"tree":{"type":"object","properties":{"v":{"type":"integer"},
+          "kids":{"type":"array","items":{"$ref":"#/$defs/tree"}}},"required":["v"]}},"$ref":"#/$defs/tree"})",
+       {R"({"v":1})", R"({"v":1,"kids":[]})", R"({"v":1,"kids":[{"v":2,"kids":[{"v":3}]},{"v":4}]})"},
+       {R"({"kids":[]})", R"({"v":1,"kids":[{"w":2}]})", R"({"v":1,"kids":{}})"}},
+      {"anyOf", R"({"anyOf":[{"type":"string","maxLength":2},{"type":"integer","minimum":0},{"type":"null"}]})",
+       {R"("ab")", "5", "null"}, {R"("abc")", "-5", "true"}},
+      {"type array", R"({"type":["boolean","null"]})", {"true", "false", "null"}, {"0", R"("true")"}},
+      {"additional properties", R"({"type":"object","properties":{"id":{"type":"integer"}},"required":["id"],
+          "additionalProperties":{"type":"string"}})",
+       {R"({"id":1})", R"({"id":1,"x":"y"})", R"({"id":1,"idx":"y","i":"z"})"},
+       {R"({"id":1,"id":"y"})", R"({"id":1,"x":2})", R"({"x":"y","id":1})"}},
+      {"any object", R"({"type":"object"})", {"{}", R"({"a":[1,{"b":null}],"c":"d"})"}, {"[]", R"({"a"})", "{,}"}},
+      {"allOf", R"({"allOf":[{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]},
+          {"properties":{"b":{"type":"boolean"}}}]})",
+       {R"({"a":1})", R"({"a":1,"b":true})"}, {R"({"b":true})", R"({"a":1,"b":1})"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string text = gbnf(c.schema);
+    std::shared_ptr<const Grammar> g;
+    ASSERT_NO_THROW(g = Grammar::parse(text)) << text;
+    for (const auto& a : c.accept) EXPECT_TRUE(matches(g, a)) << "should accept " << a << "\n" << text;
+    for (const auto& r : c.reject) EXPECT_FALSE(matches(g, r)) << "should reject " << r << "\n" << text;
+  }
+}
+
+// Whitespace between tokens is bounded: a model cannot pad forever.
+TEST(JsonSchemaGbnf, WhitespaceIsBounded) {
+  const auto g = Grammar::parse(gbnf(R"({"type":"array","items":{"type":"integer"}})"));
+  EXPECT_TRUE(matches(g, "[ 1,\n    2 ]"));
+  EXPECT_FALSE(matches(g, "[  1]"));
+  EXPECT_FALSE(matches(g, "[\n" + std::string(21, ' ') + "1]"));
+  EXPECT_FALSE(matches(g, " [1]"));  // nothing before the value
 }
 
 }  // namespace
