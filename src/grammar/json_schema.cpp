@@ -589,16 +589,17 @@ struct TrieNode {
 
 class Converter {
  public:
-  explicit Converter(const json& root) : root_(root) {
+  Converter(const json& root, std::string prefix) : root_(root), prefix_(std::move(prefix)) {
     for (const auto& [name, body] : primitive_rules()) taken_.insert(name);
-    taken_.insert("root");
-    ref_rules_["#"] = "root";
+    taken_.insert(prefix_ + "root");
+    ref_rules_["#"] = prefix_ + "root";
   }
 
   std::string run() {
-    order_.push_back("root");
-    bodies_["root"] = "";
-    bodies_["root"] = expr(root_, "root", 0);
+    const std::string root = prefix_ + "root";
+    order_.push_back(root);
+    bodies_[root] = "";
+    bodies_[root] = expr(root_, root, 0);
     std::string out;
     for (const auto& name : order_) out += name + " ::= " + bodies_[name] + "\n";
     return out;
@@ -659,7 +660,7 @@ class Converter {
       if (!seen.insert(next).second) throw SchemaError("'$ref' \"" + target + "\" is a cycle of references");
       t = &resolve(next);
     }
-    const std::string name = reserve(target.substr(target.find_last_of('/') + 1));
+    const std::string name = reserve(prefix_ + target.substr(target.find_last_of('/') + 1));
     ref_rules_[target] = name;
     bodies_[name] = expr(s, name, depth + 1);
     return name;
@@ -868,13 +869,13 @@ class Converter {
     const std::string date = R"([0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] ))";
     const std::string time =
         R"(( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,9} )? ( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ))";
-    if (f == "date") return define("date", date);
-    if (f == "time") return define("time", time);
-    if (f == "date-time") return define("date-time", date + " \"T\" " + time);
+    if (f == "date") return define(prefix_ + "date", date);
+    if (f == "time") return define(prefix_ + "time", time);
+    if (f == "date-time") return define(prefix_ + "date-time", date + " \"T\" " + time);
     if (f == "uuid")
-      return define("uuid", R"([0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12})");
+      return define(prefix_ + "uuid", R"([0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12})");
     if (f == "email")
-      return define("email", R"([A-Za-z0-9._%+\-]{1,64} "@" [A-Za-z0-9\-]{1,63} ( "." [A-Za-z0-9\-]{1,63} ){1,4})");
+      return define(prefix_ + "email", R"([A-Za-z0-9._%+\-]{1,64} "@" [A-Za-z0-9\-]{1,63} ( "." [A-Za-z0-9\-]{1,63} ){1,4})");
     throw SchemaError("unsupported 'format' \"" + f + "\" (supported: date, time, date-time, uuid, email)");
   }
 
@@ -1096,6 +1097,7 @@ class Converter {
   }
 
   const json& root_;
+  const std::string prefix_;  // of every rule name but the shared primitives (ws, string, value, …)
   std::set<std::string> taken_;
   std::vector<std::string> order_;
   std::map<std::string, std::string> bodies_;
@@ -1104,7 +1106,11 @@ class Converter {
 
 }  // namespace
 
-std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema) { return Converter(schema).run(); }
+std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema, const std::string& rule_prefix) {
+  if (!rule_prefix.empty() && sanitize(rule_prefix) != rule_prefix)
+    throw SchemaError("rule prefix \"" + rule_prefix + "\": only letters, digits and '-'");
+  return Converter(schema, rule_prefix).run();
+}
 
 // nlohmann::json keeps object keys sorted, so properties come in name order here.
 std::string json_schema_to_gbnf(const nlohmann::json& schema) {

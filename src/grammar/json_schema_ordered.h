@@ -9,6 +9,9 @@
 
 namespace bitnet {
 
-std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema);
+// rule_prefix: names the root `<prefix>root` and prefixes every rule made for this schema, so that
+// several schemas' grammars can be joined (the shared primitive rules — ws, string, number,
+// value, … — keep their names and identical text: keep one copy of each line).
+std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema, const std::string& rule_prefix = "");
 
 }  // namespace bitnet

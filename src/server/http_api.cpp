@@ -21,6 +21,7 @@ Api::Api(ApiConfig config, Metrics& metrics)
       metrics_(metrics),
       created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                    .count()) {
+  if (!config_.default_grammar.empty()) default_grammar_ = Grammar::parse(config_.default_grammar);
   // llama-server's --alias a,b,c: every name is listed, the id is the first in sorted order.
   const auto split = [](const std::string& list) {
     std::set<std::string> out;
