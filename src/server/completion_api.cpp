@@ -289,13 +289,7 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
     std::vector<ChatMessage> messages = chat_messages(body);
     if (!config_.system_prompt.empty() && messages.front().role != "system")
       messages.insert(messages.begin(), {"system", config_.system_prompt});
-    if (structured.tool_mode != ToolMode::None) {  // the tools and the call format, in the system message
-      const std::string text = tools_prompt(structured.tools);
-      if (messages.front().role == "system")
-        messages.front().content += (messages.front().content.empty() ? "" : "\n\n") + text;
-      else
-        messages.insert(messages.begin(), {"system", text});
-    }
+    add_tools_prompt(messages, structured);
     r.prompt = tok.encode(render_chat(*model_, messages), true, true);
     o.prompts = {r.prompt};
   } else {

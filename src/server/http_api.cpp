@@ -370,7 +370,21 @@ void Api::detokenize(const httplib::Request& req, httplib::Response& res) {
 
 void Api::apply_template(const httplib::Request& req, httplib::Response& res) {
   const json body = parse_object(req.body);
-  reply(res, 200, {{"prompt", render_chat(*model_, chat_messages(body))}});
+  std::vector<ChatMessage> messages = chat_messages(body);
+  if (body.contains("tools")) {  // the text a chat request with these tools is rendered from
+    const Structured st = read_structured(nlohmann::ordered_json::parse(req.body), /*chat=*/true);
+    add_tools_prompt(messages, st);
+  }
+  reply(res, 200, {{"prompt", render_chat(*model_, messages)}});
+}
+
+void Api::add_tools_prompt(std::vector<ChatMessage>& messages, const Structured& st) const {
+  if (st.tool_mode == ToolMode::None) return;
+  const std::string text = tools_prompt(st.tools);
+  if (!messages.empty() && messages.front().role == "system")
+    messages.front().content += (messages.front().content.empty() ? "" : "\n\n") + text;
+  else
+    messages.insert(messages.begin(), {"system", text});
 }
 
 }  // namespace bitnet::server

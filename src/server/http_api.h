@@ -104,6 +104,8 @@ class Api {
 
   // completion_api.cpp
   std::vector<ChatMessage> chat_messages(const nlohmann::json& body) const;
+  // The tools and the call format, appended to the system message (one is added if none).
+  void add_tools_prompt(std::vector<ChatMessage>& messages, const Structured& st) const;
   std::vector<const nlohmann::json*> split_prompts(const nlohmann::json& prompt) const;
   std::vector<int32_t> prompt_tokens(const nlohmann::json& prompt) const;
   GenerationRequest parse_generation(const nlohmann::json& body, Dialect dialect, ResponseOptions* options = nullptr,
