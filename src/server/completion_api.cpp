@@ -389,6 +389,8 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
 }
 
 void Api::completion(const httplib::Request& req, httplib::Response& res, Dialect dialect) {
+  if (!engine_->config().generation)
+    throw bad_request("the model " + model_name_ + " is an embedding model: it does not generate text (use /v1/embeddings)");
   if (shutting_down_) throw ApiError(503, "unavailable_error", "server is shutting down");
   const json body = parse_object(req.body);
   const bool stream = get_bool(body, "stream").value_or(false);

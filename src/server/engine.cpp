@@ -28,6 +28,19 @@ JobStats Job::stats() const {
   return stats_;
 }
 
+bool EmbeddingJob::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return cv_.wait_for(lock, timeout, [&] { return done_; });
+}
+
+void EmbeddingJob::end() {
+  {
+    std::lock_guard lock(mutex_);
+    done_ = true;
+  }
+  cv_.notify_all();
+}
+
 void Job::push(Event e) {
   {
     std::lock_guard lock(mutex_);
@@ -113,8 +126,13 @@ Engine::Engine(const Model& model, EngineConfig config, Metrics& metrics)
       config_(std::move(config)),
       metrics_(metrics),
       pool_(config_.threads),
-      cache_(model.hp.n_layer, config_.n_slots, config_.n_ctx_slot, model.hp.n_head_kv, model.hp.head_dim) {
+      // An embedding model generates nothing: its generation cache is a token's worth.
+      cache_(model.hp.n_layer, config_.generation ? config_.n_slots : 1, config_.generation ? config_.n_ctx_slot : 1,
+             model.hp.n_head_kv, model.hp.head_dim) {
   if (!model.tokenizer) throw Error("the server needs a model with a tokenizer");
+  if (config_.embeddings)
+    embedder_ = std::make_unique<Embedder>(model, config_.n_ctx_slot, config_.n_slots, config_.n_batch, pool_);
+  if (!config_.generation) config_.system_prefix.clear();
   for (int i = 0; i < config_.n_slots; ++i) {
     slots_.push_back(std::make_unique<Slot>());
     slots_.back()->id = i;
@@ -134,6 +152,7 @@ Engine::~Engine() {
   for (auto& job : queue_) job->push(failed("server is shutting down"));
   for (auto& s : slots_)
     if (s->job) s->job->push(failed("server is shutting down"));
+  for (auto& job : embed_queue_) end_embedding(*job, "server is shutting down", 503);
 }
 
 // Evaluates the system prefix once in slot 0 and copies its K/V into every other slot, so each
@@ -193,6 +212,7 @@ void Engine::drain(Clock::time_point deadline) {
   {
     std::lock_guard lock(mutex_);
     for (auto& job : queue_) job->cancel();
+    for (auto& job : embed_queue_) job->cancel();
     for (auto& s : slots_)
       if (s->job) s->job->cancel();
   }
@@ -210,7 +230,7 @@ std::vector<SlotInfo> Engine::slots() const {
 
 int Engine::queued() const {
   std::lock_guard lock(mutex_);
-  return int(queue_.size());
+  return int(queue_.size() + embed_queue_.size());
 }
 
 int Engine::active() const {
@@ -291,7 +311,8 @@ void Engine::loop() {
       std::unique_lock lock(mutex_);
       auto busy = [&] { return std::any_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->job != nullptr; }); };
       // Wakes on submit; the timeout lets cancelled queued jobs leave the queue while idle.
-      cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_ || busy() || !queue_.empty(); });
+      cv_.wait_for(lock, std::chrono::milliseconds(100),
+                   [&] { return stop_ || busy() || !queue_.empty() || !embed_queue_.empty(); });
       if (stop_) return;
       admit_locked();
       publish_locked();
@@ -301,18 +322,160 @@ void Engine::loop() {
         metrics_.requests_cancelled += 1;
         finish(*s, done("cancelled"));
       }
-    if (!build_batch(batch, rows)) continue;
-    std::vector<float> logits;
-    try {
-      logits = forward(model_, cache_, batch, pool_);
-    } catch (const std::exception& e) {
-      fail_batch(e.what());
+    // One generation step, then one batch of embedding inputs: each kind waits for at most one
+    // step of the other.
+    if (build_batch(batch, rows)) {
+      std::vector<float> logits;
+      bool ok = true;
+      try {
+        logits = forward(model_, cache_, batch, pool_);
+      } catch (const std::exception& e) {
+        fail_batch(e.what());
+        ok = false;
+      }
+      if (ok) {
+        metrics_.decode_steps += 1;
+        metrics_.batch_tokens += uint64_t(batch.size());
+        after_forward(logits, rows);
+      }
+    }
+    run_embeddings();
+  }
+}
+
+std::shared_ptr<EmbeddingJob> Engine::submit_embedding(std::vector<std::vector<int32_t>> inputs) {
+  if (!embedder_) throw Error("embeddings are not enabled (--embeddings)");
+  if (inputs.empty()) throw Error("no input to embed");
+  const int64_t n_vocab = std::min<int64_t>(model_.hp.n_vocab, model_.tokenizer->n_tokens());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].empty()) throw Error("input " + std::to_string(i) + " is empty");
+    if (int64_t(inputs[i].size()) > embedder_->n_ctx())
+      throw Error("input " + std::to_string(i) + " is " + std::to_string(inputs[i].size()) +
+                  " tokens: too large for the embedding context of " + std::to_string(embedder_->n_ctx()) + " tokens");
+    for (int32_t t : inputs[i])
+      if (t < 0 || t >= n_vocab) throw Error("token id " + std::to_string(t) + " is outside the vocabulary");
+  }
+  auto job = std::make_shared<EmbeddingJob>(std::move(inputs));
+  job->remaining_ = job->inputs.size();
+  job->stats.inputs = int64_t(job->inputs.size());
+  for (const auto& in : job->inputs) job->stats.tokens += int64_t(in.size());
+  {
+    std::lock_guard lock(mutex_);
+    if (draining_ || stop_) throw Busy("server is shutting down");
+    if (int(embed_queue_.size()) >= config_.n_slots + config_.queue_limit)
+      throw Busy(std::to_string(embed_queue_.size()) + " embedding requests are waiting: the queue is full");
+    embed_queue_.push_back(job);
+  }
+  metrics_.embedding_requests += 1;
+  cv_.notify_all();
+  return job;
+}
+
+Pooling Engine::embedding_pooling() const {
+  if (!embedder_) throw Error("embeddings are not enabled (--embeddings)");
+  return embedder_->resolve({config_.pooling, -1});
+}
+
+// Ends an embedding job (engine thread, or the destructor once the thread is gone).
+void Engine::end_embedding(EmbeddingJob& job, std::string error, int status) {
+  job.error = std::move(error);
+  job.error_status = job.error.empty() ? 0 : status;
+  metrics_.embedding_duration.observe(seconds_since(job.submitted_));
+  if (config_.on_embedding_finished)
+    config_.on_embedding_finished(job.stats, job.error.empty() ? "done" : job.cancelled() ? "cancelled" : "failed");
+  job.end();
+}
+
+// One Embedder call over queued inputs: up to n_slots inputs and n_batch tokens (one input more
+// when the batch would otherwise be empty), taken round-robin from the waiting requests so a
+// small request is not stuck behind a large one. Returns whether anything ran.
+bool Engine::run_embeddings() {
+  struct Piece {
+    std::shared_ptr<EmbeddingJob> job;
+    size_t index;
+  };
+  std::vector<Piece> pieces;
+  std::vector<std::vector<int32_t>> inputs;
+  std::vector<std::shared_ptr<EmbeddingJob>> ended;  // cancelled: ended outside the lock
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = embed_queue_.begin(); it != embed_queue_.end();) {
+      if ((*it)->cancelled()) {
+        ended.push_back(*it);
+        it = embed_queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    const size_t max_inputs = size_t(config_.n_slots);
+    int64_t tokens = 0;
+    for (bool added = true; added && pieces.size() < max_inputs;) {
+      added = false;
+      for (auto& job : embed_queue_) {
+        if (pieces.size() >= max_inputs) break;
+        if (job->next_ >= job->inputs.size()) continue;
+        const int64_t n = int64_t(job->inputs[job->next_].size());
+        if (!pieces.empty() && tokens + n > config_.n_batch) continue;
+        pieces.push_back({job, job->next_++});
+        tokens += n;
+        added = true;
+      }
+    }
+    // Jobs whose every input is now handed out leave the queue (their results come below).
+    embed_queue_.erase(std::remove_if(embed_queue_.begin(), embed_queue_.end(),
+                                      [](const auto& j) { return j->next_ >= j->inputs.size(); }),
+                       embed_queue_.end());
+  }
+  for (auto& job : ended) {
+    metrics_.embedding_cancelled += 1;
+    end_embedding(*job, "cancelled", 499);
+  }
+  if (pieces.empty()) return false;
+  for (const Piece& p : pieces) {
+    inputs.push_back(p.job->inputs[p.index]);
+    if (!p.job->started_) {
+      p.job->started_ = true;
+      p.job->stats.queue_ms = seconds_since(p.job->submitted_) * 1e3;
+    }
+  }
+  const auto start = Clock::now();
+  std::vector<Embedding> out;
+  std::string error;
+  int status = 500;
+  try {
+    out = embedder_->embed(inputs, {config_.pooling, -1});
+    if (out.size() != inputs.size()) throw std::runtime_error("the embedder returned a wrong number of results");
+  } catch (const Error& e) {  // the Embedder's checks of the inputs (lengths): the request was wrong
+    error = e.what();
+    status = 400;
+  } catch (const std::exception& e) {
+    error = std::string("embedding failed: ") + e.what();
+  }
+  const double ms = seconds_since(start) * 1e3;
+  metrics_.embedding_batches += 1;
+  std::vector<std::shared_ptr<EmbeddingJob>> seen;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    EmbeddingJob& job = *pieces[i].job;
+    if (std::find(seen.begin(), seen.end(), pieces[i].job) == seen.end()) {
+      seen.push_back(pieces[i].job);
+      job.stats.batches += 1;
+      job.stats.compute_ms += ms;
+    }
+    if (job.done_ || !job.error.empty()) continue;  // failed in an earlier batch of this call
+    if (!error.empty()) {
+      {
+        std::lock_guard lock(mutex_);  // its other inputs must not run
+        embed_queue_.erase(std::remove(embed_queue_.begin(), embed_queue_.end(), pieces[i].job), embed_queue_.end());
+      }
+      end_embedding(job, error, status);
       continue;
     }
-    metrics_.decode_steps += 1;
-    metrics_.batch_tokens += uint64_t(batch.size());
-    after_forward(logits, rows);
+    metrics_.embedding_inputs += 1;
+    metrics_.embedding_tokens += uint64_t(inputs[i].size());
+    job.results[pieces[i].index] = std::move(out[i]);
+    if (--job.remaining_ == 0) end_embedding(job, "", 0);
   }
+  return true;
 }
 
 // One token for every generating slot, then prompt chunks within the n_batch budget.

@@ -4,6 +4,8 @@
 // still reading their prompt, one token for each generating slot), calls forward() once, samples
 // per slot with the slot's own Sampler and pushes the results to each request's Job. HTTP threads
 // only submit jobs and read their events, so the model is only ever touched by one thread.
+// Embedding requests (EmbeddingJob) run on the same thread, between generation steps, through an
+// Embedder with its own cache (docs/server.md, "Embeddings").
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,6 +23,7 @@
 #include "grammar/constraint.h"
 #include "grammar/grammar.h"
 #include "model/forward.h"
+#include "runtime/embed.h"
 #include "sampling/sampler.h"
 #include "server/metrics.h"
 
@@ -91,6 +94,46 @@ class Job {
   std::chrono::steady_clock::time_point submitted_ = std::chrono::steady_clock::now();
 };
 
+struct EmbeddingStats {
+  int64_t inputs = 0;   // inputs of the request
+  int64_t tokens = 0;   // tokens over all its inputs
+  int64_t batches = 0;  // Embedder calls its inputs took part in
+  double queue_ms = 0;  // submitted → first input in a batch
+  double compute_ms = 0;  // time in those Embedder calls
+};
+
+// One embedding request: its tokenized inputs go through the model in batches the engine packs
+// (inputs of several requests may share one); the HTTP thread waits for the whole result.
+class EmbeddingJob {
+ public:
+  explicit EmbeddingJob(std::vector<std::vector<int32_t>> in) : inputs(std::move(in)), results(inputs.size()) {}
+  // True once the job ended (all results in, failed, or cancelled); waits at most `timeout`.
+  bool wait(std::chrono::milliseconds timeout);
+  // The engine drops the inputs not yet computed at its next step.
+  void cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_; }
+
+  const std::vector<std::vector<int32_t>> inputs;
+  // Read once wait() returned true. `error` non-empty: the job failed, with `error_status` (400: the
+  // request was wrong, 500: the computation failed, 503: shutting down).
+  std::vector<Embedding> results;  // raw: pooled with the engine's pooling, not normalized
+  std::string error;
+  int error_status = 0;
+  EmbeddingStats stats;
+
+ private:
+  friend class Engine;
+  void end();
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::atomic<bool> cancelled_{false};
+  size_t next_ = 0;       // inputs handed to the model so far (engine thread)
+  size_t remaining_ = 0;  // inputs whose results are still missing (engine thread)
+  std::chrono::steady_clock::time_point submitted_ = std::chrono::steady_clock::now();
+  bool started_ = false;
+};
+
 struct EngineConfig {
   int n_slots = 1;
   int64_t n_ctx_slot = 512;  // positions per slot (total context / slots)
@@ -101,6 +144,12 @@ struct EngineConfig {
   std::vector<int32_t> system_prefix;  // primed into every slot at start-up
   // Called on the engine thread when a request ends (telemetry); must not block.
   std::function<void(const JobStats& stats, const std::string& finish_reason)> on_finished;
+  // Embeddings (--embeddings, or an embedding model): an Embedder of n_slots sequences of
+  // n_ctx_slot tokens, run between generation steps.
+  bool embeddings = false;
+  bool generation = true;          // false for embedding models: no generation cache, no system prefix
+  std::optional<Pooling> pooling;  // --pooling; nullopt: the model's, else last
+  std::function<void(const EmbeddingStats& stats, const std::string& outcome)> on_embedding_finished;
 };
 
 // submit() when the wait queue is full, or while shutting down.
@@ -125,6 +174,13 @@ class Engine {
 
   // Queues a job; throws Busy when the queue is full or the engine is draining.
   std::shared_ptr<Job> submit(GenerationRequest request);
+  // Queues an embedding job; throws Error for an empty input, one longer than the embedding context
+  // or an id outside the vocabulary, Busy when the queue is full or the engine is draining.
+  std::shared_ptr<EmbeddingJob> submit_embedding(std::vector<std::vector<int32_t>> inputs);
+  // The pooling embeddings get (--pooling, else the model's, else last); embeddings enabled only.
+  Pooling embedding_pooling() const;
+  // The most tokens one embedding input may have.
+  int64_t embedding_n_ctx() const { return embedder_ ? embedder_->n_ctx() : 0; }
   // Refuses new jobs; returns once every job finished or `deadline` passed (then cancels the rest).
   void drain(std::chrono::steady_clock::time_point deadline);
 
@@ -145,6 +201,8 @@ class Engine {
   void on_sampled(Slot& s, int32_t token, std::span<const float> logits);
   void finish(Slot& s, Event done);
   void fail_batch(const std::string& message);
+  bool run_embeddings();
+  void end_embedding(EmbeddingJob& job, std::string error, int status);
 
   const Model& model_;
   EngineConfig config_;
@@ -157,6 +215,8 @@ class Engine {
   mutable std::mutex mutex_;  // guards queue_, snapshot_, stop_, draining_ and Slot::job
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
+  std::unique_ptr<Embedder> embedder_;                // null unless config_.embeddings
+  std::deque<std::shared_ptr<EmbeddingJob>> embed_queue_;  // jobs with inputs not yet computed
   std::vector<SlotInfo> snapshot_;  // what slots() reports, refreshed each step
   bool stop_ = false, draining_ = false;
   std::thread thread_;

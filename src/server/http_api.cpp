@@ -251,6 +251,9 @@ void Api::install(httplib::Server& srv) {
   srv.Post("/v1/completions", route_body([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiText); }));
   srv.Post("/v1/chat/completions", route_body([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiChat); }));
   srv.Post("/chat/completions", route_body([this](const Req& q, Res& s) { completion(q, s, Dialect::OpenAiChat); }));
+  srv.Post("/v1/embeddings", route_body([this](const Req& q, Res& s) { embeddings(q, s, true); }));
+  srv.Post("/embeddings", route_body([this](const Req& q, Res& s) { embeddings(q, s, false); }));
+  srv.Post("/embedding", route_body([this](const Req& q, Res& s) { embeddings(q, s, false); }));
 }
 
 void Api::health(const httplib::Request&, httplib::Response& res) {

@@ -102,6 +102,11 @@ class Api {
   void apply_template(const httplib::Request& req, httplib::Response& res);
   void completion(const httplib::Request& req, httplib::Response& res, Dialect dialect);
 
+  // embedding_api.cpp: /v1/embeddings (openai) and llama-server's /embedding(s)
+  void embeddings(const httplib::Request& req, httplib::Response& res, bool openai);
+  std::vector<std::vector<int32_t>> embedding_inputs(const nlohmann::json& input, const char* key) const;
+  std::vector<int32_t> embedding_tokens(const nlohmann::json& ids, const char* key) const;
+
   // completion_api.cpp
   std::vector<ChatMessage> chat_messages(const nlohmann::json& body) const;
   // The tools and the call format, appended to the system message (one is added if none).

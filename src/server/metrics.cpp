@@ -60,13 +60,22 @@ std::string Metrics::render(int slots_total, int slots_active, int queued) const
   metric(out, "bitnet_tokens_predicted_total", "counter", "Tokens generated.", double(generated_tokens));
   metric(out, "bitnet_decode_steps_total", "counter", "Batched forward passes.", double(decode_steps));
   metric(out, "bitnet_batch_tokens_total", "counter", "Tokens over all forward passes.", double(batch_tokens));
+  metric(out, "bitnet_embedding_requests_total", "counter", "Embedding requests accepted.", double(embedding_requests));
+  metric(out, "bitnet_embedding_inputs_total", "counter", "Inputs embedded.", double(embedding_inputs));
+  metric(out, "bitnet_embedding_tokens_total", "counter", "Tokens of the inputs embedded.", double(embedding_tokens));
+  metric(out, "bitnet_embedding_batches_total", "counter", "Batches of embedding inputs run through the model together.",
+         double(embedding_batches));
+  metric(out, "bitnet_embedding_requests_cancelled_total", "counter", "Embedding requests cancelled (client gone or shutdown).",
+         double(embedding_cancelled));
   metric(out, "bitnet_slots", "gauge", "Slots (requests served at once).", slots_total);
   metric(out, "bitnet_slots_active", "gauge", "Slots serving a request.", slots_active);
-  metric(out, "bitnet_queue_length", "gauge", "Requests waiting for a slot.", queued);
+  metric(out, "bitnet_queue_length", "gauge", "Requests waiting for a slot (embedding requests waiting for the model included).", queued);
   metric(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", current_rss_mib() * double(1 << 20));
   ttft.render(out, "bitnet_time_to_first_token_seconds", "Time from request to its first generated token.");
   inter_token.render(out, "bitnet_inter_token_latency_seconds", "Time between consecutive generated tokens.");
   e2e.render(out, "bitnet_request_duration_seconds", "Time from request to its last token.");
+  embedding_duration.render(out, "bitnet_embedding_request_duration_seconds",
+                            "Time from embedding request to its last result.");
   return out;
 }
 

@@ -35,9 +35,15 @@ struct Metrics {
   std::atomic<uint64_t> generated_tokens{0};
   std::atomic<uint64_t> decode_steps{0};       // forward() calls
   std::atomic<uint64_t> batch_tokens{0};       // tokens over all forward() calls
+  std::atomic<uint64_t> embedding_requests{0};   // embedding requests accepted
+  std::atomic<uint64_t> embedding_inputs{0};     // inputs embedded
+  std::atomic<uint64_t> embedding_tokens{0};     // tokens of those inputs
+  std::atomic<uint64_t> embedding_batches{0};    // Embedder calls (inputs run together)
+  std::atomic<uint64_t> embedding_cancelled{0};  // embedding requests whose client went away
   Histogram ttft{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
   Histogram inter_token{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};
   Histogram e2e{{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}};
+  Histogram embedding_duration{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};
 
   std::string render(int slots_total, int slots_active, int queued) const;
 };

@@ -113,7 +113,13 @@ int run_server(ServerConfig config) {
     if (e.n_ctx_slot < 8)
       throw Error("context of " + std::to_string(served.total_ctx) + " tokens shared by " + std::to_string(e.n_slots) +
                   " slots leaves fewer than 8 tokens per slot (raise -c or lower -np)");
-    e.system_prefix = api.system_prefix(*model);
+    // A model made for embeddings serves them by itself and refuses generation (llama-server's
+    // behaviour for embedding models).
+    if (is_embedding_model(*model)) {
+      e.embeddings = true;
+      e.generation = false;
+    }
+    if (e.generation) e.system_prefix = api.system_prefix(*model);
     engine = std::make_unique<Engine>(*model, e, metrics);
   } catch (...) {
     stop_http();
@@ -122,9 +128,13 @@ int run_server(ServerConfig config) {
   if (!signals.signalled()) {
     api.set_ready(*model, *engine);
     if (config.otlp) config.otlp->set_metrics_source([&api] { return api.metrics_text(); });
-    std::fprintf(stderr, "server ready: %d slots of %lld tokens, %d threads%s\n", engine->config().n_slots,
-                 (long long)engine->config().n_ctx_slot, engine->config().threads,
-                 config.engine.system_prefix.empty() ? "" : ", system prompt primed");
+    const EngineConfig& ec = engine->config();
+    const std::string embeddings =
+        !ec.embeddings ? ""
+                       : std::string(ec.generation ? ", embeddings" : ", embedding model (generation refused)") +
+                             " with " + std::string(pooling_name(engine->embedding_pooling())) + " pooling";
+    std::fprintf(stderr, "server ready: %d slots of %lld tokens, %d threads%s%s\n", ec.n_slots, (long long)ec.n_ctx_slot,
+                 ec.threads, ec.system_prefix.empty() ? "" : ", system prompt primed", embeddings.c_str());
   }
   const int sig = signals.wait();
   std::fprintf(stderr, "server: %s received, shutting down (grace %.1f s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",

@@ -32,8 +32,8 @@ struct ServeOptions {
   int64_t max_body = 1 << 20, max_connections = 256;
   float grace = 10, header_timeout = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
-  bool slots = false, no_slots = false, no_webui = false, greedy = false;
-  std::string alias, tags, chat_template;
+  bool slots = false, no_slots = false, no_webui = false, greedy = false, embeddings = false;
+  std::string alias, tags, chat_template, pooling;
   std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint, cors;
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
@@ -67,7 +67,7 @@ const EnvFlag kEnvFlags[] = {
     {"--no-slots", true},       {"--no-webui", true, "LLAMA_ARG_NO_WEBUI"}, {"--cache-type-k", false},
     {"--cache-type-v", false},  {"--flash-attn", false},    {"--ubatch-size", false, "LLAMA_ARG_UBATCH"},
     {"--jinja", true},          {"--threads-http", false},  {"--tags", false},
-    {"--chat-template", false},
+    {"--chat-template", false}, {"--embeddings", true},     {"--pooling", false},
 };
 
 std::string env_name(const std::string& flag) {
@@ -230,6 +230,11 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.flag({"--no-slots"}, "turn GET /slots off (501)", &o.no_slots);
   p.flag({"--no-webui"}, "do not serve the chat page at /", &o.no_webui);
   p.flag({"--greedy"}, "greedy sampling by default (temperature 0; requests may still set their own)", &o.greedy);
+  p.flag({"--embedding", "--embeddings"},
+         "serve embeddings at /v1/embeddings, /embeddings and /embedding (on by itself for an embedding model)",
+         &o.embeddings);
+  p.option({"--pooling"}, "TYPE", "how embeddings pool the tokens' hidden states: none, mean, cls or last (default: "
+           "the model's, else last)", &o.pooling);
   p.compat_noop({"--offline"}, "", "models are never downloaded");
   p.compat_noop({"-kvu", "--kv-unified"}, "", "each slot has its share of -c");
   p.compat_noop({"--cont-batching-default"}, "", "continuous batching is the default");
@@ -247,9 +252,7 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.unsupported({"--mmproj", "--mmproj-url"}, "FILE", "multimodal projectors");
   p.unsupported({"--media-path"}, "DIR", "multimodal input");
   p.unsupported({"--slot-save-path"}, "DIR", "saving and restoring slots");
-  p.unsupported({"--embedding", "--embeddings"}, "", "embeddings (this build serves generation only)");
   p.unsupported({"--reranking", "--rerank"}, "", "reranking");
-  p.unsupported({"--pooling"}, "TYPE", "embeddings (this build serves generation only)");
   p.unsupported({"--context-shift"}, "", "context shifting: a reply that fills its slot ends with finish_reason \"length\"");
 }
 
@@ -304,6 +307,13 @@ server::ServerConfig to_config(const ServeOptions& o) {
   c.engine.n_batch = o.model.batch;
   c.engine.queue_limit = int(o.queue_limit);
   c.engine.continuous_batching = o.cont_batching && !o.no_cont_batching;
+  c.engine.embeddings = o.embeddings;
+  if (!o.pooling.empty()) {
+    if (o.pooling == "rank") throw UsageError("--pooling rank is not supported: reranking is not implemented");
+    c.engine.pooling = parse_pooling(o.pooling);
+    if (!c.engine.pooling)
+      throw UsageError("--pooling must be none, mean, cls or last, got " + quote_untrusted(o.pooling, 60));
+  }
   return c;
 }
 
@@ -328,7 +338,8 @@ int serve_dry_run(const ServeOptions& o, const std::vector<std::string>& args, b
       {"timeout", o.timeout},       {"queue_limit", o.queue_limit}, {"max_body", o.max_body},
       {"max_connections", o.max_connections}, {"header_timeout", o.header_timeout},
       {"metrics", o.metrics},       {"api_key_set", !o.api_key.empty() || !o.api_key_file.empty()},
-      {"system_prompt", o.system_prompt}, {"temperature", o.sampling.temperature}};
+      {"system_prompt", o.system_prompt}, {"temperature", o.sampling.temperature},
+      {"embeddings", o.embeddings}, {"pooling", o.pooling.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.pooling)}};
   nlohmann::json resolved = {{"model", model},
                              {"model_exists", std::filesystem::exists(model)},
                              {"threads", tp.threads},
@@ -380,6 +391,12 @@ int cmd_serve(int argc, char** argv) {
                                            {"cached_tokens", st.cached_tokens}, {"generated_tokens", st.generated},
                                            {"queue_ms", st.queue_ms}, {"prompt_ms", st.prompt_ms},
                                            {"generation_ms", st.generation_ms}, {"finish_reason", reason}});
+    };
+  if (telemetry->enabled())
+    config.engine.on_embedding_finished = [telemetry](const server::EmbeddingStats& st, const std::string& outcome) {
+      telemetry->emit("embedding_request_finished", {{"inputs", st.inputs}, {"tokens", st.tokens},
+                                                     {"batches", st.batches}, {"queue_ms", st.queue_ms},
+                                                     {"compute_ms", st.compute_ms}, {"outcome", outcome}});
     };
   config.load = [model_options, telemetry] {
     // Testing aid: keeps the loading phase open long enough to observe /health's 503.
