@@ -40,6 +40,6 @@ scripts/fetch_tokenizers.sh
 scripts/fetch_openai_sdk.sh
 if [ "${1:-}" = "--asan" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DBITNET_SANITIZE=ON \
-        -DBITNET_ONLY_MODULES="base;tensor;formats;tokenizer" -DBITNET_WERROR=ON >/dev/null
+        -DBITNET_ONLY_MODULES="base;tensor;formats;tokenizer;grammar" -DBITNET_WERROR=ON >/dev/null
   cmake --build build-asan -j "$JOBS"
 fi

@@ -125,19 +125,77 @@ const std::vector<uint64_t>& GrammarConstraint::mask() {
   return bits;
 }
 
+int32_t GrammarConstraint::intern(const StackSet& s) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ s.size();
+  for (uint64_t x : s.hashes) h = (h ^ x) * 0xff51afd7ed558ccdull;
+  h ^= h >> 31;
+  if (state_table_.size() < 2 * (states_.size() + 1)) {
+    size_t cap = 64;
+    while (cap < 4 * (states_.size() + 1)) cap *= 2;
+    state_table_.assign(cap, -1);
+    for (size_t i = 0; i < states_.size(); ++i) {
+      size_t slot = state_hash_[i] & (cap - 1);
+      while (state_table_[slot] >= 0) slot = (slot + 1) & (cap - 1);
+      state_table_[slot] = int32_t(i);
+    }
+  }
+  const size_t m = state_table_.size() - 1;
+  size_t slot = h & m;
+  for (; state_table_[slot] >= 0; slot = (slot + 1) & m) {
+    const int32_t i = state_table_[slot];
+    if (state_hash_[size_t(i)] == h && states_[size_t(i)] == s) return i;
+  }
+  state_table_[slot] = int32_t(states_.size());
+  states_.push_back(s);
+  state_hash_.push_back(h);
+  return int32_t(states_.size() - 1);
+}
+
+// The value slot for `key` (INT32_MIN: not yet known).
+int32_t* GrammarConstraint::memo_slot(uint64_t key) {
+  constexpr uint64_t kFree = ~uint64_t(0);
+  if (memo_keys_.size() < 2 * (memo_used_ + 1)) {
+    std::vector<uint64_t> old_keys = std::move(memo_keys_);
+    std::vector<int32_t> old_values = std::move(memo_values_);
+    const size_t cap = std::max<size_t>(4096, old_keys.size() * 2);
+    memo_keys_.assign(cap, kFree);
+    memo_values_.assign(cap, INT32_MIN);
+    for (size_t i = 0; i < old_keys.size(); ++i) {
+      if (old_keys[i] == kFree) continue;
+      size_t slot = (old_keys[i] * 0x9e3779b97f4a7c15ull >> 20) & (cap - 1);
+      while (memo_keys_[slot] != kFree) slot = (slot + 1) & (cap - 1);
+      memo_keys_[slot] = old_keys[i];
+      memo_values_[slot] = old_values[i];
+    }
+  }
+  const size_t m = memo_keys_.size() - 1;
+  size_t slot = (key * 0x9e3779b97f4a7c15ull >> 20) & m;
+  while (memo_keys_[slot] != kFree && memo_keys_[slot] != key) slot = (slot + 1) & m;
+  if (memo_keys_[slot] == kFree) {
+    memo_keys_[slot] = key;
+    ++memo_used_;
+  }
+  return &memo_values_[slot];
+}
+
 void GrammarConstraint::compute(std::vector<uint64_t>& bits) {
   bits.assign((size_t(vocab_->n_tokens()) + 63) / 64, 0);
   auto set = [&](int32_t id) { bits[size_t(id) >> 6] |= uint64_t(1) << (id & 63); };
   if (matcher_.can_end())
     for (int32_t id : vocab_->eog_ids()) set(id);
   StackEngine& engine = const_cast<GrammarMatcher&>(matcher_).engine();
-  levels_[0].stacks = &matcher_.stacks();
-  levels_[0].partial = matcher_.partial();
+  states_.clear();
+  state_hash_.clear();
+  state_table_.clear();
+  memo_keys_.clear();
+  memo_values_.clear();
+  memo_used_ = 0;
+  levels_[0] = {intern(matcher_.stacks()), matcher_.partial()};
   const auto& nodes = vocab_->trie();
   const auto& ids = vocab_->token_ids();
   for (size_t i = 0; i < nodes.size();) {
     const GrammarVocab::Node& node = nodes[i];
-    const Level& parent = levels_[node.depth - 1];
+    const Level parent = levels_[node.depth - 1];
     Level& level = levels_[node.depth];
     level.partial = parent.partial;
     const int64_t r = utf8_feed(level.partial, node.byte);
@@ -145,11 +203,21 @@ void GrammarConstraint::compute(std::vector<uint64_t>& bits) {
     if (r == kUtf8Invalid) {
       alive = false;
     } else if (r == kUtf8Pending) {
-      alive = engine.partial_possible(*parent.stacks, level.partial);
-      level.stacks = parent.stacks;
+      const Utf8Partial& u = level.partial;
+      const uint64_t key = uint64_t(1) << 63 | uint64_t(parent.state) << 32 |
+                           uint64_t(u.value) << 5 | uint64_t(u.remaining) << 3 | u.length;
+      int32_t* known = memo_slot(key);
+      if (*known == INT32_MIN) *known = engine.partial_possible(states_[size_t(parent.state)], u) ? 1 : 0;
+      alive = *known == 1;
+      level.state = parent.state;
     } else {
-      alive = engine.advance(*parent.stacks, uint32_t(r), level.own);
-      level.stacks = &level.own;
+      int32_t* known = memo_slot(uint64_t(parent.state) << 32 | uint64_t(r));
+      if (*known == INT32_MIN) {
+        const int32_t next = engine.advance(states_[size_t(parent.state)], uint32_t(r), scratch_) ? intern(scratch_) : -1;
+        *known = next;
+      }
+      alive = *known >= 0;
+      level.state = *known;
     }
     if (!alive) {
       i = node.subtree_end;

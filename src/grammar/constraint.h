@@ -92,12 +92,24 @@ class GrammarConstraint {
   const std::vector<uint64_t>* current_ = nullptr;  // the mask of the current state, once known
   std::unordered_map<std::string, std::vector<uint64_t>> cache_;
   std::vector<uint64_t> uncached_;
+  // The walk's memory: the distinct stack sets met (interned: equal sets share an id) and the
+  // transitions between them, (set, code point) → set and (set, partial UTF-8) → possible, so a
+  // transition met again (inside a JSON string almost every character leads back to the same
+  // set) costs one hash look-up instead of an advance. Rebuilt for each mask.
   struct Level {
-    StackSet own;
-    const StackSet* stacks = nullptr;
+    int32_t state;
     Utf8Partial partial;
   };
+  int32_t intern(const StackSet& s);
+  int32_t* memo_slot(uint64_t key);
   std::vector<Level> levels_;
+  std::vector<StackSet> states_;
+  std::vector<uint64_t> state_hash_;
+  std::vector<int32_t> state_table_;  // open addressing over state_hash_ (−1: free)
+  std::vector<uint64_t> memo_keys_;
+  std::vector<int32_t> memo_values_;
+  size_t memo_used_ = 0;
+  StackSet scratch_;
   Stats stats_;
 };
 

@@ -36,7 +36,22 @@ bool StackEngine::has_empty_stack(const StackSet& s) {
 void StackEngine::add(StackSet& out, const uint32_t* stack, size_t n) {
   uint64_t h = 0xcbf29ce484222325ull ^ n;
   for (size_t i = 0; i < n; ++i) h = (h ^ stack[i]) * 0x100000001b3ull;
-  for (size_t i = 0; i < out.size(); ++i) {
+  h ^= h >> 29;
+  if (out.table.size() < 2 * (out.size() + 1)) {
+    size_t cap = 16;
+    while (cap < 4 * (out.size() + 1)) cap *= 2;
+    out.table.assign(cap, -1);
+    const size_t m = out.table.size() - 1;
+    for (size_t i = 0; i < out.size(); ++i) {
+      size_t slot = out.hashes[i] & m;
+      while (out.table[slot] >= 0) slot = (slot + 1) & m;
+      out.table[slot] = int32_t(i);
+    }
+  }
+  const size_t m = out.table.size() - 1;
+  size_t slot = h & m;
+  for (; out.table[slot] >= 0; slot = (slot + 1) & m) {
+    const size_t i = size_t(out.table[slot]);
     if (out.hashes[i] != h) continue;
     const size_t b = out.begin_of(i);
     if (out.ends[i] - b == n && std::equal(stack, stack + n, out.data.begin() + ptrdiff_t(b))) return;
@@ -44,6 +59,7 @@ void StackEngine::add(StackSet& out, const uint32_t* stack, size_t n) {
   if (out.size() >= kMaxStacks)
     throw GrammarError("grammar: more than " + std::to_string(kMaxStacks) +
                        " simultaneous parses; the grammar is too ambiguous (write x{0,n} rather than x? x? ... x?)");
+  out.table[slot] = int32_t(out.size());
   out.data.insert(out.data.end(), stack, stack + n);
   out.ends.push_back(uint32_t(out.data.size()));
   out.hashes.push_back(h);

@@ -23,6 +23,7 @@ struct StackSet {
   std::vector<uint32_t> data;
   std::vector<uint32_t> ends;
   std::vector<uint64_t> hashes;
+  std::vector<int32_t> table;  // open addressing over hashes (−1: free), for merging duplicates
   size_t size() const { return ends.size(); }
   bool empty() const { return ends.empty(); }
   size_t begin_of(size_t i) const { return i ? ends[i - 1] : 0; }
@@ -30,6 +31,7 @@ struct StackSet {
     data.clear();
     ends.clear();
     hashes.clear();
+    table.assign(16, -1);
   }
   bool operator==(const StackSet& o) const { return data == o.data && ends == o.ends; }
 };
@@ -49,7 +51,7 @@ int64_t utf8_feed(Utf8Partial& u, uint8_t byte);
 // The stack operations on one grammar, with reusable scratch space (not thread-safe; one per user).
 class StackEngine {
  public:
-  static constexpr size_t kMaxStacks = 4096;
+  static constexpr size_t kMaxStacks = 1024;
   static constexpr size_t kMaxExpansionSteps = 200000;
 
   explicit StackEngine(std::shared_ptr<const Grammar> grammar);
