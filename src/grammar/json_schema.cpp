@@ -263,10 +263,13 @@ class RegexToGbnf {
   std::string alternatives(int depth) {
     if (depth > kMaxDepth) fail("nesting deeper than 64 groups");
     std::vector<std::string> alts{sequence(depth)};
+    bool nullable = nullable_;
     while (at('|')) {
       ++pos_;
       alts.push_back(sequence(depth));
+      nullable = nullable || nullable_;
     }
+    nullable_ = nullable;
     top_alternatives_ = alts.size();
     for (auto& a : alts)
       if (a.empty()) a = "\"\"";
@@ -281,6 +284,7 @@ class RegexToGbnf {
 
   std::string sequence(int depth) {
     std::vector<std::pair<std::string, bool>> items;  // expression, is a plain literal character
+    bool all_nullable = true;
     while (pos_ < p_.size() && !at('|') && !at(')')) {
       if (at('$')) {
         ++pos_;
@@ -290,7 +294,11 @@ class RegexToGbnf {
       if (at('^')) fail("'^' after the start");
       bool is_literal = false, grouped = false;
       std::string atom_expr = atom(depth, is_literal, grouped);
+      const bool atom_nullable = grouped && nullable_;  // a group that can match nothing
       std::string q = quantifier();
+      // The grammar would repeat a part that consumes nothing: left recursion.
+      if (!q.empty() && atom_nullable && q_unbounded_) fail("a repeated group that can match the empty string");
+      all_nullable = all_nullable && (atom_nullable || (!q.empty() && q_min_ == 0));
       if (!q.empty()) {
         if (is_literal || grouped || atom_expr.find(' ') == std::string::npos) items.emplace_back(atom_expr + q, false);
         else items.emplace_back("(" + atom_expr + ")" + q, false);
@@ -312,6 +320,7 @@ class RegexToGbnf {
       }
     }
     if (!run.empty()) emit("\"" + run + "\"");
+    nullable_ = all_nullable;
     return out;
   }
 
@@ -323,6 +332,8 @@ class RegexToGbnf {
     if (c == '*' || c == '+' || c == '?') {
       ++pos_;
       q = std::string(1, static_cast<char>(c));
+      q_min_ = c == '+' ? 1 : 0;
+      q_unbounded_ = c != '?';
     } else if (c == '{') {
       size_t i = pos_ + 1;
       auto number = [&](std::optional<uint64_t>& v) {
@@ -340,6 +351,8 @@ class RegexToGbnf {
       if (!comma) hi = lo;
       if (hi && *hi < *lo) fail("quantifier {" + std::to_string(*lo) + "," + std::to_string(*hi) + "}");
       q = repeat("", *lo, hi);
+      q_min_ = *lo;
+      q_unbounded_ = !hi;
       if (hi && *hi == 0) q = "{0}";
     } else {
       return "";
@@ -476,6 +489,9 @@ class RegexToGbnf {
   std::vector<uint32_t> p_;
   size_t pos_ = 0;
   size_t top_alternatives_ = 0;  // of the last alternatives() to return (the outermost, last)
+  bool nullable_ = false;        // the last sequence()/alternatives() can match the empty string
+  uint64_t q_min_ = 0;           // the last quantifier(): its minimum, and whether it has no maximum
+  bool q_unbounded_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -647,7 +663,6 @@ class Converter {
   std::string ref(const json& r, int depth) {
     if (!r.is_string()) throw SchemaError("'$ref' must be a string");
     const std::string target = r.get<std::string>();
-    if (auto it = ref_rules_.find(target); it != ref_rules_.end()) return it->second;
     const json& s = resolve(target);
     // A chain of references that comes back without any schema in between admits nothing.
     std::set<std::string> seen{target};
@@ -660,6 +675,7 @@ class Converter {
       if (!seen.insert(next).second) throw SchemaError("'$ref' \"" + target + "\" is a cycle of references");
       t = &resolve(next);
     }
+    if (auto it = ref_rules_.find(target); it != ref_rules_.end()) return it->second;
     const std::string name = reserve(prefix_ + target.substr(target.find_last_of('/') + 1));
     ref_rules_[target] = name;
     bodies_[name] = expr(s, name, depth + 1);

@@ -178,7 +178,7 @@ std::vector<ChatMessage> Api::chat_messages(const json& body) const {
       content = c->get<std::string>();
     } else if (c != m.end() && c->is_array()) {  // content parts: only text is supported
       for (const json& part : *c) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+        if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") || !part["text"].is_string())
           throw bad_request("message content parts must be {\"type\": \"text\", \"text\": string}");
         content += part["text"].get<std::string>();
       }

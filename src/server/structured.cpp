@@ -18,6 +18,13 @@ const char* kCallHead = "<tool_call>{\"name\": \"";
 const char* kCallMid = "\", \"arguments\": ";
 const char* kCallTail = "}</tool_call>";
 
+// The string at `key`, or "" when it is absent or not a string (never a type error).
+std::string string_at(const ojson& o, const char* key) {
+  if (!o.is_object()) return "";
+  const auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 bool valid_tool_name(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name)
@@ -62,7 +69,7 @@ std::vector<ToolDef> read_tools(const ojson& tools) {
   std::vector<ToolDef> out;
   std::set<std::string> names;
   for (const ojson& t : tools) {
-    if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object())
+    if (!t.is_object() || string_at(t, "type") != "function" || !t.contains("function") || !t["function"].is_object())
       throw bad_request("each tool must be {\"type\": \"function\", \"function\": {\"name\", \"description\", \"parameters\"}}");
     const ojson& f = t["function"];
     if (!f.contains("name") || !f["name"].is_string() || !valid_tool_name(f["name"].get<std::string>()))
@@ -163,7 +170,7 @@ Structured read_structured(const ojson& body, bool chat) {
         else if (v == "auto") out.tool_mode = ToolMode::Auto;
         else if (v == "required") out.tool_mode = ToolMode::Required;
         else throw bad_request("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}");
-      } else if (tc.is_object() && tc.value("type", "") == "function" && tc.contains("function") && tc["function"].is_object() &&
+      } else if (tc.is_object() && string_at(tc, "type") == "function" && tc.contains("function") && tc["function"].is_object() &&
                  tc["function"].contains("name") && tc["function"]["name"].is_string()) {
         const std::string name = tc["function"]["name"].get<std::string>();
         std::vector<ToolDef> named;

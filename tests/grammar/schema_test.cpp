@@ -165,6 +165,8 @@ TEST(JsonSchemaGbnf, UnsupportedKeywordsAreNamed) {
   EXPECT_EQ(error_of(R"({"pattern":"\\bx"})"), "pattern \"\\bx\": escape '\\b' is not supported");
   EXPECT_EQ(error_of(R"({"pattern":"a^"})"), "pattern \"a^\": '^' after the start is not supported");
   EXPECT_EQ(error_of(R"({"pattern":"(a"})"), "pattern \"(a\": unbalanced '(' is not supported");
+  EXPECT_EQ(error_of(R"({"pattern":"(a?)*"})"), "pattern \"(a?)*\": a repeated group that can match the empty string is not supported");
+  EXPECT_EQ(error_of(R"({"pattern":"x()+"})"), "pattern \"x()+\": a repeated group that can match the empty string is not supported");
   EXPECT_EQ(error_of(R"({"$ref":"https://example.com/s.json"})"),
             "'$ref' \"https://example.com/s.json\": only references inside the schema (#/$defs/…, #/definitions/…) are supported");
   EXPECT_EQ(error_of(R"({"$ref":"#/$defs/missing"})"), "'$ref' \"#/$defs/missing\" names nothing in the schema");
@@ -180,6 +182,7 @@ TEST(JsonSchemaGbnf, UnsupportedKeywordsAreNamed) {
   // a $ref cycle that never reaches a schema
   EXPECT_EQ(error_of(R"({"$defs":{"a":{"$ref":"#/$defs/b","title":"t"},"b":{"$ref":"#/$defs/a","title":"u"}},"$ref":"#/$defs/a"})"),
             "'$ref' \"#/$defs/a\" is a cycle of references");
+  EXPECT_EQ(error_of(R"({"$ref":"#"})"), "'$ref' \"#\" is a cycle of references");
 }
 
 TEST(JsonSchemaGbnf, DeepNestingIsAnErrorNotACrash) {
