@@ -7,6 +7,7 @@
 #include <cmath>
 #include <optional>
 
+#include "grammar/grammar.h"
 #include "server/api_error.h"
 #include "server/connection_guard.h"
 #include "server/http_api.h"
@@ -169,20 +170,46 @@ std::vector<ChatMessage> Api::chat_messages(const json& body) const {
   for (const json& m : *it) {
     if (!m.is_object()) throw bad_request("each message must be an object");
     const auto role = get_string(m, "role");
-    if (!role || (*role != "system" && *role != "user" && *role != "assistant"))
-      throw bad_request("message 'role' must be \"system\", \"user\" or \"assistant\"");
+    if (!role || (*role != "system" && *role != "user" && *role != "assistant" && *role != "tool"))
+      throw bad_request("message 'role' must be \"system\", \"user\", \"assistant\" or \"tool\"");
     std::string content;
     const auto c = m.find("content");
     if (c != m.end() && c->is_string()) {
       content = c->get<std::string>();
     } else if (c != m.end() && c->is_array()) {  // content parts: only text is supported
       for (const json& part : *c) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+        if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") || !part["text"].is_string())
           throw bad_request("message content parts must be {\"type\": \"text\", \"text\": string}");
         content += part["text"].get<std::string>();
       }
     } else if (c != m.end() && !c->is_null()) {
       throw bad_request("message 'content' must be a string or an array of text parts");
+    }
+    if (*role == "tool") {  // a function's result, for the model to read: <tool_response>…</tool_response>
+      if (const auto id = m.find("tool_call_id"); id != m.end() && !id->is_null() && !id->is_string())
+        throw bad_request("a tool message's 'tool_call_id' must be a string");
+      content = "<tool_response>" + content + "</tool_response>";
+    }
+    if (const auto calls = m.find("tool_calls"); calls != m.end() && !calls->is_null()) {
+      // The assistant's earlier calls, rendered as it would have written them.
+      if (*role != "assistant" || !calls->is_array()) throw bad_request("'tool_calls' must be an array on an assistant message");
+      for (const json& c : *calls) {
+        const json* f = c.is_object() && c.contains("function") ? &c["function"] : nullptr;
+        if (!f || !f->is_object() || !f->contains("name") || !(*f)["name"].is_string())
+          throw bad_request("each of 'tool_calls' must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}");
+        std::string args = "{}";
+        if (const auto a = f->find("arguments"); a != f->end() && !a->is_null()) {
+          if (a->is_string()) {
+            if (!json::accept(a->get<std::string>())) throw bad_request("a tool call's 'arguments' must be JSON text");
+            args = a->get<std::string>();
+          } else if (a->is_object()) {
+            args = dump(*a);
+          } else {
+            throw bad_request("a tool call's 'arguments' must be a JSON string or an object");
+          }
+        }
+        content += tool_call_text((*f)["name"].get<std::string>(), args);
+      }
     }
     out.push_back({*role, content});
   }
@@ -243,7 +270,8 @@ std::vector<int32_t> Api::prompt_tokens(const json& prompt) const {
 
 // Every field that reaches the engine is checked here: types, ranges and anything that could
 // index a buffer (token ids, slot id, n_probs, n_keep).
-GenerationRequest Api::parse_generation(const json& body, Dialect dialect, ResponseOptions* options) const {
+GenerationRequest Api::parse_generation(const json& body, Dialect dialect, ResponseOptions* options,
+                                          const nlohmann::ordered_json* ordered) const {
   const Tokenizer& tok = *model_->tokenizer;
   const EngineConfig& ec = engine_->config();
   GenerationRequest r;
@@ -252,10 +280,16 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
   if (body.contains("model") && !body["model"].is_string() && !body["model"].is_null())
     throw bad_request("'model' must be a string");
   o.n = int(get_int(body, "n", 1, dialect == Dialect::Native ? 1 : kMaxChoices).value_or(1));
+  // grammar / json_schema / response_format / tools: read from the body with its key order kept
+  // (a schema's properties are produced in the order it declares them).
+  Structured structured;
+  if (ordered) structured = read_structured(*ordered, dialect == Dialect::OpenAiChat);
+  o.tool_mode = structured.tool_mode;
   if (dialect == Dialect::OpenAiChat) {
     std::vector<ChatMessage> messages = chat_messages(body);
     if (!config_.system_prompt.empty() && messages.front().role != "system")
       messages.insert(messages.begin(), {"system", config_.system_prompt});
+    add_tools_prompt(messages, structured);
     r.prompt = tok.encode(render_chat(*model_, messages), true, true);
     o.prompts = {r.prompt};
   } else {
@@ -313,23 +347,15 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
   if (get_int(body, "n_discard", 0, big).value_or(0) != 0)
     throw bad_request("'n_discard' must be 0: this server does not shift the context (a full slot ends the reply)");
   p.logit_bias = get_logit_bias(body, tok);
-  // Structured output and tools are not implemented yet: a request that asks for them is refused,
-  // never answered with unconstrained text.
-  if (const auto rf = body.find("response_format"); rf != body.end() && !rf->is_null()) {
-    if (!rf->is_object()) throw bad_request("'response_format' must be an object");
-    const auto type = get_string(*rf, "type");
-    if (!type) throw bad_request("'response_format' needs a 'type'");
-    if (*type == "json_object" || *type == "json_schema")
-      throw bad_request("'response_format' " + *type + " is not supported yet: this server cannot constrain the reply");
-    if (*type != "text") throw bad_request("'response_format' type must be text, json_object or json_schema");
+  if (!structured.grammar.empty()) {
+    try {
+      r.grammar = Grammar::parse(structured.grammar);
+    } catch (const GrammarError& e) {
+      throw bad_request("'" + structured.source + "': " + e.what());
+    }
+  } else if (structured.tool_mode == ToolMode::None && default_grammar_) {
+    r.grammar = default_grammar_;  // bitnet serve --grammar / -j
   }
-  for (const char* key : {"grammar", "json_schema"}) {
-    const auto it = body.find(key);
-    if (it != body.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty()))
-      throw bad_request("'" + std::string(key) + "' is not supported yet: this server cannot constrain the reply");
-  }
-  if (const auto tools = body.find("tools"); tools != body.end() && !tools->is_null() && !(tools->is_array() && tools->empty()))
-    throw bad_request("'tools' (function calling) is not supported yet");
 
   // OpenAI's log-probability fields: chat `logprobs` (boolean) with `top_logprobs` 0–20,
   // completions `logprobs` 0–20 (alternatives per token); llama.cpp's n_probs for /completion.
@@ -373,7 +399,13 @@ void Api::completion(const httplib::Request& req, httplib::Response& res, Dialec
     if (!so->is_object()) throw bad_request("'stream_options' must be an object");
     options.include_usage = get_bool(*so, "include_usage").value_or(false);
   }
-  GenerationRequest request = parse_generation(body, dialect, &options);
+  std::optional<nlohmann::ordered_json> ordered;
+  for (const char* key : {"grammar", "json_schema", "response_format", "tools", "tool_choice", "parallel_tool_calls"})
+    if (body.contains(key)) {
+      ordered = nlohmann::ordered_json::parse(req.body);  // parse_object already checked it
+      break;
+    }
+  GenerationRequest request = parse_generation(body, dialect, &options, ordered ? &*ordered : nullptr);
   // n choices of each prompt: a job each, choice i seeded seed + i so they differ when sampling;
   // job p·n + i is choice i of prompt p.
   std::vector<std::shared_ptr<Job>> jobs;
@@ -495,7 +527,13 @@ json Api::final_response(Dialect dialect, const std::string& id, const std::vect
     const Choice& c = choices[i];
     json choice = {{"index", i}, {"finish_reason", finish_of(c.done)},
                    {"logprobs", choice_logprobs(dialect, options.logprobs, c.entries, c.echo.size())}};
-    if (chat)
+    std::optional<ToolCall> call;
+    if (chat && options.tool_mode != ToolMode::None) call = parse_tool_call(c.text);
+    if (call) {
+      json tc = {{"id", new_tool_call_id()}, {"type", "function"}, {"function", {{"name", call->name}, {"arguments", call->arguments}}}};
+      choice["message"] = {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array({tc})}, {"refusal", nullptr}};
+      if (c.done.finish_reason == "stop") choice["finish_reason"] = "tool_calls";
+    } else if (chat)
       choice["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
     else
       choice["text"] = c.echo + c.text;
@@ -524,6 +562,8 @@ struct Api::Stream {
     std::shared_ptr<Job> job;
     bool role_sent = false, finished = false;
     size_t text_offset = 0;  // completions logprobs: bytes of text sent so far
+    std::unique_ptr<ToolCallStream> tools;  // chat with tools: the reply, split into content or a call
+    std::string call_id;
   };
   std::vector<Part> parts;
   Dialect dialect;
@@ -594,9 +634,32 @@ std::string Api::sse_for(Stream& st, size_t index, const Event& e) const {
     part.text_offset += text.size();
     return sse(chunk(std::move(choice)));
   };
-  if (!done) return out + piece(e.text, nullptr, &e);
-  if (!e.text.empty()) out += piece(e.text, nullptr, nullptr);
-  out += piece("", e.finish_reason == "cancelled" ? "length" : e.finish_reason, nullptr);
+  std::string finish_reason = e.finish_reason == "cancelled" ? "length" : e.finish_reason;
+  if (chat && st.options.tool_mode != ToolMode::None) {
+    // Tool calls: a delta with the call's id, type and name, then its arguments in pieces.
+    if (!part.tools) part.tools = std::make_unique<ToolCallStream>();
+    ToolCallStream::Delta d = part.tools->push(e.text);
+    auto emit = [&](const ToolCallStream::Delta& d, const Event* token) {
+      if (!d.content.empty()) out += piece(d.content, nullptr, token);
+      if (d.call_started) {
+        part.call_id = new_tool_call_id();
+        json call = {{"index", 0}, {"id", part.call_id}, {"type", "function"}, {"function", {{"name", d.name}, {"arguments", ""}}}};
+        out += sse(chunk({{"index", index}, {"delta", {{"content", nullptr}, {"tool_calls", json::array({call})}}},
+                          {"logprobs", nullptr}, {"finish_reason", nullptr}}));
+      }
+      if (!d.arguments.empty())
+        out += sse(chunk({{"index", index}, {"delta", {{"tool_calls", json::array({{{"index", 0}, {"function", {{"arguments", d.arguments}}}}})}}},
+                          {"logprobs", nullptr}, {"finish_reason", nullptr}}));
+    };
+    emit(d, &e);
+    if (!done) return out;
+    emit(part.tools->finish(), nullptr);
+    if (part.tools->in_call() && finish_reason == "stop") finish_reason = "tool_calls";
+  } else {
+    if (!done) return out + piece(e.text, nullptr, &e);
+    if (!e.text.empty()) out += piece(e.text, nullptr, nullptr);
+  }
+  out += piece("", finish_reason, nullptr);
   const JobStats s = part.job->stats();
   if (index % size_t(st.options.n) == 0) {
     st.total.prompt_tokens += s.prompt_tokens;
@@ -614,7 +677,11 @@ std::string Api::sse_for(Stream& st, size_t index, const Event& e) const {
 void Api::stream_response(httplib::Response& res, std::vector<std::shared_ptr<Job>> jobs, Dialect dialect,
                           std::string id, ResponseOptions options, bool chunked) {
   auto st = std::make_shared<Stream>();
-  for (auto& j : jobs) st->parts.push_back({std::move(j)});
+  for (auto& j : jobs) {
+    Stream::Part part;
+    part.job = std::move(j);
+    st->parts.push_back(std::move(part));
+  }
   st->dialect = dialect;
   st->id = std::move(id);
   st->options = std::move(options);

@@ -57,6 +57,7 @@ struct Engine::Slot {
   size_t chunk = 0;             // prompt tokens in the current batch
   int32_t pending = -1;         // sampled token, evaluated in the next step
   std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<GrammarConstraint> grammar;  // the request's grammar state, if it has one
   Utf8Stream utf8;
   std::string text;             // complete characters generated so far
   size_t sent = 0;              // bytes of `text` already sent
@@ -284,6 +285,11 @@ void Engine::assign(Slot& s, std::shared_ptr<Job> job) {
   s.prompt_pos = common;
   s.pending = -1;
   s.sampler = std::make_unique<Sampler>(job->request.sampling);
+  s.grammar.reset();
+  if (job->request.grammar) {
+    if (!grammar_vocab_) grammar_vocab_ = std::make_shared<const GrammarVocab>(*model_.tokenizer);
+    s.grammar = std::make_unique<GrammarConstraint>(job->request.grammar, grammar_vocab_);
+  }
   s.utf8 = Utf8Stream();
   s.text.clear();
   s.sent = 0;
@@ -522,7 +528,26 @@ void Engine::after_forward(const std::vector<float>& logits, const std::vector<i
       continue;
     }
     const std::span<const float> row_logits(logits.data() + size_t(row) * V, V);
-    on_sampled(*s, s->sampler->sample(row_logits, s->cached), row_logits);
+    int32_t token = s->sampler->sample(row_logits, s->cached);
+    if (s->grammar) {
+      // As runtime/generate.cpp: the first choice is checked alone; only when the grammar refuses
+      // it is the full mask applied and the draw repeated.
+      try {
+        if (!s->grammar->allows(token)) {
+          masked_logits_.assign(row_logits.begin(), row_logits.end());
+          s->grammar->apply(masked_logits_);
+          token = s->sampler->sample(masked_logits_, s->cached);
+          if (!s->grammar->allows(token))
+            throw GrammarError("grammar: the sampler chose token " + std::to_string(token) +
+                               ", which the grammar does not allow (a logit bias of +inf?)");
+        }
+        s->grammar->accept(token);
+      } catch (const Error& e) {
+        finish(*s, failed(e.what()));
+        continue;
+      }
+    }
+    on_sampled(*s, token, row_logits);
   }
 }
 
@@ -537,7 +562,7 @@ void Engine::on_sampled(Slot& s, int32_t token, std::span<const float> logits) {
   else
     metrics_.inter_token.observe(std::chrono::duration<double>(now - s.last_token).count());
   s.last_token = now;
-  if (tok.is_end_of_generation(token) && !req.ignore_eos) {
+  if (tok.is_end_of_generation(token) && (!req.ignore_eos || (s.grammar && s.grammar->ended()))) {
     finish(s, done("stop"));
     return;
   }
@@ -567,6 +592,10 @@ void Engine::on_sampled(Slot& s, int32_t token, std::span<const float> logits) {
     s.sent = safe;
   }
   s.job->push(std::move(e));
+  if (s.grammar && s.grammar->matcher().finished()) {  // the grammar admits nothing more
+    finish(s, done("stop"));
+    return;
+  }
   if ((req.n_predict >= 0 && s.stats.generated >= req.n_predict) || int64_t(s.cached.size()) >= config_.n_ctx_slot) {
     finish(s, done("length"));
     return;

@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "grammar/constraint.h"
+#include "grammar/grammar.h"
 #include "model/forward.h"
 #include "runtime/embed.h"
 #include "sampling/sampler.h"
@@ -37,6 +39,10 @@ struct GenerationRequest {
   int32_t n_probs = 0;            // top-n log-probabilities reported per generated token
   bool logprobs = false;          // the generated token's own log-probability too (implied by n_probs > 0)
   bool cache_prompt = true;       // reuse the slot's cached prefix
+  // Optional: only text this grammar allows is generated (docs/structured-output.md). The reply
+  // ends ("stop") once the grammar is complete and nothing more can follow, or at an
+  // end-of-generation token the grammar allows (even with ignore_eos).
+  std::shared_ptr<const Grammar> grammar;
 };
 
 struct TokenProb {
@@ -200,6 +206,8 @@ class Engine {
 
   const Model& model_;
   EngineConfig config_;
+  std::shared_ptr<const GrammarVocab> grammar_vocab_;  // built at the first grammar request
+  std::vector<float> masked_logits_;                   // scratch for a grammar's masked draw
   Metrics& metrics_;
   ThreadPool pool_;
   KvCache cache_;

@@ -21,6 +21,7 @@ Api::Api(ApiConfig config, Metrics& metrics)
       metrics_(metrics),
       created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                    .count()) {
+  if (!config_.default_grammar.empty()) default_grammar_ = Grammar::parse(config_.default_grammar);
   // llama-server's --alias a,b,c: every name is listed, the id is the first in sorted order.
   const auto split = [](const std::string& list) {
     std::set<std::string> out;
@@ -372,7 +373,21 @@ void Api::detokenize(const httplib::Request& req, httplib::Response& res) {
 
 void Api::apply_template(const httplib::Request& req, httplib::Response& res) {
   const json body = parse_object(req.body);
-  reply(res, 200, {{"prompt", render_chat(*model_, chat_messages(body))}});
+  std::vector<ChatMessage> messages = chat_messages(body);
+  if (body.contains("tools")) {  // the text a chat request with these tools is rendered from
+    const Structured st = read_structured(nlohmann::ordered_json::parse(req.body), /*chat=*/true);
+    add_tools_prompt(messages, st);
+  }
+  reply(res, 200, {{"prompt", render_chat(*model_, messages)}});
+}
+
+void Api::add_tools_prompt(std::vector<ChatMessage>& messages, const Structured& st) const {
+  if (st.tool_mode == ToolMode::None) return;
+  const std::string text = tools_prompt(st.tools);
+  if (!messages.empty() && messages.front().role == "system")
+    messages.front().content += (messages.front().content.empty() ? "" : "\n\n") + text;
+  else
+    messages.insert(messages.begin(), {"system", text});
 }
 
 }  // namespace bitnet::server

@@ -16,6 +16,7 @@
 #include "sampling/sampler.h"
 #include "server/engine.h"
 #include "server/metrics.h"
+#include "server/structured.h"
 
 namespace httplib {
 class Server;
@@ -43,6 +44,9 @@ struct ApiConfig {
   std::optional<ChatFormat> chat_format;  // --chat-template; default: detected from the model
   bool slots_endpoint = true;   // GET /slots (--no-slots: 501)
   bool web_ui = true;           // the chat page at / (--no-webui: 404)
+  // --grammar / --grammar-file / -j / -jf: the grammar of requests that ask for no structured
+  // output of their own (GBNF text, parsed when the Api is made; GrammarError if it does not parse).
+  std::string default_grammar;
 };
 
 enum class Dialect { Native, OpenAiText, OpenAiChat };
@@ -57,6 +61,7 @@ struct ResponseOptions {
   bool return_tokens = false;   // native: the generated token ids in "tokens"
   std::vector<std::string> response_fields;  // native: only these fields ("a/b" for nested ones)
   int n = 1;                    // choices generated from the one prompt
+  ToolMode tool_mode = ToolMode::None;  // chat with tools: the reply may be a tool call
 };
 
 class Api {
@@ -104,9 +109,12 @@ class Api {
 
   // completion_api.cpp
   std::vector<ChatMessage> chat_messages(const nlohmann::json& body) const;
+  // The tools and the call format, appended to the system message (one is added if none).
+  void add_tools_prompt(std::vector<ChatMessage>& messages, const Structured& st) const;
   std::vector<const nlohmann::json*> split_prompts(const nlohmann::json& prompt) const;
   std::vector<int32_t> prompt_tokens(const nlohmann::json& prompt) const;
-  GenerationRequest parse_generation(const nlohmann::json& body, Dialect dialect, ResponseOptions* options = nullptr) const;
+  GenerationRequest parse_generation(const nlohmann::json& body, Dialect dialect, ResponseOptions* options = nullptr,
+                                     const nlohmann::ordered_json* ordered = nullptr) const;
   // One finished choice: its text, token ids and token entries (logprobs), how it ended.
   struct Choice {
     std::string text;
@@ -130,6 +138,7 @@ class Api {
   std::atomic<bool> ready_{false}, shutting_down_{false};
   std::atomic<int> in_flight_{0};
   const Model* model_ = nullptr;  // set before ready_
+  std::shared_ptr<const Grammar> default_grammar_;  // from config_.default_grammar
   Engine* engine_ = nullptr;
   ChatFormat chat_format(const Model& model) const;
   std::string model_name_;
