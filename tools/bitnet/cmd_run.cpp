@@ -13,7 +13,6 @@
 #include "commands.h"
 #include "formats/gguf.h"
 #include "grammar/constraint.h"
-#include "grammar/json_schema.h"
 #include "model_options.h"
 #include "runtime/generate.h"
 #include "runtime/telemetry.h"
@@ -35,29 +34,9 @@ struct RunOptions {
   std::vector<std::string> reverse_prompts;
   bool dry_run = false, json = false;
   std::string telemetry_out, otlp_endpoint;
-  std::string grammar, grammar_file, json_schema, json_schema_file;
-  std::shared_ptr<const Grammar> parsed_grammar;  // from the four options above
+  GrammarOptions grammar;
+  std::shared_ptr<const Grammar> parsed_grammar;  // from the grammar options
 };
-
-// The GBNF text of --grammar / --grammar-file / -j / -jf; empty when none is given.
-std::string grammar_text(const RunOptions& o) {
-  if (!o.grammar.empty()) return o.grammar;
-  if (!o.grammar_file.empty()) return read_text_input(o.grammar_file, "grammar file");
-  std::string schema_text = o.json_schema;
-  if (!o.json_schema_file.empty()) schema_text = read_text_input(o.json_schema_file, "JSON schema file");
-  if (schema_text.empty()) return "";
-  nlohmann::json schema;
-  try {
-    schema = nlohmann::json::parse(schema_text);
-  } catch (const nlohmann::json::exception& e) {
-    throw UsageError(std::string("the JSON schema is not valid JSON: ") + e.what());
-  }
-#ifdef BITNET_HAVE_JSON_SCHEMA
-  return json_schema_to_gbnf(schema);
-#else
-  throw UsageError("this build has no JSON-schema conversion (src/grammar/json_schema.cpp is missing)");
-#endif
-}
 
 RunConfig to_run_config(const RunOptions& o) {
   RunConfig c = to_run_config(o.model);
@@ -343,11 +322,7 @@ int cmd_run(int argc, char** argv) {
   p.flag({"--no-display-prompt"}, "do not echo the prompt", &o.no_display_prompt);
   p.flag({"--dry-run"}, "print the resolved configuration and the argument list; load nothing", &o.dry_run);
   p.flag({"--json"}, "with --dry-run: print one JSON object", &o.json);
-  p.option({"--grammar"}, "GBNF", "only generate text that this grammar (llama.cpp's GBNF) allows",
-           &o.grammar);
-  p.option({"--grammar-file"}, "FILE", "read the --grammar from a file", &o.grammar_file);
-  p.option({"-j", "--json-schema"}, "SCHEMA", "only generate JSON valid under this JSON schema", &o.json_schema);
-  p.option({"-jf", "--json-schema-file"}, "FILE", "read the -j schema from a file", &o.json_schema_file);
+  add_grammar_options(p, o.grammar, "only generate what it allows");
   p.option({"--telemetry-out"}, "FILE", "append JSONL telemetry events (docs/telemetry.md)", &o.telemetry_out);
   add_otlp_option(p, &o.otlp_endpoint);
   if (!p.parse(argc, argv)) return 0;
@@ -369,22 +344,10 @@ int cmd_run(int argc, char** argv) {
     throw UsageError(e.what());
   }
   if (o.json && !o.dry_run) throw UsageError("--json goes with --dry-run");
-  if (int(!o.grammar.empty()) + int(!o.grammar_file.empty()) + int(!o.json_schema.empty()) +
-          int(!o.json_schema_file.empty()) > 1)
-    throw UsageError("give one of --grammar, --grammar-file, -j and -jf");
-  if ((o.conversation || o.interactive || o.interactive_first) &&
-      (!o.grammar.empty() || !o.grammar_file.empty() || !o.json_schema.empty() || !o.json_schema_file.empty()))
+  if ((o.conversation || o.interactive || o.interactive_first) && o.grammar.given())
     throw UsageError("a grammar constrains one completion: it does not go with -cnv, -i or -if");
   // Read, converted and parsed before the model loads, so that a bad grammar fails fast.
-  o.grammar = grammar_text(o);
-  o.grammar_file.clear();
-  if (!o.grammar.empty()) {
-    try {
-      o.parsed_grammar = Grammar::parse(o.grammar);
-    } catch (const GrammarError& e) {
-      throw UsageError(e.what());
-    }
-  }
+  if (const std::string text = resolve_grammar(o.grammar); !text.empty()) o.parsed_grammar = Grammar::parse(text);
   if (o.dry_run) return dry_run(config, o.json);
   const TelemetrySetup telemetry_setup = open_telemetry({o.telemetry_out, o.otlp_endpoint}, "run");
   Telemetry& telemetry = *telemetry_setup.telemetry;

@@ -14,8 +14,6 @@
 #include <unistd.h>
 
 #include "base/untrusted_text.h"
-#include "grammar/grammar.h"
-#include "grammar/json_schema_ordered.h"
 #include "commands.h"
 #include "runtime/run_config.h"
 #include "runtime/telemetry.h"
@@ -37,7 +35,7 @@ struct ServeOptions {
   std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint, cors;
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
-  std::string grammar, grammar_file, json_schema, json_schema_file;  // the default grammar
+  GrammarOptions grammar;  // the default grammar
 };
 
 // Flags that may also come from the environment, llama-server's convention: LLAMA_ARG_<FLAG>
@@ -148,45 +146,9 @@ std::vector<std::string> parse_cors(const std::string& list) {
   return origins;
 }
 
-// The GBNF of --grammar / --grammar-file / -j / -jf (empty: none), checked to parse.
-std::string default_grammar(const ServeOptions& o) {
-  if (int(!o.grammar.empty()) + int(!o.grammar_file.empty()) + int(!o.json_schema.empty()) + int(!o.json_schema_file.empty()) > 1)
-    throw UsageError("give one of --grammar, --grammar-file, -j and -jf");
-  std::string text = o.grammar;
-  if (!o.grammar_file.empty()) text = read_text_input(o.grammar_file, "grammar file");
-  std::string schema = o.json_schema;
-  if (!o.json_schema_file.empty()) schema = read_text_input(o.json_schema_file, "JSON schema file");
-  if (!schema.empty()) {
-    nlohmann::ordered_json parsed;
-    try {
-      parsed = nlohmann::ordered_json::parse(schema);
-    } catch (const nlohmann::json::exception& e) {
-      throw UsageError(std::string("the JSON schema is not valid JSON: ") + e.what());
-    }
-    try {
-      text = json_schema_to_gbnf(parsed);
-    } catch (const SchemaError& e) {
-      throw UsageError(std::string("JSON schema: ") + e.what());
-    }
-  }
-  if (!text.empty()) {
-    try {
-      Grammar::parse(text);
-    } catch (const GrammarError& e) {
-      throw UsageError(e.what());
-    }
-  }
-  return text;
-}
-
 void add_options(ArgParser& p, ServeOptions& o) {
   add_model_options(p, o.model, /*grammar_flags=*/true);
-  p.option({"--grammar"}, "GBNF", "default grammar (llama.cpp's GBNF) of requests that ask for no structured output",
-           &o.grammar);
-  p.option({"--grammar-file"}, "FILE", "read the default --grammar from a file", &o.grammar_file);
-  p.option({"-j", "--json-schema"}, "SCHEMA", "default JSON schema of requests that ask for no structured output",
-           &o.json_schema);
-  p.option({"-jf", "--json-schema-file"}, "FILE", "read the default -j schema from a file", &o.json_schema_file);
+  add_grammar_options(p, o.grammar, "default of requests that ask for no structured output");
   p.option({"-np", "--parallel"}, "N", "slots: requests served at once, sharing -c (default 1)", &o.parallel);
   p.flag({"-cb", "--cont-batching"}, "continuous batching: slots join the running batch at any step (default)",
          &o.cont_batching);
@@ -302,7 +264,7 @@ server::ServerConfig to_config(const ServeOptions& o) {
   if (o.seed != UINT64_MAX) c.api.sampling.seed = o.seed;
   if (o.greedy) c.api.sampling.temperature = 0;
   c.api.n_predict = o.n_predict;
-  c.api.default_grammar = default_grammar(o);
+  c.api.default_grammar = resolve_grammar(o.grammar);
   c.engine.n_slots = int(o.parallel);
   c.engine.n_batch = o.model.batch;
   c.engine.queue_limit = int(o.queue_limit);

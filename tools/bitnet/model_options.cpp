@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "grammar/grammar.h"
+#include "grammar/json_schema_ordered.h"
 #include "runtime/diagnostics.h"
 
 namespace bitnet::cli {
@@ -147,6 +149,44 @@ void print_dry_run(const std::string& command, const nlohmann::json& config, con
   std::printf("\nwould run:\n ");
   for (const auto& a : argv) std::printf(" %s", shell_quote(a).c_str());
   std::printf("\n");
+}
+
+void add_grammar_options(ArgParser& p, GrammarOptions& o, const std::string& what) {
+  p.option({"--grammar"}, "GBNF", what + ": a grammar in llama.cpp's GBNF", &o.grammar);
+  p.option({"--grammar-file"}, "FILE", what + ": the --grammar in a file", &o.grammar_file);
+  p.option({"-j", "--json-schema"}, "SCHEMA", what + ": JSON valid under this JSON schema", &o.json_schema);
+  p.option({"-jf", "--json-schema-file"}, "FILE", what + ": the -j schema in a file", &o.json_schema_file);
+}
+
+std::string resolve_grammar(const GrammarOptions& o) {
+  if (int(!o.grammar.empty()) + int(!o.grammar_file.empty()) + int(!o.json_schema.empty()) +
+          int(!o.json_schema_file.empty()) > 1)
+    throw UsageError("give one of --grammar, --grammar-file, -j and -jf");
+  std::string text = o.grammar;
+  if (!o.grammar_file.empty()) text = read_text_input(o.grammar_file, "grammar file");
+  std::string schema = o.json_schema;
+  if (!o.json_schema_file.empty()) schema = read_text_input(o.json_schema_file, "JSON schema file");
+  if (!schema.empty()) {
+    nlohmann::ordered_json parsed;
+    try {
+      parsed = nlohmann::ordered_json::parse(schema);
+    } catch (const nlohmann::json::exception& e) {
+      throw UsageError(std::string("the JSON schema is not valid JSON: ") + e.what());
+    }
+    try {
+      text = json_schema_to_gbnf(parsed);
+    } catch (const SchemaError& e) {
+      throw UsageError(std::string("JSON schema: ") + e.what());
+    }
+  }
+  if (!text.empty()) {
+    try {
+      Grammar::parse(text);
+    } catch (const GrammarError& e) {
+      throw UsageError(e.what());
+    }
+  }
+  return text;
 }
 
 void refuse_embedding_model(const Model& model) {

@@ -51,6 +51,19 @@ LoadedModel load_for_run(const ModelOptions& options);
 // message points to `bitnet embed`.
 void refuse_embedding_model(const Model& model);
 
+// --grammar / --grammar-file / -j / -jf of `run` and `serve` (llama.cpp's names).
+struct GrammarOptions {
+  std::string grammar, grammar_file, json_schema, json_schema_file;
+  bool given() const {
+    return !grammar.empty() || !grammar_file.empty() || !json_schema.empty() || !json_schema_file.empty();
+  }
+};
+// Adds the four flags; `what` ends each help line ("only generate …" / "default grammar …").
+void add_grammar_options(ArgParser& parser, GrammarOptions& options, const std::string& what);
+// The GBNF text they name (a schema converted with its properties in declaration order), checked
+// to parse; empty when none is given. A UsageError for two of them, a bad file, schema or grammar.
+std::string resolve_grammar(const GrammarOptions& options);
+
 // The trained model shipped in models/ (docs/default-model.md; training/train.sh makes it).
 inline constexpr const char* kDefaultModelName = "bitnet-kjv-13M-i2_s.gguf";
 // Path of the default model (BITNET_DEFAULT_MODEL overrides); a UsageError when it is missing.
