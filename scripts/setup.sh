@@ -18,6 +18,8 @@ if [ "${1:-}" = "--asan" ]; then
   PACKAGES+=(python3-yaml tmux prometheus)  # prometheus: promtool checks /metrics; tmux: `bitnet top`
   # python/tests/test_training.py runs the default model's trainer (training/) on a tiny shape.
   PACKAGES+=(python3-torch bible-kjv bible-kjv-text)
+  # python/tests/test_structured_generation.py validates structured output independently of our grammar code.
+  PACKAGES+=(python3-jsonschema)
   command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 fi
 . scripts/lib/packages.sh
