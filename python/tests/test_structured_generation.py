@@ -4,8 +4,8 @@ with bounds, strings with patterns and formats, anyOf / oneOf, $ref) × 20 seeds
 per model — on the shipped default model (which has never seen JSON) and a random-weight model
 with the 128k Llama-3 vocabulary. Validation is independent of our grammar code: python3-jsonschema
 (Debian's /usr/bin/python3; scripts/setup.sh --asan installs it) plus regexes for the formats.
-BITNET_STRUCTURED_MODEL=FILE runs the same 200 generations on another model (docs/structured-output.md
-reports the 2B-4T run)."""
+BITNET_STRUCTURED_MODEL=FILE runs the default-model test on another model and BITNET_STRUCTURED_SEEDS=N
+takes N seeds per schema (docs/structured-output.md reports a 2B-4T run)."""
 
 import json
 import os
@@ -19,7 +19,7 @@ from helpers import ROOT
 BIN = os.path.join(os.environ.get("BITNET_BIN_DIR") or os.path.join(ROOT, "build", "bin"), "bitnet")
 DEFAULT_MODEL = os.path.join(ROOT, "models", "bitnet-kjv-13M-i2_s.gguf")
 VALIDATOR_PYTHON = "/usr/bin/python3"
-SEEDS = range(1, 21)
+SEEDS = range(1, 1 + int(os.environ.get("BITNET_STRUCTURED_SEEDS", "20")))
 
 SCHEMAS = [
     {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
@@ -102,7 +102,7 @@ class StructuredGeneration(unittest.TestCase):
         bad = [(i, pairs[i][1][:200], v) for i, v in enumerate(verdicts) if v != "ok"]
         self.assertEqual(bad, [], f"{len(bad)} of {len(pairs)} outputs invalid")
         # Not degenerate: the seeds give different valid values.
-        self.assertGreater(len({text for _, text in pairs}), len(SCHEMAS) * 5)
+        self.assertGreater(len({text for _, text in pairs}), len(pairs) // 4)
 
     def test_default_model(self):
         self.check_model(os.environ.get("BITNET_STRUCTURED_MODEL") or DEFAULT_MODEL)
