@@ -10,7 +10,7 @@ ensure_packages g++-aarch64-linux-gnu qemu-user googletest
 
 cmake -S . -B build-arm64 -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
-      -DBITNET_ONLY_MODULES="base;tensor;formats;kernels;ops;memory;model;tokenizer;sampling;runtime" \
+      -DBITNET_ONLY_MODULES="base;tensor;formats;kernels;ops;memory;model;tokenizer;sampling;grammar;runtime" \
       -DBITNET_ONLY_TESTS="tensor;formats;kernels;ops;default_model" -DBITNET_WERROR=ON >/dev/null
 cmake --build build-arm64 -j "$(nproc)"
 echo "== aarch64 (qemu) tests: tensor types, GGUF, kernels, default model" >&2
