@@ -56,6 +56,20 @@ uint64_t write_shard(const fs::path& path, const std::vector<Spec>& specs, std::
   return off;
 }
 
+// Several shards as model-0000k-of-0000n.safetensors plus the index HF loaders read.
+uint64_t write_shards(const fs::path& dir, const std::vector<std::vector<Spec>>& shards, std::mt19937_64& rng) {
+  nlohmann::json index = {{"weight_map", nlohmann::json::object()}};
+  uint64_t total = 0;
+  for (size_t k = 0; k < shards.size(); ++k) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, shards.size());
+    for (const Spec& s : shards[k]) index["weight_map"][s.name] = name;
+    total += write_shard(dir / name, shards[k], rng);
+  }
+  std::ofstream(dir / "model.safetensors.index.json") << index.dump(2);
+  return total;
+}
+
 }  // namespace
 
 uint64_t write_synthetic_hf_checkpoint(const std::string& dir_s, const std::string& arch, const std::string& preset,
@@ -98,17 +112,8 @@ uint64_t write_synthetic_hf_checkpoint(const std::string& dir_s, const std::stri
     s.push_back({b + "mlp.down_proj.weight", {d, F}, 1.0f / std::sqrt(float(F)), 0});
     if (!llama) s.push_back({b + "mlp.ffn_sub_norm.weight", {F}, 0.05f, 1});
   }
-  nlohmann::json index = {{"weight_map", nlohmann::json::object()}};
   std::mt19937_64 rng(seed);
-  uint64_t total = 0;
-  for (size_t k = 0; k < shards.size(); ++k) {
-    char name[64];
-    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, shards.size());
-    for (const Spec& s : shards[k]) index["weight_map"][s.name] = name;
-    total += write_shard(dir / name, shards[k], rng);
-  }
-  std::ofstream(dir / "model.safetensors.index.json") << index.dump(2);
-  return total;
+  return write_shards(dir, shards, rng);
 }
 
 uint64_t write_synthetic_embedding_checkpoint(const std::string& dir_s, const std::string& preset,
@@ -202,17 +207,8 @@ uint64_t write_synthetic_embedding_checkpoint(const std::string& dir_s, const st
     proj("mlp.down_proj", d, F, res);
   }
   std::mt19937_64 rng(seed);
-  uint64_t total = 0;
   if (shards.size() == 1) return write_shard(dir / "model.safetensors", shards[0], rng);
-  nlohmann::json index = {{"weight_map", nlohmann::json::object()}};
-  for (size_t k = 0; k < shards.size(); ++k) {
-    char name[64];
-    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, shards.size());
-    for (const Spec& s : shards[k]) index["weight_map"][s.name] = name;
-    total += write_shard(dir / name, shards[k], rng);
-  }
-  std::ofstream(dir / "model.safetensors.index.json") << index.dump(2);
-  return total;
+  return write_shards(dir, shards, rng);
 }
 
 }  // namespace bitnet
