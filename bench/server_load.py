@@ -116,11 +116,13 @@ def embedding_client(url, client, level, requests, inputs, words, key, out):
     out.append((latencies, n, tokens, None))
 
 
-def run_embedding_level(url, level, requests, inputs, words, key):
+def run_clients(level, client):
+    """Runs client(i, results) on `level` threads at once; returns (results, wall seconds). Each
+    client appends tuples whose 4th item is an error message or None; an error stops the bench."""
     results, threads = [], []
     start = time.perf_counter()
-    for c in range(level):
-        t = threading.Thread(target=embedding_client, args=(url, c, level, requests, inputs, words, key, results))
+    for i in range(level):
+        t = threading.Thread(target=client, args=(i, results))
         t.start()
         threads.append(t)
     for t in threads:
@@ -129,6 +131,11 @@ def run_embedding_level(url, level, requests, inputs, words, key):
     errors = [r[3] for r in results if r[3]]
     if errors:
         raise SystemExit(f"level {level}: {errors[0]}")
+    return results, wall
+
+
+def run_embedding_level(url, level, requests, inputs, words, key):
+    results, wall = run_clients(level, lambda c, out: embedding_client(url, c, level, requests, inputs, words, key, out))
     latencies = [x for r in results for x in r[0]]
     n = sum(r[1] for r in results)
     tokens = sum(r[2] for r in results)
@@ -145,19 +152,8 @@ def percentile(values, p):
 
 
 def run_level(url, level, tokens, key):
-    results, threads = [], []
-    start = time.perf_counter()
-    for i in range(level):
-        prompt = f"Request {i} of {level}: tell me a story about ternary weights"
-        t = threading.Thread(target=one_stream, args=(url, prompt, tokens, key, results))
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    errors = [r[3] for r in results if r[3]]
-    if errors:
-        raise SystemExit(f"level {level}: {errors[0]}")
+    results, wall = run_clients(level, lambda i, out: one_stream(
+        url, f"Request {i} of {level}: tell me a story about ternary weights", tokens, key, out))
     ttft = [r[0] for r in results if r[0] is not None]
     gaps = [g for r in results for g in r[1]]
     generated = sum(r[2] for r in results)
