@@ -9,7 +9,7 @@ DEST="${1:-data/npm}"
 PACKAGE="openai@5.12.0"
 out="$DEST/node_modules/openai"
 # Only what Node runs is kept: the TypeScript sources (src/), type declarations and source maps are
-# removed (they are not needed, and their relative imports such as '../shared' would read like
+# removed (not needed; their relative imports of the SDK's own shared types would read like
 # references to paths outside the repository). A copy that still has src/ is fetched again.
 [ -s "$out/package.json" ] && grep -q '"version": "5.12.0"' "$out/package.json" && [ ! -e "$out/src" ] && exit 0
 command -v npm >/dev/null || { . scripts/lib/packages.sh; ensure_packages npm; }
