@@ -75,9 +75,7 @@ Pooling Embedder::resolve(const EmbedOptions& options) const {
   return model_pooling(model_).value_or(Pooling::Last);
 }
 
-std::vector<Embedding> Embedder::embed(std::span<const std::vector<int32_t>> inputs, const EmbedOptions& options) {
-  const Pooling pooling = resolve(options);
-  const int64_t n_embd = model_.hp.n_embd;
+void Embedder::validate(std::span<const std::vector<int32_t>> inputs) const {
   for (size_t i = 0; i < inputs.size(); ++i) {
     const int64_t n = int64_t(inputs[i].size());
     if (n == 0) throw Error("input " + std::to_string(i) + " is empty (no tokens to embed)");
@@ -90,6 +88,12 @@ std::vector<Embedding> Embedder::embed(std::span<const std::vector<int32_t>> inp
         throw Error("input " + std::to_string(i) + ": token id " + std::to_string(id) +
                     " is outside the vocabulary [0, " + std::to_string(model_.hp.n_vocab) + ")");
   }
+}
+
+std::vector<Embedding> Embedder::embed(std::span<const std::vector<int32_t>> inputs, const EmbedOptions& options) {
+  validate(inputs);
+  const Pooling pooling = resolve(options);
+  const int64_t n_embd = model_.hp.n_embd;
 
   std::vector<Embedding> out(inputs.size());
   std::vector<std::vector<double>> mean_sums(inputs.size());

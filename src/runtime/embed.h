@@ -53,6 +53,8 @@ class Embedder {
   // Throws Error naming the input and both lengths when an input is empty or longer than n_ctx
   // (nothing is computed then).
   std::vector<Embedding> embed(std::span<const std::vector<int32_t>> inputs, const EmbedOptions& options);
+  // The checks embed() makes before any work (the same Errors), for callers that queue inputs.
+  void validate(std::span<const std::vector<int32_t>> inputs) const;
 
   Pooling resolve(const EmbedOptions& options) const;
   int64_t n_ctx() const { return cache_.n_ctx(); }

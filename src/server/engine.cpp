@@ -346,15 +346,7 @@ void Engine::loop() {
 std::shared_ptr<EmbeddingJob> Engine::submit_embedding(std::vector<std::vector<int32_t>> inputs) {
   if (!embedder_) throw Error("embeddings are not enabled (--embeddings)");
   if (inputs.empty()) throw Error("no input to embed");
-  const int64_t n_vocab = std::min<int64_t>(model_.hp.n_vocab, model_.tokenizer->n_tokens());
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (inputs[i].empty()) throw Error("input " + std::to_string(i) + " is empty");
-    if (int64_t(inputs[i].size()) > embedder_->n_ctx())
-      throw Error("input " + std::to_string(i) + " is " + std::to_string(inputs[i].size()) +
-                  " tokens: too large for the embedding context of " + std::to_string(embedder_->n_ctx()) + " tokens");
-    for (int32_t t : inputs[i])
-      if (t < 0 || t >= n_vocab) throw Error("token id " + std::to_string(t) + " is outside the vocabulary");
-  }
+  embedder_->validate(inputs);  // the HTTP layer has already answered these with their 400s
   auto job = std::make_shared<EmbeddingJob>(std::move(inputs));
   job->remaining_ = job->inputs.size();
   job->stats.inputs = int64_t(job->inputs.size());
