@@ -105,14 +105,17 @@ void register_all() {
   for (GgmlType type : {GgmlType::I2_S, GgmlType::TQ2_0, GgmlType::TQ1_0})
     for (const Shape& s : kTernaryShapes) {
       for (int isa : isas) {
-        add(type, s, 1, isa);   // row kernel (decoding)
+        add(type, s, 1, isa);  // row kernel (decoding)
+        if (type != GgmlType::TQ1_0)
+          for (int64_t n : {2, 4, 8}) add(type, s, n, isa);  // several streams decoding together
         add(type, s, 64, isa);  // matrix-matrix kernel (prompt processing)
       }
       if (type == GgmlType::I2_S && s.rows == 1536 && s.cols == 1536) add(type, s, 1, -1);
     }
   for (GgmlType type : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q6_K})
     for (const Shape& s : kHeadShapes)
-      for (int isa : isas) add(type, s, 1, isa);
+      for (int isa : isas)
+        for (int64_t n : {1, 2, 4, 8}) add(type, s, n, isa);
 }
 
 }  // namespace

@@ -66,6 +66,11 @@ struct Q8Input {
   const int16_t* sum16 = nullptr;  // K / 16 sums of 16 codes
 };
 using QuantRowsFn = void (*)(const uint8_t* w, int64_t K, const Q8Input& x, int64_t r0, int64_t r1, float* y);
+// The same for n_tokens inputs xs[t]: y[t·ld + r] for r in [r0, r1), each value bit-identical to the
+// QuantRowsFn result for that token; each weight block is decoded once for all of them (several
+// streams decoding together). Optional: null where an ISA has none.
+using QuantMatFn = void (*)(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0,
+                            int64_t r1, float* y, int64_t ld);
 
 struct KernelSet {
   Isa isa = Isa::Generic;
@@ -73,6 +78,7 @@ struct KernelSet {
   TernaryMatFn i2s_mm = nullptr, tq1_mm = nullptr, tq2_mm = nullptr;
   FloatRowsFn f32 = nullptr, f16 = nullptr, bf16 = nullptr;
   QuantRowsFn q8_0 = nullptr, q6_k = nullptr;
+  QuantMatFn q6_k_mm = nullptr;
   FloatMatFn f32_mm = nullptr, f16_mm = nullptr, bf16_mm = nullptr;
 };
 

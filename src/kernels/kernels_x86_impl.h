@@ -642,5 +642,69 @@ BITNET_TGT void q6_k_rows(const uint8_t* w, int64_t K, const Q8Input& x, int64_t
   }
 }
 
+#if BITNET_VNNI
+// T tokens against rows [r0, r1): each block's codes and scales decoded once (as q6_block does),
+// then per token the same integer sums and the same f32 steps as q6_k_rows, so every value equals it.
+template <int T>
+TGT void q6_k_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
+  const int64_t nb = K / 256;
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  const __m512i up = _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4), down = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * nb * kQ6Bytes;
+    fvec acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = fzero();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + b * kQ6Bytes;
+      prefetch_ahead(blk, kQ6Bytes);
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)));
+      const __m512i sc = _mm512_castsi256_si512(sc16);
+      __m512i u[4], s[4];
+      for (int h = 0; h < 2; ++h) {
+        const __m512i ql = _mm512_loadu_si512(blk + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(load256(blk + 128 + 32 * h));
+        u[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi64(qh, up), m30));
+        u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                       _mm512_and_si512(_mm512_srlv_epi64(qh, down), m30));
+        s[2 * h] = _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex.idx[2 * h]), sc);
+        s[2 * h + 1] = _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex.idx[2 * h + 1]), sc);
+      }
+      const __m256i sc32 = _mm256_slli_epi16(sc16, 5);
+      const float dw = _cvtsh_ss(load_u16(blk + 208));
+      for (int t = 0; t < T; ++t) {
+        const int8_t* q = xs[t].q + 256 * b;
+        __m512i a = _mm512_setzero_si512();
+        for (int k = 0; k < 4; ++k) a = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(u[k], _mm512_loadu_si512(q + 64 * k)), s[k]);
+        const __m256i off = _mm256_madd_epi16(sc32, load256(xs[t].sum16 + 16 * b));
+        acc[t] = ffma(icvt(_mm512_sub_epi32(a, _mm512_zextsi256_si512(off))), fset1(dw * xs[t].d[b]), acc[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) y[t * ld + r] = fsum2(acc[t], fzero());
+  }
+}
+
+// 64-row tiles (a tile's blocks stay in L2 while the token groups of more than 8 pass over them).
+BITNET_TGT void q6_k_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
+                        float* y, int64_t ld) {
+  for (int64_t a = r0; a < r1; a += 64) {
+    const int64_t b = std::min(r1, a + 64);
+    for (int64_t t = 0; t < n_tokens; t += 8) {
+      const Q8Input* x = xs + t;
+      float* yt = y + t * ld;
+      switch (std::min<int64_t>(8, n_tokens - t)) {
+        case 1: q6_k_tokens<1>(w, K, x, a, b, yt, ld); break;
+        case 2: q6_k_tokens<2>(w, K, x, a, b, yt, ld); break;
+        case 3: q6_k_tokens<3>(w, K, x, a, b, yt, ld); break;
+        case 4: q6_k_tokens<4>(w, K, x, a, b, yt, ld); break;
+        case 5: q6_k_tokens<5>(w, K, x, a, b, yt, ld); break;
+        case 6: q6_k_tokens<6>(w, K, x, a, b, yt, ld); break;
+        case 7: q6_k_tokens<7>(w, K, x, a, b, yt, ld); break;
+        default: q6_k_tokens<8>(w, K, x, a, b, yt, ld); break;
+      }
+    }
+  }
+}
+#endif
+
 }  // namespace
 }  // namespace bitnet::kernels

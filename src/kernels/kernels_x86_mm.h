@@ -136,44 +136,50 @@ TGT void interleave8(const int8_t* q, int64_t K, int64_t n, bool reverse_planes,
 }
 
 #if BITNET_VNNI
-// AVX-512: the 8-token tile over pairs of 128-blocks, one zmm of codes (64 weight bytes) per
-// pair. Activations re-laid per chunk so that pair k, plane p, token t is one zmm at
-// qi + 2048·k + 512·p + 64·t (block 2k's 32 bytes, then block 2k+1's). VPDPBUSD accumulates in
+// AVX-512: a T-token tile (2 ≤ T ≤ 8) over pairs of 128-blocks, one zmm of codes (64 weight bytes)
+// per pair. Activations re-laid per chunk so that pair k, plane p, token t is one zmm at
+// qi + 64·(T·(4k + p) + t) (block 2k's 32 bytes, then block 2k+1's). VPDPBUSD accumulates in
 // int32, so no int16 window limits the chunk.
-TGT void interleave8_pairs(const int8_t* q, int64_t K, int64_t pairs, int8_t* qi) {
+template <int T>
+TGT void interleave_pairs(const int8_t* q, int64_t K, int64_t pairs, int8_t* qi) {
   for (int64_t k = 0; k < pairs; ++k)
     for (int pl = 0; pl < 4; ++pl)
-      for (int t = 0; t < 8; ++t) {
+      for (int t = 0; t < T; ++t) {
         const int8_t* src = q + t * K + 256 * k + 32 * pl;
-        int8_t* dst = qi + 2048 * k + 512 * pl + 64 * t;
+        int8_t* dst = qi + 64 * (T * (4 * k + pl) + t);
         _mm256_store_si256(reinterpret_cast<__m256i*>(dst), load256(src));
         _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32), load256(src + 128));
       }
 }
 
-// R rows (1 or 2) × 8 tokens: each activation vector loaded once feeds R VPDPBUSD (one per row),
-// so two rows halve the loads per multiply-accumulate (8R accumulators, 4R code vectors).
-template <int R>
-TGT void i2s_pairs8_rows(const uint8_t* const* w, const int8_t* qi, int64_t pairs, int32_t* const* S) {
+// R rows × T tokens: each activation vector loaded once feeds R VPDPBUSD (one per row), and each
+// row's codes, decoded once, feed T (R·T accumulators, 4R code vectors).
+template <int R, int T>
+TGT void i2s_pairs_rows(const uint8_t* const* w, const int8_t* qi, int64_t pairs, int32_t* const* S) {
   const __m512i m3 = _mm512_set1_epi8(3);
-  __m512i a[R][8];
+  __m512i a[R][T];
   for (int i = 0; i < R; ++i)
-    for (int t = 0; t < 8; ++t) a[i][t] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < pairs; ++k, qi += 2048) {
+    for (int t = 0; t < T; ++t) a[i][t] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < pairs; ++k, qi += 256 * T) {
     __m512i v[R];
     for (int i = 0; i < R; ++i) v[i] = _mm512_loadu_si512(w[i] + 64 * k);
     for (int p = 0; p < 4; ++p) {
       __m512i c[R];
       for (int i = 0; i < R; ++i) c[i] = _mm512_and_si512(_mm512_srli_epi16(v[i], 6 - 2 * p), m3);
-      for (int t = 0; t < 8; ++t) {
-        const __m512i x = _mm512_load_si512(qi + 512 * p + 64 * t);
+      for (int t = 0; t < T; ++t) {
+        const __m512i x = _mm512_load_si512(qi + 64 * (T * p + t));
         for (int i = 0; i < R; ++i) a[i][t] = _mm512_dpbusd_epi32(a[i][t], c[i], x);
       }
     }
   }
   for (int i = 0; i < R; ++i)
-    for (int t = 0; t < 8; ++t) S[i][t] += _mm512_reduce_add_epi32(a[i][t]);
+    for (int t = 0; t < T; ++t) S[i][t] += _mm512_reduce_add_epi32(a[i][t]);
 }
+
+// Rows per call for a T-token tile: as many as keep the accumulators (R·T) and codes in the 32
+// zmm registers, so each activation load serves several rows.
+template <int T>
+constexpr int kPairRows = T >= 7 ? 2 : T >= 5 ? 3 : 4;
 #endif
 
 struct I2sTile {
@@ -181,35 +187,41 @@ struct I2sTile {
   TGT static void run(const TernaryBatch& j, int64_t r0, int64_t r1, int64_t t0, float* y,
                       int64_t ld) {
     alignas(64) int32_t S[kTileRows][kTileTokens] = {};
-    alignas(64) int8_t qi[T == 8 ? kChunkI2s * 1024 : 32];
     const int64_t nb = j.K / 128, row_bytes = j.K / 4;
     const int8_t* q = j.q + t0 * j.K;
+#if BITNET_VNNI
+    constexpr bool kPairs = T >= 2;
+#else
+    constexpr bool kPairs = false;
+#endif
+    alignas(64) int8_t qi[kPairs || T == 8 ? kChunkI2s * 128 * T : 32];
     for (int64_t c = 0; c < nb; c += kChunkI2s) {
       const int64_t n = std::min(kChunkI2s, nb - c);
-      if constexpr (T == 8) {
+      if constexpr (kPairs) {
 #if BITNET_VNNI
         // Pairs of blocks in zmm; an odd last block through the ymm tile after them.
+        constexpr int R = kPairRows<T>;
         const int64_t pairs = n / 2;
-        interleave8_pairs(q + 128 * c, j.K, pairs, qi);
-        if (n % 2) interleave8(q + 128 * (c + n - 1), j.K, 1, false, qi + 2048 * pairs);
+        interleave_pairs<T>(q + 128 * c, j.K, pairs, qi);
         int64_t r = r0;
-        for (; r + 2 <= r1; r += 2) {
-          const uint8_t* w[2] = {j.w + r * row_bytes + 32 * c, j.w + (r + 1) * row_bytes + 32 * c};
-          int32_t* s[2] = {S[r - r0], S[r + 1 - r0]};
-          i2s_pairs8_rows<2>(w, qi, pairs, s);
+        for (; r + R <= r1; r += R) {
+          const uint8_t* w[R];
+          int32_t* s[R];
+          for (int i = 0; i < R; ++i) w[i] = j.w + (r + i) * row_bytes + 32 * c, s[i] = S[r + i - r0];
+          i2s_pairs_rows<R, T>(w, qi, pairs, s);
         }
-        if (r < r1) {
+        for (; r < r1; ++r) {
           const uint8_t* w[1] = {j.w + r * row_bytes + 32 * c};
           int32_t* s[1] = {S[r - r0]};
-          i2s_pairs8_rows<1>(w, qi, pairs, s);
+          i2s_pairs_rows<1, T>(w, qi, pairs, s);
         }
         if (n % 2)
           for (int64_t rr = r0; rr < r1; ++rr)
-            i2s_chunk8(j.w + rr * row_bytes + 32 * c + 64 * pairs, qi + 2048 * pairs, 1, S[rr - r0]);
-#else
+            i2s_chunk<T>(j.w + rr * row_bytes + 32 * (c + n - 1), q + 128 * (c + n - 1), j.K, 1, S[rr - r0]);
+#endif
+      } else if constexpr (T == 8) {
         interleave8(q + 128 * c, j.K, n, false, qi);
         for (int64_t r = r0; r < r1; ++r) i2s_chunk8(j.w + r * row_bytes + 32 * c, qi, n, S[r - r0]);
-#endif
       } else {
         for (int64_t r = r0; r < r1; ++r)
           i2s_chunk<T>(j.w + r * row_bytes + 32 * c, q + 128 * c, j.K, n, S[r - r0]);
@@ -307,13 +319,31 @@ struct TqTile {
   }
 };
 
-// Row tiles × token tiles of 8, then 4, 2, 1 for the remaining tokens.
+// Row tiles × token tiles of 8, then the remaining tokens: in one tile of their own count where the
+// tile has a body for every count (the AVX-512 I2_S pairs: 2-7 streams decoding together read each
+// weight row once), else in tiles of 4, 2, 1.
 template <class Tile>
 BITNET_TGT void mat_rows(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
+#if BITNET_VNNI
+  constexpr bool kAnyCount = std::is_same_v<Tile, I2sTile>;
+#else
+  constexpr bool kAnyCount = false;
+#endif
   for (int64_t a = r0; a < r1; a += kTileRows) {
     const int64_t b = std::min(r1, a + kTileRows);
     int64_t t = 0;
     for (; t + 8 <= j.n_tokens; t += 8) Tile::template run<8>(j, a, b, t, y, ld);
+    if constexpr (kAnyCount) {
+      switch (j.n_tokens - t) {
+        case 7: Tile::template run<7>(j, a, b, t, y, ld); continue;
+        case 6: Tile::template run<6>(j, a, b, t, y, ld); continue;
+        case 5: Tile::template run<5>(j, a, b, t, y, ld); continue;
+        case 4: Tile::template run<4>(j, a, b, t, y, ld); continue;
+        case 3: Tile::template run<3>(j, a, b, t, y, ld); continue;
+        case 2: Tile::template run<2>(j, a, b, t, y, ld); continue;
+        default: break;
+      }
+    }
     if (t + 4 <= j.n_tokens) Tile::template run<4>(j, a, b, t, y, ld), t += 4;
     if (t + 2 <= j.n_tokens) Tile::template run<2>(j, a, b, t, y, ld), t += 2;
     if (t < j.n_tokens) Tile::template run<1>(j, a, b, t, y, ld);
@@ -375,6 +405,9 @@ const KernelSet kSet{.isa = BITNET_ISA_ENUM,
                      .bf16 = float_rows<LoadBF16>,
                      .q8_0 = q8_0_rows,
                      .q6_k = q6_k_rows,
+#if BITNET_VNNI
+                     .q6_k_mm = q6_k_mm,
+#endif
                      .f32_mm = float_mm<LoadF32>,
                      .f16_mm = float_mm<LoadF16>,
                      .bf16_mm = float_mm<LoadBF16>};

@@ -1,13 +1,18 @@
 #pragma once
-// The one-token forward step (decode) as a single pool job. The batch path (forward.cpp) runs each
+// The forward step of a small batch (decode: one token, or one token of each of several sequences,
+// or a few tokens of one sequence) as a single pool job. The batch path (forward.cpp) runs each
 // product, the attention and the SiLU gate as separate pool jobs with serial work on the caller in
 // between; for one token those hand-offs and serial sections were ~20% of a `large` step. Here every
 // thread goes through all layers together: each computes the small per-token pieces itself (norms,
 // activation quantization), the products' rows and the kv heads are claimed in chunks, and the
 // threads meet at a SpinBarrier only where a phase reads what the others wrote.
 //
+// With several tokens every product reads each weight row once for all of them (the matrix
+// kernels: a 4-token step streams the weights once, not four times).
+//
 // Every value is computed by the same function on the same inputs as in the batch path, so the
-// logits are bit-identical to it (tests/model/decode_step_test.cpp).
+// logits are bit-identical to it (tests/model/decode_step_test.cpp) — and so to decoding each
+// sequence alone: a token's results do not depend on what else is in the step.
 #include <vector>
 
 #include "kernels/thread_pool.h"
@@ -26,9 +31,14 @@ bool decode_step_applies(const Model& model);
 void set_decode_step_enabled(bool on);
 bool decode_step_enabled();
 
-// The layers and (when the token wants logits) the head for a one-token batch whose embedding is
-// in x (n_embd floats, updated in place). Returns n_vocab logits, or nothing. Does not validate the
-// batch or set the cache length: forward() does both.
+// Batches of up to this many tokens take the step (forward.cpp); longer ones (prompts) the batch
+// path, whose norms and quantization are split over the threads instead of repeated by each.
+constexpr int64_t kMaxStepTokens = 16;
+
+// The layers and the head (for the tokens that want logits) for a batch of 1..kMaxStepTokens
+// tokens whose embeddings are in x (n_embd floats each, updated in place). Returns n_vocab logits
+// per token with want_logits, in batch order. Does not validate the batch or set the cache
+// lengths: forward() does both.
 std::vector<float> decode_step(const Model& model, KvCache& cache, const Batch& batch, float* x,
                                ThreadPool& pool);
 

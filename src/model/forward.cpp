@@ -279,9 +279,9 @@ std::vector<float> forward(const Model& m, KvCache& cache, const Batch& b, Threa
   static thread_local Activations a;
   a.resize(hp, b.size());
   embed_tokens(m, b, a);
-  if (b.size() == 1 && decode_step_applies(m)) {  // decode: the whole step as one pool job
+  if (b.size() >= 1 && b.size() <= kMaxStepTokens && decode_step_applies(m)) {  // decode: the whole step as one pool job
     std::vector<float> logits = decode_step(m, cache, b, a.x.data(), pool);
-    cache.set_length(b.seq_ids[0], b.positions[0] + 1);
+    for (int64_t t = 0; t < b.size(); ++t) cache.set_length(b.seq_ids[t], b.positions[t] + 1);
     return logits;
   }
   // -ngl: layers [first_gpu_layer, n_layer) run on the GPU (backends/cuda/offload.h).

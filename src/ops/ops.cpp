@@ -367,6 +367,9 @@ std::optional<RowWork> row_work_on(kernels::Isa isa, const TensorView& w, const 
     for (int64_t t = 0; t < n; ++t)
       xs[size_t(t)] = {&c.q[size_t(t * cols)], &c.d[size_t(t * (cols / block))], &c.sum16[size_t(t * (cols / 16))]};
     const uint8_t* data = w.data;
+    const kernels::QuantMatFn mm = w.type == GgmlType::Q6_K ? ks.q6_k_mm : nullptr;
+    if (mm && matrix_kernels && n > 1)
+      return RowWork{rows, 16, [=](int64_t r0, int64_t r1) { mm(data, cols, xs.data(), n, r0, r1, y, rows); }};
     return RowWork{rows, 16, [=](int64_t r0, int64_t r1) {
                     for_row_tiles(r0, r1, n, [&](int64_t a, int64_t b, int64_t t) { fn(data, cols, xs[size_t(t)], a, b, y + t * rows); });
                   }};

@@ -72,7 +72,7 @@ void check_matrix(const kernels::KernelSet& ks, GgmlType type, int64_t K, int64_
 TEST_P(MatrixKernelIsa, I2sBitIdenticalToReference) {
   for (int64_t K : {128, 1536, 2176, 6912})  // 6912: 54 blocks, a partial int16 chunk
     for (int64_t rows : {1, 7, 67})
-      for (int64_t n : {1, 3, 5, 9, 16}) check_matrix(ks(), GgmlType::I2_S, K, rows, n);
+      for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16}) check_matrix(ks(), GgmlType::I2_S, K, rows, n);
 }
 
 TEST_P(MatrixKernelIsa, Tq2BitIdenticalToReference) {
@@ -217,6 +217,45 @@ TEST_P(MatrixKernelIsa, FloatMatmulOverTokensEqualsRowKernels) {
         ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, in, tiled.data(), two));
         ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, in, per_token.data(), two, /*matrix_kernels=*/false));
         EXPECT_EQ(tiled, per_token);
+      }
+}
+
+// Q8_0 / Q6_K weights × several tokens (the LM head of a multi-stream step): where an ISA has a
+// token-tiled kernel, every value equals the one-token row kernel's for that token, for token
+// counts below, at and above the 8-token tile, and a row sub-range with an output stride.
+TEST_P(MatrixKernelIsa, QuantMatmulOverTokensEqualsRowKernels) {
+  ThreadPool two(2);
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q6_K})
+    for (int64_t K : {256, 2560})
+      for (int64_t n : {2, 3, 4, 5, 6, 7, 8, 9, 16}) {
+        SCOPED_TRACE(std::string(ggml_type_name(type)) + " K=" + std::to_string(K) + " tokens=" + std::to_string(n));
+        const int64_t rows = 131;
+        const auto wf = test::random_floats(K * rows, uint64_t(K + n), -2, 2);
+        const auto bytes = quantize_tensor(type, wf.data(), K, rows);
+        const TensorView w = make_view(type, K, rows, bytes);
+        const auto x = test::random_floats(K * n, uint64_t(n), -3, 3);
+        const ops::MatmulInput in(x.data(), K, n);
+        std::vector<float> tiled(size_t(rows * n), NAN), per_token(tiled.size(), NAN);
+        ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, in, tiled.data(), two));
+        ASSERT_TRUE(ops::matmul_kernels(GetParam(), w, in, per_token.data(), two, /*matrix_kernels=*/false));
+        ASSERT_EQ(0, std::memcmp(tiled.data(), per_token.data(), tiled.size() * sizeof(float)));
+        ASSERT_NE(tiled[0], tiled[1]);
+
+        const kernels::QuantMatFn mm = type == GgmlType::Q6_K ? ks().q6_k_mm : nullptr;
+        if (!mm) continue;
+        const int64_t block = q8_activation_block(type), ld = rows + 5, a = 3, b = rows - 2;
+        const ops::MatmulInput::BlockCodes& c = in.block_codes(block, two);
+        std::vector<kernels::Q8Input> xs;
+        for (int64_t t = 0; t < n; ++t)
+          xs.push_back({&c.q[size_t(t * K)], &c.d[size_t(t * (K / block))], &c.sum16[size_t(t * (K / 16))]});
+        std::vector<float> y(size_t(ld * n), -7.0f);
+        mm(w.data, K, xs.data(), n, a, b, y.data(), ld);
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t r = 0; r < ld; ++r)
+            if (r < a || r >= b)
+              ASSERT_EQ(y[size_t(t * ld + r)], -7.0f) << "token " << t << " row " << r;
+            else
+              ASSERT_EQ(y[size_t(t * ld + r)], per_token[size_t(t * rows + r)]) << "token " << t << " row " << r;
       }
 }
 

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstring>
 #include <tuple>
+#include <utility>
 
 #include "kernels/cpu_features.h"
 #include "model/decode_step.h"
@@ -88,6 +89,101 @@ TEST_P(DecodeStep, EqualsTheBatchPathBitForBit) {
       // Not a comparison of two empty or constant runs.
       ASSERT_GT(batch.logits.size(), size_t(m->hp.n_vocab));
       ASSERT_NE(batch.logits[0], batch.logits[1]);
+    }
+  }
+}
+
+// Several sequences decoding together: each step holds one token of several sequences (in a
+// shuffled order, some without logits), and one step also a 3-token run of one sequence (the
+// verification step of speculative decoding). Token t of sequence s is (s·31 + t·7 + 3) mod vocab.
+constexpr int kSeqs = 4;
+int32_t token_of(const Model& m, int seq, int pos) { return int32_t((seq * 31 + pos * 7 + 3) % m.hp.n_vocab); }
+
+struct Step {
+  std::vector<std::pair<int, int>> tokens;  // (sequence, how many consecutive tokens)
+};
+const std::vector<Step>& multi_stream_script() {
+  static const std::vector<Step> script = {
+      {{{0, 1}, {1, 1}, {2, 1}, {3, 1}}}, {{{2, 1}, {0, 1}, {3, 1}, {1, 1}}}, {{{1, 3}, {0, 1}, {2, 1}}},
+      {{{3, 1}, {2, 1}}},                 {{{0, 1}, {1, 1}, {2, 1}, {3, 1}}}, {{{3, 2}, {1, 1}}},
+  };
+  return script;
+}
+
+// Runs the script; returns every step's logits (batch order) and then every cache cell.
+Decoded decode_streams(const Model& m, int threads) {
+  ThreadPool pool(threads);
+  KvCache cache(m.hp.n_layer, kSeqs, 32, m.hp.n_head_kv, m.hp.head_dim);
+  std::vector<int> length(kSeqs, 0);
+  Decoded r;
+  int k = 0;
+  for (const Step& step : multi_stream_script()) {
+    Batch b;
+    for (auto [seq, count] : step.tokens)
+      for (int i = 0; i < count; ++i, ++k) {
+        const int pos = length[seq]++;
+        b.add(token_of(m, seq, pos), pos, seq, k % 5 != 3);
+      }
+    const std::vector<float> l = forward(m, cache, b, pool);
+    EXPECT_EQ(l.size(), size_t(b.n_logits() * m.hp.n_vocab));
+    r.logits.insert(r.logits.end(), l.begin(), l.end());
+  }
+  for (int64_t l = 0; l < m.hp.n_layer; ++l)
+    for (int s = 0; s < kSeqs; ++s)
+      for (int64_t p = 0; p < length[s]; ++p)
+        for (int64_t d = 0; d < cache.kv_dim(); ++d) {
+          r.cells.push_back(cache.key(l, s, p, d));
+          r.cells.push_back(cache.value(l, s, p, d));
+        }
+  return r;
+}
+
+TEST_P(DecodeStep, SeveralSequencesEqualTheBatchPathAndDecodingAlone) {
+  const Case c = GetParam();
+  const auto m = load_model(testing::dummy_model(c.arch, c.preset, c.type, c.head));
+  const int64_t V = m->hp.n_vocab;
+  Switches restore;
+  for (kernels::Isa isa : kernels::kAllIsas) {
+    if (isa == kernels::Isa::Generic || !kernels::isa_supported(isa)) continue;
+    kernels::set_active_isa(isa);
+    for (int threads : {1, 2, 3}) {
+      SCOPED_TRACE(std::string(kernels::isa_name(isa)) + ", " + std::to_string(threads) + " threads");
+      set_decode_step_enabled(false);
+      const Decoded batch = decode_streams(*m, threads);
+      set_decode_step_enabled(true);
+      const Decoded fused = decode_streams(*m, threads);
+      ASSERT_EQ(batch.logits.size(), fused.logits.size());
+      ASSERT_EQ(0, std::memcmp(batch.logits.data(), fused.logits.data(), batch.logits.size() * sizeof(float)));
+      ASSERT_EQ(batch.cells, fused.cells);
+      ASSERT_NE(fused.logits[0], fused.logits[1]);
+
+      // Each sequence decoded alone, one token per step, gives the same logits for its tokens.
+      ThreadPool pool(threads);
+      std::vector<std::vector<float>> alone(kSeqs);
+      for (int s = 0; s < kSeqs; ++s) {
+        KvCache cache(m->hp.n_layer, 1, 32, m->hp.n_head_kv, m->hp.head_dim);
+        for (int p = 0; p < 8; ++p) {
+          Batch b;
+          b.add(token_of(*m, s, p), p, 0, true);
+          const std::vector<float> l = forward(*m, cache, b, pool);
+          alone[size_t(s)].insert(alone[size_t(s)].end(), l.begin(), l.end());
+        }
+      }
+      std::vector<int> length(kSeqs, 0);
+      int k = 0;
+      size_t at = 0, compared = 0;
+      for (const Step& step : multi_stream_script())
+        for (auto [seq, count] : step.tokens)
+          for (int i = 0; i < count; ++i, ++k) {
+            const int pos = length[seq]++;
+            if (k % 5 == 3) continue;
+            for (int64_t v = 0; v < V; ++v)
+              ASSERT_EQ(fused.logits[at + size_t(v)], alone[size_t(seq)][size_t(pos * V + v)])
+                  << "sequence " << seq << " position " << pos << " logit " << v;
+            at += size_t(V), ++compared;
+          }
+      ASSERT_EQ(at, fused.logits.size());
+      ASSERT_GT(compared, 10u);
     }
   }
 }
