@@ -222,8 +222,9 @@ int cmd_batched_bench(int argc, char** argv) {
                        " cells; raise -c or leave it out (each case then gets what it needs)");
   }
   const int64_t ctx_arg = mo.ctx;
-  // For the memory check of the load: the largest cache a case allocates (B sequences of PP+TG).
-  if (mo.ctx == 0) mo.ctx = std::min(need_max, kMaxCtx);
+  // For the memory check of the load: the largest cache a case allocates (B sequences of PP+TG,
+  // with -pps too), whatever -c says.
+  mo.ctx = std::min(need_max, kMaxCtx);
   mo.batch = std::min(s.n_batch, s.n_ubatch);
   LoadedModel lm = load_for_run(mo);
   const Model& m = *lm.model;
