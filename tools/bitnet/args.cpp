@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <sstream>
 
 namespace bitnet::cli {
 namespace {
@@ -33,6 +34,24 @@ T parse_number(const std::string& flag, const std::string& text, const char* wha
 }
 
 }  // namespace
+
+std::vector<int64_t> parse_list(const std::string& flag, const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (used != item.size() || v < 0) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw UsageError(flag + " expects a comma-separated list of non-negative integers, got '" + text + "'");
+    }
+  }
+  if (out.empty()) throw UsageError(flag + " expects at least one value");
+  return out;
+}
 
 ArgParser::ArgParser(std::string program, std::string summary)
     : program_(std::move(program)), summary_(std::move(summary)) {}

@@ -14,6 +14,10 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The values of a comma-separated list of non-negative integers ("128,256,512", llama-bench's -p and
+// llama-batched-bench's -npp); a UsageError naming `flag` for an empty list or a bad entry.
+std::vector<int64_t> parse_list(const std::string& flag, const std::string& text);
+
 class ArgParser {
  public:
   ArgParser(std::string program, std::string summary);

@@ -22,24 +22,6 @@
 namespace bitnet::cli {
 namespace {
 
-std::vector<int64_t> parse_list(const std::string& flag, const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const long long v = std::stoll(item, &used);
-      if (used != item.size() || v < 0) throw std::invalid_argument(item);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw UsageError(flag + " expects a comma-separated list of non-negative integers, got '" + text + "'");
-    }
-  }
-  if (out.empty()) throw UsageError(flag + " expects at least one value");
-  return out;
-}
-
 struct Test {
   int64_t n_prompt = 0, n_gen = 0;
   std::string name() const {

@@ -33,7 +33,7 @@ const std::vector<Command>& commands() {
 
 void print_help() {
   std::fputs("usage: bitnet <command> [options]\n\ncommands:\n", stdout);
-  for (const auto& c : commands()) std::printf("  %-12s %s\n", c.name, c.summary);
+  for (const auto& c : commands()) std::printf("  %-14s %s\n", c.name, c.summary);
   std::fputs("\nRun 'bitnet <command> --help' for the options of a command.\n", stdout);
 }
 
