@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         def diagnose():
             # --port 0 (any free port) has no particular port to check.
             return runtime.diagnostics(args.model, args.ctx_size, args.threads, port=args.port or None,
-                                       host=args.host)
+                                       host=args.host, parallel=args.parallel)
     return run_script(PROG, runtime, lambda: config_from(args), runtime.run_server, args.dry_run, args.json,
                       diagnose)
 

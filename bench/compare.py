@@ -5,14 +5,15 @@ medians and ratios. Standard library only.
 
   bench/compare.py --engine ours=build/bin/llama-bench:large-i2_s.gguf \\
                    --engine ik=/scratch/ik/build/bin/llama-bench:large-iq2_bn_r4.gguf \\
-                   [-p 512] [-n 128] [-t 2] [--rounds 5] [--extra ik=-fa,0]
+                   [-p 512] [-n 128] [-t 2] [-d 0] [--rounds 5] [--extra ik=-fa,0]
 
 Each --engine is NAME=LLAMA_BENCH:MODEL[,MODEL...]; the i-th model of every engine must hold
 the same weights (a file requantized losslessly for the other engine counts as the same). The
 first engine is the baseline of the ratio columns. Every round runs each engine once per model
 (-r 1, so the machine's drift is spread over all engines alike) and the table shows the median
 over rounds. Every run is an argument list (no shell); a binary that fails or prints no result
-stops the comparison with its stderr.
+stops the comparison with its stderr. -d N (depth: N tokens already in the cache) goes to every
+engine and needs one whose llama-bench has -d (ours, upstream llama.cpp's).
 
 --batched compares `llama-batched-bench` binaries instead (S_PP and S_TG per PP, TG and B):
 
@@ -79,7 +80,7 @@ def run_bench(engine, model, args):
     """One llama-bench run (-r 1, JSON: every llama-bench writes it, not every one JSON lines);
     returns {test name: tokens/s}."""
     cmd = [engine["binary"], "-m", model, "-p", str(args.p), "-n", str(args.n), "-t", str(args.t),
-           "-r", "1", "-o", "json", *engine["extra"]]
+           "-r", "1", "-o", "json", *(["-d", str(args.d)] if args.d else []), *engine["extra"]]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -90,6 +91,8 @@ def run_bench(engine, model, args):
     for row in json_rows(r.stdout):
         n_prompt, n_gen = int(row.get("n_prompt", 0)), int(row.get("n_gen", 0))
         test = f"pp{n_prompt}" if n_gen == 0 else f"tg{n_gen}" if n_prompt == 0 else f"pp{n_prompt}+tg{n_gen}"
+        if int(row.get("n_depth", 0)):
+            test += f" @ d{int(row['n_depth'])}"
         results[test] = float(row["avg_ts"])
     if not results:
         raise CompareError(f"{engine['name']}: no JSON result lines from {' '.join(cmd)}\n{r.stderr.strip()[-2000:]}")
@@ -261,6 +264,7 @@ def main(argv=None):
     ap.add_argument("-p", type=int, default=512, help="prompt tokens (0 skips)")
     ap.add_argument("-n", type=int, default=128, help="generated tokens (0 skips)")
     ap.add_argument("-t", type=int, default=2, help="threads")
+    ap.add_argument("-d", type=int, default=0, help="depth: tokens already in the cache (llama-bench -d; 0: none)")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (median over them)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per llama-bench run")
     ap.add_argument("--batched", action="store_true", help="compare llama-batched-bench binaries (S_PP, S_TG per B)")
@@ -273,12 +277,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         if args.batched:
+            if args.d:
+                raise CompareError("-d goes with llama-bench engines, not --batched")
             args.npp, args.ntg = int_list("-npp", args.npp), int_list("-ntg", args.ntg)
             args.npl = int_list("-npl", args.npl)
             if args.rounds < 1 or args.t < 1 or min(args.npl) < 1 or any(pp + tg == 0 for pp in args.npp for tg in args.ntg):
                 raise CompareError("need --rounds >= 1, -t >= 1, -npl values >= 1 and PP + TG >= 1")
-        elif args.rounds < 1 or args.t < 1 or args.p < 0 or args.n < 0 or args.p + args.n == 0:
-            raise CompareError("need --rounds >= 1, -t >= 1 and a prompt (-p) or generation (-n) length")
+        elif args.rounds < 1 or args.t < 1 or args.p < 0 or args.n < 0 or args.p + args.n == 0 or args.d < 0:
+            raise CompareError("need --rounds >= 1, -t >= 1, -d >= 0 and a prompt (-p) or generation (-n) length")
         engines = [parse_engine(s) for s in args.engine]
         if len({e["name"] for e in engines}) != len(engines):
             raise CompareError("engine names must differ")
@@ -300,7 +306,7 @@ def main(argv=None):
         print(f"threads {args.t}{shared}, {args.rounds} alternating rounds, medians")
         print(batched_table(engines, samples))
         return 0
-    print(f"threads {args.t}, {args.rounds} alternating rounds, medians")
+    print(f"threads {args.t}, {args.rounds} alternating rounds, medians" + (f", depth {args.d}" if args.d else ""))
     print(table(engines, samples))
     return 0
 

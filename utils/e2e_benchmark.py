@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-token", type=int, default=128, help="generated tokens (default 128)")
     p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens (default 512)")
     p.add_argument("-t", "--threads", type=int, default=2, help="threads (default 2; 0: automatic)")
+    p.add_argument("-d", "--n-depth", type=int, default=0,
+                   help="tokens already in the cache before each test (default 0; llama-bench's --n-depth)")
     p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions (default 5)")
     p.add_argument("-o", "--output", default="md", help="md, csv, json or jsonl (default md)")
     p.add_argument("--dry-run", action="store_true", help="print the command; run nothing")
@@ -37,7 +39,7 @@ def main(argv=None) -> int:
 
     def make_config() -> BenchConfig:
         return BenchConfig(model=args.model, n_token=args.n_token, n_prompt=args.n_prompt, threads=args.threads,
-                           repetitions=args.repetitions, output=args.output)
+                           repetitions=args.repetitions, output=args.output, n_depth=args.n_depth)
 
     return run_script(PROG, runtime, make_config, runtime.run_bench, args.dry_run, args.json)
 

@@ -215,12 +215,14 @@ class BenchConfig:
     repetitions: int = 5
     output: str = "md"
     telemetry_out: Optional[str] = None
+    n_depth: int = 0  # -d: tokens already in the cache before each test (llama-bench's --n-depth)
 
     def validate(self, require_model_file: bool = True, for_diagnostics: bool = False) -> "BenchConfig":
         validate_common(None if for_diagnostics else self.model, self.threads, 0, 1, 0, require_model_file)
         _int("n_token", "-n", self.n_token, 0, MAX_CTX, "≥ 0")
         _int("n_prompt", "-p", self.n_prompt, 0, MAX_CTX, "≥ 0")
         _int("repetitions", "-r", self.repetitions, 1, 1000, "between 1 and 1000")
+        _int("n_depth", "-d", self.n_depth, 0, MAX_CTX, "≥ 0")
         if self.n_token == 0 and self.n_prompt == 0:
             raise ConfigError("-n", "nothing to measure: -n and -p are both 0")
         if self.output not in ("md", "csv", "json", "jsonl"):
@@ -230,6 +232,8 @@ class BenchConfig:
     def args(self, binary: str) -> List[str]:
         a = [binary, "bench"] + _model(self.model) + ["-n", str(self.n_token), "-p", str(self.n_prompt),
              "-t", str(self.threads), "-r", str(self.repetitions), "-o", self.output]
+        if self.n_depth:
+            a += ["-d", str(self.n_depth)]
         if self.telemetry_out:
             a += ["--telemetry-out", self.telemetry_out]
         return a

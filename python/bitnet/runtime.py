@@ -231,8 +231,9 @@ class BitNetRuntime:
         return report
 
     def diagnostics(self, model: Optional[str] = None, ctx_size: int = 0, threads: int = 0,
-                    port: Optional[int] = None, host: str = "127.0.0.1") -> RuntimeDiagnostics:
-        """`bitnet doctor --json`, or the same report assembled here when the binary is missing."""
+                    port: Optional[int] = None, host: str = "127.0.0.1", parallel: int = 1) -> RuntimeDiagnostics:
+        """`bitnet doctor --json`, or the same report assembled here when the binary is missing.
+        `parallel`: the server's slots (-np), for the KV cache per slot and in total."""
         if not self.binary_exists():
             return self._fallback_diagnostics(model, port, host)
         argv = [self.binary, "doctor", "--json", "-c", str(ctx_size), "-t", str(threads), "--host", host]
@@ -240,6 +241,8 @@ class BitNetRuntime:
             argv += ["-m", model]
         if port is not None:
             argv += ["--port", str(port)]
+        if parallel != 1:
+            argv += ["-np", str(parallel)]
         r = self._call(argv, timeout=120)
         if r.returncode == 2:  # the binary's usage error: a bad value, worded by the binary
             message = re.sub(r"^error: ", "", _one_line(r.stderr)) or "bitnet doctor rejected its arguments"

@@ -2,6 +2,7 @@
 rest), never a Python traceback: values checked on the --diagnostics path too, and the answers of
 child processes checked before they are parsed. Each command runs as a real process."""
 
+import json
 import os
 import shutil
 import socket
@@ -183,6 +184,14 @@ class RealBinary(unittest.TestCase):
         r = run("run_inference_server.py", "--diagnostics", "--port", "0", "--json", bin_dir=real_bin_dir())
         self.assertNotIn("Traceback", r.stderr)
         self.assertIn('"schema": "bitnet.doctor"', r.stdout)
+
+    def test_server_diagnostics_report_the_kv_cache_per_slot(self):
+        r = run("run_inference_server.py", "--diagnostics", "--port", "0", "--json", "-c", "1024", "-np", "2",
+                bin_dir=real_bin_dir())
+        self.assertNotIn("Traceback", r.stderr)
+        memory = json.loads(r.stdout)["memory"]
+        self.assertEqual((memory["parallel"], memory["n_ctx_slot"]), (2, 512))
+        self.assertEqual(memory["kv_cache_bytes"], 2 * memory["kv_cache_bytes_per_slot"])
 
 
 if __name__ == "__main__":

@@ -22,13 +22,14 @@ if {fail!r}:
     sys.exit(3)
 args = sys.argv[1:]
 p, n = int(args[args.index("-p") + 1]), int(args[args.index("-n") + 1])
+d = int(args[args.index("-d") + 1]) if "-d" in args else 0
 calls = sum(1 for _ in open({log!r}))
 print("some banner line")
 rows = []
 if p:
-    rows.append({{"n_prompt": p, "n_gen": 0, "avg_ts": {pp} + calls % 2}})
+    rows.append({{"n_prompt": p, "n_gen": 0, "n_depth": d, "avg_ts": {pp} + calls % 2}})
 if n:
-    rows.append({{"n_prompt": 0, "n_gen": n, "avg_ts": {tg}}})
+    rows.append({{"n_prompt": 0, "n_gen": n, "n_depth": d, "avg_ts": {tg}}})
 if calls % 2:  # both output forms: a JSON array (-o json) and JSON lines
     print(json.dumps(rows, indent=2))
 else:
@@ -116,6 +117,18 @@ class Compare(unittest.TestCase):
         self.assertEqual(rows["pp64"][2:], ["301.00", "151.00", "1.99x"])
         self.assertEqual(rows["tg16"][2:], ["90.00", "60.00", "1.50x"])
         self.assertIn("round 3/3", r.stderr)
+
+    def test_depth_goes_to_every_engine_and_names_the_tests(self):
+        ours, ours_log = self.fake("ours", 300, 90)
+        other, _ = self.fake("other", 150, 60)
+        r = self.compare("--engine", f"ours={ours}:{self.model}", "--engine", f"up={other}:{self.model}",
+                         "-p", "64", "-n", "16", "-d", "4096", "--rounds", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(ours_log) as f:
+            self.assertEqual(json.loads(f.readline())[-2:], ["-d", "4096"])
+        self.assertIn("| m.gguf | pp64 @ d4096 |", r.stdout)
+        self.assertIn("| m.gguf | tg16 @ d4096 | 90.00 | 60.00 | 1.50x |", r.stdout)
+        self.assertIn("depth 4096", r.stdout)
 
     def test_failing_engine_is_a_clear_error(self):
         ours, _ = self.fake("ours", 300, 90)

@@ -119,6 +119,9 @@ class CommandAssembly(unittest.TestCase):
     def test_bench_arguments_are_exact(self):
         self.assertEqual(BenchConfig(model="m.gguf", n_token=32, n_prompt=64, threads=2, repetitions=3).args("b"),
                          ["b", "bench", "-m", "m.gguf", "-n", "32", "-p", "64", "-t", "2", "-r", "3", "-o", "md"])
+        self.assertEqual(BenchConfig(model="m.gguf", n_depth=4096).args("b")[-2:], ["-d", "4096"])
+        with self.assertRaises(ConfigError):
+            BenchConfig(model="m.gguf", n_depth=-1).validate(require_model_file=False)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,10 @@ class UtilScripts(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout), ["bench", "-m", __file__, "-n", "16", "-p", "32", "-t", "1",
                                                 "-r", "5", "-o", "md"])
+        r = script("utils/e2e_benchmark.py", "-m", __file__, "-n", "16", "-p", "0", "-d", "2048",
+                   bin_dir=fake_bin_dir(("run", "bench")))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)[-2:], ["-d", "2048"])
         r = script("utils/e2e_benchmark.py", bin_dir=fake_bin_dir(("run",)))
         self.assertEqual(r.returncode, 1)
         self.assertIn("no 'bench' command", r.stderr)

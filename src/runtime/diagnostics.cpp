@@ -9,6 +9,7 @@
 #include "backends/cuda/offload.h"
 #include "base/untrusted_text.h"
 #include "formats/gguf.h"
+#include "model/kv_cache.h"
 #include "model/model.h"
 #include "runtime/run_config.h"
 
@@ -187,13 +188,27 @@ void check_memory(const DiagnosticsRequest& r, const ModelFacts& mf, Report& rep
   }
   const int64_t ctx = resolve_ctx(r.ctx, mf.hp->n_ctx_train);
   const int64_t batch = std::max<int64_t>(1, r.batch);
-  const MemoryEstimate e = estimate_memory(*mf.hp, mf.weight_bytes, ctx, batch);
+  const int64_t slots = std::max<int64_t>(1, r.parallel), slot_ctx = ctx / slots;
+  MemoryEstimate e = estimate_memory(*mf.hp, mf.weight_bytes, ctx, batch);
+  // The KV cache as allocated: -np slots of ctx / -np positions each (`serve`; `run` is one slot).
+  const uint64_t per_slot = slot_ctx > 0 ? kv_cache_bytes(*mf.hp, slot_ctx) : 0;
+  e.kv_cache = per_slot * uint64_t(slots);
   facts.update({{"ctx", ctx}, {"required_bytes", e.total()}, {"weights_bytes", e.weights},
-                {"kv_cache_bytes", e.kv_cache}, {"scratch_bytes", e.scratch}});
+                {"kv_cache_bytes", e.kv_cache}, {"scratch_bytes", e.scratch}, {"parallel", slots},
+                {"n_ctx_slot", slot_ctx}, {"kv_cache_bytes_per_slot", per_slot}});
   rep.d.facts["memory"] = facts;
+  if (slot_ctx < 8) {
+    rep.add("memory", "fail",
+            "-c " + std::to_string(ctx) + " shared by " + std::to_string(slots) + " slots leaves " +
+                std::to_string(slot_ctx) + " tokens per slot; the server needs at least 8",
+            "raise -c or lower -np");
+    return;
+  }
+  const std::string kv_slots = slots == 1 ? "" : " (" + std::to_string(slots) + " slots of " + std::to_string(slot_ctx) +
+                                                     " tokens, " + mib(per_slot) + " each)";
   const std::string detail = "needs ~" + mib(e.total()) + " (weights " + mib(e.weights) + " + KV cache " +
-                             mib(e.kv_cache) + " at ctx " + std::to_string(ctx) + " + scratch " + mib(e.scratch) +
-                             "), " + mib(m.available) + " available";
+                             mib(e.kv_cache) + " at ctx " + std::to_string(ctx) + kv_slots + " + scratch " +
+                             mib(e.scratch) + "), " + mib(m.available) + " available";
   if (e.total() > m.available) {
     const int64_t fits = max_ctx_that_fits(*mf.hp, mf.weight_bytes, batch, m.available);
     rep.add("memory", "fail", detail,
@@ -286,6 +301,11 @@ MemoryEstimate estimate_memory(const HParams& hp, uint64_t weight_bytes, int64_t
   const uint64_t per_token = uint64_t(6 * hp.n_embd + hp.q_dim() + 2 * hp.kv_dim() + 3 * hp.n_ff) * 4;
   e.scratch = uint64_t(batch) * per_token + uint64_t(hp.n_vocab) * 4 * 2 + uint64_t(ctx * hp.n_head) * 4;
   return e;
+}
+
+uint64_t kv_cache_bytes(const HParams& hp, int64_t n_ctx, int64_t n_seq) {
+  const int64_t padded = (n_ctx + KvCache::kKeyBlock - 1) / KvCache::kKeyBlock * KvCache::kKeyBlock;
+  return uint64_t(2 * hp.n_layer * n_seq * padded * hp.kv_dim()) * sizeof(uint16_t);
 }
 
 int64_t max_ctx_that_fits(const HParams& hp, uint64_t weight_bytes, int64_t batch, uint64_t available) {

@@ -44,6 +44,10 @@ struct MemoryEstimate {
   uint64_t total() const { return weights + kv_cache + scratch; }
 };
 MemoryEstimate estimate_memory(const HParams& hp, uint64_t weight_bytes, int64_t ctx, int64_t batch);
+// Exactly what a KvCache of n_seq sequences of n_ctx positions allocates (KvCache::bytes(): f16 K
+// and V of every layer, each sequence's positions rounded up to whole key blocks), without
+// allocating it. A server's slot is one such sequence of -c / -np positions.
+uint64_t kv_cache_bytes(const HParams& hp, int64_t n_ctx, int64_t n_seq = 1);
 // Largest context (0 if none) whose estimate fits into `available` bytes.
 int64_t max_ctx_that_fits(const HParams& hp, uint64_t weight_bytes, int64_t batch, uint64_t available);
 
@@ -67,6 +71,7 @@ struct DiagnosticsRequest {
   std::string model;           // path to check; empty: no model check
   bool model_is_default = false;  // a missing default model is generated on first run
   int64_t ctx = 0, batch = 512, threads = 0;
+  int64_t parallel = 1;  // server slots sharing ctx (-np): the KV cache is reported per slot too
   int32_t gpu_layers = 0;
   std::string bin_dir;                        // where the binaries should be
   std::vector<std::string> binaries = {"bitnet"};

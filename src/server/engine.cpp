@@ -244,7 +244,8 @@ void Engine::publish_locked() {
   snapshot_.clear();
   for (const auto& s : slots_)
     snapshot_.push_back({s->id, s->job != nullptr, config_.n_ctx_slot, int64_t(s->cached.size()),
-                         s->job ? int64_t(s->job->request.prompt.size()) : 0, s->stats.generated});
+                         s->job ? int64_t(s->job->request.prompt.size()) : 0, s->stats.generated,
+                         kv_cache_bytes_per_slot()});
 }
 
 // Moves queued jobs into idle slots: a job naming a slot waits for it; otherwise it takes the idle

@@ -161,6 +161,7 @@ struct SlotInfo {
   int id;
   bool busy;
   int64_t n_ctx, cached_tokens, prompt_tokens, generated;
+  uint64_t kv_cache_bytes;  // the slot's share of the generation KV cache (0 on an embedding model)
 };
 
 class Engine {
@@ -185,6 +186,12 @@ class Engine {
   void drain(std::chrono::steady_clock::time_point deadline);
 
   const EngineConfig& config() const { return config_; }
+  // Bytes of f16 K/V each slot holds: its n_ctx_slot positions in every layer, as KvCache stores
+  // them (KvCache::bytes() / slots). 0 for an embedding model, whose slots generate nothing; the
+  // embeddings' own cache is not counted.
+  uint64_t kv_cache_bytes_per_slot() const {
+    return config_.generation ? cache_.bytes() / uint64_t(cache_.n_seq()) : 0;
+  }
   std::vector<SlotInfo> slots() const;
   int queued() const;
   int active() const;

@@ -307,6 +307,7 @@ void Api::props(httplib::Response& res) {
         {{"default_generation_settings", generation_settings()},
          {"total_slots", e.n_slots},
          {"n_ctx", e.n_ctx_slot * e.n_slots},
+         {"kv_cache_bytes", engine_->kv_cache_bytes_per_slot() * uint64_t(e.n_slots)},
          {"continuous_batching", e.continuous_batching},
          {"queue_limit", e.queue_limit},
          {"model_path", config_.model_path},
@@ -326,7 +327,8 @@ void Api::slots(const httplib::Request& req, httplib::Response& res) {
                    {"n_ctx", s.n_ctx},
                    {"n_cached", s.cached_tokens},
                    {"n_prompt_tokens", s.prompt_tokens},
-                   {"n_decoded", s.generated}});
+                   {"n_decoded", s.generated},
+                   {"kv_cache_bytes", s.kv_cache_bytes}});
   }
   if (req.has_param("fail_on_no_slot") && idle == 0) throw ApiError(503, "unavailable_error", "no slot available");
   reply(res, 200, out);

@@ -133,8 +133,14 @@ int run_server(ServerConfig config) {
         !ec.embeddings ? ""
                        : std::string(ec.generation ? ", embeddings" : ", embedding model (generation refused)") +
                              " with " + std::string(pooling_name(engine->embedding_pooling())) + " pooling";
-    std::fprintf(stderr, "server ready: %d slots of %lld tokens, %d threads%s%s\n", ec.n_slots, (long long)ec.n_ctx_slot,
-                 ec.threads, ec.system_prefix.empty() ? "" : ", system prompt primed", embeddings.c_str());
+    const uint64_t kv = engine->kv_cache_bytes_per_slot();
+    char kv_text[96] = "";
+    if (kv > 0)
+      std::snprintf(kv_text, sizeof kv_text, " (KV cache %.1f MiB each, %.1f MiB in all)", double(kv) / (1 << 20),
+                    double(kv) * ec.n_slots / (1 << 20));
+    std::fprintf(stderr, "server ready: %d slots of %lld tokens%s, %d threads%s%s\n", ec.n_slots,
+                 (long long)ec.n_ctx_slot, kv_text, ec.threads, ec.system_prefix.empty() ? "" : ", system prompt primed",
+                 embeddings.c_str());
   }
   const int sig = signals.wait();
   std::fprintf(stderr, "server: %s received, shutting down (grace %.1f s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",

@@ -284,6 +284,80 @@ TEST(Cli, BenchReportsThroughputAndEfficiencyFractions) {
   EXPECT_EQ(nlohmann::json::parse(mapped.out)[0]["use_mmap"], true);
 }
 
+// -d (llama-bench's --n-depth) and -gp (ik_llama.cpp's generation after a prompt): names, the
+// n_depth field, the K/V bytes in the read accounting, and clear errors for what cannot run.
+TEST(Cli, BenchAtDepthAndGenerationAfterPrompt) {
+  const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
+  const Result r = run({testing::bin_dir() + "/llama-bench", "-m", model, "-p", "8", "-n", "2", "-d", "0,32", "-gp",
+                        "16,2", "-r", "1", "-t", "1", "-o", "json", "--no-warmup"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 6u);
+  std::vector<std::string> names;
+  for (const auto& row : j) names.push_back(row["test"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"pp8", "tg2", "tg2@pp16", "pp8 @ d32", "tg2 @ d32", "tg2@pp16 @ d32"}));
+  for (size_t i = 0; i < j.size(); ++i) {
+    EXPECT_EQ(j[i]["n_depth"], i < 3 ? 0 : 32) << names[i];
+    EXPECT_GT(j[i]["avg_ts"].get<double>(), 0.0) << names[i];
+  }
+  EXPECT_EQ(j[2]["n_prompt"], 16);
+  EXPECT_EQ(j[2]["n_gen"], 2);
+  // Generated tokens read the weights plus the K/V of every position they attend to: tiny has 2
+  // layers and kv_dim 128, so 2 × 128 × 2 bytes (K and V, f16) per position and layer. tg2 at
+  // depth 32 attends to 33 and 34 positions, tg2@pp16 at depth 32 to 49 and 50.
+  const auto kv = [](double mean_positions) { return 2 * mean_positions * 128 * 2 * 2; };
+  EXPECT_DOUBLE_EQ(j[1]["kv_read_bytes_per_token"].get<double>(), kv(1.5));
+  EXPECT_DOUBLE_EQ(j[4]["kv_read_bytes_per_token"].get<double>(), kv(33.5));
+  EXPECT_DOUBLE_EQ(j[5]["kv_read_bytes_per_token"].get<double>(), kv(49.5));
+  EXPECT_DOUBLE_EQ(j[2]["kv_read_bytes_per_token"].get<double>(), kv(17.5));
+  for (size_t i : {1, 2, 4, 5}) {
+    EXPECT_GT(j[i]["read_bw_fraction"].get<double>(), 0.0) << names[i];
+    EXPECT_TRUE(j[i]["mac_peak_fraction"].is_null()) << names[i];
+  }
+  for (size_t i : {0, 3}) {
+    EXPECT_TRUE(j[i]["read_bw_fraction"].is_null()) << names[i];
+    EXPECT_TRUE(j[i]["kv_read_bytes_per_token"].is_null()) << names[i];
+    EXPECT_GT(j[i]["mac_peak_fraction"].get<double>(), 0.0) << names[i];
+  }
+
+  const Result md = run({bitnet(), "bench", "-m", model, "-p", "4", "-n", "0", "-d", "16", "-r", "1", "-t", "1",
+                         "--no-warmup"});
+  ASSERT_EQ(md.code, 0) << md.err;
+  EXPECT_NE(md.out.find("| pp4 @ d16 |"), std::string::npos) << md.out;
+  const Result csv = run({bitnet(), "bench", "-m", model, "-p", "0", "-n", "2", "-d", "16", "-r", "1", "-t", "1",
+                          "-o", "csv", "--no-warmup"});
+  ASSERT_EQ(csv.code, 0) << csv.err;
+  const std::string header = csv.out.substr(0, csv.out.find('\n'));
+  EXPECT_EQ(header.substr(header.size() - 8), ",n_depth") << header;
+  const std::string row = csv.out.substr(header.size() + 1);
+  EXPECT_NE(row.find(",tg2 @ d16,"), std::string::npos) << row;
+  EXPECT_EQ(row.substr(row.size() - 4), ",16\n") << row;
+
+  // The whole test (depth + prompt + generated) must fit the model's context (tiny: 512).
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  } cases[] = {
+      {{"-p", "16", "-n", "0", "-d", "500"}, "test pp16 @ d500 needs 516 positions (depth 500 + 16) but "},
+      {{"-p", "0", "-n", "0", "-gp", "500,16"}, "test tg16@pp500 needs 516 positions but "},
+      {{"-gp", "64"}, "-gp expects PP,TG with both > 0, got '64'"},
+      {{"-gp", "0,8"}, "-gp expects PP,TG with both > 0, got '0,8'"},
+      {{"-gp", "8,4,2"}, "-gp expects PP,TG with both > 0, got '8,4,2'"},
+      {{"-d", "-1"}, "-d expects a comma-separated list of non-negative integers, got '-1'"},
+      {{"--n-depth", "16,x"}, "-d expects a comma-separated list of non-negative integers"},
+      {{"-d", "99999999999"}, "-d values must be at most 1073741824"},
+      {{"-p", "0", "-n", "0", "-d", "16"}, "nothing to run"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {bitnet(), "bench", "-m", model, "-r", "1", "-t", "1"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    const Result bad = run(args);
+    EXPECT_EQ(bad.code, 2) << c.needle << "\n" << bad.err;
+    EXPECT_NE(bad.err.find("error: " + c.needle), std::string::npos) << bad.err;
+    EXPECT_TRUE(bad.out.empty()) << bad.out;
+  }
+}
+
 TEST(Cli, WeightsInMemoryOrMappedGiveTheSameText) {
   const std::string model = testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S);
   const std::vector<std::string> args = {bitnet(), "run", "-m", model, "-p", "Hello", "-n", "8", "--temp", "0", "-t", "1"};
@@ -317,6 +391,11 @@ TEST(Cli, BenchAndServeDryRunsLoadNothingAndPrintTheArgumentList) {
   EXPECT_EQ(jr["resolved"]["models"], nlohmann::json({"/a.gguf", "/b.gguf", "/c.gguf"}));
   EXPECT_EQ(jr["resolved"]["tests"], nlohmann::json({"pp16", "pp32"}));
   EXPECT_EQ(jr["resolved"]["threads"], nlohmann::json({1, 2}));
+  const Result depth = run({bitnet(), "bench", "-m", "/a.gguf", "-p", "16", "-n", "4", "-d", "0,128", "-gp", "32,8",
+                            "--dry-run", "--json"});
+  ASSERT_EQ(depth.code, 0) << depth.err;
+  EXPECT_EQ(nlohmann::json::parse(depth.out)["resolved"]["tests"],
+            nlohmann::json({"pp16", "tg4", "tg8@pp32", "pp16 @ d128", "tg4 @ d128", "tg8@pp32 @ d128"}));
   EXPECT_EQ(jb["argv"], nlohmann::json({bitnet(), "bench", "-m", "/nonexistent/m.gguf", "-p", "32", "-n", "8",
                                         "-t", "1,2"}));
   const Result s = run({testing::bin_dir() + "/llama-server", "-m", "/nonexistent/m.gguf", "--api-key", "secret",

@@ -57,6 +57,37 @@ TEST(Doctor, HealthyModelIsReadyWithTheDocumentedSchema) {
   EXPECT_FALSE(d["cpu"]["kernel"].get<std::string>().empty());
 }
 
+// `-np` as `serve` takes it: the KV cache per slot (ctx / np positions, stored in whole 8-position
+// key blocks, as the server's /slots reports it) and in total.
+TEST(Doctor, ParallelSlotsStateTheKvCachePerSlotAndInTotal) {
+  const auto d = doctor({"-m", tiny(), "-c", "300", "-np", "3"}, 0);
+  const uint64_t per_slot = 2 * 2 * 104 * 128 * 2;  // tiny: 2 layers, kv_dim 128; 100 positions stored as 104
+  EXPECT_EQ(d["memory"]["parallel"], 3);
+  EXPECT_EQ(d["memory"]["n_ctx_slot"], 100);
+  EXPECT_EQ(d["memory"]["kv_cache_bytes_per_slot"], per_slot);
+  EXPECT_EQ(d["memory"]["kv_cache_bytes"], 3 * per_slot);
+  const std::string detail = check(d, "memory")["detail"];
+  EXPECT_NE(detail.find("KV cache 0.3 MiB at ctx 300 (3 slots of 100 tokens, 0.1 MiB each)"), std::string::npos)
+      << detail;
+  const auto one = doctor({"-m", tiny(), "-c", "300"}, 0);
+  EXPECT_EQ(one["memory"]["parallel"], 1);
+  EXPECT_EQ(one["memory"]["kv_cache_bytes_per_slot"], 2 * 2 * 304 * 128 * 2);
+  EXPECT_EQ(one["memory"]["kv_cache_bytes"], one["memory"]["kv_cache_bytes_per_slot"]);
+  const Result text = run({bitnet(), "doctor", "-m", tiny(), "-c", "256", "-np", "2"});
+  EXPECT_NE(text.out.find("KV cache 0.2 MiB at ctx 256 (2 slots of 128 tokens, 0.1 MiB each)"), std::string::npos) << text.out;
+
+  const auto tight = doctor({"-m", tiny(), "-c", "16", "-np", "4"}, 1);
+  const auto c = check(tight, "memory");
+  EXPECT_EQ(c["status"], "fail");
+  EXPECT_NE(c["detail"].get<std::string>().find("leaves 4 tokens per slot"), std::string::npos) << c;
+  EXPECT_EQ(c["hint"], "raise -c or lower -np");
+  for (const char* bad : {"0", "257", "x"}) {
+    const Result r = run({bitnet(), "doctor", "-m", tiny(), "-np", bad});
+    EXPECT_EQ(r.code, 2) << bad;
+    EXPECT_NE(r.err.find("-np"), std::string::npos) << r.err;
+  }
+}
+
 TEST(Doctor, MissingModelFileHasItsOwnHint) {
   const auto d = doctor({"-m", "/nonexistent/model.gguf"}, 1);
   EXPECT_FALSE(d["ready"]);

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "model/kv_cache.h"
 #include "runtime/diagnostics.h"
 #include "runtime/run_config.h"
 #include "runtime/telemetry.h"
@@ -132,6 +133,16 @@ TEST(RunConfig, ArgumentListIsExact) {
   EXPECT_EQ(run_arguments(c, "bin"), want);
   EXPECT_EQ(to_json(c)["temperature"], 0.7);
   EXPECT_EQ(to_json(c)["seed"], 5);
+}
+
+// The doctor's and the server's KV sizes without allocating: exactly what KvCache allocates.
+TEST(MemoryEstimate, KvCacheBytesMatchesTheCache) {
+  HParams hp;
+  hp.n_layer = 3, hp.n_head = 4, hp.n_head_kv = 2, hp.head_dim = 24;
+  for (int64_t n_seq : {1, 3})
+    for (int64_t n_ctx : {1, 7, 8, 9, 100, 257})
+      EXPECT_EQ(kv_cache_bytes(hp, n_ctx, n_seq), KvCache(hp.n_layer, n_seq, n_ctx, hp.n_head_kv, hp.head_dim).bytes())
+          << n_seq << " × " << n_ctx;
 }
 
 TEST(MemoryEstimate, KvCacheGrowsWithContextAndMaxCtxFits) {

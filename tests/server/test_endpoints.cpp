@@ -1,5 +1,8 @@
 // Every endpoint of a real `bitnet serve` process over loopback: streaming and non-streaming
 // generation equal to `bitnet run`, chat, tokenizer endpoints, introspection and metrics.
+#include "formats/gguf.h"
+#include "model/hparams.h"
+#include "model/kv_cache.h"
 #include "server_process.h"
 
 namespace bitnet::testing {
@@ -226,6 +229,29 @@ TEST(ServerEndpoints, IntrospectionMetricsAndWebPage) {
   EXPECT_EQ(page->status, 200);
   EXPECT_NE(page->get_header_value("Content-Type").find("text/html"), std::string::npos);
   EXPECT_NE(page->body.find("/v1/chat/completions"), std::string::npos);
+}
+
+// Each slot reports the bytes of KV cache it holds: what a KvCache of one sequence of the slot's
+// context occupies (-c 300 over 3 slots: 100 positions each, stored as 104, whole key blocks);
+// /props reports them for all slots, and the start-up line states both.
+TEST(ServerEndpoints, SlotsReportTheirKvCacheBytes) {
+  ServerProcess server({"-np", "3", "-c", "300"});
+  auto cli = server.client();
+  const HParams hp = read_hparams(GgufFile::open(tiny_model()));
+  const uint64_t expected = KvCache(hp.n_layer, 1, 100, hp.n_head_kv, hp.head_dim).bytes();
+  EXPECT_EQ(expected, uint64_t(2 * hp.n_layer * 104 * hp.kv_dim() * 2));
+  const json slots = get_json(cli, "/slots");
+  ASSERT_EQ(slots.size(), 3u);
+  for (const auto& s : slots) {
+    EXPECT_EQ(s["n_ctx"], 100);
+    EXPECT_EQ(s["kv_cache_bytes"].get<uint64_t>(), expected) << s;
+  }
+  EXPECT_EQ(get_json(cli, "/props")["kv_cache_bytes"].get<uint64_t>(), 3 * expected);
+  // A slot's cache is reserved at start-up: busy or idle, its size does not change.
+  post_json(cli, "/completion", {{"prompt", kPrompt}, {"n_predict", 2}, {"temperature", 0}});
+  EXPECT_EQ(get_json(cli, "/slots")[0]["kv_cache_bytes"].get<uint64_t>(), expected);
+  EXPECT_NE(server.log().find("server ready: 3 slots of 100 tokens (KV cache "), std::string::npos)
+      << server.log();
 }
 
 TEST(ServerEndpoints, MetricsAreOffUnlessEnabled) {

@@ -13,11 +13,14 @@ int cmd_doctor(int argc, char** argv) {
   DiagnosticsRequest r;
   std::string host = r.host, bin_dir;
   int32_t port = 0;
+  int64_t parallel = 1;
   bool json = false;
   ArgParser p("bitnet doctor", "Check the environment before a run: binaries, CPU, memory, model, GPU, port.");
   add_model_options(p, mo);
   p.option({"--host"}, "ADDR", "server address to check (default 127.0.0.1)", &host);
   p.option({"--port"}, "N", "server port to check (default 8080; a busy default port only warns)", &port);
+  p.option({"-np", "--parallel"}, "N", "server slots sharing -c, as `serve -np` (default 1): the KV cache is "
+           "reported per slot and in total", &parallel);
   p.option({"--bin-dir"}, "DIR", "where the binaries should be (default: next to this one)", &bin_dir);
   p.flag({"--json"}, "print one JSON object (schema bitnet.doctor, version 1)", &json);
   if (!p.parse(argc, argv)) return 0;
@@ -30,11 +33,13 @@ int cmd_doctor(int argc, char** argv) {
     throw UsageError(e.what());
   }
   if (p.given("--port") && (port < 1 || port > 65535)) throw UsageError("--port must be between 1 and 65535");
+  if (parallel < 1 || parallel > 256) throw UsageError("-np must be between 1 and 256");
 
   r.model = mo.model.empty() ? default_model_location() : mo.model;
   r.model_is_default = mo.model.empty();
   r.ctx = mo.ctx;
   r.batch = mo.batch;
+  r.parallel = parallel;
   r.threads = mo.threads;
   r.gpu_layers = mo.gpu_layers;
   r.bin_dir = bin_dir;
