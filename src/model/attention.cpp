@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <string_view>
 #include <vector>
 
 #include "formats/half.h"
@@ -11,6 +9,9 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+// GCC 12 reports the _mm512_undefined_*() placeholders inside its own 512-bit insert intrinsics
+// as "may be used uninitialized" (a false positive in avx512fintrin.h).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace bitnet {
@@ -21,20 +22,17 @@ constexpr int64_t kBlock = KvCache::kKeyBlock;  // positions per key block (= f3
 // values, converted to f32, stay in L1 while every query of the call uses them.
 constexpr int64_t kChunkBlocks = 8;
 constexpr int kScoreRows = 4;  // queries per score micro-kernel call
-constexpr int kSumRows = 2;    // queries per weighted-sum micro-kernel call
 // Up to this many queries read the f16 cache directly (where the level can); more share one f32
 // copy of each chunk. A decode step of a grouped-query model brings one query per head of the
 // group (4 on 2B-4T): converting its whole cache to f32 cost more than it saved (decode at 4000
 // positions: 8.5 → 9.8 t/s).
 constexpr int64_t kDirectF16MaxQueries = 16;
 
-struct Scratch {
-  std::vector<float> keys, values, scores, acc, inv_sum;
-};
 
 // Generic level: plain loops (multiply, then add). Reads f32 keys/values only.
 struct GenericKernels {
   static constexpr bool kReadsF16 = false;
+  static constexpr int kSumRows = 2;  // queries per weighted-sum call
 
   static void convert(const uint16_t* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
@@ -53,16 +51,18 @@ struct GenericKernels {
       }
   }
 
-  // row[p] ← exp(scale·row[p] − max) for p < n_kv; returns 1 / Σ in double, 4 partial sums by p mod 4.
-  static float softmax(float* row, int64_t n_kv, float scale) {
+  // row[p] ← exp(scale·row[p] − max) for p < n; *max_out = max; returns Σ in double, 4 partial
+  // sums by p mod 4.
+  static double softmax(float* row, int64_t n, float scale, float* max_out) {
     float max_score = -INFINITY;
-    for (int64_t p = 0; p < n_kv; ++p) max_score = std::max(max_score, row[p] *= scale);
+    for (int64_t p = 0; p < n; ++p) max_score = std::max(max_score, row[p] *= scale);
     double part[4] = {0, 0, 0, 0};
     int64_t p = 0;
-    for (; p + 4 <= n_kv; p += 4)
+    for (; p + 4 <= n; p += 4)
       for (int j = 0; j < 4; ++j) part[j] += row[p + j] = std::exp(row[p + j] - max_score);
-    for (int j = 0; p < n_kv; ++p, ++j) part[j] += row[p] = std::exp(row[p] - max_score);
-    return float(1.0 / ((part[0] + part[1]) + (part[2] + part[3])));
+    for (int j = 0; p < n; ++p, ++j) part[j] += row[p] = std::exp(row[p] - max_score);
+    *max_out = max_score;
+    return (part[0] + part[1]) + (part[2] + part[3]);
   }
 
   // acc[i][d] += Σ_{p < count} w[i][p]·v[p·stride + d], in order of p.
@@ -218,9 +218,10 @@ BITNET_ATTN_AVX2 inline __m256 exp8(__m256 x) {
 
 struct Avx2Kernels {
   static constexpr bool kReadsF16 = true;
+  static constexpr int kSumRows = 2;
 
   // As GenericKernels::softmax, 8 positions at a time: the sum has 8 partial sums by p mod 8.
-  BITNET_ATTN_AVX2 static float softmax(float* row, int64_t n_kv, float scale) {
+  BITNET_ATTN_AVX2 static double softmax(float* row, int64_t n_kv, float scale, float* max_out) {
     const __m256 vscale = _mm256_set1_ps(scale);
     __m256 vmax = _mm256_set1_ps(-INFINITY);
     int64_t p = 0;
@@ -250,8 +251,8 @@ struct Avx2Kernels {
     alignas(32) double part[8];
     _mm256_store_pd(part, lo);
     _mm256_store_pd(part + 4, hi);
-    const double sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-    return float(1.0 / sum);
+    *max_out = max_score;
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
   }
 
   BITNET_ATTN_AVX2 static void convert(const uint16_t* src, float* dst, int64_t n) {
@@ -280,118 +281,360 @@ struct Avx2Kernels {
     sum_rows<2, 4>(w, v, stride, count, hd, acc);
   }
 };
+
+#define BITNET_ATTN_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")))
+
+// AVX-512: AVX2's arithmetic with 16 lanes. A score register holds the 8 positions of two key
+// blocks at one dimension (each lane still one sequential fma chain over d); a weighted-sum
+// register 16 dimensions (each lane one fma chain over positions). The numbers equal AVX2's.
+BITNET_ATTN_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+BITNET_ATTN_AVX512 inline __m512 load16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+BITNET_ATTN_AVX512 inline __m512 load_pair(const float* a, const float* b) {
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(a))),
+                                             _mm256_castps_pd(_mm256_loadu_ps(b)), 1));
+}
+BITNET_ATTN_AVX512 inline __m512 load_pair(const uint16_t* a, const uint16_t* b) {
+  const __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a))),
+                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(b)), 1);
+  return _mm512_cvtph_ps(h);
+}
+
+// R queries × 2B key blocks (B registers).
+template <int R, int B, class K>
+BITNET_ATTN_AVX512 void score_tile512(const float* const* q, int64_t hd, const K* k, int64_t stride,
+                                      float* const* s, int64_t s_offset) {
+  __m512 acc[R][B];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < B; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < hd; ++d) {
+    __m512 kv[B];
+#pragma GCC unroll 8
+    for (int j = 0; j < B; ++j) kv[j] = load_pair(k + 2 * j * stride + d * kBlock, k + (2 * j + 1) * stride + d * kBlock);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m512 qd = _mm512_set1_ps(q[i][d]);
+#pragma GCC unroll 8
+      for (int j = 0; j < B; ++j) acc[i][j] = _mm512_fmadd_ps(qd, kv[j], acc[i][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < B; ++j) _mm512_storeu_ps(s[i] + s_offset + j * 2 * kBlock, acc[i][j]);
+}
+
+// The last `regs` (< B) pairs of blocks from block b0.
+template <int R, int B, class K>
+BITNET_ATTN_AVX512 void score_rest512(int regs, const float* const* q, int64_t hd, const K* k, int64_t stride,
+                                      float* const* s, int64_t b0) {
+  if constexpr (B > 1) {
+    if (regs == B - 1) return score_tile512<R, B - 1>(q, hd, k + b0 * stride, stride, s, b0 * kBlock);
+    score_rest512<R, B - 1>(regs, q, hd, k, stride, s, b0);
+  }
+}
+
+template <int R, int B, class K>
+BITNET_ATTN_AVX512 void score_rows512(const float* const* q, int64_t hd, const K* k, int64_t stride,
+                                      int64_t n_blocks, float* const* s) {
+  int64_t b = 0;
+  for (; b + 2 * B <= n_blocks; b += 2 * B) score_tile512<R, B>(q, hd, k + b * stride, stride, s, b * kBlock);
+  if (const int regs = int((n_blocks - b) / 2); regs > 0) {
+    score_rest512<R, B>(regs, q, hd, k, stride, s, b);
+    b += 2 * regs;
+  }
+  if (b < n_blocks) score_tile<R, 1>(q, hd, k + b * stride, stride, s, b * kBlock);  // an odd last block
+}
+
+// R queries × V registers of 16 dimensions.
+template <int R, int V, class T>
+BITNET_ATTN_AVX512 void sum_tile512(const float* const* w, const T* v, int64_t stride, int64_t count,
+                                    float* const* acc, int64_t d0) {
+  __m512 a[R][V];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) a[i][j] = _mm512_loadu_ps(acc[i] + d0 + j * 16);
+  for (int64_t p = 0; p < count; ++p) {
+    __m512 vv[V];
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) vv[j] = load16(v + p * stride + d0 + j * 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m512 wp = _mm512_set1_ps(w[i][p]);
+#pragma GCC unroll 8
+      for (int j = 0; j < V; ++j) a[i][j] = _mm512_fmadd_ps(wp, vv[j], a[i][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) _mm512_storeu_ps(acc[i] + d0 + j * 16, a[i][j]);
+}
+
+template <int R, int V, class T>
+BITNET_ATTN_AVX512 void sum_rest512(int regs, const float* const* w, const T* v, int64_t stride,
+                                    int64_t count, float* const* acc, int64_t d0) {
+  if constexpr (V > 1) {
+    if (regs == V - 1) return sum_tile512<R, V - 1>(w, v, stride, count, acc, d0);
+    sum_rest512<R, V - 1>(regs, w, v, stride, count, acc, d0);
+  }
+}
+
+template <int R, int V, class T>
+BITNET_ATTN_AVX512 void sum_rows512(const float* const* w, const T* v, int64_t stride, int64_t count,
+                                    int64_t hd, float* const* acc) {
+  int64_t d = 0;
+  for (; d + V * 16 <= hd; d += V * 16) sum_tile512<R, V>(w, v, stride, count, acc, d);
+  if (const int regs = int((hd - d) / 16); regs > 0) {
+    sum_rest512<R, V>(regs, w, v, stride, count, acc, d);
+    d += 16 * regs;
+  }
+  if (d < hd) {  // fewer than 16 dimensions left: AVX2's body on them (the same fma per element)
+    float* rest[R];
+    for (int i = 0; i < R; ++i) rest[i] = acc[i] + d;
+    sum_rows<R, 1>(w, v + d, stride, count, hd - d, rest);
+  }
+}
+
+struct Avx512Kernels {
+  static constexpr bool kReadsF16 = true;
+  static constexpr int kSumRows = 4;
+
+  static double softmax(float* row, int64_t n, float scale, float* max_out) {
+    return Avx2Kernels::softmax(row, n, scale, max_out);
+  }
+  static void convert(const uint16_t* src, float* dst, int64_t n) { Avx2Kernels::convert(src, dst, n); }
+
+  // A call covers at most kChunkBlocks = 8 blocks: 2·B ≤ 8.
+  template <class K>
+  BITNET_ATTN_AVX512 static void scores(int rows, const float* const* q, int64_t hd, const K* k,
+                                        int64_t stride, int64_t n_blocks, float* const* s) {
+    switch (rows) {
+      case 1: return score_rows512<1, 4>(q, hd, k, stride, n_blocks, s);
+      case 2: return score_rows512<2, 4>(q, hd, k, stride, n_blocks, s);
+      case 3: return score_rows512<3, 4>(q, hd, k, stride, n_blocks, s);
+      default: return score_rows512<4, 4>(q, hd, k, stride, n_blocks, s);
+    }
+  }
+
+  template <class T>
+  BITNET_ATTN_AVX512 static void weighted_sum(int rows, const float* const* w, const T* v, int64_t stride,
+                                              int64_t count, int64_t hd, float* const* acc) {
+    switch (rows) {
+      case 1: return sum_rows512<1, 8>(w, v, stride, count, hd, acc);
+      case 2: return sum_rows512<2, 8>(w, v, stride, count, hd, acc);
+      case 3: return sum_rows512<3, 4>(w, v, stride, count, hd, acc);
+      default: return sum_rows512<4, 4>(w, v, stride, count, hd, acc);
+    }
+  }
+};
 #endif
 
-// The shared driver: scores chunk by chunk, softmax per query, weighted sum chunk by chunk.
-// Few queries read the f16 cache directly (where the level can); more share one f32 copy of each
-// chunk. Both give the same floats, since f16 → f32 is exact.
+// The merge of attention.h, one span after another; `a` holds head_dim doubles.
+struct Fold {
+  double* a;
+  int64_t hd;
+  float m = -INFINITY;
+  double t = 0;
+
+  void add(const SpanPartial& p) {
+    if (p.max == -INFINITY) return;  // no position of the query in this span
+    if (t == 0) {
+      m = p.max;
+      t = p.sum;
+      for (int64_t d = 0; d < hd; ++d) a[d] = double(p.acc[d]);
+    } else if (p.max > m) {
+      const double c = std::exp(double(m) - double(p.max));
+      t = t * c + p.sum;
+      for (int64_t d = 0; d < hd; ++d) a[d] = a[d] * c + double(p.acc[d]);
+      m = p.max;
+    } else {
+      const double c = std::exp(double(p.max) - double(m));
+      t = t + c * p.sum;
+      for (int64_t d = 0; d < hd; ++d) a[d] = a[d] + c * double(p.acc[d]);
+    }
+  }
+  void finish(float* out) const {
+    const double inv = 1.0 / t;
+    for (int64_t d = 0; d < hd; ++d) out[d] = float(a[d] * inv);
+  }
+};
+
+struct Scratch {
+  std::vector<float> keys, values, scores;  // f32 copies of a chunk; a span's scores per query
+  std::vector<size_t> active;               // the queries with positions in the span
+  std::vector<float> acc;                   // attend(): one span's Σ e·v per query
+  std::vector<SpanPartial> partials;
+  std::vector<double> fold;                 // the merge's running Σ e·v per query
+  std::vector<Fold> folds;
+};
+Scratch& scratch() {
+  static thread_local Scratch s;
+  return s;
+}
+
+// One span for every query (attention.h): scores chunk by chunk, softmax per query, weighted sum
+// chunk by chunk. Few queries read the f16 cache directly (where the level can); more share one
+// f32 copy of each chunk. Both give the same floats, since f16 → f32 is exact.
 template <class Kernels>
-void attend_with(const KvHead& kv, std::span<const AttentionQuery> queries, float scale) {
-  static thread_local Scratch scratch;
-  Scratch& s = scratch;
-  const int64_t n = int64_t(queries.size()), hd = kv.head_dim;
+void span_with(const KvHead& kv, std::span<const AttentionQuery> queries, float scale, int64_t span,
+               std::span<SpanPartial> partials) {
+  Scratch& s = scratch();
+  const int64_t hd = kv.head_dim, p0 = span * kAttentionSpan, p_cap = p0 + kAttentionSpan;
+  // count(i): the positions of query i in this span, from p0.
+  auto count = [&](size_t i) { return std::min(queries[i].n_kv, p_cap) - p0; };
+  s.active.clear();
+  int64_t n_pos = 0;  // positions any query needs, from p0
+  for (size_t i = 0; i < queries.size(); ++i) {
+    partials[i].max = -INFINITY;
+    partials[i].sum = 0;
+    if (count(i) <= 0 || queries[i].kv_begin >= p0 + count(i)) continue;
+    s.active.push_back(i);
+    n_pos = std::max(n_pos, count(i));
+  }
+  const int64_t n = int64_t(s.active.size());
   if (n == 0) return;
-  int64_t n_kv_max = 0;
-  for (const AttentionQuery& query : queries) n_kv_max = std::max(n_kv_max, query.n_kv);
-  const int64_t n_blocks = (n_kv_max + kBlock - 1) / kBlock, ld = n_blocks * kBlock;
+  const int64_t n_blocks = (n_pos + kBlock - 1) / kBlock;
   const bool use_f32 = !Kernels::kReadsF16 || n > kDirectF16MaxQueries;
-  s.scores.resize(size_t(n * ld));
-  s.acc.assign(size_t(n * hd), 0.0f);
-  s.inv_sum.resize(size_t(n));
+  const uint16_t* keys = kv.keys + p0 / kBlock * kv.key_block_stride;
+  const uint16_t* values = kv.values + p0 * kv.value_stride;
+  s.scores.resize(size_t(n * kAttentionSpan));
   if (use_f32) {
     s.keys.resize(size_t(kChunkBlocks * kBlock * hd));
     s.values.resize(size_t(kChunkBlocks * kBlock * hd));
   }
-  const float* q[kScoreRows];
-  float* rows_out[kScoreRows];
+  auto query = [&](int64_t r) -> const AttentionQuery& { return queries[s.active[size_t(r)]]; };
+  auto row = [&](int64_t r) { return &s.scores[size_t(r * kAttentionSpan)]; };
 
   // Scores, 64 positions at a time; a group of queries stops at the last block any of them needs.
+  const float* q[kScoreRows];
+  float* rows_out[kScoreRows];
   for (int64_t c0 = 0; c0 < n_blocks; c0 += kChunkBlocks) {
     const int64_t c1 = std::min(n_blocks, c0 + kChunkBlocks);
     if (use_f32)
       for (int64_t b = c0; b < c1; ++b)
-        Kernels::convert(kv.keys + b * kv.key_block_stride, &s.keys[size_t((b - c0) * kBlock * hd)],
-                         kBlock * hd);
+        Kernels::convert(keys + b * kv.key_block_stride, &s.keys[size_t((b - c0) * kBlock * hd)], kBlock * hd);
     for (int64_t r0 = 0; r0 < n; r0 += kScoreRows) {
       const int rows = int(std::min<int64_t>(kScoreRows, n - r0));
       int64_t need = 0;
       for (int i = 0; i < rows; ++i) {
-        q[i] = queries[size_t(r0 + i)].q;
-        rows_out[i] = &s.scores[size_t((r0 + i) * ld + c0 * kBlock)];
-        need = std::max(need, (queries[size_t(r0 + i)].n_kv + kBlock - 1) / kBlock);
+        q[i] = query(r0 + i).q;
+        rows_out[i] = row(r0 + i) + c0 * kBlock;
+        need = std::max(need, (count(s.active[size_t(r0 + i)]) + kBlock - 1) / kBlock);
       }
       const int64_t blocks = std::min(c1, need) - c0;
       if (blocks <= 0) continue;
       if (use_f32)
         Kernels::scores(rows, q, hd, s.keys.data(), kBlock * hd, blocks, rows_out);
       else if constexpr (Kernels::kReadsF16)
-        Kernels::scores(rows, q, hd, kv.keys + c0 * kv.key_block_stride, kv.key_block_stride,
-                        blocks, rows_out);
+        Kernels::scores(rows, q, hd, keys + c0 * kv.key_block_stride, kv.key_block_stride, blocks, rows_out);
     }
   }
 
-  // Softmax numerators in place (a row has room up to the next multiple of 8); 1/sum per query.
-  // A window's excluded positions enter the softmax as −∞ (no effect on the max; e ≤ FLT_MIN,
-  // lost in a sum ≥ 1) and leave it as exact zeros for the weighted sum.
+  // Softmax numerators in place (a row has room up to the next multiple of 8). A window's excluded
+  // positions enter as −∞ (no effect on the max; e ≤ FLT_MIN, lost in a sum ≥ 1) and leave as
+  // exact zeros for the weighted sum.
   for (int64_t r = 0; r < n; ++r) {
-    float* row = &s.scores[size_t(r * ld)];
-    const int64_t begin = std::min(queries[size_t(r)].kv_begin, queries[size_t(r)].n_kv);
-    std::fill(row, row + begin, -INFINITY);
-    s.inv_sum[size_t(r)] = Kernels::softmax(row, queries[size_t(r)].n_kv, scale);
-    std::fill(row, row + begin, 0.0f);
+    SpanPartial& part = partials[s.active[size_t(r)]];
+    const int64_t len = count(s.active[size_t(r)]);
+    const int64_t begin = std::clamp<int64_t>(query(r).kv_begin - p0, 0, len);
+    std::fill(row(r), row(r) + begin, -INFINITY);
+    part.sum = Kernels::softmax(row(r), len, scale, &part.max);
+    std::fill(row(r), row(r) + begin, 0.0f);
+    std::fill(part.acc, part.acc + hd, 0.0f);
   }
 
-  // Weighted sum of values, 64 positions at a time. A pair of queries shares the positions both
-  // attend to; the longer one finishes its own tail alone (same order of operations either way).
-  const float* w[kSumRows];
-  float* acc[kSumRows];
+  // Weighted sum of values, 64 positions at a time. A group of queries shares the positions all
+  // of them attend to; a longer one finishes its own tail alone (same order of operations).
+  const float* w[Kernels::kSumRows];
+  float* acc[Kernels::kSumRows];
   for (int64_t c0 = 0; c0 < n_blocks; c0 += kChunkBlocks) {
-    const int64_t p0 = c0 * kBlock, p1 = std::min(n_kv_max, (c0 + kChunkBlocks) * kBlock);
+    const int64_t x0 = c0 * kBlock, x1 = std::min(n_pos, (c0 + kChunkBlocks) * kBlock);
     if (use_f32)
-      for (int64_t p = p0; p < p1; ++p)
-        Kernels::convert(kv.values + p * kv.value_stride, &s.values[size_t((p - p0) * hd)], hd);
+      for (int64_t x = x0; x < x1; ++x)
+        Kernels::convert(values + x * kv.value_stride, &s.values[size_t((x - x0) * hd)], hd);
     auto sum = [&](int rows, const float* const* weights, int64_t from, int64_t to, float* const* into) {
       if (use_f32)
-        Kernels::weighted_sum(rows, weights, &s.values[size_t((from - p0) * hd)], hd, to - from, hd,
-                              into);
+        Kernels::weighted_sum(rows, weights, &s.values[size_t((from - x0) * hd)], hd, to - from, hd, into);
       else if constexpr (Kernels::kReadsF16)
-        Kernels::weighted_sum(rows, weights, kv.values + from * kv.value_stride, kv.value_stride,
-                              to - from, hd, into);
+        Kernels::weighted_sum(rows, weights, values + from * kv.value_stride, kv.value_stride, to - from, hd, into);
     };
-    for (int64_t r0 = 0; r0 < n; r0 += kSumRows) {
-      const int rows = int(std::min<int64_t>(kSumRows, n - r0));
-      int64_t common = p1;
+    for (int64_t r0 = 0; r0 < n; r0 += Kernels::kSumRows) {
+      const int rows = int(std::min<int64_t>(Kernels::kSumRows, n - r0));
+      int64_t common = x1;
       for (int i = 0; i < rows; ++i) {
-        w[i] = &s.scores[size_t((r0 + i) * ld + p0)];
-        acc[i] = &s.acc[size_t((r0 + i) * hd)];
-        common = std::min(common, queries[size_t(r0 + i)].n_kv);
+        w[i] = row(r0 + i) + x0;
+        acc[i] = partials[s.active[size_t(r0 + i)]].acc;
+        common = std::min(common, count(s.active[size_t(r0 + i)]));
       }
-      if (common > p0) sum(rows, w, p0, common, acc);
+      if (common > x0) sum(rows, w, x0, common, acc);
       for (int i = 0; i < rows; ++i) {
-        const int64_t from = std::max(common, p0), to = std::min(p1, queries[size_t(r0 + i)].n_kv);
+        const int64_t from = std::max(common, x0), to = std::min(x1, count(s.active[size_t(r0 + i)]));
         if (to <= from) continue;
-        const float* wi = w[i] + (from - p0);
+        const float* wi = w[i] + (from - x0);
         sum(1, &wi, from, to, &acc[i]);
       }
     }
   }
+}
 
-  for (int64_t r = 0; r < n; ++r) {
-    const float* a = &s.acc[size_t(r * hd)];
-    float* out = queries[size_t(r)].out;
-    for (int64_t d = 0; d < hd; ++d) out[d] = a[d] * s.inv_sum[size_t(r)];
+// Every span of every query, merged as it comes.
+template <class Kernels>
+void attend_with(const KvHead& kv, std::span<const AttentionQuery> queries, float scale) {
+  Scratch& s = scratch();
+  const size_t n = queries.size();
+  const int64_t hd = kv.head_dim;
+  int64_t n_spans = 0;
+  for (const AttentionQuery& query : queries) n_spans = std::max(n_spans, attention_spans(query.n_kv));
+  s.acc.resize(n * size_t(hd));
+  s.fold.resize(n * size_t(hd));
+  s.partials.resize(n);
+  std::vector<Fold>& folds = s.folds;
+  folds.clear();
+  for (size_t i = 0; i < n; ++i) {
+    s.partials[i].acc = &s.acc[i * size_t(hd)];
+    folds.push_back({&s.fold[i * size_t(hd)], hd});
   }
+  for (int64_t j = 0; j < n_spans; ++j) {
+    span_with<Kernels>(kv, queries, scale, j, s.partials);
+    for (size_t i = 0; i < n; ++i) folds[i].add(s.partials[i]);
+  }
+  for (size_t i = 0; i < n; ++i) folds[i].finish(queries[i].out);
+}
+
+// fn.template operator()<Kernels>() with the kernels of a level.
+template <class Fn>
+void with_kernels(kernels::Isa isa, const Fn& fn) {
+#if defined(__x86_64__)
+  if (isa == kernels::Isa::Avx512Vnni) return fn.template operator()<Avx512Kernels>();
+  if (isa == kernels::Isa::Avx2 || isa == kernels::Isa::AvxVnni) return fn.template operator()<Avx2Kernels>();
+#endif
+  (void)isa;
+  fn.template operator()<GenericKernels>();
 }
 
 }  // namespace
 
 void attend(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale) {
-#if defined(__x86_64__)
-  if (isa == kernels::Isa::Avx2 || isa == kernels::Isa::AvxVnni || isa == kernels::Isa::Avx512Vnni)
-    return attend_with<Avx2Kernels>(kv, queries, scale);
-#endif
-  (void)isa;
-  attend_with<GenericKernels>(kv, queries, scale);
+  if (queries.empty()) return;
+  with_kernels(isa, [&]<class K>() { attend_with<K>(kv, queries, scale); });
+}
+
+void attend_span(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale,
+                 int64_t span, std::span<SpanPartial> partials) {
+  with_kernels(isa, [&]<class K>() { span_with<K>(kv, queries, scale, span, partials); });
+}
+
+void merge_spans(std::span<const SpanPartial> spans, int64_t head_dim, float* out) {
+  std::vector<double>& a = scratch().fold;
+  a.resize(size_t(head_dim));
+  Fold fold{a.data(), head_dim};
+  for (const SpanPartial& p : spans) fold.add(p);
+  fold.finish(out);
 }
 
 kernels::Isa attention_isa() {

@@ -1,7 +1,12 @@
 #pragma once
 // Causal attention of query vectors over one key/value head of one sequence of the f16 KV cache.
-// Many queries of the same sequence (prompt processing) share the f16 → f32 conversion of keys and
-// values; the arithmetic of each output does not depend on which other queries came along.
+// The positions of a sequence are cut into fixed spans of kAttentionSpan positions; each span gives
+// every query a partial result (its largest score, Σ e and Σ e·v), and the spans are merged in
+// order (flash-decoding). The spans of one head can run on different threads (a decode step at
+// depth) or one after another (attend()): the numbers are the same either way, and many queries of
+// the same sequence (prompt processing) share the reading of the cache without changing any of
+// them.
+#include <cmath>
 #include <cstdint>
 #include <span>
 
@@ -28,17 +33,43 @@ struct AttentionQuery {
   int64_t kv_begin = 0;
 };
 
-// out = Σ_p softmax_p(scale · q·k_p) · v_p for each query, computed by a fixed sequence of
-// operations that depends only on the query itself, its n_kv and the cache — so one call with many
-// queries equals one call per query bit for bit, whatever the grouping:
+// Positions per span: span j holds positions [j·kAttentionSpan, (j+1)·kAttentionSpan). A constant
+// (never the thread count), so the arithmetic of an output depends only on its query.
+inline constexpr int64_t kAttentionSpan = 256;
+// The spans a query of n_kv positions has (some may be empty for it: before a window).
+constexpr int64_t attention_spans(int64_t n_kv) { return (n_kv + kAttentionSpan - 1) / kAttentionSpan; }
+
+// One query's result over one span. `acc` is the caller's storage for head_dim floats.
+struct SpanPartial {
+  float* acc;                // Σ_p e_p·v_p over the span's positions
+  float max = -INFINITY;     // largest scaled score of the span; −∞: no position of the query here
+  double sum = 0;            // Σ_p e_p
+};
+
+// The arithmetic, which depends only on the query itself, its n_kv and kv_begin and the cache — so
+// any grouping of queries into calls, any split of spans over threads gives the same bits:
 //   score_p = Σ_d q_d·k_p,d, one sequential chain d = 0 .. head_dim-1 (fused multiply-adds on the
-//             SIMD levels, multiply then add on Generic), then × scale, in f32;
-//   e_p     = exp(score_p − max_p score_p) in f32 (std::exp on Generic, a vectorized polynomial
-//             on the SIMD levels), summed in double with partial sums by p mod 4 (Generic) or 8;
-//   out_d   = (Σ_p e_p·v_p,d, one sequential chain p = 0 .. n_kv-1) · float(1 / sum).
-// Positions before kv_begin take part with e_p = 0 exactly (a window changes no other arithmetic).
-// The SIMD path needs head_dim % 8 == 0; other head sizes take Generic.
+//             x86 SIMD levels, multiply then add on Generic), then × scale, in f32;
+//   per span: m = max_p score_p (f32); e_p = exp(score_p − m) in f32 (std::exp on Generic, a
+//             vectorized polynomial on the SIMD levels); sum = Σ_p e_p in double with partial sums
+//             by p mod 4 (Generic) or 8 (x86 SIMD); acc_d = Σ_p e_p·v_p,d, one chain over the
+//             span's positions in order (fma per element on the SIMD levels);
+//   merge:    the spans in order j = 0, 1, …, skipping empty ones, folded in double: the first
+//             gives (M, T, A_d) = (m, sum, acc_d); each next one with c = exp(−|m − M|) (std::exp
+//             in double) scales whichever side has the smaller max by c: T = T·c + sum or T + c·sum
+//             (A_d likewise), and M = max(M, m); out_d = float(A_d · (1 / T)).
+// Positions before kv_begin take part in a span with e_p = 0 exactly; a span wholly before it is
+// empty. AVX-512 runs AVX2's arithmetic on wider registers (the same bits); Generic has its own.
 void attend(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale);
+
+// Span `span` of each query: partials[i] gets queries[i]'s partial result (max = −∞ where the
+// query has no position in the span: span ≥ attention_spans(n_kv), or before kv_begin).
+void attend_span(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale,
+                 int64_t span, std::span<SpanPartial> partials);
+
+// out = the merge of one query's spans 0 .. attention_spans(n_kv)-1, given in order (attend() is
+// attend_span for every span, then this).
+void merge_spans(std::span<const SpanPartial> spans, int64_t head_dim, float* out);
 
 // The level attend() uses in the forward pass: kernels::active_isa(), or Generic when
 // BITNET_KERNELS=reference.

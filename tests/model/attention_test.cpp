@@ -1,9 +1,13 @@
 // Attention over the f16 KV cache (model/attention.h) against a float64 evaluation, and the
-// property the forward pass relies on: grouping queries never changes a single output bit.
+// properties the forward pass and the decode step rely on: grouping queries, or computing the
+// spans of a query separately (in any order, on any thread) and merging them, never changes a
+// single output bit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <tuple>
 
@@ -16,14 +20,15 @@ namespace {
 
 using kernels::Isa;
 
-constexpr int64_t kHeadsKv = 2, kGroup = 3, kPositions = 300;  // 300: the last key block is partial
+// 1100 positions: four whole spans and a partial fifth, whose last key block is partial too.
+constexpr int64_t kHeadsKv = 2, kGroup = 3, kPositions = 1100;
 
 // Random non-zero cache contents and queries for one head size.
 struct Fixture {
   int64_t hd;
   KvCache cache;
   std::vector<float> q;  // per query and head: hd floats
-  std::vector<int64_t> n_kv;
+  std::vector<int64_t> n_kv, kv_begin;
 
   explicit Fixture(int64_t head_dim)
       : hd(head_dim), cache(1, 2, kPositions, kHeadsKv, head_dim) {
@@ -36,8 +41,17 @@ struct Fixture {
       for (size_t d = 0; d < k.size(); ++d) k[d] = value(), v[d] = value();
       cache.store(0, 1, p, k.data(), v.data());  // sequence 1: sequence 0 stays zero
     }
-    n_kv = {1, 7, 96, 300, 8, 9, 64, 65};
-    for (int64_t n = 260; n < kPositions; ++n) n_kv.push_back(n);
+    // Span edges (256, 512, …), block edges, the whole cache, and a run of lengths in one span.
+    n_kv = {1, 7, 96, 300, 8, 9, 64, 65, 255, 256, 257, 511, 512, 513, 769, 1024, 1025, kPositions};
+    for (int64_t n = 1080; n < kPositions; n += 3) n_kv.push_back(n);
+    kv_begin.assign(n_kv.size(), 0);
+    // Sliding windows: starting inside the first span, on a span edge, inside a later span, one
+    // position before the end (the query's only position).
+    for (const auto& [n, begin] : {std::pair<int64_t, int64_t>{300, 17}, {1025, 512}, {1100, 700}, {513, 512},
+                                   {1090, 1089}, {96, 95}}) {
+      n_kv.push_back(n);
+      kv_begin.push_back(begin);
+    }
     q.resize(size_t(int64_t(n_kv.size()) * kHeadsKv * kGroup * hd));
     for (float& x : q) x = value();
   }
@@ -50,10 +64,10 @@ struct Fixture {
 
   // softmax(q·k / sqrt(hd)) · v in double, from the f16 cache contents.
   std::vector<double> reference(size_t i, int64_t h) const {
-    const int64_t kvh = h / kGroup, n = n_kv[i];
-    std::vector<double> score(static_cast<size_t>(n)), out(static_cast<size_t>(hd), 0.0);
+    const int64_t kvh = h / kGroup, n = n_kv[i], begin = kv_begin[i];
+    std::vector<double> score(static_cast<size_t>(n), -INFINITY), out(static_cast<size_t>(hd), 0.0);
     double max_score = -INFINITY, sum = 0;
-    for (int64_t p = 0; p < n; ++p) {
+    for (int64_t p = begin; p < n; ++p) {
       double dot = 0;
       for (int64_t d = 0; d < hd; ++d)
         dot += double(query(i, h)[d]) * fp16_to_fp32(cache.key(0, 1, p, kvh * hd + d));
@@ -61,17 +75,23 @@ struct Fixture {
       max_score = std::max(max_score, score[size_t(p)]);
     }
     for (double& s : score) sum += s = std::exp(s - max_score);
-    for (int64_t p = 0; p < n; ++p)
+    for (int64_t p = begin; p < n; ++p)
       for (int64_t d = 0; d < hd; ++d)
         out[size_t(d)] += score[size_t(p)] / sum * fp16_to_fp32(cache.value(0, 1, p, kvh * hd + d));
     return out;
   }
 
+  std::vector<AttentionQuery> queries(int64_t h, std::vector<float>& out) const {
+    out.assign(n_kv.size() * size_t(hd), NAN);
+    std::vector<AttentionQuery> qs;
+    for (size_t i = 0; i < n_kv.size(); ++i) qs.push_back({query(i, h), &out[i * size_t(hd)], n_kv[i], kv_begin[i]});
+    return qs;
+  }
+
   // Runs attend() over all queries of head h in groups of `group_size`; returns n × hd outputs.
   std::vector<float> run(Isa isa, int64_t h, size_t group_size) const {
-    std::vector<float> out(n_kv.size() * size_t(hd), NAN);
-    std::vector<AttentionQuery> queries;
-    for (size_t i = 0; i < n_kv.size(); ++i) queries.push_back({query(i, h), &out[i * size_t(hd)], n_kv[i]});
+    std::vector<float> out;
+    const std::vector<AttentionQuery> queries = this->queries(h, out);
     const float scale = 1.0f / std::sqrt(float(hd));
     for (size_t i = 0; i < queries.size(); i += group_size)
       attend(isa, head(h), std::span(queries).subspan(i, std::min(group_size, queries.size() - i)), scale);
@@ -86,8 +106,9 @@ class Attention : public ::testing::TestWithParam<std::tuple<Isa, int64_t>> {
   }
 };
 
-// f32 scores and sums of ±2 inputs over up to 128 dims and 300 positions: errors stay near
-// 1e-6 of the output scale (≤ 2); 2e-5 leaves room without hiding a wrong index or weight.
+// f32 scores and sums of ±2 inputs over up to 128 dims and 1100 positions, spans merged in double:
+// errors stay near 1e-6 of the output scale (≤ 2); 2e-5 leaves room without hiding a wrong
+// index, weight or span.
 constexpr double kTolerance = 2e-5;
 
 TEST_P(Attention, MatchesDoubleReference) {
@@ -116,6 +137,55 @@ TEST_P(Attention, GroupingNeverChangesABit) {
             << "head " << h << " group of " << group << " query " << j / size_t(hd) << " dim " << j % size_t(hd);
     }
   }
+}
+
+// What a decode step does: each span computed on its own (here in reverse order, one query at a
+// time or all together), then merged per query — the same bits as attend().
+TEST_P(Attention, SpansComputedSeparatelyAndMergedEqualAttend) {
+  const auto [isa, hd] = GetParam();
+  const Fixture f(hd);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  for (int64_t h = 0; h < kHeadsKv * kGroup; h += kGroup + 1) {
+    const std::vector<float> whole = f.run(isa, h, f.n_kv.size());
+    for (size_t group_size : {size_t(1), f.n_kv.size()}) {
+      std::vector<float> out;
+      const std::vector<AttentionQuery> queries = f.queries(h, out);
+      const int64_t n_spans = attention_spans(kPositions);
+      std::vector<float> acc(size_t(n_spans) * queries.size() * size_t(hd), NAN);
+      std::vector<SpanPartial> partials(size_t(n_spans) * queries.size());  // [query][span]
+      for (size_t i = 0; i < partials.size(); ++i) partials[i].acc = &acc[i * size_t(hd)];
+      for (int64_t j = n_spans - 1; j >= 0; --j)
+        for (size_t i0 = 0; i0 < queries.size(); i0 += group_size) {
+          const size_t n = std::min(group_size, queries.size() - i0);
+          std::vector<SpanPartial> mine(n);
+          for (size_t i = 0; i < n; ++i) mine[i] = partials[(i0 + i) * size_t(n_spans) + size_t(j)];
+          attend_span(isa, f.head(h), std::span(queries).subspan(i0, n), scale, j, mine);
+          for (size_t i = 0; i < n; ++i) {
+            partials[(i0 + i) * size_t(n_spans) + size_t(j)] = mine[i];
+            if (j >= attention_spans(queries[i0 + i].n_kv)) {
+              ASSERT_EQ(mine[i].max, -INFINITY);
+            }
+          }
+        }
+      for (size_t i = 0; i < queries.size(); ++i)
+        merge_spans(std::span(partials).subspan(i * size_t(n_spans), size_t(attention_spans(queries[i].n_kv))), hd,
+                    queries[i].out);
+      ASSERT_EQ(0, std::memcmp(out.data(), whole.data(), out.size() * sizeof(float)))
+          << "head " << h << " groups of " << group_size;
+    }
+  }
+}
+
+// AVX-512 runs AVX2's arithmetic on wider registers: the same bits.
+TEST_P(Attention, Avx512EqualsAvx2) {
+  const auto [isa, hd] = GetParam();
+  if (isa != Isa::Avx512Vnni) GTEST_SKIP() << "compares the AVX-512 level";
+  const Fixture f(hd);
+  for (int64_t h = 0; h < kHeadsKv * kGroup; ++h)
+    for (size_t group : {size_t(1), size_t(4), f.n_kv.size()}) {  // f16 read directly; f32 copies (> 16)
+      const std::vector<float> wide = f.run(Isa::Avx512Vnni, h, group), narrow = f.run(Isa::Avx2, h, group);
+      ASSERT_EQ(0, std::memcmp(wide.data(), narrow.data(), wide.size() * sizeof(float))) << "head " << h;
+    }
 }
 
 std::string name(const ::testing::TestParamInfo<std::tuple<Isa, int64_t>>& info) {

@@ -1,6 +1,8 @@
 // Batching, multi-sequence caches, thread-count independence and context limits.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "model/forward.h"
 #include "runtime/generate.h"
 #include "test_data.h"
@@ -56,6 +58,78 @@ TEST(Batching, InterleavedSequencesEqualSeparateRuns) {
     }
     if (i < s0.size()) {
       for (int64_t v = 0; v < V; ++v) ASSERT_EQ(l[row * V + v], alone0[i * V + v]);
+    }
+  }
+}
+
+std::vector<int32_t> random_tokens(const Model& m, size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(n);
+  for (int32_t& x : t) x = int32_t(rng() % uint32_t(m.hp.n_vocab));
+  return t;
+}
+
+// Past several attention spans (1,100 positions): a whole prompt in one batch (tiles of
+// consecutive tokens sharing the cache reads) equals feeding it token by token (the decode step,
+// its spans split over the threads), for every 97th token and the last.
+TEST(Batching, LongPromptWholeEqualsTokenByToken) {
+  const auto m = tiny();
+  const std::vector<int32_t> tokens = random_tokens(*m, 1100, 3);
+  const int64_t V = m->hp.n_vocab;
+  auto wanted = [&](size_t i) { return i % 97 == 0 || i + 1 == tokens.size(); };
+  ThreadPool pool(3);
+  KvCache a(m->hp.n_layer, 1, 1100, m->hp.n_head_kv, m->hp.head_dim), b(m->hp.n_layer, 1, 1100, m->hp.n_head_kv, m->hp.head_dim);
+  Batch whole;
+  for (size_t i = 0; i < tokens.size(); ++i) whole.add(tokens[i], int32_t(i), 0, wanted(i));
+  const auto all = forward(*m, a, whole, pool);
+  int64_t row = 0;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    Batch one;
+    one.add(tokens[i], int32_t(i), 0, wanted(i));
+    const auto l = forward(*m, b, one, pool);
+    if (!wanted(i)) continue;
+    for (int64_t v = 0; v < V; ++v) ASSERT_EQ(l[v], all[row * V + v]) << "token " << i << " vocab " << v;
+    ++row;
+  }
+  ASSERT_EQ(row * V, int64_t(all.size()));
+}
+
+// Sequences at different depths (300, 700 and 1,030 positions) decoded together, one token of each
+// per batch — the batch path then splits every (sequence, kv head) into spans — equal each
+// sequence decoded alone, for 1 and 3 threads.
+TEST(Batching, DeepSequencesDecodedTogetherEqualSeparateRuns) {
+  const auto m = tiny(GgmlType::TQ2_0, "llama");
+  const int64_t V = m->hp.n_vocab, depths[3] = {300, 700, 1030}, steps = 3;
+  auto prefill = [&](KvCache& c, int32_t seq, int64_t depth, ThreadPool& pool) {
+    const std::vector<int32_t> t = random_tokens(*m, size_t(depth), uint32_t(depth));
+    Batch b;
+    for (int64_t p = 0; p < depth; ++p) b.add(t[size_t(p)], int32_t(p), seq, false);
+    forward(*m, c, b, pool);
+  };
+  auto next_token = [](int64_t s, int64_t i) { return int32_t(17 + 31 * s + 7 * i); };
+  for (int threads : {1, 3}) {
+    ThreadPool pool(threads);
+    std::vector<std::vector<float>> alone(3);
+    for (int64_t s = 0; s < 3; ++s) {
+      KvCache c(m->hp.n_layer, 1, 1100, m->hp.n_head_kv, m->hp.head_dim);
+      prefill(c, 0, depths[s], pool);
+      for (int64_t i = 0; i < steps; ++i) {
+        Batch b;
+        b.add(next_token(s, i), int32_t(depths[s] + i), 0, true);
+        const auto l = forward(*m, c, b, pool);
+        alone[size_t(s)].insert(alone[size_t(s)].end(), l.begin(), l.end());
+      }
+    }
+    KvCache c(m->hp.n_layer, 3, 1100, m->hp.n_head_kv, m->hp.head_dim);
+    for (int32_t s = 0; s < 3; ++s) prefill(c, s, depths[s], pool);
+    for (int64_t i = 0; i < steps; ++i) {
+      Batch b;
+      for (int32_t s = 2; s >= 0; --s) b.add(next_token(s, i), int32_t(depths[s] + i), s, true);
+      const auto l = forward(*m, c, b, pool);
+      for (int64_t r = 0; r < 3; ++r)
+        for (int64_t v = 0; v < V; ++v)
+          ASSERT_EQ(l[size_t(r * V + v)], alone[size_t(2 - r)][size_t(i * V + v)])
+              << threads << " threads, sequence " << 2 - r << " step " << i << " vocab " << v;
     }
   }
 }

@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <cstring>
+#include <random>
 #include <tuple>
 #include <utility>
 
@@ -195,6 +196,62 @@ INSTANTIATE_TEST_SUITE_P(Models, DecodeStep,
                                            Case{"llama", "tiny", GgmlType::TQ2_0, GgmlType::F16},
                                            Case{"bitnet-b1.58", "tiny-odd", GgmlType::I2_S, GgmlType::Q8_0}),
                          [](const auto& info) { return case_name(info.param); });
+
+// Deep in a context (1,030 positions: five attention spans, the last partial): the decode step
+// splits each kv head's attention into spans claimed by the threads and merged by the last; the
+// batch path runs them one after another. Random tokens are prefilled (batch path, chunks of 300
+// tokens), then a few decoded one at a time. Returns the decoded steps' logits and cells.
+Decoded decode_deep(const Model& m, int threads, int64_t prefill, int n) {
+  ThreadPool pool(threads);
+  KvCache cache(m.hp.n_layer, 2, prefill + n, m.hp.n_head_kv, m.hp.head_dim);
+  std::mt19937 rng(11);
+  auto token = [&] { return int32_t(rng() % uint32_t(m.hp.n_vocab)); };
+  for (int64_t p0 = 0; p0 < prefill; p0 += 300) {
+    Batch b;
+    for (int64_t p = p0; p < std::min(prefill, p0 + 300); ++p) b.add(token(), int32_t(p), 1, p == prefill - 1);
+    forward(m, cache, b, pool);
+  }
+  Decoded r;
+  for (int i = 0; i < n; ++i) {
+    Batch b;
+    b.add(token(), int32_t(prefill + i), 1, true);
+    const std::vector<float> l = forward(m, cache, b, pool);
+    r.logits.insert(r.logits.end(), l.begin(), l.end());
+  }
+  for (int64_t l = 0; l < m.hp.n_layer; ++l)
+    for (int64_t p = prefill; p < prefill + n; ++p)
+      for (int64_t d = 0; d < cache.kv_dim(); ++d) {
+        r.cells.push_back(cache.key(l, 1, p, d));
+        r.cells.push_back(cache.value(l, 1, p, d));
+      }
+  return r;
+}
+
+TEST(DecodeStep, DeepInAContextEqualsTheBatchPathForAnyThreadCount) {
+  for (const char* preset : {"tiny", "tiny-odd"}) {  // head sizes 64 and 100
+    const auto m = load_model(testing::dummy_model("bitnet-b1.58", preset, GgmlType::I2_S, GgmlType::F16));
+    Switches restore;
+    for (kernels::Isa isa : kernels::kAllIsas) {
+      if (isa == kernels::Isa::Generic || !kernels::isa_supported(isa)) continue;
+      kernels::set_active_isa(isa);
+      std::vector<float> first;
+      for (int threads : {1, 2, 3}) {
+        SCOPED_TRACE(std::string(preset) + ", " + std::string(kernels::isa_name(isa)) + ", " +
+                     std::to_string(threads) + " threads");
+        set_decode_step_enabled(false);
+        const Decoded batch = decode_deep(*m, threads, 1030, 3);
+        set_decode_step_enabled(true);
+        const Decoded fused = decode_deep(*m, threads, 1030, 3);
+        ASSERT_EQ(batch.logits.size(), size_t(3 * m->hp.n_vocab));
+        ASSERT_EQ(0, std::memcmp(batch.logits.data(), fused.logits.data(), batch.logits.size() * sizeof(float)));
+        ASSERT_EQ(batch.cells, fused.cells);
+        ASSERT_NE(fused.logits[0], fused.logits[1]);
+        if (first.empty()) first = fused.logits;
+        ASSERT_EQ(0, std::memcmp(first.data(), fused.logits.data(), first.size() * sizeof(float)));
+      }
+    }
+  }
+}
 
 TEST(DecodeStep, TheReferenceKernelsKeepTheBatchPath) {
   const auto m = load_model(testing::dummy_model("bitnet-b1.58", "tiny", GgmlType::I2_S));
