@@ -11,7 +11,16 @@
 #include <tuple>
 #include <vector>
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <random>
+
 #include "kernels/kernels.h"
+#include "kernels/peak_rate.h"
+#include "model/attention.h"
+#include "model/kv_cache.h"
 #include "ops/ops.h"
 #include "tensor/quants.h"
 
@@ -88,6 +97,96 @@ void run_matmul(benchmark::State& state, GgmlType type, Shape s, int64_t n_token
   set_counters(state, w, n_tokens);
 }
 
+// Attention of one decode token at a given depth in 2B-4T's shapes (20 query heads over 5 kv heads
+// of 128, f16 cache) through enough layers that the cache read per iteration (≥ 768 MiB) cannot
+// stay in the last-level cache: each iteration streams every layer's K/V once, as decode does.
+// Counters: K/V bytes read per second and its ratio to a plain read of 1 GiB measured with the
+// same pool right before (read_bw), per repetition: run with --benchmark_repetitions=N for medians.
+constexpr int64_t kAttnHeads = 20, kAttnHeadsKv = 5, kAttnHeadDim = 128;
+
+struct AttentionData {
+  int64_t depth, n_layer;
+  KvCache cache;
+  std::vector<float> q, out;
+  AttentionData(int64_t d, int64_t layers)
+      : depth(d), n_layer(layers), cache(layers, 1, d, kAttnHeadsKv, kAttnHeadDim),
+        q(size_t(layers * kAttnHeads * kAttnHeadDim)), out(q.size()) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::vector<float> k(size_t(cache.kv_dim())), v(k.size());
+    for (int64_t l = 0; l < layers; ++l)
+      for (int64_t p = 0; p < d; ++p) {
+        for (size_t i = 0; i < k.size(); ++i) k[i] = g(rng), v[i] = g(rng);
+        cache.store(l, 0, p, k.data(), v.data());
+      }
+    for (float& x : q) x = g(rng);
+  }
+  double kv_bytes() const { return double(n_layer * kAttnHeadsKv * depth * kAttnHeadDim * 2 * 2); }
+};
+
+AttentionData& attention_data(int64_t depth) {
+  static std::map<int64_t, std::unique_ptr<AttentionData>> data;
+  auto& d = data[depth];
+  if (!d) {
+    const int64_t per_layer = kAttnHeadsKv * depth * kAttnHeadDim * 2 * 2;
+    d = std::make_unique<AttentionData>(depth, std::max<int64_t>(2, ((int64_t(768) << 20) + per_layer - 1) / per_layer));
+  }
+  return *d;
+}
+
+// mode "heads": one work item per kv head (attend() over the whole depth), as decode distributed it
+// before spans; "spans": one item per (kv head, span of kAttentionSpan positions), the thread that
+// completes a head's last span merging it (SpanWork, as the decode step does).
+void run_attention(benchmark::State& state, int64_t depth, int threads, int isa, bool spans) {
+  AttentionData& d = attention_data(depth);
+  ThreadPool pool(threads);
+  static std::unique_ptr<kernels::ReadBandwidthProbe> probe;
+  if (!probe) probe = std::make_unique<kernels::ReadBandwidthProbe>(pool);
+  const double read_bw = probe->measure(pool, 3);
+  const float scale = 1.0f / std::sqrt(float(kAttnHeadDim));
+  const int64_t group = kAttnHeads / kAttnHeadsKv;
+  auto queries = [&](int64_t l, int64_t kvh, AttentionQuery* qs) {
+    for (int64_t i = 0; i < group; ++i) {
+      const size_t off = size_t((l * kAttnHeads + kvh * group + i) * kAttnHeadDim);
+      qs[i] = {&d.q[off], &d.out[off], depth};
+    }
+  };
+  auto kv_head = [&](int64_t l, int64_t kvh) {
+    return KvHead{d.cache.key_blocks(l, 0, kvh), d.cache.key_block_stride(), d.cache.values(l, 0, kvh),
+                  kAttnHeadDim, kAttnHeadDim};
+  };
+  SpanWork work;
+  auto layer = [&](int64_t l) {
+    if (spans) {
+      work.clear(kernels::Isa(isa), scale, kAttnHeadDim);
+      for (int64_t kvh = 0; kvh < kAttnHeadsKv; ++kvh) {
+        AttentionQuery qs[kAttnHeads / kAttnHeadsKv];
+        queries(l, kvh, qs);
+        work.add(kv_head(l, kvh), qs);
+      }
+      pool.for_each_claimed(work.plan(), [&](int64_t item, int) { work.run(item); });
+      return;
+    }
+    pool.for_each_claimed(kAttnHeadsKv, [&](int64_t kvh, int) {
+      AttentionQuery qs[kAttnHeads / kAttnHeadsKv];
+      queries(l, kvh, qs);
+      attend(kernels::Isa(isa), kv_head(l, kvh), qs, scale);
+    });
+  };
+  double seconds = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t l = 0; l < d.n_layer; ++l) layer(l);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    benchmark::DoNotOptimize(d.out.data());
+    benchmark::ClobberMemory();
+  }
+  const double rate = d.kv_bytes() * double(state.iterations()) / seconds;
+  state.counters["kv_GB/s"] = rate / 1e9;
+  state.counters["read_GB/s"] = read_bw / 1e9;
+  state.counters["ratio"] = rate / read_bw;
+}
+
 std::string type_name(GgmlType t) { return std::string(ggml_type_name(t)); }
 
 void register_all() {
@@ -116,6 +215,19 @@ void register_all() {
     for (const Shape& s : kHeadShapes)
       for (int isa : isas)
         for (int64_t n : {1, 2, 4, 8}) add(type, s, n, isa);
+  for (int64_t depth : {512, 2048, 4096})
+    for (int threads : {1, 2})
+      for (bool spans : {false, true})
+        for (int isa : isas) {
+          const std::string name = "attention/2B4T/depth:" + std::to_string(depth) + "/threads:" +
+                                   std::to_string(threads) + (spans ? "/spans/" : "/heads/") +
+                                   std::string(kernels::isa_name(kernels::Isa(isa)));
+          benchmark::RegisterBenchmark(name.c_str(),
+                                       [=](benchmark::State& st) { run_attention(st, depth, threads, isa, spans); })
+              ->Unit(benchmark::kMillisecond)
+              ->UseRealTime()
+              ->MinTime(0.5);
+        }
 }
 
 }  // namespace

@@ -637,6 +637,71 @@ void merge_spans(std::span<const SpanPartial> spans, int64_t head_dim, float* ou
   fold.finish(out);
 }
 
+void SpanWork::clear(kernels::Isa isa, float scale, int64_t head_dim) {
+  isa_ = isa;
+  scale_ = scale;
+  head_dim_ = head_dim;
+  groups_.clear();
+  queries_.clear();
+}
+
+int64_t SpanWork::add(const KvHead& kv, std::span<const AttentionQuery> queries) {
+  groups_.push_back({kv, int64_t(queries_.size()), int64_t(queries.size())});
+  queries_.insert(queries_.end(), queries.begin(), queries.end());
+  return int64_t(groups_.size()) - 1;
+}
+
+int64_t SpanWork::plan() {
+  int64_t items = 0, partials = 0;
+  item_group_.clear();
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    Group& group = groups_[g];
+    group.n_spans = 0;
+    for (int64_t i = 0; i < group.n_queries; ++i)
+      group.n_spans = std::max(group.n_spans, attention_spans(queries_[size_t(group.first_query + i)].n_kv));
+    group.first_item = items;
+    group.first_partial = partials;
+    items += group.n_spans;
+    partials += group.n_spans * group.n_queries;
+    item_group_.insert(item_group_.end(), size_t(group.n_spans), int64_t(g));
+  }
+  acc_.resize(size_t(partials * head_dim_));
+  partials_.resize(size_t(partials));
+  for (int64_t i = 0; i < partials; ++i) partials_[size_t(i)].acc = &acc_[size_t(i * head_dim_)];
+  if (done_size_ < groups_.size()) {
+    done_ = std::make_unique<std::atomic<int64_t>[]>(groups_.size());
+    done_size_ = groups_.size();
+  }
+  for (size_t g = 0; g < groups_.size(); ++g) done_[g].store(0, std::memory_order_relaxed);
+  return items;
+}
+
+int64_t SpanWork::first_item(int64_t group) const {
+  return group == int64_t(groups_.size()) ? n_items() : groups_[size_t(group)].first_item;
+}
+
+void SpanWork::set_kv(int64_t group, const KvHead& kv) {
+  groups_[size_t(group)].kv = kv;
+  done_[size_t(group)].store(0, std::memory_order_relaxed);
+}
+
+void SpanWork::run(int64_t item) {
+  const int64_t g = item_group_[size_t(item)];
+  const Group& group = groups_[size_t(g)];
+  const int64_t span = item - group.first_item, nq = group.n_queries;
+  const std::span<const AttentionQuery> queries(&queries_[size_t(group.first_query)], size_t(nq));
+  SpanPartial* partials = &partials_[size_t(group.first_partial)];
+  attend_span(isa_, group.kv, queries, scale_, span, std::span(partials + span * nq, size_t(nq)));
+  // Release this span's partials; the last one acquires them all.
+  if (done_[size_t(g)].fetch_add(1, std::memory_order_acq_rel) + 1 < group.n_spans) return;
+  static thread_local std::vector<SpanPartial> spans;
+  for (int64_t i = 0; i < nq; ++i) {
+    spans.clear();
+    for (int64_t j = 0; j < attention_spans(queries[size_t(i)].n_kv); ++j) spans.push_back(partials[j * nq + i]);
+    merge_spans(spans, head_dim_, queries[size_t(i)].out);
+  }
+}
+
 kernels::Isa attention_isa() {
   return kernels::reference_kernels() ? kernels::Isa::Generic : kernels::active_isa();
 }

@@ -6,9 +6,12 @@
 // depth) or one after another (attend()): the numbers are the same either way, and many queries of
 // the same sequence (prompt processing) share the reading of the cache without changing any of
 // them.
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <vector>
 
 #include "kernels/cpu_features.h"
 
@@ -70,6 +73,45 @@ void attend_span(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQu
 // out = the merge of one query's spans 0 .. attention_spans(n_kv)-1, given in order (attend() is
 // attend_span for every span, then this).
 void merge_spans(std::span<const SpanPartial> spans, int64_t head_dim, float* out);
+
+// Attention of groups of queries — each group the queries of one kv head of one sequence — cut
+// into work items of one (group, span) that any thread may run in any order, at the same time;
+// the thread that completes a group's last span merges the group's outputs. Every output equals
+// attend() on its group, bit for bit. The storage for the partial results is kept between uses.
+class SpanWork {
+ public:
+  // Forgets the groups.
+  void clear(kernels::Isa isa, float scale, int64_t head_dim);
+  // A group (its queries are copied); returns its index.
+  int64_t add(const KvHead& kv, std::span<const AttentionQuery> queries);
+  // After the last add, before the first run: lays out the partial results and arms every group.
+  // Returns the number of items: group after group, each group's spans in order.
+  int64_t plan();
+  int64_t n_items() const { return groups_.empty() ? 0 : groups_.back().first_item + groups_.back().n_spans; }
+  // The first item of a group (n_groups: n_items()).
+  int64_t first_item(int64_t group) const;
+  // Points a planned group at another kv head of the same length (its queries unchanged: the next
+  // layer's cache, say) and re-arms it. Not while the group's items run.
+  void set_kv(int64_t group, const KvHead& kv);
+  // Runs one item; each item of a plan (or of a re-armed group) exactly once.
+  void run(int64_t item);
+
+ private:
+  struct Group {
+    KvHead kv;
+    int64_t first_query, n_queries, n_spans = 0, first_item = 0, first_partial = 0;
+  };
+  kernels::Isa isa_ = kernels::Isa::Generic;
+  float scale_ = 1;
+  int64_t head_dim_ = 0;
+  std::vector<Group> groups_;
+  std::vector<AttentionQuery> queries_;
+  std::vector<int64_t> item_group_;
+  std::vector<float> acc_;
+  std::vector<SpanPartial> partials_;  // per group: [span][query]
+  std::unique_ptr<std::atomic<int64_t>[]> done_;  // spans completed, per group
+  size_t done_size_ = 0;
+};
 
 // The level attend() uses in the forward pass: kernels::active_isa(), or Generic when
 // BITNET_KERNELS=reference.

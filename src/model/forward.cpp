@@ -1,9 +1,7 @@
 #include "model/forward.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <memory>
 #include <numeric>
 #include <string>
 #include <utility>
@@ -122,11 +120,10 @@ void add_into(std::vector<float>& x, const std::vector<float>& delta, int64_t n_
 // Causal grouped-query attention of every batch token over its own sequence's cache. Tokens of
 // one sequence are cut into tiles of up to kAttentionTile consecutive positions that share the
 // reading (and f16 → f32 conversion) of the cache; each (tile, kv head) is one work item, or — when
-// the tile reaches past one span and the partial results of the batch are small (decode-shaped
-// batches: one token of each of a few sequences, deep in their contexts) — one item per
-// (tile, kv head, span), the thread finishing a (tile, kv head)'s last span merging them.
-// attend() makes every output independent of the tiling and of the split, so batching and thread
-// count never change the numbers.
+// the partial results of the whole batch are small (decode-shaped batches: one token of each of a
+// few sequences, deep in their contexts) — one item per (tile, kv head, span) (SpanWork), so that
+// a few long sequences still keep every thread busy. attend() makes every output independent of
+// the tiling and of the split, so batching and thread count never change the numbers.
 constexpr int64_t kAttentionTile = 64;
 // Partial results (head_dim floats per query and span) of at most this many floats: split.
 constexpr int64_t kSplitPartialFloats = int64_t(1) << 20;
@@ -147,8 +144,6 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
   });
   struct Tile {
     int64_t begin, end, seq, cost;  // [begin, end) of `order`
-    int64_t spans = 0;              // spans of its longest query; 0: not split
-    int64_t partials = 0;           // its first partial result (split tiles)
   };
   std::vector<Tile> tiles;
   for (int64_t i = 0; i < b.size(); ++i) {
@@ -162,67 +157,46 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
   // The costliest tiles first, handed out one item at a time: the threads finish together.
   std::stable_sort(tiles.begin(), tiles.end(), [](const Tile& x, const Tile& y) { return x.cost > y.cost; });
 
-  int64_t n_partials = 0;  // SpanPartials of the split tiles: [tile][kv head][span][query]
-  for (Tile& tile : tiles) {
-    tile.spans = attention_spans(b.positions[order[size_t(tile.end - 1)]] + 1);
-    tile.partials = n_partials;
-    n_partials += (tile.end - tile.begin) * hp.n_head * tile.spans;
-  }
+  // Split only where the partial results stay small (decode-shaped batches).
+  int64_t n_partials = 0;
+  for (const Tile& tile : tiles)
+    n_partials += (tile.end - tile.begin) * hp.n_head * attention_spans(b.positions[order[size_t(tile.end - 1)]] + 1);
   const bool split = n_partials * hd <= kSplitPartialFloats;
-  struct Item {
-    int64_t tile, kvh, span;  // span −1: every span of the (tile, kv head)
-  };
-  std::vector<Item> items;
-  for (int64_t t = 0; t < int64_t(tiles.size()); ++t) {
-    if (!split || tiles[size_t(t)].spans == 1) tiles[size_t(t)].spans = 0;
-    for (int64_t kvh = 0; kvh < hp.n_head_kv; ++kvh) {
-      if (tiles[size_t(t)].spans == 0) items.push_back({t, kvh, -1});
-      for (int64_t j = 0; j < tiles[size_t(t)].spans; ++j) items.push_back({t, kvh, j});
-    }
-  }
-  // The caller's buffers, reached by the workers through these references.
-  static thread_local std::vector<float> acc_buffer;
-  static thread_local std::vector<SpanPartial> partial_buffer;
-  std::vector<float>& acc = acc_buffer;
-  std::vector<SpanPartial>& partials = partial_buffer;
-  std::unique_ptr<std::atomic<int64_t>[]> done;  // spans finished per (tile, kv head)
-  if (split) {
-    acc.resize(size_t(n_partials * hd));
-    partials.resize(size_t(n_partials));
-    for (int64_t i = 0; i < n_partials; ++i) partials[size_t(i)].acc = &acc[size_t(i * hd)];
-    done = std::make_unique<std::atomic<int64_t>[]>(tiles.size() * size_t(hp.n_head_kv));
-    for (size_t i = 0; i < tiles.size() * size_t(hp.n_head_kv); ++i) done[i].store(0, std::memory_order_relaxed);
-  }
 
   // One item per (tile, kv head[, span]): the query heads that share a kv head (grouped-query
   // attention) go through it together and read its cache once, not once per query head.
   const kernels::Isa isa = attention_isa();
-  pool.for_each_claimed(int64_t(items.size()), [&](int64_t index, int) {
-    static thread_local std::vector<AttentionQuery> queries;
-    static thread_local std::vector<SpanPartial> merge_in;
-    const Item item = items[size_t(index)];
-    const Tile& tile = tiles[size_t(item.tile)];
+  auto tile_queries = [&](const Tile& tile, int64_t kvh, std::vector<AttentionQuery>& queries) {
     queries.clear();
     for (int64_t i = tile.begin; i < tile.end; ++i) {
       const int64_t t = order[size_t(i)];
-      for (int64_t h = item.kvh * group; h < (item.kvh + 1) * group; ++h)
+      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
         queries.push_back({q + t * hp.q_dim() + h * hd, out + t * hp.q_dim() + h * hd, b.positions[t] + 1,
                            window > 0 ? std::max<int64_t>(0, b.positions[t] + 1 - window) : 0});
     }
-    const KvHead kv{cache.key_blocks(layer, tile.seq, item.kvh), cache.key_block_stride(),
-                    cache.values(layer, tile.seq, item.kvh), hd, hd};
-    if (item.span < 0) return attend(isa, kv, queries, scale);
-    // Partial results of this (tile, kv head): [span][query].
-    const int64_t nq = int64_t(queries.size());
-    SpanPartial* mine = &partials[size_t(tile.partials + item.kvh * tile.spans * nq)];
-    attend_span(isa, kv, queries, scale, item.span, std::span(mine + item.span * nq, size_t(nq)));
-    if (done[size_t(item.tile * hp.n_head_kv + item.kvh)].fetch_add(1, std::memory_order_acq_rel) + 1 < tile.spans)
-      return;
-    for (int64_t i = 0; i < nq; ++i) {  // the last span of this (tile, kv head) merges them
-      merge_in.clear();
-      for (int64_t j = 0; j < attention_spans(queries[size_t(i)].n_kv); ++j) merge_in.push_back(mine[j * nq + i]);
-      merge_spans(merge_in, hd, queries[size_t(i)].out);
-    }
+  };
+  auto kv_head = [&](const Tile& tile, int64_t kvh) {
+    return KvHead{cache.key_blocks(layer, tile.seq, kvh), cache.key_block_stride(), cache.values(layer, tile.seq, kvh),
+                  hd, hd};
+  };
+  if (split) {
+    static thread_local SpanWork work_buffer;  // the caller's, reached by the workers through `work`
+    static thread_local std::vector<AttentionQuery> queries;
+    SpanWork& work = work_buffer;
+    work.clear(isa, scale, hd);
+    for (const Tile& tile : tiles)
+      for (int64_t kvh = 0; kvh < hp.n_head_kv; ++kvh) {
+        tile_queries(tile, kvh, queries);
+        work.add(kv_head(tile, kvh), queries);
+      }
+    pool.for_each_claimed(work.plan(), [&](int64_t item, int) { work.run(item); });
+    return;
+  }
+  pool.for_each_claimed(int64_t(tiles.size()) * hp.n_head_kv, [&](int64_t item, int) {
+    static thread_local std::vector<AttentionQuery> queries;
+    const Tile& tile = tiles[size_t(item / hp.n_head_kv)];
+    tile_queries(tile, item % hp.n_head_kv, queries);
+    attend(isa, kv_head(tile, item % hp.n_head_kv), queries, scale);
   });
 }
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <tuple>
 
 #include "formats/half.h"
@@ -173,6 +174,46 @@ TEST_P(Attention, SpansComputedSeparatelyAndMergedEqualAttend) {
       ASSERT_EQ(0, std::memcmp(out.data(), whole.data(), out.size() * sizeof(float)))
           << "head " << h << " groups of " << group_size;
     }
+  }
+}
+
+// SpanWork: the groups of every head (queries in groups of 5), their items run by three threads in
+// a shuffled order, then re-armed (set_kv) and run again: each output equals attend() on its group.
+TEST_P(Attention, SpanWorkOnThreadsInAnyOrderEqualsAttend) {
+  const auto [isa, hd] = GetParam();
+  const Fixture f(hd);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  std::vector<std::vector<float>> want, got(size_t(kHeadsKv * kGroup));
+  std::vector<std::vector<AttentionQuery>> queries;
+  SpanWork work;
+  work.clear(isa, scale, hd);
+  for (int64_t h = 0; h < kHeadsKv * kGroup; ++h) {
+    want.push_back(f.run(isa, h, 5));
+    queries.push_back(f.queries(h, got[size_t(h)]));
+    for (size_t i = 0; i < queries.back().size(); i += 5)
+      work.add(f.head(h), std::span(queries.back()).subspan(i, std::min<size_t>(5, queries.back().size() - i)));
+  }
+  const int64_t n_items = work.plan();
+  ASSERT_EQ(n_items, work.first_item(int64_t(kHeadsKv * kGroup * ((f.n_kv.size() + 4) / 5))));
+  std::vector<int64_t> order(static_cast<size_t>(n_items));
+  for (int64_t i = 0; i < n_items; ++i) order[size_t(i)] = i;
+  std::mt19937 rng(5);
+  for (int round = 0; round < 2; ++round) {
+    for (auto& g : got) std::fill(g.begin(), g.end(), NAN);
+    if (round == 1)  // re-arm every group on the same heads
+      for (int64_t h = 0, g = 0; h < kHeadsKv * kGroup; ++h)
+        for (size_t i = 0; i < f.n_kv.size(); i += 5) work.set_kv(g++, f.head(h));
+    std::shuffle(order.begin(), order.end(), rng);
+    std::atomic<size_t> next = 0;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; ++t)
+      threads.emplace_back([&] {
+        for (size_t i; (i = next.fetch_add(1)) < order.size();) work.run(order[i]);
+      });
+    for (std::thread& t : threads) t.join();
+    for (int64_t h = 0; h < kHeadsKv * kGroup; ++h)
+      ASSERT_EQ(0, std::memcmp(got[size_t(h)].data(), want[size_t(h)].data(), want[size_t(h)].size() * sizeof(float)))
+          << "head " << h << " round " << round;
   }
 }
 
