@@ -39,7 +39,7 @@ struct alignas(64) Scratch {
 };
 
 // Claim counters, one per phase of each layer; zeroed before each step.
-constexpr int kPhasesPerLayer = 5;  // q/k/v, attention, o, gate/up, down
+constexpr int kPhasesPerLayer = 6;  // q/k/v, RoPE + K/V store (+ attention), o, gate/up, down, attention spans
 struct Counters {
   std::unique_ptr<std::atomic<int64_t>[]> next;
   size_t size = 0;
@@ -124,7 +124,9 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
   static thread_local std::vector<Scratch> scratch_buffers;
   static thread_local Counters counters;
   static thread_local std::vector<int64_t> order_buffer, group_buffer;
+  static thread_local SpanWork span_work;
   Shared& sh = shared_buffers;
+  SpanWork& work = span_work;
   std::vector<int64_t>& order = order_buffer;
   std::vector<int64_t>& group_begin = group_buffer;
   std::vector<Scratch>& scratch = scratch_buffers;
@@ -146,6 +148,26 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
     if (i == 0 || b.seq_ids[order[size_t(i)]] != b.seq_ids[order[size_t(i - 1)]]) group_begin.push_back(i);
   const int64_t n_groups = int64_t(group_begin.size());
   group_begin.push_back(n);
+  // Attention past one span (kAttentionSpan positions) is cut into (sequence, kv head, span) items
+  // that the threads claim once every cell of the step is stored; the thread that completes a
+  // head's last span merges it (SpanWork: the same numbers as attend()). Within one span each
+  // (sequence, kv head) attends right after its RoPE and store, without the extra barrier.
+  work.clear(attn_isa, attn_scale, hd);
+  for (int64_t g = 0; g < n_groups; ++g)
+    for (int64_t kvh = 0; kvh < hp.n_head_kv; ++kvh) {
+      const int64_t seq = b.seq_ids[order[size_t(group_begin[size_t(g)])]];
+      Scratch& s = scratch[0];
+      s.queries.clear();
+      for (int64_t i = group_begin[size_t(g)]; i < group_begin[size_t(g + 1)]; ++i) {
+        const int64_t t = order[size_t(i)];
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
+          s.queries.push_back({&sh.q[size_t(t * hp.q_dim() + h * hd)], &sh.attn_out[size_t(t * hp.q_dim() + h * hd)],
+                               b.positions[t] + 1});
+      }
+      work.add({cache.key_blocks(0, seq, kvh), cache.key_block_stride(), cache.values(0, seq, kvh), hd, hd}, s.queries);
+    }
+  const int64_t n_span_items = work.plan();
+  const bool split = n_span_items > n_groups * hp.n_head_kv;
   std::vector<float> logits(size_t(n_logits * hp.n_vocab));
   SpinBarrier barrier(n_threads);
 
@@ -164,7 +186,7 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
       barrier.arrive_and_wait();
 
       // One (sequence, kv head) at a time: RoPE of its tokens' query heads and keys, their cache
-      // cells, then their attention.
+      // cells, then their attention — or, past one span, after a barrier, the spans of all of them.
       for (int64_t item; (item = phase[1].fetch_add(1, std::memory_order_relaxed)) < n_groups * hp.n_head_kv;) {
         const int64_t g = item / hp.n_head_kv, kvh = item % hp.n_head_kv;
         const int64_t seq = b.seq_ids[order[size_t(group_begin[size_t(g)])]];
@@ -182,7 +204,14 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
           cache.store_head(il, seq, b.positions[t], kvh, key, &sh.v[size_t(t * hp.kv_dim() + kvh * hd)]);
         }
         const KvHead kv{cache.key_blocks(il, seq, kvh), cache.key_block_stride(), cache.values(il, seq, kvh), hd, hd};
-        attend(attn_isa, kv, s.queries, attn_scale);
+        if (split)
+          work.set_kv(item, kv);  // group `item` of the plan: g × n_head_kv + kvh
+        else
+          attend(attn_isa, kv, s.queries, attn_scale);
+      }
+      if (split) {
+        barrier.arrive_and_wait();
+        for (int64_t item; (item = phase[5].fetch_add(1, std::memory_order_relaxed)) < n_span_items;) work.run(item);
       }
       barrier.arrive_and_wait();
 

@@ -3,6 +3,7 @@
 
 #include <random>
 
+#include "model/decode_step.h"
 #include "model/forward.h"
 #include "runtime/generate.h"
 #include "test_data.h"
@@ -69,16 +70,17 @@ std::vector<int32_t> random_tokens(const Model& m, size_t n, uint32_t seed) {
   return t;
 }
 
-// Past several attention spans (1,100 positions): a whole prompt in one batch (tiles of
-// consecutive tokens sharing the cache reads) equals feeding it token by token (the decode step,
-// its spans split over the threads), for every 97th token and the last.
+// Past several attention spans (1,400 positions): a whole prompt in one batch (tiles of
+// consecutive tokens sharing the cache reads; too many partial results to split: whole (tile,
+// kv head) items running attend()) equals feeding it token by token (the decode step, its spans
+// split over the threads), for every 97th token and the last.
 TEST(Batching, LongPromptWholeEqualsTokenByToken) {
   const auto m = tiny();
-  const std::vector<int32_t> tokens = random_tokens(*m, 1100, 3);
+  const std::vector<int32_t> tokens = random_tokens(*m, 1400, 3);
   const int64_t V = m->hp.n_vocab;
   auto wanted = [&](size_t i) { return i % 97 == 0 || i + 1 == tokens.size(); };
   ThreadPool pool(3);
-  KvCache a(m->hp.n_layer, 1, 1100, m->hp.n_head_kv, m->hp.head_dim), b(m->hp.n_layer, 1, 1100, m->hp.n_head_kv, m->hp.head_dim);
+  KvCache a(m->hp.n_layer, 1, 1400, m->hp.n_head_kv, m->hp.head_dim), b(m->hp.n_layer, 1, 1400, m->hp.n_head_kv, m->hp.head_dim);
   Batch whole;
   for (size_t i = 0; i < tokens.size(); ++i) whole.add(tokens[i], int32_t(i), 0, wanted(i));
   const auto all = forward(*m, a, whole, pool);
@@ -95,8 +97,9 @@ TEST(Batching, LongPromptWholeEqualsTokenByToken) {
 }
 
 // Sequences at different depths (300, 700 and 1,030 positions) decoded together, one token of each
-// per batch — the batch path then splits every (sequence, kv head) into spans — equal each
-// sequence decoded alone, for 1 and 3 threads.
+// per batch — through the decode step (its attention split into (sequence, kv head, span) items)
+// and through the batch path (split the same way: a small batch) — equal each sequence decoded
+// alone, for 1 and 3 threads.
 TEST(Batching, DeepSequencesDecodedTogetherEqualSeparateRuns) {
   const auto m = tiny(GgmlType::TQ2_0, "llama");
   const int64_t V = m->hp.n_vocab, depths[3] = {300, 700, 1030}, steps = 3;
@@ -120,17 +123,22 @@ TEST(Batching, DeepSequencesDecodedTogetherEqualSeparateRuns) {
         alone[size_t(s)].insert(alone[size_t(s)].end(), l.begin(), l.end());
       }
     }
-    KvCache c(m->hp.n_layer, 3, 1100, m->hp.n_head_kv, m->hp.head_dim);
-    for (int32_t s = 0; s < 3; ++s) prefill(c, s, depths[s], pool);
-    for (int64_t i = 0; i < steps; ++i) {
-      Batch b;
-      for (int32_t s = 2; s >= 0; --s) b.add(next_token(s, i), int32_t(depths[s] + i), s, true);
-      const auto l = forward(*m, c, b, pool);
-      for (int64_t r = 0; r < 3; ++r)
-        for (int64_t v = 0; v < V; ++v)
-          ASSERT_EQ(l[size_t(r * V + v)], alone[size_t(2 - r)][size_t(i * V + v)])
-              << threads << " threads, sequence " << 2 - r << " step " << i << " vocab " << v;
+    for (bool step : {true, false}) {
+      set_decode_step_enabled(step);
+      KvCache c(m->hp.n_layer, 3, 1100, m->hp.n_head_kv, m->hp.head_dim);
+      for (int32_t s = 0; s < 3; ++s) prefill(c, s, depths[s], pool);
+      for (int64_t i = 0; i < steps; ++i) {
+        Batch b;
+        for (int32_t s = 2; s >= 0; --s) b.add(next_token(s, i), int32_t(depths[s] + i), s, true);
+        const auto l = forward(*m, c, b, pool);
+        for (int64_t r = 0; r < 3; ++r)
+          for (int64_t v = 0; v < V; ++v)
+            ASSERT_EQ(l[size_t(r * V + v)], alone[size_t(2 - r)][size_t(i * V + v)])
+                << threads << " threads, decode step " << step << ", sequence " << 2 - r << " step " << i
+                << " vocab " << v;
+      }
     }
+    set_decode_step_enabled(true);
   }
 }
 
