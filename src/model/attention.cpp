@@ -400,12 +400,61 @@ BITNET_ATTN_AVX512 void sum_rows512(const float* const* w, const T* v, int64_t s
   }
 }
 
+// exp8 with 16 lanes (the same operations on each lane).
+BITNET_ATTN_AVX512 inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.33654f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+  const __m512i pow2n = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(pow2n));
+}
+
 struct Avx512Kernels {
   static constexpr bool kReadsF16 = true;
   static constexpr int kSumRows = 4;
 
-  static double softmax(float* row, int64_t n, float scale, float* max_out) {
-    return Avx2Kernels::softmax(row, n, scale, max_out);
+  // Avx2Kernels::softmax 16 positions at a time, the same bits: exp16 is exp8's polynomial lane
+  // by lane, and lanes 0-7 then 8-15 of a register go into the 8 partial sums by p mod 8 in
+  // AVX2's order (a lane past n adds +0, which changes no sum).
+  BITNET_ATTN_AVX512 static double softmax(float* row, int64_t n, float scale, float* max_out) {
+    const __m512 vscale = _mm512_set1_ps(scale);
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    int64_t p = 0;
+    for (; p + 16 <= n; p += 16) {
+      const __m512 x = _mm512_mul_ps(_mm512_loadu_ps(row + p), vscale);
+      _mm512_storeu_ps(row + p, x);
+      vmax = _mm512_max_ps(vmax, x);
+    }
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, vmax);
+    float max_score = -INFINITY;
+    for (float x : lanes) max_score = std::max(max_score, x);
+    for (; p < n; ++p) max_score = std::max(max_score, row[p] *= scale);
+
+    const __m512 vmax_score = _mm512_set1_ps(max_score);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512d part = _mm512_setzero_pd();
+    for (p = 0; p < n; p += 16) {
+      __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + p), vmax_score));
+      if (n - p < 16)  // lanes past n (stale scratch) count as 0
+        e = _mm512_maskz_mov_ps(_mm512_cmpgt_epi32_mask(_mm512_set1_epi32(int(n - p)), lane), e);
+      _mm512_storeu_ps(row + p, e);
+      part = _mm512_add_pd(part, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+      part = _mm512_add_pd(part, _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_shuffle_f32x4(e, e, _MM_SHUFFLE(3, 2, 3, 2)))));
+    }
+    alignas(64) double s[8];
+    _mm512_store_pd(s, part);
+    *max_out = max_score;
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
   }
   static void convert(const uint16_t* src, float* dst, int64_t n) { Avx2Kernels::convert(src, dst, n); }
 
