@@ -28,7 +28,6 @@ constexpr int kScoreRows = 4;  // queries per score micro-kernel call
 // positions: 8.5 → 9.8 t/s).
 constexpr int64_t kDirectF16MaxQueries = 16;
 
-
 // Generic level: plain loops (multiply, then add). Reads f32 keys/values only.
 struct GenericKernels {
   static constexpr bool kReadsF16 = false;
@@ -492,7 +491,7 @@ struct Fold {
 
   void add(const SpanPartial& p) {
     if (p.max == -INFINITY) return;  // no position of the query in this span
-    if (t == 0) {
+    if (t == 0) {  // the first span with positions (a span's sum is ≥ 1: its max gives e = 1)
       m = p.max;
       t = p.sum;
       for (int64_t d = 0; d < hd; ++d) a[d] = double(p.acc[d]);
@@ -515,8 +514,7 @@ struct Fold {
 
 // Asks for `halves` f16 values of the cache from p on to be brought into L1. A span prefetches its
 // first key chunk when it starts, then each next chunk — keys, then values — while it computes
-// the current one: with the hardware prefetchers alone a decode step's attention streamed at
-// ~0.6–0.7 of the plain read bandwidth (+10–24% K/V bytes/s at depth 4096, 1–2 threads, AVX-512).
+// the current one (docs/kernels.md: +13% / +24% K/V bytes/s on one / two threads at depth 4096).
 inline void prefetch(const uint16_t* p, int64_t halves) {
   const char* bytes = reinterpret_cast<const char*>(p);
   for (int64_t off = 0; off < halves * int64_t(sizeof(uint16_t)); off += 64) __builtin_prefetch(bytes + off, 0, 3);
