@@ -6,6 +6,7 @@
 
 #include "formats/half.h"
 #include "model/kv_cache.h"
+#include "model/kv_convert.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -27,6 +28,7 @@ constexpr int kScoreRows = 4;  // queries per score micro-kernel call
 // group (4 on 2B-4T): converting its whole cache to f32 cost more than it saved (decode at 4000
 // positions: 8.5 → 9.8 t/s).
 constexpr int64_t kDirectF16MaxQueries = 16;
+
 
 // Generic level: plain loops (multiply, then add). Reads f32 keys/values only.
 struct GenericKernels {
@@ -491,7 +493,7 @@ struct Fold {
 
   void add(const SpanPartial& p) {
     if (p.max == -INFINITY) return;  // no position of the query in this span
-    if (t == 0) {  // the first span with positions (a span's sum is ≥ 1: its max gives e = 1)
+    if (t == 0) {
       m = p.max;
       t = p.sum;
       for (int64_t d = 0; d < hd; ++d) a[d] = double(p.acc[d]);
@@ -514,7 +516,8 @@ struct Fold {
 
 // Asks for `halves` f16 values of the cache from p on to be brought into L1. A span prefetches its
 // first key chunk when it starts, then each next chunk — keys, then values — while it computes
-// the current one (docs/kernels.md: +13% / +24% K/V bytes/s on one / two threads at depth 4096).
+// the current one: with the hardware prefetchers alone a decode step's attention streamed at
+// ~0.6–0.7 of the plain read bandwidth (+10–24% K/V bytes/s at depth 4096, 1–2 threads, AVX-512).
 inline void prefetch(const uint16_t* p, int64_t halves) {
   const char* bytes = reinterpret_cast<const char*>(p);
   for (int64_t off = 0; off < halves * int64_t(sizeof(uint16_t)); off += 64) __builtin_prefetch(bytes + off, 0, 3);
@@ -535,9 +538,10 @@ Scratch& scratch() {
 
 // One span for every query (attention.h): scores chunk by chunk, softmax per query, weighted sum
 // chunk by chunk. Few queries read the f16 cache directly (where the level can); more share one
-// f32 copy of each chunk. Both give the same floats, since f16 → f32 is exact.
+// f32 copy of each chunk. Both give the same floats, since f16 → f32 is exact. A q8_0 side
+// (KvHead::key_codes / value_codes) is always converted (model/kv_convert.h; exact too).
 template <class Kernels>
-void span_with(const KvHead& kv, std::span<const AttentionQuery> queries, float scale, int64_t span,
+void span_with(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale, int64_t span,
                std::span<SpanPartial> partials) {
   Scratch& s = scratch();
   const int64_t hd = kv.head_dim, p0 = span * kAttentionSpan, p_cap = p0 + kAttentionSpan;
@@ -556,13 +560,13 @@ void span_with(const KvHead& kv, std::span<const AttentionQuery> queries, float 
   if (n == 0) return;
   const int64_t n_blocks = (n_pos + kBlock - 1) / kBlock;
   const bool use_f32 = !Kernels::kReadsF16 || n > kDirectF16MaxQueries;
-  const uint16_t* keys = kv.keys + p0 / kBlock * kv.key_block_stride;
-  const uint16_t* values = kv.values + p0 * kv.value_stride;
+  const bool keys_f32 = use_f32 || kv.key_codes, values_f32 = use_f32 || kv.value_codes;
+  const int64_t b_span = p0 / kBlock;  // the span's first key block
+  const uint16_t* keys = kv.keys ? kv.keys + b_span * kv.key_block_stride : nullptr;
+  const uint16_t* values = kv.values ? kv.values + p0 * kv.value_stride : nullptr;
   s.scores.resize(size_t(n * kAttentionSpan));
-  if (use_f32) {
-    s.keys.resize(size_t(kChunkBlocks * kBlock * hd));
-    s.values.resize(size_t(kChunkBlocks * kBlock * hd));
-  }
+  if (keys_f32) s.keys.resize(size_t(kChunkBlocks * kBlock * hd));
+  if (values_f32) s.values.resize(size_t(kChunkBlocks * kBlock * hd));
   auto query = [&](int64_t r) -> const AttentionQuery& { return queries[s.active[size_t(r)]]; };
   auto row = [&](int64_t r) { return &s.scores[size_t(r * kAttentionSpan)]; };
 
@@ -571,14 +575,21 @@ void span_with(const KvHead& kv, std::span<const AttentionQuery> queries, float 
   float* rows_out[kScoreRows];
   for (int64_t c0 = 0; c0 < n_blocks; c0 += kChunkBlocks) {
     const int64_t c1 = std::min(n_blocks, c0 + kChunkBlocks);
-    if (c0 == 0) prefetch(keys, (c1 - c0) * kv.key_block_stride);
-    if (c1 < n_blocks)
+    // (f16 sides only: a q8_0 side relies on the hardware prefetchers.)
+    if (keys && c0 == 0) prefetch(keys, (c1 - c0) * kv.key_block_stride);
+    if (keys && c1 < n_blocks)
       prefetch(keys + c1 * kv.key_block_stride, (std::min(n_blocks, c1 + kChunkBlocks) - c1) * kv.key_block_stride);
-    else
+    else if (values && c1 >= n_blocks)
       prefetch(values, std::min(n_pos, kChunkBlocks * kBlock) * kv.value_stride);
-    if (use_f32)
-      for (int64_t b = c0; b < c1; ++b)
-        Kernels::convert(keys + b * kv.key_block_stride, &s.keys[size_t((b - c0) * kBlock * hd)], kBlock * hd);
+    if (keys_f32)
+      for (int64_t b = c0; b < c1; ++b) {
+        float* dst = &s.keys[size_t((b - c0) * kBlock * hd)];
+        if (kv.key_codes)
+          q8_key_block_to_f32(isa, kv.key_codes + (b_span + b) * kv.key_block_stride,
+                              kv.key_scales + (b_span + b) * (hd / kKvQ8Block) * kBlock, hd, dst);
+        else
+          Kernels::convert(keys + b * kv.key_block_stride, dst, kBlock * hd);
+      }
     for (int64_t r0 = 0; r0 < n; r0 += kScoreRows) {
       const int rows = int(std::min<int64_t>(kScoreRows, n - r0));
       int64_t need = 0;
@@ -589,7 +600,7 @@ void span_with(const KvHead& kv, std::span<const AttentionQuery> queries, float 
       }
       const int64_t blocks = std::min(c1, need) - c0;
       if (blocks <= 0) continue;
-      if (use_f32)
+      if (keys_f32)
         Kernels::scores(rows, q, hd, s.keys.data(), kBlock * hd, blocks, rows_out);
       else if constexpr (Kernels::kReadsF16)
         Kernels::scores(rows, q, hd, keys + c0 * kv.key_block_stride, kv.key_block_stride, blocks, rows_out);
@@ -615,12 +626,16 @@ void span_with(const KvHead& kv, std::span<const AttentionQuery> queries, float 
   float* acc[Kernels::kSumRows];
   for (int64_t c0 = 0; c0 < n_blocks; c0 += kChunkBlocks) {
     const int64_t x0 = c0 * kBlock, x1 = std::min(n_pos, (c0 + kChunkBlocks) * kBlock);
-    if (x1 < n_pos) prefetch(values + x1 * kv.value_stride, (std::min(n_pos, x1 + kChunkBlocks * kBlock) - x1) * kv.value_stride);
-    if (use_f32)
+    if (values && x1 < n_pos)
+      prefetch(values + x1 * kv.value_stride, (std::min(n_pos, x1 + kChunkBlocks * kBlock) - x1) * kv.value_stride);
+    if (kv.value_codes)
+      q8_values_to_f32(isa, kv.value_codes + (p0 + x0) * hd, kv.value_scales + (p0 + x0) * (hd / kKvQ8Block), hd,
+                       x1 - x0, s.values.data());
+    else if (values_f32)
       for (int64_t x = x0; x < x1; ++x)
         Kernels::convert(values + x * kv.value_stride, &s.values[size_t((x - x0) * hd)], hd);
     auto sum = [&](int rows, const float* const* weights, int64_t from, int64_t to, float* const* into) {
-      if (use_f32)
+      if (values_f32)
         Kernels::weighted_sum(rows, weights, &s.values[size_t((from - x0) * hd)], hd, to - from, hd, into);
       else if constexpr (Kernels::kReadsF16)
         Kernels::weighted_sum(rows, weights, values + from * kv.value_stride, kv.value_stride, to - from, hd, into);
@@ -646,7 +661,7 @@ void span_with(const KvHead& kv, std::span<const AttentionQuery> queries, float 
 
 // Every span of every query, merged as it comes.
 template <class Kernels>
-void attend_with(const KvHead& kv, std::span<const AttentionQuery> queries, float scale) {
+void attend_with(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale) {
   Scratch& s = scratch();
   const size_t n = queries.size();
   const int64_t hd = kv.head_dim;
@@ -662,7 +677,7 @@ void attend_with(const KvHead& kv, std::span<const AttentionQuery> queries, floa
     folds.push_back({&s.fold[i * size_t(hd)], hd});
   }
   for (int64_t j = 0; j < n_spans; ++j) {
-    span_with<Kernels>(kv, queries, scale, j, s.partials);
+    span_with<Kernels>(isa, kv, queries, scale, j, s.partials);
     for (size_t i = 0; i < n; ++i) folds[i].add(s.partials[i]);
   }
   for (size_t i = 0; i < n; ++i) folds[i].finish(queries[i].out);
@@ -683,12 +698,12 @@ void with_kernels(kernels::Isa isa, const Fn& fn) {
 
 void attend(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale) {
   if (queries.empty()) return;
-  with_kernels(isa, [&]<class K>() { attend_with<K>(kv, queries, scale); });
+  with_kernels(isa, [&]<class K>() { attend_with<K>(isa, kv, queries, scale); });
 }
 
 void attend_span(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuery> queries, float scale,
                  int64_t span, std::span<SpanPartial> partials) {
-  with_kernels(isa, [&]<class K>() { span_with<K>(kv, queries, scale, span, partials); });
+  with_kernels(isa, [&]<class K>() { span_with<K>(isa, kv, queries, scale, span, partials); });
 }
 
 void merge_spans(std::span<const SpanPartial> spans, int64_t head_dim, float* out) {

@@ -19,12 +19,21 @@ namespace bitnet {
 
 // One kv head of one sequence, in KvCache's layout: dimension d of the key of position p at
 // keys[(p / 8)·key_block_stride + d·8 + p % 8], value dimension d at values[p·value_stride + d].
+// A q8_0 side (KvCache with -ctk/-ctv q8_0) sets key_codes / value_codes instead (int8 codes in
+// the same places, keys/values unused) and its f16 scales, one per 32 dimensions: the key scale of
+// dimensions [32j, 32j+32) of position p at key_scales[(p / 8)·(head_dim/32)·8 + j·8 + p % 8], the
+// value scale at value_scales[p·(head_dim/32) + j] (value_stride is head_dim then). Such a side is
+// converted to f32 chunk by chunk (code·scale, exact) and runs the f32 kernels.
 struct KvHead {
   const uint16_t* keys;
   int64_t key_block_stride;
   const uint16_t* values;
   int64_t value_stride;
   int64_t head_dim;
+  const int8_t* key_codes = nullptr;
+  const uint16_t* key_scales = nullptr;
+  const int8_t* value_codes = nullptr;
+  const uint16_t* value_scales = nullptr;
 };
 
 // One query row: head_dim floats in, head_dim floats out, attending to positions

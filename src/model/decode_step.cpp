@@ -164,7 +164,7 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
           s.queries.push_back({&sh.q[size_t(t * hp.q_dim() + h * hd)], &sh.attn_out[size_t(t * hp.q_dim() + h * hd)],
                                b.positions[t] + 1});
       }
-      work.add({cache.key_blocks(0, seq, kvh), cache.key_block_stride(), cache.values(0, seq, kvh), hd, hd}, s.queries);
+      work.add(cache.head(0, seq, kvh), s.queries);
     }
   const int64_t n_span_items = work.plan();
   const bool split = n_span_items > n_groups * hp.n_head_kv;
@@ -203,7 +203,7 @@ std::vector<float> decode_step(const Model& m, KvCache& cache, const Batch& b, f
           ops::rope_rotate(key, int(hp.n_rot), cos_sin, hp.arch.rope_style);
           cache.store_head(il, seq, b.positions[t], kvh, key, &sh.v[size_t(t * hp.kv_dim() + kvh * hd)]);
         }
-        const KvHead kv{cache.key_blocks(il, seq, kvh), cache.key_block_stride(), cache.values(il, seq, kvh), hd, hd};
+        const KvHead kv = cache.head(il, seq, kvh);
         if (split)
           work.set_kv(item, kv);  // group `item` of the plan: g × n_head_kv + kvh
         else

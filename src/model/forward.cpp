@@ -39,6 +39,8 @@ struct Activations {
 };
 
 void validate(const Model& m, const KvCache& cache, const Batch& b) {
+  if (m.gpu && (cache.type_k() != KvType::F16 || cache.type_v() != KvType::F16))
+    throw Error("-ctk/-ctv q8_0 run on the CPU only: the GPU layers (-ngl) keep an f16 cache");
   // A token may only follow positions that are already filled, so attention never reads an
   // unwritten cache cell.
   std::vector<int64_t> next(size_t(cache.n_seq()));
@@ -176,8 +178,7 @@ void attention(const HParams& hp, const KvCache& cache, int64_t layer, const Bat
     }
   };
   auto kv_head = [&](const Tile& tile, int64_t kvh) {
-    return KvHead{cache.key_blocks(layer, tile.seq, kvh), cache.key_block_stride(), cache.values(layer, tile.seq, kvh),
-                  hd, hd};
+    return cache.head(layer, tile.seq, kvh);
   };
   if (split) {
     static thread_local SpanWork work_buffer;  // the caller's, reached by the workers through `work`

@@ -10,12 +10,26 @@
 // halves with the position fastest — so that attention scores are computed for several positions
 // at once, each score a plain sequential sum over the head dimension (model/attention.h), without
 // transposing anything at run time.
+//
+// Storage types, chosen per K and per V (-ctk / -ctv; model/kv_type.h): f16 (the default), or q8_0,
+// which holds the int8 codes in exactly the places the halves take in f16 (same region, same
+// index: keys transposed in blocks of kKeyBlock positions, values position after position) plus one
+// f16 scale per 32 dimensions of one position's head vector, in a separate array with one region per
+// (layer, sequence, kv head) of n_ctx_padded × head_dim/32 scales:
+//   key scales:   block b of kKeyBlock positions at b·(head_dim/32)·kKeyBlock; in it the scale of
+//                 dimensions [32j, 32j+32) of position p at j·kKeyBlock + p%kKeyBlock (transposed
+//                 like the keys, so one key block converts with 8 contiguous scales per 32 dims);
+//   value scales: position p's head_dim/32 scales at p·(head_dim/32) + j.
+// A q8_0 value x reads back as code·d, exactly, in f32 (8-bit code × 11-bit mantissa). q8_0 needs
+// head_dim % 32 == 0.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "memory/page_buffer.h"
+#include "model/attention.h"
+#include "model/kv_type.h"
 
 namespace bitnet::cuda {
 class GpuCache;  // backends/cuda/offload.h
@@ -27,34 +41,57 @@ class KvCache {
  public:
   static constexpr int64_t kKeyBlock = 8;
 
-  KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim);
+  // Throws Error for q8_0 with a head size that is not a multiple of 32.
+  KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
+          KvType type_k = KvType::F16, KvType type_v = KvType::F16);
+
+  KvType type_k() const { return type_k_; }
+  KvType type_v() const { return type_v_; }
 
   int64_t n_seq() const { return n_seq_; }
   int64_t n_ctx() const { return n_ctx_; }  // positions per sequence
   int64_t n_head_kv() const { return n_head_kv_; }
   int64_t head_dim() const { return head_dim_; }
   int64_t kv_dim() const { return n_head_kv_ * head_dim_; }
-  uint64_t bytes() const { return 2 * cells_ * sizeof(uint16_t); }
+  // What the cache allocates (codes and scales of both K and V).
+  uint64_t bytes() const { return side_bytes(type_k_) + side_bytes(type_v_); }
+  // The same for a cache of this geometry and these types, without making one (diagnostics).
+  static uint64_t bytes_for(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
+                            KvType type_k, KvType type_v);
 
-  // Writes position `pos` of a sequence: kv_dim keys and values (head after head), rounded to f16.
+  // Writes position `pos` of a sequence: kv_dim keys and values (head after head), rounded to f16
+  // or quantized to q8_0 (per the side's type).
   void store(int64_t layer, int64_t seq, int64_t pos, const float* key, const float* value);
   // The same for one kv head: head_dim keys and values.
   void store_head(int64_t layer, int64_t seq, int64_t pos, int64_t head, const float* key, const float* value);
 
-  // The key blocks of one kv head: block b (positions [b·kKeyBlock, (b+1)·kKeyBlock)) starts at
+  // One kv head of one sequence as attention reads it (the f16 or the q8_0 pointers of each side).
+  KvHead head(int64_t layer, int64_t seq, int64_t head) const;
+
+  // f16 caches — the key blocks of one kv head: block b (positions [b·kKeyBlock, (b+1)·kKeyBlock)) starts at
   // key_blocks(...) + b·key_block_stride(); dimension d of position p sits at d·kKeyBlock + p%kKeyBlock.
   const uint16_t* key_blocks(int64_t layer, int64_t seq, int64_t head) const { return k_data() + base(layer, seq, head); }
   int64_t key_block_stride() const { return head_dim_ * kKeyBlock; }
   // The values of one kv head: position p's head_dim values at values(...) + p·head_dim().
   const uint16_t* values(int64_t layer, int64_t seq, int64_t head) const { return v_data() + base(layer, seq, head); }
 
-  // Dimension d ∈ [0, kv_dim) of one position's key / value (tests and diagnostics).
-  uint16_t key(int64_t layer, int64_t seq, int64_t pos, int64_t d) const {
-    return key_blocks(layer, seq, d / head_dim_)[key_offset(pos, d % head_dim_)];
+  // q8_0 caches — the codes in the places above, and the scales (layout in the header comment).
+  const int8_t* key_codes(int64_t layer, int64_t seq, int64_t head) const { return k_codes() + base(layer, seq, head); }
+  const int8_t* value_codes(int64_t layer, int64_t seq, int64_t head) const { return v_codes() + base(layer, seq, head); }
+  const uint16_t* key_scales(int64_t layer, int64_t seq, int64_t head) const {
+    return k_scales() + scale_base(layer, seq, head);
   }
-  uint16_t value(int64_t layer, int64_t seq, int64_t pos, int64_t d) const {
-    return values(layer, seq, d / head_dim_)[pos * head_dim_ + d % head_dim_];
+  const uint16_t* value_scales(int64_t layer, int64_t seq, int64_t head) const {
+    return v_scales() + scale_base(layer, seq, head);
   }
+
+  // Dimension d ∈ [0, kv_dim) of one position's key / value as attention reads it: the f16 value,
+  // or code·scale (either type; tests and diagnostics).
+  float key_f32(int64_t layer, int64_t seq, int64_t pos, int64_t d) const;
+  float value_f32(int64_t layer, int64_t seq, int64_t pos, int64_t d) const;
+  // The stored f16 bits (f16 side only; Error on a q8_0 side).
+  uint16_t key(int64_t layer, int64_t seq, int64_t pos, int64_t d) const;
+  uint16_t value(int64_t layer, int64_t seq, int64_t pos, int64_t d) const;
 
   // Copies positions [0, n) of sequence `from` to sequence `to` (every layer, the GPU's too).
   void copy_prefix(int64_t from, int64_t to, int64_t n);
@@ -77,15 +114,34 @@ class KvCache {
   int64_t key_offset(int64_t pos, int64_t d) const {
     return (pos / kKeyBlock) * key_block_stride() + d * kKeyBlock + pos % kKeyBlock;
   }
+  size_t scale_base(int64_t layer, int64_t seq, int64_t head) const {
+    return size_t(((layer * n_seq_ + seq) * n_head_kv_ + head) * n_ctx_padded_ * (head_dim_ / kKvQ8Block));
+  }
+  int64_t key_scale_offset(int64_t pos, int64_t d) const {
+    return (pos / kKeyBlock) * (head_dim_ / kKvQ8Block) * kKeyBlock + (d / kKvQ8Block) * kKeyBlock + pos % kKeyBlock;
+  }
+  uint64_t side_bytes(KvType t) const {
+    return t == KvType::Q8_0 ? cells_ + cells_ / kKvQ8Block * sizeof(uint16_t) : cells_ * sizeof(uint16_t);
+  }
+  int8_t* k_codes() { return reinterpret_cast<int8_t*>(k_.data()); }
+  const int8_t* k_codes() const { return reinterpret_cast<const int8_t*>(k_.data()); }
+  int8_t* v_codes() { return reinterpret_cast<int8_t*>(v_.data()); }
+  const int8_t* v_codes() const { return reinterpret_cast<const int8_t*>(v_.data()); }
+  uint16_t* k_scales() { return reinterpret_cast<uint16_t*>(ks_.data()); }
+  const uint16_t* k_scales() const { return reinterpret_cast<const uint16_t*>(ks_.data()); }
+  uint16_t* v_scales() { return reinterpret_cast<uint16_t*>(vs_.data()); }
+  const uint16_t* v_scales() const { return reinterpret_cast<const uint16_t*>(vs_.data()); }
   uint16_t* k_data() { return reinterpret_cast<uint16_t*>(k_.data()); }
   const uint16_t* k_data() const { return reinterpret_cast<const uint16_t*>(k_.data()); }
   uint16_t* v_data() { return reinterpret_cast<uint16_t*>(v_.data()); }
   const uint16_t* v_data() const { return reinterpret_cast<const uint16_t*>(v_.data()); }
   int64_t n_layer_, n_seq_, n_ctx_, n_ctx_padded_, n_head_kv_, head_dim_;
-  size_t cells_ = 0;  // halves in each of k_ and v_
+  KvType type_k_, type_v_;
+  size_t cells_ = 0;  // halves (f16) or codes (q8_0) in each of k_ and v_
   // Attention streams the whole cache of a sequence every step: huge pages, zero-filled and
   // faulted in at construction.
   PageBuffer k_, v_;
+  PageBuffer ks_, vs_;  // q8_0 scales (empty for an f16 side)
   std::vector<int64_t> length_;
   std::shared_ptr<cuda::GpuCache> gpu_;
 };

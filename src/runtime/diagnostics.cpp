@@ -191,11 +191,12 @@ void check_memory(const DiagnosticsRequest& r, const ModelFacts& mf, Report& rep
   const int64_t slots = std::max<int64_t>(1, r.parallel), slot_ctx = ctx / slots;
   MemoryEstimate e = estimate_memory(*mf.hp, mf.weight_bytes, ctx, batch);
   // The KV cache as allocated: -np slots of ctx / -np positions each (`serve`; `run` is one slot).
-  const uint64_t per_slot = slot_ctx > 0 ? kv_cache_bytes(*mf.hp, slot_ctx) : 0;
+  const uint64_t per_slot = slot_ctx > 0 ? kv_cache_bytes(*mf.hp, slot_ctx, 1, r.cache_type_k, r.cache_type_v) : 0;
   e.kv_cache = per_slot * uint64_t(slots);
   facts.update({{"ctx", ctx}, {"required_bytes", e.total()}, {"weights_bytes", e.weights},
                 {"kv_cache_bytes", e.kv_cache}, {"scratch_bytes", e.scratch}, {"parallel", slots},
-                {"n_ctx_slot", slot_ctx}, {"kv_cache_bytes_per_slot", per_slot}});
+                {"n_ctx_slot", slot_ctx}, {"kv_cache_bytes_per_slot", per_slot},
+                {"cache_type_k", kv_type_name(r.cache_type_k)}, {"cache_type_v", kv_type_name(r.cache_type_v)}});
   rep.d.facts["memory"] = facts;
   if (slot_ctx < 8) {
     rep.add("memory", "fail",
@@ -303,9 +304,8 @@ MemoryEstimate estimate_memory(const HParams& hp, uint64_t weight_bytes, int64_t
   return e;
 }
 
-uint64_t kv_cache_bytes(const HParams& hp, int64_t n_ctx, int64_t n_seq) {
-  const int64_t padded = (n_ctx + KvCache::kKeyBlock - 1) / KvCache::kKeyBlock * KvCache::kKeyBlock;
-  return uint64_t(2 * hp.n_layer * n_seq * padded * hp.kv_dim()) * sizeof(uint16_t);
+uint64_t kv_cache_bytes(const HParams& hp, int64_t n_ctx, int64_t n_seq, KvType type_k, KvType type_v) {
+  return KvCache::bytes_for(hp.n_layer, n_seq, n_ctx, hp.n_head_kv, hp.head_dim, type_k, type_v);
 }
 
 int64_t max_ctx_that_fits(const HParams& hp, uint64_t weight_bytes, int64_t batch, uint64_t available) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/hparams.h"
+#include "model/kv_type.h"
 
 namespace bitnet {
 
@@ -44,10 +45,11 @@ struct MemoryEstimate {
   uint64_t total() const { return weights + kv_cache + scratch; }
 };
 MemoryEstimate estimate_memory(const HParams& hp, uint64_t weight_bytes, int64_t ctx, int64_t batch);
-// Exactly what a KvCache of n_seq sequences of n_ctx positions allocates (KvCache::bytes(): f16 K
-// and V of every layer, each sequence's positions rounded up to whole key blocks), without
-// allocating it. A server's slot is one such sequence of -c / -np positions.
-uint64_t kv_cache_bytes(const HParams& hp, int64_t n_ctx, int64_t n_seq = 1);
+// Exactly what a KvCache of n_seq sequences of n_ctx positions allocates (KvCache::bytes(): K and
+// V of every layer in f16 or q8_0 — codes and scales —, each sequence's positions rounded up to
+// whole key blocks), without allocating it. A server's slot is one such sequence of -c / -np positions.
+uint64_t kv_cache_bytes(const HParams& hp, int64_t n_ctx, int64_t n_seq = 1, KvType type_k = KvType::F16,
+                        KvType type_v = KvType::F16);
 // Largest context (0 if none) whose estimate fits into `available` bytes.
 int64_t max_ctx_that_fits(const HParams& hp, uint64_t weight_bytes, int64_t batch, uint64_t available);
 
@@ -73,6 +75,7 @@ struct DiagnosticsRequest {
   int64_t ctx = 0, batch = 512, threads = 0;
   int64_t parallel = 1;  // server slots sharing ctx (-np): the KV cache is reported per slot too
   int32_t gpu_layers = 0;
+  KvType cache_type_k = KvType::F16, cache_type_v = KvType::F16;  // -ctk / -ctv: the KV cache's size
   std::string bin_dir;                        // where the binaries should be
   std::vector<std::string> binaries = {"bitnet"};
   std::string host = "127.0.0.1";

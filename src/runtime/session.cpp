@@ -12,10 +12,10 @@ double elapsed_ms(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
 }
 
-Session::Session(const Model& model, int64_t n_ctx, int n_threads, int64_t n_batch)
+Session::Session(const Model& model, int64_t n_ctx, int n_threads, int64_t n_batch, KvType type_k, KvType type_v)
     : model_(model),
       pool_(n_threads),
-      cache_(model.hp.n_layer, 1, n_ctx, model.hp.n_head_kv, model.hp.head_dim),
+      cache_(model.hp.n_layer, 1, n_ctx, model.hp.n_head_kv, model.hp.head_dim, type_k, type_v),
       n_batch_(std::max<int64_t>(1, n_batch)) {
   // -ngl: the GPU layers' cache and scratch now, not inside the first timed forward pass.
   if (model.gpu) cuda::prepare_cache(*model.gpu, cache_, std::min(n_batch_, n_ctx));

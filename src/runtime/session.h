@@ -28,7 +28,9 @@ struct Timings {
 
 class Session {
  public:
-  Session(const Model& model, int64_t n_ctx, int n_threads, int64_t n_batch);
+  // type_k / type_v: the KV cache's storage (-ctk / -ctv).
+  Session(const Model& model, int64_t n_ctx, int n_threads, int64_t n_batch, KvType type_k = KvType::F16,
+          KvType type_v = KvType::F16);
 
   // Makes the cache hold exactly `tokens`, evaluating only what differs from what it holds
   // (prefix reuse), in chunks of n_batch. Returns the logits after the last token.

@@ -128,7 +128,8 @@ Engine::Engine(const Model& model, EngineConfig config, Metrics& metrics)
       pool_(config_.threads),
       // An embedding model generates nothing: its generation cache is a token's worth.
       cache_(model.hp.n_layer, config_.generation ? config_.n_slots : 1, config_.generation ? config_.n_ctx_slot : 1,
-             model.hp.n_head_kv, model.hp.head_dim) {
+             model.hp.n_head_kv, model.hp.head_dim, config_.generation ? config_.cache_type_k : KvType::F16,
+             config_.generation ? config_.cache_type_v : KvType::F16) {
   if (!model.tokenizer) throw Error("the server needs a model with a tokenizer");
   if (config_.embeddings)
     embedder_ = std::make_unique<Embedder>(model, config_.n_ctx_slot, config_.n_slots, config_.n_batch, pool_);

@@ -140,6 +140,7 @@ struct EngineConfig {
   int64_t n_batch = 512;     // tokens per forward pass
   int threads = 1;
   int queue_limit = 16;           // jobs that may wait for a slot; more get Busy
+  KvType cache_type_k = KvType::F16, cache_type_v = KvType::F16;  // -ctk / -ctv of the generation cache
   bool continuous_batching = true;  // false: admit new jobs only when every slot is idle
   std::vector<int32_t> system_prefix;  // primed into every slot at start-up
   // Called on the engine thread when a request ends (telemetry); must not block.
@@ -186,7 +187,7 @@ class Engine {
   void drain(std::chrono::steady_clock::time_point deadline);
 
   const EngineConfig& config() const { return config_; }
-  // Bytes of f16 K/V each slot holds: its n_ctx_slot positions in every layer, as KvCache stores
+  // Bytes of K/V (f16 or q8_0) each slot holds: its n_ctx_slot positions in every layer, as KvCache stores
   // them (KvCache::bytes() / slots). 0 for an embedding model, whose slots generate nothing; the
   // embeddings' own cache is not counted.
   uint64_t kv_cache_bytes_per_slot() const {

@@ -40,7 +40,7 @@ int cmd_perplexity(int argc, char** argv) {
   std::fprintf(stderr, "perplexity: %zu tokens, %lld chunks of %lld, batch %lld\n", tokens.size(),
                (long long)n_chunks, (long long)n_ctx, (long long)mo.batch);
 
-  Session session(*lm.model, n_ctx, lm.threads, mo.batch);
+  Session session(*lm.model, n_ctx, lm.threads, mo.batch, lm.cache.k, lm.cache.v);
   session.timings.load_ms = lm.load_ms;
   double nll = 0, nll2 = 0;
   int64_t count = 0;

@@ -254,7 +254,7 @@ int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) 
   telemetry.emit("model_loaded", {{"model", lm.model->file.path()}, {"architecture", hp.arch.name},
                                   {"n_layer", hp.n_layer}, {"weight_bytes", lm.model->weight_bytes()},
                                   {"load_ms", lm.load_ms}, {"threads", lm.threads}, {"ctx_size", lm.ctx}});
-  Session session(*lm.model, lm.ctx, lm.threads, o.model.batch);
+  Session session(*lm.model, lm.ctx, lm.threads, o.model.batch, lm.cache.k, lm.cache.v);
   session.timings.load_ms = lm.load_ms;
   Sampler sampler(o.sampling);
   GenerateOptions gen{o.n_predict, o.ignore_eos};

@@ -33,8 +33,10 @@ void add_model_options(ArgParser& p, ModelOptions& o, bool grammar_flags) {
   p.flag({"--mmap"}, "read the weights from the memory-mapped file: shared page cache and a faster "
          "start, slower decode (default: copy them into huge-page memory)", &o.mmap);
   p.flag({"--no-mmap"}, "copy the weights into huge-page memory (the default)", &o.no_mmap);
-  p.option({"-ctk", "--cache-type-k"}, "TYPE", "KV cache type of the keys: f16 (the only one so far)", &o.cache_type_k);
-  p.option({"-ctv", "--cache-type-v"}, "TYPE", "KV cache type of the values: f16 (the only one so far)", &o.cache_type_v);
+  p.option({"-ctk", "--cache-type-k"}, "TYPE", std::string("KV cache type of the keys: ") + kCacheTypeHelp,
+           &o.cache_type_k);
+  p.option({"-ctv", "--cache-type-v"}, "TYPE", std::string("KV cache type of the values: ") + kCacheTypeHelp,
+           &o.cache_type_v);
   // llama.cpp flags with no meaning in this engine: accepted, so that existing scripts run.
   p.compat_noop({"-fa", "--flash-attn"}, "on|off|auto", "one attention kernel serves every case");
   p.compat_noop({"-ub", "--ubatch-size"}, "N", "-b sets the one batch size");
@@ -66,10 +68,25 @@ void add_model_options(ArgParser& p, ModelOptions& o, bool grammar_flags) {
   }
 }
 
-void check_cache_types(const ModelOptions& o) {
-  for (const std::string* t : {&o.cache_type_k, &o.cache_type_v})
-    if (*t != "f16")
-      throw UsageError("KV cache type '" + *t + "' is not supported: the cache holds f16 keys and values");
+CacheTypes cache_types(const ModelOptions& o) {
+  auto parse = [](const std::string& flag, const std::string& name) {
+    const std::optional<KvType> t = parse_kv_type(name);
+    if (!t)
+      throw UsageError(flag + ": KV cache type '" + name + "' is not supported; accepted: " + kKvTypeNames);
+    return *t;
+  };
+  CacheTypes c{parse("-ctk", o.cache_type_k), parse("-ctv", o.cache_type_v)};
+  if (c.quantized() && o.gpu_layers > 0)
+    throw UsageError("-ctk/-ctv q8_0 run on the CPU only: the GPU layers (-ngl) keep an f16 cache; drop -ngl or use f16");
+  return c;
+}
+
+void check_cache_types(const ModelOptions& o) { (void)cache_types(o); }
+
+void check_cache_head_dim(const CacheTypes& c, int64_t head_dim) {
+  if (c.quantized() && head_dim % kKvQ8Block != 0)
+    throw UsageError("q8_0 K/V cache needs a head size that is a multiple of 32; this model's is " +
+                     std::to_string(head_dim));
 }
 
 std::string default_model_location() {
@@ -197,7 +214,7 @@ void refuse_embedding_model(const Model& model) {
 }
 
 LoadedModel load_for_run(const ModelOptions& o) {
-  check_cache_types(o);
+  const CacheTypes cache = cache_types(o);
   ThreadPlan threads;
   try {
     validate_model_settings(to_run_config(o));
@@ -208,6 +225,7 @@ LoadedModel load_for_run(const ModelOptions& o) {
   if (!threads.note.empty()) std::fprintf(stderr, "note: %s\n", threads.note.c_str());
   LoadedModel lm;
   lm.threads = threads.threads;
+  lm.cache = cache;
   const std::string path = o.model.empty() ? default_model_path() : o.model;
   LoadOptions load;
   load.map_weights = o.map_weights();
@@ -228,11 +246,14 @@ LoadedModel load_for_run(const ModelOptions& o) {
   lm.load_ms = elapsed_ms(start);
   const HParams& hp = lm.model->hp;
   lm.ctx = resolve_ctx(o.ctx, hp.n_ctx_train);
+  if (!lm.model->embedding_only()) check_cache_head_dim(cache, hp.head_dim);
   check_cache_fits(hp, lm.ctx, o.batch);
-  std::fprintf(stderr, "loaded %s: %s, %lld layers, d=%lld, vocab %lld, %.1f MiB of weights, %d threads, ctx %lld\n",
+  const std::string kv_types =
+      cache.quantized() ? std::string(", K/V cache ") + kv_type_name(cache.k) + "/" + kv_type_name(cache.v) : "";
+  std::fprintf(stderr, "loaded %s: %s, %lld layers, d=%lld, vocab %lld, %.1f MiB of weights, %d threads, ctx %lld%s\n",
                path.c_str(), hp.arch.name.c_str(), (long long)hp.n_layer, (long long)hp.n_embd,
                (long long)hp.n_vocab, double(lm.model->weight_bytes()) / (1 << 20), lm.threads,
-               (long long)lm.ctx);
+               (long long)lm.ctx, kv_types.c_str());
   for (const auto& note : lm.model->load_notes) std::fprintf(stderr, "note: %s\n", note.c_str());
   return lm;
 }

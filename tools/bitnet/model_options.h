@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "args.h"
+#include "model/kv_type.h"
 #include "model/model.h"
 #include "runtime/run_config.h"
 #include "runtime/session.h"
@@ -23,7 +24,7 @@ struct ModelOptions {
   int64_t batch = 512;
   int32_t gpu_layers = 0;
   bool mmap = false, no_mmap = false;  // no_mmap: the default, a flag for llama.cpp compatibility
-  std::string cache_type_k = "f16", cache_type_v = "f16";  // -ctk / -ctv: f16 is the only one so far
+  std::string cache_type_k = "f16", cache_type_v = "f16";  // -ctk / -ctv: f16 or q8_0 (model/kv_type.h)
   bool map_weights() const { return mmap && !no_mmap; }  // LoadOptions::map_weights
 };
 
@@ -31,8 +32,19 @@ struct ModelOptions {
 // (docs/cli.md lists them).
 // grammar_flags: the command takes --grammar/-j itself (else they are refused as unsupported).
 void add_model_options(ArgParser& parser, ModelOptions& options, bool grammar_flags = false);
-// -ctk / -ctv name a cache type this build has (a UsageError otherwise).
+struct CacheTypes {
+  KvType k = KvType::F16, v = KvType::F16;
+  bool quantized() const { return k != KvType::F16 || v != KvType::F16; }
+};
+// -ctk / -ctv parsed: a UsageError naming the accepted values for any other name, and for q8_0
+// with -ngl > 0 (the GPU layers keep an f16 cache).
+CacheTypes cache_types(const ModelOptions& options);
+// The same check, for commands that only validate.
 void check_cache_types(const ModelOptions& options);
+// A UsageError when a q8_0 side meets a head size that is not a multiple of 32.
+void check_cache_head_dim(const CacheTypes& types, int64_t head_dim);
+// The help line of -ctk / -ctv.
+inline constexpr const char* kCacheTypeHelp = "f16 (default) or q8_0 (32 dimensions per f16 scale; CPU only)";
 // --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n (llama.cpp's sampling flags).
 void add_sampling_options(ArgParser& parser, SamplingParams& sampling);
 // The shared options as the library's run configuration (validated there, in one place).
@@ -43,6 +55,7 @@ struct LoadedModel {
   double load_ms = 0;
   int threads = 1;
   int64_t ctx = 0;
+  CacheTypes cache;  // -ctk / -ctv
 };
 // Validates the options (UsageError with a specific message), resolves defaults and loads.
 LoadedModel load_for_run(const ModelOptions& options);
