@@ -22,11 +22,14 @@ struct Case {
   const char* preset;
   GgmlType type;
   GgmlType head;
+  KvType kv_k = KvType::F16, kv_v = KvType::F16;  // -ctk / -ctv
 };
 
 std::string case_name(const Case& c) {
   std::string s = std::string(c.arch) + "_" + c.preset + "_" + std::string(ggml_type_name(c.type)) + "_head_" +
                   std::string(ggml_type_name(c.head));
+  if (c.kv_k != KvType::F16 || c.kv_v != KvType::F16)
+    s += std::string("_kv_") + kv_type_name(c.kv_k) + "_" + kv_type_name(c.kv_v);
   for (char& ch : s)
     if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
   return s;
@@ -45,11 +48,16 @@ struct Switches {
 // exercised), every third token without logits. Returns the logits of all steps, then the cache.
 struct Decoded {
   std::vector<float> logits;
-  std::vector<uint16_t> cells;
+  std::vector<uint32_t> cells;  // the bits of each cell as attention reads it (f16 or code·scale)
 };
-Decoded decode(const Model& m, int threads, int n) {
+void add_cell(Decoded& r, float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  r.cells.push_back(bits);
+}
+Decoded decode(const Model& m, int threads, int n, const Case& c) {
   ThreadPool pool(threads);
-  KvCache cache(m.hp.n_layer, 2, 32, m.hp.n_head_kv, m.hp.head_dim);
+  KvCache cache(m.hp.n_layer, 2, 32, m.hp.n_head_kv, m.hp.head_dim, c.kv_k, c.kv_v);
   Decoded r;
   for (int i = 0; i < n; ++i) {
     Batch b;
@@ -61,8 +69,8 @@ Decoded decode(const Model& m, int threads, int n) {
   for (int64_t l = 0; l < m.hp.n_layer; ++l)
     for (int64_t p = 0; p < n; ++p)
       for (int64_t d = 0; d < cache.kv_dim(); ++d) {
-        r.cells.push_back(cache.key(l, 1, p, d));
-        r.cells.push_back(cache.value(l, 1, p, d));
+        add_cell(r, cache.key_f32(l, 1, p, d));
+        add_cell(r, cache.value_f32(l, 1, p, d));
       }
   return r;
 }
@@ -81,9 +89,9 @@ TEST_P(DecodeStep, EqualsTheBatchPathBitForBit) {
     for (int threads : {1, 2, 3}) {
       SCOPED_TRACE(std::string(kernels::isa_name(isa)) + ", " + std::to_string(threads) + " threads");
       set_decode_step_enabled(false);
-      const Decoded batch = decode(*m, threads, 7);
+      const Decoded batch = decode(*m, threads, 7, c);
       set_decode_step_enabled(true);
-      const Decoded fused = decode(*m, threads, 7);
+      const Decoded fused = decode(*m, threads, 7, c);
       ASSERT_EQ(batch.logits.size(), fused.logits.size());
       ASSERT_EQ(0, std::memcmp(batch.logits.data(), fused.logits.data(), batch.logits.size() * sizeof(float)));
       ASSERT_EQ(batch.cells, fused.cells);
@@ -112,9 +120,9 @@ const std::vector<Step>& multi_stream_script() {
 }
 
 // Runs the script; returns every step's logits (batch order) and then every cache cell.
-Decoded decode_streams(const Model& m, int threads) {
+Decoded decode_streams(const Model& m, int threads, const Case& c) {
   ThreadPool pool(threads);
-  KvCache cache(m.hp.n_layer, kSeqs, 32, m.hp.n_head_kv, m.hp.head_dim);
+  KvCache cache(m.hp.n_layer, kSeqs, 32, m.hp.n_head_kv, m.hp.head_dim, c.kv_k, c.kv_v);
   std::vector<int> length(kSeqs, 0);
   Decoded r;
   int k = 0;
@@ -133,8 +141,8 @@ Decoded decode_streams(const Model& m, int threads) {
     for (int s = 0; s < kSeqs; ++s)
       for (int64_t p = 0; p < length[s]; ++p)
         for (int64_t d = 0; d < cache.kv_dim(); ++d) {
-          r.cells.push_back(cache.key(l, s, p, d));
-          r.cells.push_back(cache.value(l, s, p, d));
+          add_cell(r, cache.key_f32(l, s, p, d));
+          add_cell(r, cache.value_f32(l, s, p, d));
         }
   return r;
 }
@@ -150,9 +158,9 @@ TEST_P(DecodeStep, SeveralSequencesEqualTheBatchPathAndDecodingAlone) {
     for (int threads : {1, 2, 3}) {
       SCOPED_TRACE(std::string(kernels::isa_name(isa)) + ", " + std::to_string(threads) + " threads");
       set_decode_step_enabled(false);
-      const Decoded batch = decode_streams(*m, threads);
+      const Decoded batch = decode_streams(*m, threads, c);
       set_decode_step_enabled(true);
-      const Decoded fused = decode_streams(*m, threads);
+      const Decoded fused = decode_streams(*m, threads, c);
       ASSERT_EQ(batch.logits.size(), fused.logits.size());
       ASSERT_EQ(0, std::memcmp(batch.logits.data(), fused.logits.data(), batch.logits.size() * sizeof(float)));
       ASSERT_EQ(batch.cells, fused.cells);
@@ -162,7 +170,7 @@ TEST_P(DecodeStep, SeveralSequencesEqualTheBatchPathAndDecodingAlone) {
       ThreadPool pool(threads);
       std::vector<std::vector<float>> alone(kSeqs);
       for (int s = 0; s < kSeqs; ++s) {
-        KvCache cache(m->hp.n_layer, 1, 32, m->hp.n_head_kv, m->hp.head_dim);
+        KvCache cache(m->hp.n_layer, 1, 32, m->hp.n_head_kv, m->hp.head_dim, c.kv_k, c.kv_v);
         for (int p = 0; p < 8; ++p) {
           Batch b;
           b.add(token_of(*m, s, p), p, 0, true);
@@ -194,7 +202,14 @@ INSTANTIATE_TEST_SUITE_P(Models, DecodeStep,
                                            Case{"bitnet", "tiny-odd", GgmlType::I2_S, GgmlType::Q6_K},
                                            Case{"bitnet", "tiny", GgmlType::TQ1_0, GgmlType::Q8_0},
                                            Case{"llama", "tiny", GgmlType::TQ2_0, GgmlType::F16},
-                                           Case{"bitnet-b1.58", "tiny-odd", GgmlType::I2_S, GgmlType::Q8_0}),
+                                           Case{"bitnet-b1.58", "tiny-odd", GgmlType::I2_S, GgmlType::Q8_0},
+                                           // -ctk/-ctv q8_0 (head size 64), both sides and each alone
+                                           Case{"bitnet-b1.58", "tiny", GgmlType::I2_S, GgmlType::F16, KvType::Q8_0,
+                                                KvType::Q8_0},
+                                           Case{"llama", "tiny", GgmlType::TQ2_0, GgmlType::Q6_K, KvType::Q8_0,
+                                                KvType::F16},
+                                           Case{"bitnet", "tiny", GgmlType::I2_S, GgmlType::Q8_0, KvType::F16,
+                                                KvType::Q8_0}),
                          [](const auto& info) { return case_name(info.param); });
 
 // Deep in a context (1,030 positions: five attention spans, the last partial): the decode step
