@@ -63,11 +63,12 @@ std::optional<Pooling> model_pooling(const Model& model) {
 
 bool is_embedding_model(const Model& model) { return model.embedding_only(); }
 
-Embedder::Embedder(const Model& model, int64_t n_ctx, int64_t n_seq, int64_t n_batch, ThreadPool& pool)
+Embedder::Embedder(const Model& model, int64_t n_ctx, int64_t n_seq, int64_t n_batch, ThreadPool& pool,
+                   KvType type_k, KvType type_v)
     : model_(model),
       pool_(pool),
       cache_(model.hp.n_layer, std::max<int64_t>(1, n_seq), std::max<int64_t>(1, n_ctx), model.hp.n_head_kv,
-             model.hp.head_dim),
+             model.hp.head_dim, type_k, type_v),
       n_batch_(std::max<int64_t>(1, n_batch)) {}
 
 Pooling Embedder::resolve(const EmbedOptions& options) const {

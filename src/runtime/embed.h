@@ -48,7 +48,8 @@ struct Embedding {
 // the float tolerance of the batched products (tests/runtime/embed_test.cpp).
 class Embedder {
  public:
-  Embedder(const Model& model, int64_t n_ctx, int64_t n_seq, int64_t n_batch, ThreadPool& pool);
+  Embedder(const Model& model, int64_t n_ctx, int64_t n_seq, int64_t n_batch, ThreadPool& pool,
+           KvType type_k = KvType::F16, KvType type_v = KvType::F16);
 
   // Throws Error naming the input and both lengths when an input is empty or longer than n_ctx
   // (nothing is computed then).

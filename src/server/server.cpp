@@ -134,10 +134,12 @@ int run_server(ServerConfig config) {
                        : std::string(ec.generation ? ", embeddings" : ", embedding model (generation refused)") +
                              " with " + std::string(pooling_name(engine->embedding_pooling())) + " pooling";
     const uint64_t kv = engine->kv_cache_bytes_per_slot();
-    char kv_text[96] = "";
+    char kv_text[128] = "";
+    const bool kv_q8 = ec.cache_type_k != KvType::F16 || ec.cache_type_v != KvType::F16;
     if (kv > 0)
-      std::snprintf(kv_text, sizeof kv_text, " (KV cache %.1f MiB each, %.1f MiB in all)", double(kv) / (1 << 20),
-                    double(kv) * ec.n_slots / (1 << 20));
+      std::snprintf(kv_text, sizeof kv_text, " (KV cache%s%s%s%s %.1f MiB each, %.1f MiB in all)", kv_q8 ? " " : "",
+                    kv_q8 ? kv_type_name(ec.cache_type_k) : "", kv_q8 ? "/" : "", kv_q8 ? kv_type_name(ec.cache_type_v) : "",
+                    double(kv) / (1 << 20), double(kv) * ec.n_slots / (1 << 20));
     std::fprintf(stderr, "server ready: %d slots of %lld tokens%s, %d threads%s%s\n", ec.n_slots,
                  (long long)ec.n_ctx_slot, kv_text, ec.threads, ec.system_prefix.empty() ? "" : ", system prompt primed",
                  embeddings.c_str());

@@ -99,6 +99,7 @@ struct Context {
   std::string model_path, model_type, cpu, isa;
   int threads = 1;
   int64_t ngl = 0;
+  std::string type_k = "f16", type_v = "f16";
 };
 
 nlohmann::ordered_json row_json(const Row& r, const Settings& s, const Context& ctx) {
@@ -110,6 +111,8 @@ nlohmann::ordered_json row_json(const Row& r, const Settings& s, const Context& 
           {"n_ubatch", s.n_ubatch},
           {"is_pp_shared", s.shared ? 1 : 0},
           {"n_gpu_layers", ctx.ngl},
+          {"type_k", ctx.type_k},
+          {"type_v", ctx.type_v},
           {"n_threads", ctx.threads},
           {"n_threads_batch", ctx.threads},
           {"pp", r.c.pp},
@@ -173,8 +176,10 @@ int cmd_batched_bench(int argc, char** argv) {
            "run the last N layers on the GPU (needs a CUDA build and an NVIDIA GPU; default 0)", &mo.gpu_layers);
   p.flag({"--mmap"}, "read the weights from the memory-mapped file (default: copy them into huge-page memory)", &mo.mmap);
   p.flag({"--no-mmap"}, "copy the weights into huge-page memory (the default)", &mo.no_mmap);
-  p.option({"-ctk", "--cache-type-k"}, "TYPE", "KV cache type of the keys: f16 (the only one so far)", &mo.cache_type_k);
-  p.option({"-ctv", "--cache-type-v"}, "TYPE", "KV cache type of the values: f16 (the only one so far)", &mo.cache_type_v);
+  p.option({"-ctk", "--cache-type-k"}, "TYPE", std::string("KV cache type of the keys: ") + kCacheTypeHelp,
+           &mo.cache_type_k);
+  p.option({"-ctv", "--cache-type-v"}, "TYPE", std::string("KV cache type of the values: ") + kCacheTypeHelp,
+           &mo.cache_type_v);
   p.option({"-r", "--repetitions"}, "N", "runs of each case; the table shows the median times (default 1)", &s.reps);
   p.option({"--output-format"}, "FORMAT", "md (llama-batched-bench's table), json (one array) or jsonl (default md)",
            &format);
@@ -241,6 +246,8 @@ int cmd_batched_bench(int argc, char** argv) {
   ctx.isa = std::string(kernels::isa_name(kernels::active_isa()));
   ctx.threads = lm.threads;
   ctx.ngl = mo.gpu_layers;
+  ctx.type_k = kv_type_name(lm.cache.k);
+  ctx.type_v = kv_type_name(lm.cache.v);
   ThreadPool pool(lm.threads);
   const int64_t chunk = std::min(s.n_batch, s.n_ubatch);
   std::fprintf(stderr,
@@ -253,7 +260,7 @@ int cmd_batched_bench(int argc, char** argv) {
 
   if (!no_warmup) {  // as llama-batched-bench: 16 prompt tokens of one sequence, and one decode step
     const int64_t n = std::min<int64_t>(16, m.hp.n_ctx_train > 1 ? m.hp.n_ctx_train - 1 : 16);
-    KvCache warm(m.hp.n_layer, 1, n + 1, m.hp.n_head_kv, m.hp.head_dim);
+    KvCache warm(m.hp.n_layer, 1, n + 1, m.hp.n_head_kv, m.hp.head_dim, lm.cache.k, lm.cache.v);
     if (m.gpu) cuda::prepare_cache(*m.gpu, warm, std::min(chunk, n));
     Batch b;
     for (int64_t i = 0; i < n; ++i) b.add(0, int32_t(i), 0, i + 1 == n);
@@ -271,7 +278,7 @@ int cmd_batched_bench(int argc, char** argv) {
   for (const Case& c : cases) {
     Row row{c, c.n_kv(s.shared), ctx_arg > 0 ? ctx_arg : c.pl * (c.pp + c.tg), {}, {}};
     // Allocated (and faulted in) outside the timed region; the runs only reset its lengths.
-    KvCache cache(m.hp.n_layer, c.pl, c.pp + c.tg, m.hp.n_head_kv, m.hp.head_dim);
+    KvCache cache(m.hp.n_layer, c.pl, c.pp + c.tg, m.hp.n_head_kv, m.hp.head_dim, lm.cache.k, lm.cache.v);
     if (m.gpu) cuda::prepare_cache(*m.gpu, cache, std::min(chunk, std::max(c.pl * c.pp, c.pl)));
     for (int64_t r = 0; r < s.reps; ++r) {
       const auto [t_pp, t_tg] = run_case(m, cache, pool, c, s, s.seed + uint64_t(r));

@@ -93,7 +93,7 @@ std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
 }
 
 // The average K/V bytes each generated token of a test reads (see the top of this file).
-double kv_read_bytes_per_token(const HParams& hp, const Test& test) {
+double kv_read_bytes_per_token(const HParams& hp, const Test& test, KvType type_k, KvType type_v) {
   if (test.n_gen <= 0) return 0;
   double positions = 0;  // attended positions, summed over layers and generated tokens
   for (int64_t l = 0; l < hp.n_layer; ++l) {
@@ -103,7 +103,9 @@ double kv_read_bytes_per_token(const HParams& hp, const Test& test) {
       positions += double(window > 0 ? std::min(seen, window) : seen);
     }
   }
-  return positions * double(hp.kv_dim()) * 2 /* K and V */ * 2 /* f16 */ / double(test.n_gen);
+  // Bytes per cell: 2 (f16), or 1 code + 2/32 of a scale (q8_0).
+  auto cell = [](KvType t) { return t == KvType::Q8_0 ? 1.0 + 2.0 / double(kKvQ8Block) : 2.0; };
+  return positions * double(hp.kv_dim()) * (cell(type_k) + cell(type_v)) / double(test.n_gen);
 }
 
 // Runs a test again and again. Without a prefill every run gets a fresh cache; with one (-d, -gp)
@@ -111,14 +113,14 @@ double kv_read_bytes_per_token(const HParams& hp, const Test& test) {
 // ones only re-evaluate the last (set_tokens's prefix reuse), all before the clock starts.
 class TestRunner {
  public:
-  TestRunner(const Model& m, const Test& test, int threads, int64_t batch)
-      : m_(m), test_(test), threads_(threads), batch_(batch),
+  TestRunner(const Model& m, const Test& test, int threads, int64_t batch, KvType type_k, KvType type_v)
+      : m_(m), test_(test), threads_(threads), batch_(batch), type_k_(type_k), type_v_(type_v),
         prefix_(random_tokens(test.prefill(), m.hp.n_vocab, 0x5eedULL + uint64_t(test.prefill()))) {}
 
   // One timed run; returns seconds.
   double run(uint64_t seed) {
     if (!session_ || prefix_.empty())
-      session_ = std::make_unique<Session>(m_, test_.positions(), threads_, batch_);
+      session_ = std::make_unique<Session>(m_, test_.positions(), threads_, batch_, type_k_, type_v_);
     Session& s = *session_;
     auto tokens = prefix_;
     const auto body = random_tokens(test_.timed_tokens(), m_.hp.n_vocab, seed);
@@ -137,6 +139,7 @@ class TestRunner {
   Test test_;
   int threads_;
   int64_t batch_;
+  KvType type_k_, type_v_;
   std::vector<int32_t> prefix_;
   std::unique_ptr<Session> session_;
 };
@@ -155,6 +158,7 @@ struct Row {
   int64_t batch = 0;
   bool use_mmap = false;
   int64_t ngl = 0;  // -ngl: layers on the GPU (0: CPU only)
+  KvType type_k = KvType::F16, type_v = KvType::F16;  // -ctk / -ctv
   std::vector<double> ts;  // tokens per second of each repetition
   double read_bw = 0, mac_peak = 0;
   double kv_bytes_per_token = 0;  // the average K/V bytes a generated token reads
@@ -202,6 +206,8 @@ nlohmann::json row_json(const Row& r) {
   j["output_type"] = r.stats.head_type;
   j["backends"] = r.ngl > 0 ? "CUDA,CPU" : "CPU";
   j["n_gpu_layers"] = r.ngl;
+  j["type_k"] = kv_type_name(r.type_k);
+  j["type_v"] = kv_type_name(r.type_v);
   j["cpu_isa"] = kernels::isa_name(kernels::active_isa());
   j["n_threads"] = r.threads;
   j["n_batch"] = r.batch;
@@ -241,25 +247,34 @@ void print_rows(const std::vector<Row>& rows, const std::string& format) {
     for (const auto& r : rows) std::printf("%s\n", row_json(r).dump().c_str());
   } else if (format == "csv") {
     std::printf("model,head,size,params,backend,threads,n_batch,test,avg_ts,stddev_ts,read_bw_fraction,mac_peak_fraction,"
-                "n_gpu_layers,n_depth\n");
+                "n_gpu_layers,n_depth,type_k,type_v\n");
     for (const auto& r : rows)
-      std::printf("\"%s\",%s,%llu,%llu,%s,%d,%lld,%s,%.3f,%.3f,%s,%s,%lld,%lld\n", r.model.c_str(),
+      std::printf("\"%s\",%s,%llu,%llu,%s,%d,%lld,%s,%.3f,%.3f,%s,%s,%lld,%lld,%s,%s\n", r.model.c_str(),
                   r.stats.head_type.c_str(), (unsigned long long)r.stats.file_bytes, (unsigned long long)r.stats.params,
                   r.ngl > 0 ? "CUDA" : "CPU", r.threads, (long long)r.batch, r.test.name().c_str(), r.mean(), r.sd(),
                   fraction_text(r.read_bw_fraction()).c_str(), fraction_text(r.mac_peak_fraction()).c_str(),
-                  (long long)r.ngl, (long long)r.test.n_depth);
+                  (long long)r.ngl, (long long)r.test.n_depth, kv_type_name(r.type_k), kv_type_name(r.type_v));
   } else {
     // The ngl column only when some row offloads (llama-bench shows it for GPU backends).
-    bool any_gpu = false;
-    for (const auto& r : rows) any_gpu = any_gpu || r.ngl > 0;
-    std::printf("| model | head | size | params | backend |%s threads | test | t/s | read_bw_fraction | mac_peak_fraction |\n",
-                any_gpu ? " ngl |" : "");
-    std::printf("| --- | --- | ---: | ---: | --- |%s ---: | ---: | ---: | ---: | ---: |\n", any_gpu ? " ---: |" : "");
+    // The type_k / type_v columns only when some row's cache is not f16 (llama-bench shows fields
+    // that differ from their defaults).
+    bool any_gpu = false, any_kv = false;
+    for (const auto& r : rows) {
+      any_gpu = any_gpu || r.ngl > 0;
+      any_kv = any_kv || r.type_k != KvType::F16 || r.type_v != KvType::F16;
+    }
+    std::printf("| model | head | size | params | backend |%s threads |%s test | t/s | read_bw_fraction | mac_peak_fraction |\n",
+                any_gpu ? " ngl |" : "", any_kv ? " type_k | type_v |" : "");
+    std::printf("| --- | --- | ---: | ---: | --- |%s ---: |%s ---: | ---: | ---: | ---: |\n", any_gpu ? " ---: |" : "",
+                any_kv ? " --- | --- |" : "");
     for (const auto& r : rows) {
       const std::string ngl = any_gpu ? " " + std::to_string(r.ngl) + " |" : "";
-      std::printf("| %s | %s | %.2f GiB | %.2f B | %s |%s %d | %s | %.2f ± %.2f | %s | %s |\n", r.model.c_str(),
+      const std::string kv =
+          any_kv ? std::string(" ") + kv_type_name(r.type_k) + " | " + kv_type_name(r.type_v) + " |" : "";
+      std::printf("| %s | %s | %.2f GiB | %.2f B | %s |%s %d |%s %s | %.2f ± %.2f | %s | %s |\n", r.model.c_str(),
                   r.stats.head_type.c_str(), double(r.stats.file_bytes) / double(1 << 30),
-                  double(r.stats.params) / 1e9, r.backend().c_str(), ngl.c_str(), r.threads, r.test.name().c_str(),
+                  double(r.stats.params) / 1e9, r.backend().c_str(), ngl.c_str(), r.threads, kv.c_str(),
+                  r.test.name().c_str(),
                   r.mean(), r.sd(), fraction_text(r.read_bw_fraction()).c_str(),
                   fraction_text(r.mac_peak_fraction()).c_str());
     }
@@ -269,12 +284,25 @@ void print_rows(const std::vector<Row>& rows, const std::string& format) {
 
 void bench_all(const std::vector<std::string>& model_files, const std::vector<Test>& tests,
                const std::vector<int64_t>& threads_list, const std::vector<int64_t>& batches,
-               const std::vector<int64_t>& ngl_list, int64_t reps, bool use_mmap, bool no_warmup,
-               const std::string& format, Telemetry& telemetry);
+               const std::vector<int64_t>& ngl_list, const std::vector<std::pair<KvType, KvType>>& kv_types,
+               int64_t reps, bool use_mmap, bool no_warmup, const std::string& format, Telemetry& telemetry);
+
+// A -ctk / -ctv list: each name f16 or q8_0.
+std::vector<KvType> parse_kv_types(const std::string& flag, const std::string& arg) {
+  std::vector<KvType> out;
+  std::stringstream ss(arg);
+  for (std::string name; std::getline(ss, name, ',');) {
+    const std::optional<KvType> t = parse_kv_type(name);
+    if (!t) throw UsageError(flag + ": KV cache type '" + name + "' is not supported; accepted: " + kKvTypeNames);
+    out.push_back(*t);
+  }
+  if (out.empty()) throw UsageError(flag + " needs at least one type (" + std::string(kKvTypeNames) + ")");
+  return out;
+}
 
 int cmd_bench(int argc, char** argv) {
   std::string models_arg, p_arg = "512", n_arg = "128", pg_arg, d_arg = "0", t_arg, b_arg = "2048", ngl_arg = "0",
-              format = "md";
+              ctk_arg = "f16", ctv_arg = "f16", format = "md";
   std::vector<std::string> gp_args;
   int64_t reps = 5, mmap = 0;
   bool no_warmup = false;
@@ -293,6 +321,10 @@ int cmd_bench(int argc, char** argv) {
                 "layers on the GPU (default 0: CPU only; 99: all); needs a CUDA build and an NVIDIA GPU", &ngl_arg);
   p.option({"-r", "--repetitions"}, "N", "repetitions of each test (default 5)", &reps);
   p.option({"-o", "--output"}, "FORMAT", "md, csv, json or jsonl (default md)", &format);
+  p.list_option({"-ctk", "--cache-type-k"}, "TYPE[,TYPE...]",
+                std::string("KV cache types of the keys: ") + kCacheTypeHelp, &ctk_arg);
+  p.list_option({"-ctv", "--cache-type-v"}, "TYPE[,TYPE...]",
+                std::string("KV cache types of the values: ") + kCacheTypeHelp, &ctv_arg);
   p.option({"-mmp", "--mmap"}, "0|1", "1: read the weights from the memory-mapped file (default 0: copy them "
            "into huge-page memory, as run and serve do)", &mmap);
   p.flag({"--no-warmup"}, "skip the warm-up run", &no_warmup);
@@ -349,6 +381,15 @@ int cmd_bench(int argc, char** argv) {
   const std::vector<int64_t> ngl_list = parse_list("-ngl", ngl_arg);
   for (int64_t n : ngl_list)
     if (n > 100000) throw UsageError("-ngl values must be at most 100000");
+  // Every (type_k, type_v) pair is a test parameter, as llama-bench's -ctk/-ctv lists.
+  std::vector<std::pair<KvType, KvType>> kv_types;
+  for (KvType k : parse_kv_types("-ctk", ctk_arg))
+    for (KvType v : parse_kv_types("-ctv", ctv_arg)) {
+      if ((k != KvType::F16 || v != KvType::F16) &&
+          std::any_of(ngl_list.begin(), ngl_list.end(), [](int64_t n) { return n > 0; }))
+        throw UsageError("-ctk/-ctv q8_0 run on the CPU only: the GPU layers (-ngl) keep an f16 cache");
+      kv_types.emplace_back(k, v);
+    }
   std::vector<std::string> model_files;
   std::stringstream ms(models_arg);
   for (std::string f; std::getline(ms, f, ',');) model_files.push_back(f);
@@ -367,7 +408,8 @@ int cmd_bench(int argc, char** argv) {
                                    {"pg", pg_arg},         {"gp", gp_args},         {"n_depth", d_arg},
                                    {"threads", t_arg},     {"batch_size", b_arg},
                                    {"repetitions", reps},  {"output", format},      {"warmup", !no_warmup},
-                                   {"mmap", mmap == 1},    {"n_gpu_layers", ngl_arg}};
+                                   {"mmap", mmap == 1},    {"n_gpu_layers", ngl_arg},
+                                   {"cache_type_k", ctk_arg}, {"cache_type_v", ctv_arg}};
     const nlohmann::json resolved = {{"models", resolved_models}, {"tests", test_names}, {"depths", depths},
                                      {"threads", threads_resolved}, {"batch_sizes", batches}, {"n_gpu_layers", ngl_list},
                                      {"cpu_isa", kernels::isa_name(kernels::active_isa())}, {"backend", "cpu"}};
@@ -379,9 +421,11 @@ int cmd_bench(int argc, char** argv) {
   telemetry.emit("run_started", {{"config", {{"models", model_files}, {"n_prompt", p_arg}, {"n_gen", n_arg},
                                              {"pg", pg_arg}, {"gp", gp_args}, {"n_depth", d_arg},
                                              {"threads", t_arg}, {"batch_size", b_arg},
-                                             {"repetitions", reps}, {"n_gpu_layers", ngl_arg}}}});
+                                             {"repetitions", reps}, {"n_gpu_layers", ngl_arg},
+                                             {"cache_type_k", ctk_arg}, {"cache_type_v", ctv_arg}}}});
   try {
-    bench_all(model_files, tests, threads_list, batches, ngl_list, reps, mmap == 1, no_warmup, format, telemetry);
+    bench_all(model_files, tests, threads_list, batches, ngl_list, kv_types, reps, mmap == 1, no_warmup, format,
+              telemetry);
   } catch (const std::exception& e) {
     telemetry.emit("run_failed", {{"error", e.what()}});
     throw;
@@ -392,8 +436,8 @@ int cmd_bench(int argc, char** argv) {
 
 void bench_all(const std::vector<std::string>& model_files, const std::vector<Test>& tests,
                const std::vector<int64_t>& threads_list, const std::vector<int64_t>& batches,
-               const std::vector<int64_t>& ngl_list, int64_t reps, bool use_mmap, bool no_warmup,
-               const std::string& format, Telemetry& telemetry) {
+               const std::vector<int64_t>& ngl_list, const std::vector<std::pair<KvType, KvType>>& kv_types,
+               int64_t reps, bool use_mmap, bool no_warmup, const std::string& format, Telemetry& telemetry) {
   std::vector<Row> rows;
   std::vector<std::pair<std::string, int64_t>> loads;  // (model, -ngl): one load each
   for (const auto& file : model_files)
@@ -405,6 +449,7 @@ void bench_all(const std::vector<std::string>& model_files, const std::vector<Te
     mo.mmap = use_mmap;
     mo.gpu_layers = int32_t(ngl);
     LoadedModel lm = load_for_run(mo);
+    for (const auto& [k, v] : kv_types) check_cache_head_dim({k, v}, lm.model->hp.head_dim);
     const ModelStats stats = model_stats(*lm.model);
     // A test runs in one sequence of depth + n_prompt + n_gen positions: refuse what the model
     // cannot hold before spending minutes on it (llama-bench fails the same way, only later).
@@ -430,6 +475,7 @@ void bench_all(const std::vector<std::string>& model_files, const std::vector<Te
                                                {"int8_mac_peak_per_s", mac_peak}});
       for (int64_t b : batches) {
         if (b < 1) throw UsageError("-b must be ≥ 1");
+        for (const auto& [type_k, type_v] : kv_types)
         for (const Test& test : tests) {
           Row row;
           row.model_file = file.empty() ? default_model_path() : file;
@@ -440,10 +486,12 @@ void bench_all(const std::vector<std::string>& model_files, const std::vector<Te
           row.batch = b;
           row.use_mmap = use_mmap;
           row.ngl = ngl;
+          row.type_k = type_k;
+          row.type_v = type_v;
           row.read_bw = read_bw;
           row.mac_peak = mac_peak;
-          row.kv_bytes_per_token = kv_read_bytes_per_token(lm.model->hp, test);
-          TestRunner runner(*lm.model, test, threads, b);
+          row.kv_bytes_per_token = kv_read_bytes_per_token(lm.model->hp, test, type_k, type_v);
+          TestRunner runner(*lm.model, test, threads, b, type_k, type_v);
           if (!no_warmup) runner.run(999);
           for (int64_t r = 0; r < reps; ++r) {
             if (row.tracks_read()) row.read_bws.push_back(read_probe.measure(pool, 3));

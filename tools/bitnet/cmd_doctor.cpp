@@ -42,6 +42,9 @@ int cmd_doctor(int argc, char** argv) {
   r.parallel = parallel;
   r.threads = mo.threads;
   r.gpu_layers = mo.gpu_layers;
+  const CacheTypes cache = cache_types(mo);
+  r.cache_type_k = cache.k;
+  r.cache_type_v = cache.v;
   r.bin_dir = bin_dir;
   r.binaries = {"bitnet", "llama-cli"};
   r.host = host;

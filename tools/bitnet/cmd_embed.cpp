@@ -140,7 +140,8 @@ int cmd_embed(int argc, char** argv) {
   const int64_t n_seq = std::clamp<int64_t>(std::max<int64_t>(1, 2 * mo.batch / n_ctx), 1,
                                             std::min<int64_t>(64, int64_t(inputs.size())));
   ThreadPool pool(lm.threads);
-  Embedder embedder(model, n_ctx, n_seq, mo.batch, pool);
+  check_cache_head_dim(lm.cache, model.hp.head_dim);
+  Embedder embedder(model, n_ctx, n_seq, mo.batch, pool, lm.cache.k, lm.cache.v);
   const Pooling pooling = embedder.resolve(options);
   const auto start = std::chrono::steady_clock::now();
   const std::vector<Embedding> out = embedder.embed(inputs, options);

@@ -243,7 +243,9 @@ server::ServerConfig to_config(const ServeOptions& o) {
   c.connections.request_timeout_s = o.header_timeout + 60;
   c.api.api_key = o.api_key_file.empty() ? o.api_key : read_key_file(o.api_key_file);
   check_api_key(c.api.api_key, o.api_key_file.empty() ? "--api-key" : "the API key file");
-  check_cache_types(o.model);
+  const CacheTypes cache = cache_types(o.model);
+  c.engine.cache_type_k = cache.k;
+  c.engine.cache_type_v = cache.v;
   if (o.slots && o.no_slots) throw UsageError("give either --slots or --no-slots");
   c.api.alias = o.alias;
   c.api.tags = o.tags;
@@ -301,7 +303,8 @@ int serve_dry_run(const ServeOptions& o, const std::vector<std::string>& args, b
       {"max_connections", o.max_connections}, {"header_timeout", o.header_timeout},
       {"metrics", o.metrics},       {"api_key_set", !o.api_key.empty() || !o.api_key_file.empty()},
       {"system_prompt", o.system_prompt}, {"temperature", o.sampling.temperature},
-      {"embeddings", o.embeddings}, {"pooling", o.pooling.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.pooling)}};
+      {"embeddings", o.embeddings}, {"pooling", o.pooling.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.pooling)},
+      {"cache_type_k", o.model.cache_type_k}, {"cache_type_v", o.model.cache_type_v}};
   nlohmann::json resolved = {{"model", model},
                              {"model_exists", std::filesystem::exists(model)},
                              {"threads", tp.threads},
