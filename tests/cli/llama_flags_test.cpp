@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "process_runner.h"
 #include "test_data.h"
 
@@ -95,6 +97,74 @@ TEST(LlamaCliFlags, CompatibilityFlagsAreAcceptedOrRefusedByName) {
     EXPECT_NE(r.err.find("not supported"), std::string::npos) << r.err;
     EXPECT_EQ(r.err.find("unknown argument"), std::string::npos) << r.err;
   }
+}
+
+// -ctk / -ctv (llama.cpp's KV cache types): f16 and q8_0 on every model-running command; any other
+// name, q8_0 with -ngl, and q8_0 with a head size that is not a multiple of 32 are usage errors.
+TEST(LlamaCliFlags, KvCacheTypes) {
+  const ProcessResult q8 = run_process({bitnet(), "run", "-m", kModel, "-p", "And it came to pass", "-n", "8",
+                                        "--temp", "0", "-ctk", "q8_0", "--cache-type-v", "q8_0"});
+  ASSERT_EQ(q8.code, 0) << q8.err;
+  EXPECT_NE(q8.err.find("K/V cache q8_0/q8_0"), std::string::npos) << q8.err;
+  EXPECT_GT(q8.out.size(), std::string("And it came to pass").size());
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"-ctk", "q4_0"}, std::vector<std::string>{"--cache-type-v", "bf16"},
+        std::vector<std::string>{"-ctv", "q8_0", "-ngl", "1"}}) {
+    for (const char* cmd : {"run", "perplexity", "bench", "batched-bench", "embed"}) {
+      std::vector<std::string> full = {bitnet(), cmd, "-m", kModel, "-p", "x"};
+      if (std::string(cmd) == "perplexity") full = {bitnet(), cmd, "-m", kModel, "-f", kModel};
+      if (std::string(cmd) == "batched-bench") full = {bitnet(), cmd, "-m", kModel, "-npp", "8", "-ntg", "1", "-npl", "1"};
+      if (std::string(cmd) == "bench") full = {bitnet(), cmd, "-m", kModel, "-p", "8", "-n", "0"};
+      full.insert(full.end(), args.begin(), args.end());
+      const ProcessResult r = run_process(full);
+      EXPECT_EQ(r.code, 2) << cmd << " " << args.front() << ": " << r.err;
+      const bool gpu = args.size() > 2;
+      EXPECT_NE(r.err.find(gpu ? "run on the CPU only" : "accepted: f16, q8_0"), std::string::npos) << cmd << ": " << r.err;
+    }
+  }
+  const std::string odd = testing::dummy_model("bitnet", "tiny-odd", GgmlType::I2_S);  // head size 100
+  const ProcessResult r = run_process({bitnet(), "run", "-m", odd, "-p", "x", "-n", "1", "-ctk", "q8_0"});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("q8_0 K/V cache needs a head size that is a multiple of 32; this model's is 100"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(run_process({bitnet(), "run", "-m", odd, "-p", "x", "-n", "1", "-ctk", "f16"}).code, 0);
+}
+
+TEST(LlamaCliFlags, KvCacheTypesInBenchRowsAndServerConfig) {
+  const ProcessResult b = run_process({bitnet(), "bench", "-m", kModel, "-p", "16", "-n", "2", "-r", "1", "-t", "1",
+                                       "--no-warmup", "-ctk", "f16,q8_0", "-ctv", "q8_0", "-o", "json"});
+  ASSERT_EQ(b.code, 0) << b.err;
+  const auto rows = nlohmann::json::parse(b.out);
+  ASSERT_EQ(rows.size(), 4u);  // (f16, q8_0) and (q8_0, q8_0) × pp16, tg2
+  std::vector<std::string> kinds;
+  for (const auto& row : rows) kinds.push_back(row["type_k"].get<std::string>() + "/" + row["type_v"].get<std::string>());
+  EXPECT_EQ(kinds, (std::vector<std::string>{"f16/q8_0", "f16/q8_0", "q8_0/q8_0", "q8_0/q8_0"}));
+  // The K/V a generated token reads: 34 bytes per 32 q8_0 cells against 64 in f16.
+  EXPECT_LT(rows[3]["kv_read_bytes_per_token"].get<double>(), rows[1]["kv_read_bytes_per_token"].get<double>());
+  const ProcessResult md = run_process({bitnet(), "bench", "-m", kModel, "-p", "16", "-n", "0", "-r", "1", "-t", "1",
+                                        "--no-warmup", "-ctk", "q8_0"});
+  ASSERT_EQ(md.code, 0) << md.err;
+  EXPECT_NE(md.out.find("| type_k | type_v |"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("| q8_0 | f16 |"), std::string::npos) << md.out;
+
+  const ProcessResult bb = run_process({bitnet(), "batched-bench", "-m", kModel, "-npp", "8", "-ntg", "2", "-npl", "2",
+                                        "-t", "1", "-ctk", "q8_0", "-ctv", "q8_0", "--output-format", "jsonl"});
+  ASSERT_EQ(bb.code, 0) << bb.err;
+  const auto row = nlohmann::json::parse(bb.out.substr(0, bb.out.find('\n')));
+  EXPECT_EQ(row["type_k"], "q8_0");
+  EXPECT_EQ(row["type_v"], "q8_0");
+
+  // llama-server's environment variables.
+  const ProcessResult s = run_process({bitnet(), "serve", "-m", kModel, "--dry-run", "--json"}, "", "",
+                                      {"LLAMA_ARG_CACHE_TYPE_K=q8_0", "LLAMA_ARG_CACHE_TYPE_V=q8_0"});
+  ASSERT_EQ(s.code, 0) << s.err;
+  const auto cfg = nlohmann::json::parse(s.out)["config"];
+  EXPECT_EQ(cfg["cache_type_k"], "q8_0");
+  EXPECT_EQ(cfg["cache_type_v"], "q8_0");
+  const ProcessResult bad = run_process({bitnet(), "serve", "-m", kModel, "--dry-run"}, "", "",
+                                        {"LLAMA_ARG_CACHE_TYPE_V=q4_1"});
+  EXPECT_EQ(bad.code, 2) << bad.err;
 }
 
 // --grammar / --grammar-file (llama-cli's names): the text follows the grammar, the timings name
