@@ -247,13 +247,13 @@ void print_rows(const std::vector<Row>& rows, const std::string& format) {
     for (const auto& r : rows) std::printf("%s\n", row_json(r).dump().c_str());
   } else if (format == "csv") {
     std::printf("model,head,size,params,backend,threads,n_batch,test,avg_ts,stddev_ts,read_bw_fraction,mac_peak_fraction,"
-                "n_gpu_layers,n_depth,type_k,type_v\n");
+                "type_k,type_v,n_gpu_layers,n_depth\n");
     for (const auto& r : rows)
-      std::printf("\"%s\",%s,%llu,%llu,%s,%d,%lld,%s,%.3f,%.3f,%s,%s,%lld,%lld,%s,%s\n", r.model.c_str(),
+      std::printf("\"%s\",%s,%llu,%llu,%s,%d,%lld,%s,%.3f,%.3f,%s,%s,%s,%s,%lld,%lld\n", r.model.c_str(),
                   r.stats.head_type.c_str(), (unsigned long long)r.stats.file_bytes, (unsigned long long)r.stats.params,
                   r.ngl > 0 ? "CUDA" : "CPU", r.threads, (long long)r.batch, r.test.name().c_str(), r.mean(), r.sd(),
                   fraction_text(r.read_bw_fraction()).c_str(), fraction_text(r.mac_peak_fraction()).c_str(),
-                  (long long)r.ngl, (long long)r.test.n_depth, kv_type_name(r.type_k), kv_type_name(r.type_v));
+                  kv_type_name(r.type_k), kv_type_name(r.type_v), (long long)r.ngl, (long long)r.test.n_depth);
   } else {
     // The ngl column only when some row offloads (llama-bench shows it for GPU backends).
     // The type_k / type_v columns only when some row's cache is not f16 (llama-bench shows fields
