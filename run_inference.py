@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-temp", "--temperature", type=float, default=0.8, help="temperature (default 0.8)")
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt batch size (default 512)")
     p.add_argument("-ngl", "--gpu-layers", type=int, default=0, help="run the last N layers on the GPU (CUDA builds; gpu/README.md)")
+    p.add_argument("-ctk", "--cache-type-k", default="f16", help="KV cache type of the keys: f16 (default) or q8_0 (CPU only)")
+    p.add_argument("-ctv", "--cache-type-v", default="f16", help="KV cache type of the values: f16 (default) or q8_0 (CPU only)")
     p.add_argument("-s", "--seed", type=int, default=None, help="random seed")
     p.add_argument("-cnv", "--conversation", action="store_true", help="chat mode (-p is the system prompt)")
     p.add_argument("--telemetry-out", default=None, help="append JSONL telemetry events to this file")
@@ -46,7 +48,8 @@ def config_from(args) -> RuntimeConfig:
                          temperature=args.temperature, batch_size=args.batch_size, gpu_layers=args.gpu_layers,
                          conversation=args.conversation, seed=args.seed,
                          system_prompt=args.prompt if args.conversation else None,
-                         telemetry_out=args.telemetry_out)
+                         telemetry_out=args.telemetry_out, cache_type_k=args.cache_type_k,
+                         cache_type_v=args.cache_type_v)
 
 
 def main(argv=None) -> int:

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt batch size (1..65536, ≤ -c)")
     p.add_argument("-ngl", "--gpu-layers", type=int, default=0, help="run the last N layers on the GPU (CUDA builds; gpu/README.md)")
+    p.add_argument("-ctk", "--cache-type-k", default="f16", help="KV cache type of the keys: f16 (default) or q8_0 (CPU only)")
+    p.add_argument("-ctv", "--cache-type-v", default="f16", help="KV cache type of the values: f16 (default) or q8_0 (CPU only)")
     p.add_argument("-np", "--parallel", type=int, default=1, help="requests served at once (slots)")
     p.add_argument("-cb", "--cont-batching", action="store_true", default=True, help="continuous batching (default)")
     p.add_argument("-nocb", "--no-cont-batching", action="store_true", help="disable continuous batching")
@@ -51,7 +53,8 @@ def config_from(args) -> ServerConfig:
                         ctx_size=args.ctx_size, n_predict=args.n_predict, temperature=args.temperature,
                         batch_size=args.batch_size, gpu_layers=args.gpu_layers, parallel=args.parallel,
                         cont_batching=not args.no_cont_batching, api_key=args.api_key,
-                        allow_public=args.force_public, prompt=args.prompt, telemetry_out=args.telemetry_out)
+                        allow_public=args.force_public, prompt=args.prompt, telemetry_out=args.telemetry_out,
+                        cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v)
 
 
 def main(argv=None) -> int:

@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--threads", type=int, default=2, help="threads (default 2; 0: automatic)")
     p.add_argument("-d", "--n-depth", type=int, default=0,
                    help="tokens already in the cache before each test (default 0; llama-bench's --n-depth)")
+    p.add_argument("-ctk", "--cache-type-k", default="f16",
+                   help="KV cache types of the keys, comma-separated: f16 (default), q8_0")
+    p.add_argument("-ctv", "--cache-type-v", default="f16",
+                   help="KV cache types of the values, comma-separated: f16 (default), q8_0")
     p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions (default 5)")
     p.add_argument("-o", "--output", default="md", help="md, csv, json or jsonl (default md)")
     p.add_argument("--dry-run", action="store_true", help="print the command; run nothing")
@@ -39,7 +43,8 @@ def main(argv=None) -> int:
 
     def make_config() -> BenchConfig:
         return BenchConfig(model=args.model, n_token=args.n_token, n_prompt=args.n_prompt, threads=args.threads,
-                           repetitions=args.repetitions, output=args.output, n_depth=args.n_depth)
+                           repetitions=args.repetitions, output=args.output, n_depth=args.n_depth,
+                           cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v)
 
     return run_script(PROG, runtime, make_config, runtime.run_bench, args.dry_run, args.json)
 

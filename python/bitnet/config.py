@@ -75,6 +75,8 @@ class RuntimeConfig:
     seed: Optional[int] = None
     system_prompt: Optional[str] = None
     telemetry_out: Optional[str] = None
+    cache_type_k: str = "f16"  # -ctk: f16 or q8_0
+    cache_type_v: str = "f16"  # -ctv
     extra_args: List[str] = field(default_factory=list)
 
     def validate(self, require_model_file: bool = True, for_diagnostics: bool = False) -> "RuntimeConfig":
@@ -82,6 +84,7 @@ class RuntimeConfig:
         `bitnet doctor` checks them (no prompt needed; the model is one of the report's findings)."""
         validate_common(None if for_diagnostics else self.model, self.threads, self.ctx_size, self.batch_size,
                         self.gpu_layers, require_model_file)
+        validate_cache_types(self.cache_type_k, self.cache_type_v, self.gpu_layers)
         _int("n_predict", "-n", self.n_predict, -1, MAX_CTX, "-1 or ≥ 0")
         _float("-temp", self.temperature, 0.0, 1e6, "≥ 0 (0: greedy)")
         if not self.conversation and not self.prompt and not for_diagnostics:
@@ -105,7 +108,7 @@ class RuntimeConfig:
             a += ["-sys", self.system_prompt]
         if self.telemetry_out:
             a += ["--telemetry-out", self.telemetry_out]
-        return a + list(self.extra_args)
+        return a + _cache_args(self.cache_type_k, self.cache_type_v) + list(self.extra_args)
 
     def env(self) -> Dict[str, Optional[str]]:
         """Environment changes the child needs (None: unset the variable); none for a run."""
@@ -113,6 +116,34 @@ class RuntimeConfig:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# KV cache storage types (-ctk / -ctv), llama.cpp's names; q8_0 runs on the CPU only.
+CACHE_TYPES = ("f16", "q8_0")
+
+
+def validate_cache_types(cache_type_k: str, cache_type_v: str, gpu_layers: int = 0, lists: bool = False) -> None:
+    """-ctk / -ctv: each f16 or q8_0 (lists: comma-separated lists of them, as `bitnet bench`)."""
+    quantized = False
+    for flag, value in (("-ctk", cache_type_k), ("-ctv", cache_type_v)):
+        names = str(value).split(",") if lists else [value]
+        for name in names:
+            if name not in CACHE_TYPES:
+                raise ConfigError(flag, f"{flag}: KV cache type {name!r} is not supported; accepted: "
+                                        + ", ".join(CACHE_TYPES))
+            quantized = quantized or name != "f16"
+    if quantized and gpu_layers > 0:
+        raise ConfigError("-ctk", "-ctk/-ctv q8_0 run on the CPU only: the GPU layers (-ngl) keep an f16 cache")
+
+
+def _cache_args(cache_type_k: str, cache_type_v: str) -> List[str]:
+    """The flags for non-default cache types (none for f16, so existing argument lists stay as they were)."""
+    a: List[str] = []
+    if cache_type_k != "f16":
+        a += ["-ctk", cache_type_k]
+    if cache_type_v != "f16":
+        a += ["-ctv", cache_type_v]
+    return a
 
 
 def validate_common(model, threads, ctx_size, batch_size, gpu_layers, require_model_file=True) -> None:
@@ -157,6 +188,8 @@ class ServerConfig:
     allow_public: bool = False  # bind beyond loopback without an API key
     prompt: Optional[str] = None  # system prompt primed into every slot
     telemetry_out: Optional[str] = None
+    cache_type_k: str = "f16"  # -ctk: f16 or q8_0
+    cache_type_v: str = "f16"  # -ctv
     extra_args: List[str] = field(default_factory=list)
 
     def validate(self, require_model_file: bool = True, for_diagnostics: bool = False) -> "ServerConfig":
@@ -164,6 +197,7 @@ class ServerConfig:
         model (one of the report's findings) or the rule about listening beyond loopback without a key."""
         validate_common(None if for_diagnostics else self.model, self.threads, self.ctx_size, self.batch_size,
                         self.gpu_layers, require_model_file)
+        validate_cache_types(self.cache_type_k, self.cache_type_v, self.gpu_layers)
         _int("port", "--port", self.port, 0, 65535, "between 1 and 65535 (0: any free port)")
         _int("n_predict", "-n", self.n_predict, -1, MAX_CTX, "-1 or ≥ 0")
         _int("parallel", "-np", self.parallel, 1, 256, "between 1 and 256")
@@ -192,7 +226,7 @@ class ServerConfig:
             a += ["-sys", self.prompt]
         if self.telemetry_out:
             a += ["--telemetry-out", self.telemetry_out]
-        return a + list(self.extra_args)
+        return a + _cache_args(self.cache_type_k, self.cache_type_v) + list(self.extra_args)
 
     def env(self) -> Dict[str, Optional[str]]:
         """Environment changes for the `bitnet serve` child (None: unset the variable): the API key
@@ -216,6 +250,8 @@ class BenchConfig:
     output: str = "md"
     telemetry_out: Optional[str] = None
     n_depth: int = 0  # -d: tokens already in the cache before each test (llama-bench's --n-depth)
+    cache_type_k: str = "f16"  # -ctk: f16, q8_0 or a comma list of them (each a test parameter)
+    cache_type_v: str = "f16"  # -ctv
 
     def validate(self, require_model_file: bool = True, for_diagnostics: bool = False) -> "BenchConfig":
         validate_common(None if for_diagnostics else self.model, self.threads, 0, 1, 0, require_model_file)
@@ -223,6 +259,7 @@ class BenchConfig:
         _int("n_prompt", "-p", self.n_prompt, 0, MAX_CTX, "≥ 0")
         _int("repetitions", "-r", self.repetitions, 1, 1000, "between 1 and 1000")
         _int("n_depth", "-d", self.n_depth, 0, MAX_CTX, "≥ 0")
+        validate_cache_types(self.cache_type_k, self.cache_type_v, lists=True)
         if self.n_token == 0 and self.n_prompt == 0:
             raise ConfigError("-n", "nothing to measure: -n and -p are both 0")
         if self.output not in ("md", "csv", "json", "jsonl"):
@@ -234,6 +271,7 @@ class BenchConfig:
              "-t", str(self.threads), "-r", str(self.repetitions), "-o", self.output]
         if self.n_depth:
             a += ["-d", str(self.n_depth)]
+        a += _cache_args(self.cache_type_k, self.cache_type_v)
         if self.telemetry_out:
             a += ["--telemetry-out", self.telemetry_out]
         return a

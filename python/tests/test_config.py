@@ -139,6 +139,32 @@ def load_script(relpath):
     return module
 
 
+class CacheTypes(unittest.TestCase):
+    """-ctk / -ctv (llama.cpp's KV cache types): f16 (default, no flag passed) or q8_0."""
+
+    def test_guards(self):
+        self.assertEqual(error(RuntimeConfig(prompt="hi", cache_type_k="q8_0", cache_type_v="q8_0")), "")
+        self.assertEqual(error(RuntimeConfig(prompt="hi", cache_type_k="q4_0")),
+                         "-ctk: -ctk: KV cache type 'q4_0' is not supported; accepted: f16, q8_0")
+        self.assertIn("CPU only", error(ServerConfig(cache_type_v="q8_0", gpu_layers=1)))
+        self.assertEqual(error(BenchConfig(cache_type_k="f16,q8_0")), "")
+        self.assertIn("accepted: f16, q8_0", error(BenchConfig(cache_type_v="q8_0,bf16")))
+
+    def test_arguments(self):
+        self.assertNotIn("-ctk", RuntimeConfig(prompt="hi").args("b"))
+        self.assertEqual(RuntimeConfig(prompt="hi", cache_type_k="q8_0").args("b")[-2:], ["-ctk", "q8_0"])
+        self.assertEqual(ServerConfig(cache_type_k="q8_0", cache_type_v="q8_0").args("b")[-4:],
+                         ["-ctk", "q8_0", "-ctv", "q8_0"])
+        self.assertEqual(BenchConfig(cache_type_k="f16,q8_0").args("b")[-2:], ["-ctk", "f16,q8_0"])
+
+    def test_scripts_take_the_flags(self):
+        for script, argv in (("run_inference.py", ["-p", "x", "-ctk", "q8_0", "--cache-type-v", "q8_0"]),
+                             ("run_inference_server.py", ["-ctk", "q8_0", "--cache-type-v", "q8_0"])):
+            m = load_script(script)
+            c = m.config_from(m.build_parser().parse_args(argv))
+            self.assertEqual((c.cache_type_k, c.cache_type_v), ("q8_0", "q8_0"))
+
+
 class ArgumentParsing(unittest.TestCase):
     def test_run_inference_accepts_bitnet_cpp_flags(self):
         m = load_script("run_inference.py")
