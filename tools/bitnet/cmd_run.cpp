@@ -75,7 +75,7 @@ void emit_generated(Telemetry& t, const Timings& before, const Timings& now, int
 
 // --dry-run: resolve what can be resolved without loading weights (the GGUF header gives the
 // training context) and print it with the argument list that reproduces the run.
-int dry_run(const RunConfig& given, bool json) {
+int dry_run(const RunConfig& given, bool json, const CacheTypes& cache) {
   RunConfig c = given;
   nlohmann::json resolved = nlohmann::json::object();
   const bool is_default = c.model.empty();
@@ -105,7 +105,12 @@ int dry_run(const RunConfig& given, bool json) {
   resolved["n_predict"] = c.n_predict;
   resolved["seed"] = c.seed ? nlohmann::json(*c.seed) : nlohmann::json("from the clock at start");
   resolved["backend"] = "cpu";
-  print_dry_run("run", to_json(given), resolved, run_arguments(c, self_executable()), json);
+  resolved["cache_type_k"] = kv_type_name(cache.k);
+  resolved["cache_type_v"] = kv_type_name(cache.v);
+  std::vector<std::string> argv = run_arguments(c, self_executable());
+  if (cache.k != KvType::F16) argv.insert(argv.end(), {"-ctk", kv_type_name(cache.k)});
+  if (cache.v != KvType::F16) argv.insert(argv.end(), {"-ctv", kv_type_name(cache.v)});
+  print_dry_run("run", to_json(given), resolved, argv, json);
   return 0;
 }
 
@@ -348,7 +353,7 @@ int cmd_run(int argc, char** argv) {
     throw UsageError("a grammar constrains one completion: it does not go with -cnv, -i or -if");
   // Read, converted and parsed before the model loads, so that a bad grammar fails fast.
   if (const std::string text = resolve_grammar(o.grammar); !text.empty()) o.parsed_grammar = Grammar::parse(text);
-  if (o.dry_run) return dry_run(config, o.json);
+  if (o.dry_run) return dry_run(config, o.json, cache_types(o.model));
   const TelemetrySetup telemetry_setup = open_telemetry({o.telemetry_out, o.otlp_endpoint}, "run");
   Telemetry& telemetry = *telemetry_setup.telemetry;
   try {
