@@ -48,7 +48,10 @@ StopReason generate(Session& session, std::span<const float> logits, Sampler& sa
     const bool eog = tok && tok->is_end_of_generation(token);
     if (eog && !options.ignore_eos) return StopReason::EndOfGeneration;
     if (!on_token(token)) return StopReason::Cancelled;
-    if (int64_t(session.tokens().size()) >= session.n_ctx()) return StopReason::ContextFull;
+    if (int64_t(session.tokens().size()) >= session.n_ctx()) {
+      if (!options.context_shift) return StopReason::ContextFull;
+      session.shift_context(options.n_keep);
+    }
     const auto next = session.append(token);
     current.assign(next.begin(), next.end());
   }

@@ -68,6 +68,18 @@ std::span<const float> Session::append(int32_t token) {
   return last_logits_;
 }
 
+ContextShift Session::shift_context(int64_t n_keep, int64_t n_discard) {
+  const auto start = std::chrono::steady_clock::now();
+  const ContextShift shift = plan_context_shift(int64_t(tokens_.size()), n_keep, n_discard);
+  const std::vector<int32_t> tail = apply_context_shift(cache_, 0, tokens_, shift);
+  if (!tail.empty()) run(tail, shift.n_keep, false);
+  tokens_.insert(tokens_.end(), tail.begin(), tail.end());
+  timings.shifts += 1;
+  timings.shift_tokens += int64_t(tail.size());
+  timings.shift_ms += elapsed_ms(start);
+  return shift;
+}
+
 std::vector<float> Session::evaluate_all(std::span<const int32_t> tokens) {
   if (int64_t(tokens.size()) > cache_.n_ctx()) throw Error("chunk longer than the context");
   const auto start = std::chrono::steady_clock::now();

@@ -8,6 +8,7 @@
 
 #include "kernels/thread_pool.h"
 #include "model/forward.h"
+#include "runtime/context_shift.h"
 
 namespace bitnet {
 
@@ -24,6 +25,10 @@ struct Timings {
   bool grammar = false;
   double grammar_ms = 0;
   int64_t grammar_masks = 0;
+  // Context shifts (Session::shift_context): how many, and the tokens evaluated again after them.
+  int64_t shifts = 0;
+  int64_t shift_tokens = 0;
+  double shift_ms = 0;
 };
 
 class Session {
@@ -37,6 +42,12 @@ class Session {
   std::span<const float> set_tokens(std::span<const int32_t> tokens);
   // Appends one token and returns its logits. Throws Error when the context is full.
   std::span<const float> append(int32_t token);
+  // Context shift (runtime/context_shift.h): keeps the first n_keep tokens (clamped so that
+  // something is dropped), drops n_discard of the rest (0: half of them) and evaluates the tokens
+  // after the dropped run again, so the cache holds exactly what set_tokens(tokens()) would give
+  // from scratch. Returns what was kept and dropped. The last logits are not changed: append the
+  // next token to get fresh ones.
+  ContextShift shift_context(int64_t n_keep, int64_t n_discard = 0);
   // Evaluates tokens as one sequence from position 0 and returns logits for every position
   // (n × n_vocab), for perplexity.
   std::vector<float> evaluate_all(std::span<const int32_t> tokens);
