@@ -343,9 +343,12 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
   r.n_probs = int32_t(get_int(body, "n_probs", 0, std::min<int64_t>(100, tok.n_tokens())).value_or(0));
   if (get_bool(body, "post_sampling_probs").value_or(false))
     throw bad_request("'post_sampling_probs' is not supported: n_probs reports the model's log-probabilities");
-  get_int(body, "n_keep", -1, ec.n_ctx_slot);  // no context shifting: validated, otherwise unused
-  if (get_int(body, "n_discard", 0, big).value_or(0) != 0)
-    throw bad_request("'n_discard' must be 0: this server does not shift the context (a full slot ends the reply)");
+  // Context shift (--context-shift): what stays and what goes when the slot fills; without it
+  // n_keep is validated and unused.
+  r.n_keep = get_int(body, "n_keep", -1, ec.n_ctx_slot).value_or(0);
+  r.n_discard = get_int(body, "n_discard", 0, ec.n_ctx_slot).value_or(0);
+  if (r.n_discard != 0 && !ec.context_shift)
+    throw bad_request("'n_discard' must be 0: this server was started without --context-shift (a full slot ends the reply)");
   p.logit_bias = get_logit_bias(body, tok);
   if (!structured.grammar.empty()) {
     try {
@@ -484,7 +487,6 @@ std::string system_fingerprint() { return "b-bitnet-cpp"; }
 
 json Api::final_response(Dialect dialect, const std::string& id, const std::vector<Choice>& choices,
                          const ResponseOptions& options) const {
-  const EngineConfig& ec = engine_->config();
   auto finish_of = [](const Event& done) { return done.finish_reason == "cancelled" ? "length" : done.finish_reason; };
   if (dialect == Dialect::Native) {
     const Choice& c = choices.front();
@@ -500,8 +502,8 @@ json Api::final_response(Dialect dialect, const std::string& id, const std::vect
               {"stop_type", stop_type(c.done)},
               {"stopping_word", c.done.stopping_word},
               {"has_new_line", c.text.find('\n') != std::string::npos},
-              // the slot's context filled before generation ended
-              {"truncated", c.stats.prompt_tokens + c.stats.generated >= ec.n_ctx_slot},
+              // the slot's context filled: generation stopped there, or the context was shifted
+              {"truncated", c.stats.truncated},
               {"generation_settings", c.settings},
               {"timings", timings(c.stats)}};
     if (options.logprobs) j["completion_probabilities"] = c.entries;

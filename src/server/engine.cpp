@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "errors.h"
+#include "runtime/context_shift.h"
 #include "runtime/session.h"
 #include "runtime/text_stream.h"
 
@@ -54,8 +55,12 @@ struct Engine::Slot {
   std::vector<int32_t> cached;  // tokens whose K/V this slot's sequence holds
   std::shared_ptr<Job> job;     // null: idle
   size_t prompt_pos = 0;        // prompt tokens already in the cache
-  size_t chunk = 0;             // prompt tokens in the current batch
+  size_t chunk = 0;             // prompt (or replay) tokens in the current batch
   int32_t pending = -1;         // sampled token, evaluated in the next step
+  // After a context shift: the tokens evaluated again (those after the dropped run, then the
+  // sampled token), read in chunks like a prompt; the last one's logits give the next token.
+  std::vector<int32_t> replay;
+  size_t replay_pos = 0;
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<GrammarConstraint> grammar;  // the request's grammar state, if it has one
   Utf8Stream utf8;
@@ -286,6 +291,8 @@ void Engine::assign(Slot& s, std::shared_ptr<Job> job) {
   cache_.set_length(s.id, int64_t(common));
   s.prompt_pos = common;
   s.pending = -1;
+  s.replay.clear();
+  s.replay_pos = 0;
   s.sampler = std::make_unique<Sampler>(job->request.sampling);
   s.grammar.reset();
   if (job->request.grammar) {
@@ -487,11 +494,15 @@ bool Engine::build_batch(Batch& b, std::vector<int>& row_of_slot) {
   }
   for (auto& s : slots_) {
     if (!s->job || s->pending >= 0 || budget <= 0) continue;
-    const auto& prompt = s->job->request.prompt;
-    const size_t n = std::min(size_t(budget), prompt.size() - s->prompt_pos);
-    for (size_t i = s->prompt_pos; i < s->prompt_pos + n; ++i) {
-      const bool last = i + 1 == prompt.size();
-      b.add(prompt[i], int32_t(i), s->id, last);
+    // The prompt, or after a context shift the tokens to evaluate again; either continues the
+    // slot's cached tokens.
+    const bool replay = !s->replay.empty();
+    const auto& input = replay ? s->replay : s->job->request.prompt;
+    const size_t from = replay ? s->replay_pos : s->prompt_pos;
+    const size_t n = std::min(size_t(budget), input.size() - from);
+    for (size_t i = from; i < from + n; ++i) {
+      const bool last = i + 1 == input.size();
+      b.add(input[i], int32_t(s->cached.size() + (i - from)), s->id, last);
       if (last) row_of_slot[size_t(s->id)] = rows++;
     }
     s->chunk = n;
@@ -507,6 +518,11 @@ void Engine::after_forward(const std::vector<float>& logits, const std::vector<i
     if (s->pending >= 0) {
       s->cached.push_back(s->pending);
       s->pending = -1;
+    } else if (s->chunk > 0 && !s->replay.empty()) {
+      s->cached.insert(s->cached.end(), s->replay.begin() + ptrdiff_t(s->replay_pos),
+                       s->replay.begin() + ptrdiff_t(s->replay_pos + s->chunk));
+      s->replay_pos += s->chunk;
+      if (s->replay_pos == s->replay.size()) s->replay.clear(), s->replay_pos = 0;
     } else if (s->chunk > 0) {
       const auto& prompt = s->job->request.prompt;
       s->cached.insert(s->cached.end(), prompt.begin() + ptrdiff_t(s->prompt_pos),
@@ -590,11 +606,37 @@ void Engine::on_sampled(Slot& s, int32_t token, std::span<const float> logits) {
     finish(s, done("stop"));
     return;
   }
-  if ((req.n_predict >= 0 && s.stats.generated >= req.n_predict) || int64_t(s.cached.size()) >= config_.n_ctx_slot) {
+  if (req.n_predict >= 0 && s.stats.generated >= req.n_predict) {
     finish(s, done("length"));
     return;
   }
+  if (int64_t(s.cached.size()) >= config_.n_ctx_slot) {  // no room for the token
+    s.stats.truncated = true;
+    if (!config_.context_shift) {
+      finish(s, done("length"));
+      return;
+    }
+    shift_context(s, token);
+    return;
+  }
   s.pending = token;
+}
+
+// --context-shift: the slot keeps its first n_keep tokens, drops part of the rest, and evaluates
+// what follows the dropped run again, then the sampled token (runtime/context_shift.h), as prompt
+// chunks: its next token comes from exactly the logits a fresh evaluation of the remaining tokens
+// gives.
+void Engine::shift_context(Slot& s, int32_t token) {
+  const GenerationRequest& req = s.job->request;
+  const Tokenizer& tok = *model_.tokenizer;
+  const bool leading_bos = tok.bos() >= 0 && !s.cached.empty() && s.cached.front() == tok.bos();
+  const int64_t n_keep = resolve_n_keep(req.n_keep, int64_t(req.prompt.size()), leading_bos);
+  const ContextShift shift = plan_context_shift(int64_t(s.cached.size()), n_keep, req.n_discard);
+  s.replay = apply_context_shift(cache_, s.id, s.cached, shift);
+  s.replay.push_back(token);
+  s.replay_pos = 0;
+  s.stats.context_shifts += 1;
+  metrics_.context_shifts += 1;
 }
 
 // Ends the slot's job with `done` (carrying any held-back text) and frees the slot; its cache
@@ -612,6 +654,8 @@ void Engine::finish(Slot& s, Event done) {
   metrics_.e2e.observe(seconds_since(s.job->submitted_));
   if (config_.on_finished) config_.on_finished(s.stats, done.finish_reason);
   s.pending = -1;
+  s.replay.clear();
+  s.replay_pos = 0;
   std::shared_ptr<Job> job;
   {
     // The slot is free before the client hears that its request ended.

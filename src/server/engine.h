@@ -39,6 +39,10 @@ struct GenerationRequest {
   int32_t n_probs = 0;            // top-n log-probabilities reported per generated token
   bool logprobs = false;          // the generated token's own log-probability too (implied by n_probs > 0)
   bool cache_prompt = true;       // reuse the slot's cached prefix
+  // Context shift (EngineConfig::context_shift): llama-server's n_keep (-1: the whole prompt; n:
+  // n tokens after a leading BOS) and n_discard (0: half of what follows the kept tokens).
+  int64_t n_keep = 0;
+  int64_t n_discard = 0;
   // Optional: only text this grammar allows is generated (docs/structured-output.md). The reply
   // ends ("stop") once the grammar is complete and nothing more can follow, or at an
   // end-of-generation token the grammar allows (even with ignore_eos).
@@ -68,6 +72,8 @@ struct JobStats {
   int64_t cached_tokens = 0;  // prompt tokens reused from the slot's cache
   int64_t generated = 0;
   double queue_ms = 0, prompt_ms = 0, generation_ms = 0;
+  bool truncated = false;      // the slot's context filled: the reply stopped there, or it was shifted
+  int64_t context_shifts = 0;  // shifts during this reply
 };
 
 // One request as seen by both sides: the engine appends events, the HTTP thread reads them.
@@ -142,6 +148,9 @@ struct EngineConfig {
   int queue_limit = 16;           // jobs that may wait for a slot; more get Busy
   KvType cache_type_k = KvType::F16, cache_type_v = KvType::F16;  // -ctk / -ctv of the generation cache
   bool continuous_batching = true;  // false: admit new jobs only when every slot is idle
+  // --context-shift: a generating slot whose context is full drops part of it (runtime/context_shift.h)
+  // and goes on; otherwise the reply ends there with "length".
+  bool context_shift = false;
   std::vector<int32_t> system_prefix;  // primed into every slot at start-up
   // Called on the engine thread when a request ends (telemetry); must not block.
   std::function<void(const JobStats& stats, const std::string& finish_reason)> on_finished;
@@ -207,6 +216,7 @@ class Engine {
   bool build_batch(Batch& batch, std::vector<int>& row_of_slot);
   void after_forward(const std::vector<float>& logits, const std::vector<int>& row_of_slot);
   void on_sampled(Slot& s, int32_t token, std::span<const float> logits);
+  void shift_context(Slot& s, int32_t token);
   void finish(Slot& s, Event done);
   void fail_batch(const std::string& message);
   bool run_embeddings();

@@ -60,6 +60,8 @@ std::string Metrics::render(int slots_total, int slots_active, int queued) const
   metric(out, "bitnet_tokens_predicted_total", "counter", "Tokens generated.", double(generated_tokens));
   metric(out, "bitnet_decode_steps_total", "counter", "Batched forward passes.", double(decode_steps));
   metric(out, "bitnet_batch_tokens_total", "counter", "Tokens over all forward passes.", double(batch_tokens));
+  metric(out, "bitnet_context_shifts_total", "counter", "Context shifts of full slots (--context-shift).",
+         double(context_shifts));
   metric(out, "bitnet_embedding_requests_total", "counter", "Embedding requests accepted.", double(embedding_requests));
   metric(out, "bitnet_embedding_inputs_total", "counter", "Inputs embedded.", double(embedding_inputs));
   metric(out, "bitnet_embedding_tokens_total", "counter", "Tokens of the inputs embedded.", double(embedding_tokens));

@@ -35,6 +35,7 @@ struct Metrics {
   std::atomic<uint64_t> generated_tokens{0};
   std::atomic<uint64_t> decode_steps{0};       // forward() calls
   std::atomic<uint64_t> batch_tokens{0};       // tokens over all forward() calls
+  std::atomic<uint64_t> context_shifts{0};     // full slots shifted (--context-shift)
   std::atomic<uint64_t> embedding_requests{0};   // embedding requests accepted
   std::atomic<uint64_t> embedding_inputs{0};     // inputs embedded
   std::atomic<uint64_t> embedding_tokens{0};     // tokens of those inputs

@@ -338,9 +338,9 @@ TEST(OpenAiConformance, LlamaServerLaunchFlags) {
   ASSERT_TRUE(page);
   EXPECT_EQ(page->status, 404);
   EXPECT_NE(server.log().find("note: --offline has no effect here"), std::string::npos);
-  for (const char* refused : {"--reranking", "--lora", "--hf-repo", "--context-shift"}) {
+  for (const char* refused : {"--reranking", "--lora", "--hf-repo"}) {
     std::vector<std::string> args = {bitnet_bin(), "serve", "-m", tiny_model(), refused};
-    if (std::string(refused) != "--reranking" && std::string(refused) != "--context-shift") args.push_back("x");
+    if (std::string(refused) != "--reranking") args.push_back("x");
     const ProcessResult p = run_process(args);
     EXPECT_EQ(p.code, 2) << refused << ": " << p.err;
     EXPECT_NE(p.err.find("is not supported"), std::string::npos) << p.err;

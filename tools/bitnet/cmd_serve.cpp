@@ -31,6 +31,7 @@ struct ServeOptions {
   float grace = 10, header_timeout = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
   bool slots = false, no_slots = false, no_webui = false, greedy = false, embeddings = false;
+  bool context_shift = false, no_context_shift = false;
   std::string alias, tags, chat_template, pooling;
   std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint, cors;
   SamplingParams sampling;
@@ -66,6 +67,7 @@ const EnvFlag kEnvFlags[] = {
     {"--cache-type-v", false},  {"--flash-attn", false},    {"--ubatch-size", false, "LLAMA_ARG_UBATCH"},
     {"--jinja", true},          {"--threads-http", false},  {"--tags", false},
     {"--chat-template", false}, {"--embeddings", true},     {"--pooling", false},
+    {"--context-shift", true},
 };
 
 std::string env_name(const std::string& flag) {
@@ -192,6 +194,10 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.flag({"--no-slots"}, "turn GET /slots off (501)", &o.no_slots);
   p.flag({"--no-webui"}, "do not serve the chat page at /", &o.no_webui);
   p.flag({"--greedy"}, "greedy sampling by default (temperature 0; requests may still set their own)", &o.greedy);
+  p.flag({"--context-shift"}, "a reply that fills its slot keeps the request's n_keep first tokens, drops half of the "
+         "rest and goes on (the tokens after the dropped ones are evaluated again)", &o.context_shift);
+  p.flag({"--no-context-shift"}, "a reply that fills its slot ends with finish_reason \"length\" (the default)",
+         &o.no_context_shift);
   p.flag({"--embedding", "--embeddings"},
          "serve embeddings at /v1/embeddings, /embeddings and /embedding (on by itself for an embedding model)",
          &o.embeddings);
@@ -215,7 +221,6 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.unsupported({"--media-path"}, "DIR", "multimodal input");
   p.unsupported({"--slot-save-path"}, "DIR", "saving and restoring slots");
   p.unsupported({"--reranking", "--rerank"}, "", "reranking");
-  p.unsupported({"--context-shift"}, "", "context shifting: a reply that fills its slot ends with finish_reason \"length\"");
 }
 
 server::ServerConfig to_config(const ServeOptions& o) {
@@ -271,6 +276,7 @@ server::ServerConfig to_config(const ServeOptions& o) {
   c.engine.n_batch = o.model.batch;
   c.engine.queue_limit = int(o.queue_limit);
   c.engine.continuous_batching = o.cont_batching && !o.no_cont_batching;
+  c.engine.context_shift = o.context_shift && !o.no_context_shift;
   c.engine.embeddings = o.embeddings;
   if (!o.pooling.empty()) {
     if (o.pooling == "rank") throw UsageError("--pooling rank is not supported: reranking is not implemented");
@@ -304,6 +310,7 @@ int serve_dry_run(const ServeOptions& o, const std::vector<std::string>& args, b
       {"metrics", o.metrics},       {"api_key_set", !o.api_key.empty() || !o.api_key_file.empty()},
       {"system_prompt", o.system_prompt}, {"temperature", o.sampling.temperature},
       {"embeddings", o.embeddings}, {"pooling", o.pooling.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.pooling)},
+      {"context_shift", o.context_shift && !o.no_context_shift},
       {"cache_type_k", o.model.cache_type_k}, {"cache_type_v", o.model.cache_type_v}};
   nlohmann::json resolved = {{"model", model},
                              {"model_exists", std::filesystem::exists(model)},
