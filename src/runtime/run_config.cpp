@@ -38,6 +38,7 @@ void run_checks(const RunConfig& c, std::vector<ConfigError>& out) {
   if (!c.conversation && !c.interactive && !c.interactive_first && c.prompt.empty() && c.prompt_file.empty())
     out.emplace_back("-p", "no prompt: give -p TEXT or -f FILE (or -cnv, -i)");
   if (c.n_predict < -1) out.emplace_back("-n", "-n must be -1 or ≥ 0" + got(c.n_predict));
+  if (c.keep < -1) out.emplace_back("--keep", "--keep must be -1 (the whole initial prompt) or ≥ 0" + got(c.keep));
   if (const std::string err = validate(c.sampling); !err.empty()) out.emplace_back("--temp", err);
 }
 
@@ -144,6 +145,8 @@ nlohmann::json to_json(const RunConfig& c) {
       {"reverse_prompts", c.reverse_prompts},
       {"ignore_eos", c.ignore_eos},
       {"no_display_prompt", c.no_display_prompt},
+      {"context_shift", c.context_shift},
+      {"keep", c.keep},
       {"telemetry_out", c.telemetry_out},
   };
 }
@@ -179,6 +182,8 @@ std::vector<std::string> run_arguments(const RunConfig& c, const std::string& bi
   if (!c.system_prompt.empty()) add("-sys", c.system_prompt);
   if (c.ignore_eos) a.push_back("--ignore-eos");
   if (c.no_display_prompt) a.push_back("--no-display-prompt");
+  if (c.context_shift) a.push_back("--context-shift");
+  if (c.keep != 0) add("--keep", std::to_string(c.keep));
   if (!c.telemetry_out.empty()) add("--telemetry-out", c.telemetry_out);
   return a;
 }

@@ -41,6 +41,10 @@ struct RunConfig {
   bool conversation = false, ignore_eos = false, no_display_prompt = false;
   bool interactive = false, interactive_first = false;  // -i / -if: lines from stdin continue the text
   std::vector<std::string> reverse_prompts;             // -r (escapes already processed)
+  // --context-shift: a full context keeps its first `keep` tokens (--keep: of the initial prompt,
+  // -1 all of it; a leading BOS always stays), drops half of the rest and generation goes on.
+  bool context_shift = false;
+  int64_t keep = 0;
   std::string telemetry_out;  // JSONL telemetry file, empty: none
 };
 

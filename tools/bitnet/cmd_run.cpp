@@ -1,4 +1,5 @@
 // `bitnet run` / `llama-cli`: text generation with llama-cli's flags.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -31,6 +32,8 @@ struct RunOptions {
   bool conversation = false, ignore_eos = false, no_display_prompt = false;
   bool no_conversation = false, interactive = false, interactive_first = false, single_turn = false;
   bool escape = false, no_escape = false, color = false;
+  bool context_shift = false, no_context_shift = false;
+  int64_t keep = 0;
   std::vector<std::string> reverse_prompts;
   bool dry_run = false, json = false;
   std::string telemetry_out, otlp_endpoint;
@@ -52,6 +55,8 @@ RunConfig to_run_config(const RunOptions& o) {
   c.reverse_prompts = o.reverse_prompts;
   c.ignore_eos = o.ignore_eos;
   c.no_display_prompt = o.no_display_prompt;
+  c.context_shift = o.context_shift && !o.no_context_shift;
+  c.keep = o.keep;
   c.telemetry_out = o.telemetry_out;
   return c;
 }
@@ -145,7 +150,7 @@ StopReason stream_reply(Session& session, std::span<const float> logits, Sampler
   std::fputs(out.flush().c_str(), stdout);
   std::fflush(stdout);
   if (reason == StopReason::ContextFull)
-    std::fprintf(stderr, "\n[context full after %lld tokens: generation stopped; raise -c]\n",
+    std::fprintf(stderr, "\n[context full after %lld tokens: generation stopped; raise -c, or pass --context-shift]\n",
                  (long long)session.n_ctx());
   return reason;
 }
@@ -183,18 +188,59 @@ bool read_user_line(const char* marker, const ReplyStyle& style, std::string& li
 
 [[noreturn]] void context_full(const Session& session) {
   throw Error("the context (" + std::to_string(session.n_ctx()) +
-              " tokens) is full: the conversation cannot go on; start again with a larger -c");
+              " tokens) is full: the conversation cannot go on; start again with a larger -c, or with "
+              "--context-shift to drop the oldest tokens");
+}
+
+// --keep against the initial prompt's tokens, as llama-cli takes it: -1 (or more than the prompt)
+// keeps the whole prompt; n keeps n tokens after a leading BOS, which always stays.
+int64_t keep_count(int64_t keep, std::span<const int32_t> initial, const Tokenizer& tok) {
+  const bool bos = !initial.empty() && tok.bos() >= 0 && initial.front() == tok.bos();
+  return std::min<int64_t>(resolve_n_keep(keep, int64_t(initial.size()), bos), int64_t(initial.size()));
+}
+
+// --context-shift, a later turn: the tokens the session goes on with — what it holds, then `more`.
+// When `more` does not fit after them the context is shifted first (keeping `keep` tokens and
+// dropping half of the rest, or as many as `more` needs).
+std::vector<int32_t> continue_with(Session& session, const std::vector<int32_t>& more, int64_t keep) {
+  const int64_t n_ctx = session.n_ctx(), held = int64_t(session.tokens().size()), n = int64_t(more.size());
+  if (held + n > n_ctx) {
+    if (keep + 4 + n > n_ctx)
+      throw Error("this turn is " + std::to_string(n) + " tokens: after the " + std::to_string(keep) +
+                  " kept ones (--keep) it does not fit in the context of " + std::to_string(n_ctx) +
+                  " tokens; start again with a larger -c");
+    const ContextShift half = plan_context_shift(held, keep);
+    session.shift_context(keep, std::max(half.n_discard, held + n - n_ctx));
+  }
+  std::vector<int32_t> ids = session.tokens();
+  ids.insert(ids.end(), more.begin(), more.end());
+  return ids;
+}
+
+// The text a chat goes on with after a reply as it was generated: the template's end of the
+// assistant's turn, then the user's turn and the generation prompt — what a rendering of the whole
+// conversation adds after the reply (every format renders each message on its own).
+std::string next_turn_text(ChatFormat format, const std::string& user) {
+  const std::string mark = "\x1e";  // a byte no template writes or trims
+  const ChatMessage reply[] = {{"assistant", mark}}, turn[] = {{"user", user}};
+  const std::string end = apply_chat_template(format, reply, false);
+  return end.substr(end.find(mark) + mark.size()) + apply_chat_template(format, turn, true);
 }
 
 // -cnv: turns through the model's chat template. `single_turn` (-st): one reply, then exit.
-int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen, const ReplyStyle& style,
-                 const std::string& system_prompt, const std::string& first, bool single_turn, Telemetry& telemetry) {
+// With --context-shift the first turn is the rendered conversation, and every later one continues
+// the session's tokens (shifted when full) with the text that follows the reply (next_turn_text);
+// --keep counts from the rendered system prompt.
+int conversation(Session& session, Sampler& sampler, GenerateOptions gen, const ReplyStyle& style,
+                 const std::string& system_prompt, const std::string& first, bool single_turn, int64_t keep,
+                 Telemetry& telemetry) {
   const Model& m = *&session.model();
   const Tokenizer& tok = *m.tokenizer;
   const ChatFormat format =
       detect_chat_format(tok.data().chat_template, m.hp.arch.name);
   std::vector<ChatMessage> messages;
   if (!system_prompt.empty()) messages.push_back({"system", system_prompt});
+  gen.n_keep = keep_count(keep, tok.encode(apply_chat_template(format, messages, false), true, true), tok);
   std::string line = first;
   bool have_line = !first.empty();
   int turn = 0;
@@ -203,8 +249,14 @@ int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
     have_line = false;
     if (line.empty()) continue;
     messages.push_back({"user", line});
-    const std::string text = apply_chat_template(format, messages, true);
-    const auto ids = tok.encode(text, true, true);
+    std::vector<int32_t> ids;
+    if (gen.context_shift && turn > 0) {
+      ids = continue_with(session, tok.encode(next_turn_text(format, line), false, true), gen.n_keep);
+    } else {
+      ids = tok.encode(apply_chat_template(format, messages, true), true, true);
+      // A later turn that no longer fits: the conversation filled the context.
+      if (turn > 0 && int64_t(ids.size()) > session.n_ctx()) context_full(session);
+    }
     std::string answer;
     const StopReason r = reply(session, ids, sampler, gen, style, &answer, telemetry, turn++);
     messages.push_back({"assistant", answer});
@@ -218,9 +270,12 @@ int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen,
 // -i / -if: llama-cli's raw interactive mode. The text so far (prompt, replies and the user's
 // lines) is the context; each reply runs until a reverse prompt, the end of text or -n tokens, then
 // the user's next line is appended. `input_first` (-if): the user speaks before the first reply.
-int interactive(Session& session, Sampler& sampler, const GenerateOptions& gen, const ReplyStyle& style,
-                const std::string& prompt, bool input_first, bool display_prompt, Telemetry& telemetry) {
+// With --context-shift every turn after the first continues the session's tokens (shifted when
+// full) with the user's line; --keep counts from the prompt.
+int interactive(Session& session, Sampler& sampler, GenerateOptions gen, const ReplyStyle& style,
+                const std::string& prompt, bool input_first, bool display_prompt, int64_t keep, Telemetry& telemetry) {
   const Tokenizer& tok = *session.model().tokenizer;
+  gen.n_keep = keep_count(keep, tok.encode(prompt, true, true), tok);
   std::string transcript = prompt;
   if (display_prompt) {
     if (style.color) std::fputs(kPromptColor, stdout);
@@ -230,13 +285,20 @@ int interactive(Session& session, Sampler& sampler, const GenerateOptions& gen, 
   }
   bool need_input = input_first || prompt.empty();
   for (int turn = 0;; ++turn) {
+    std::string line;
     if (need_input) {
-      std::string line;
       if (!read_user_line("", style, line)) break;
       transcript += line + "\n";
     }
+    std::vector<int32_t> ids;
+    if (gen.context_shift && turn > 0) {
+      ids = continue_with(session, tok.encode(line + "\n", false, true), gen.n_keep);
+    } else {
+      ids = tok.encode(transcript, true, true);
+      if (turn > 0 && int64_t(ids.size()) > session.n_ctx()) context_full(session);
+    }
     std::string answer;
-    const StopReason r = reply(session, tok.encode(transcript, true, true), sampler, gen, style, &answer, telemetry, turn);
+    const StopReason r = reply(session, ids, sampler, gen, style, &answer, telemetry, turn);
     transcript += answer;
     if (r == StopReason::ContextFull) context_full(session);
     need_input = true;
@@ -263,6 +325,7 @@ int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) 
   session.timings.load_ms = lm.load_ms;
   Sampler sampler(o.sampling);
   GenerateOptions gen{o.n_predict, o.ignore_eos};
+  gen.context_shift = config.context_shift;
   std::unique_ptr<GrammarConstraint> constraint;
   if (o.parsed_grammar) {
     constraint = std::make_unique<GrammarConstraint>(o.parsed_grammar,
@@ -276,11 +339,13 @@ int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) 
   ReplyStyle style{o.reverse_prompts, o.color && isatty(STDOUT_FILENO)};
   int rc = 0;
   if (o.conversation) {
-    rc = conversation(session, sampler, gen, style, o.system_prompt, o.prompt, o.single_turn, telemetry);
+    rc = conversation(session, sampler, gen, style, o.system_prompt, o.prompt, o.single_turn, o.keep, telemetry);
   } else if (o.interactive || o.interactive_first) {
-    rc = interactive(session, sampler, gen, style, o.prompt, o.interactive_first, !o.no_display_prompt, telemetry);
+    rc = interactive(session, sampler, gen, style, o.prompt, o.interactive_first, !o.no_display_prompt, o.keep,
+                     telemetry);
   } else {
     const auto ids = lm.model->tokenizer->encode(o.prompt, true, true);
+    gen.n_keep = keep_count(o.keep, ids, *lm.model->tokenizer);
     if (!o.no_display_prompt) {
       if (style.color) std::fputs(kPromptColor, stdout);
       std::fputs(o.prompt.c_str(), stdout);
@@ -324,6 +389,12 @@ int cmd_run(int argc, char** argv) {
   p.flag({"--color", "-co"}, "on a terminal, colour the prompt and the user's input", &o.color);
   p.option({"-sys", "--system-prompt"}, "TEXT", "system prompt for chat mode", &o.system_prompt);
   p.flag({"--ignore-eos"}, "keep generating past end-of-text tokens", &o.ignore_eos);
+  p.flag({"--context-shift"}, "when the context is full, keep the --keep first tokens, drop half of the rest and go on "
+         "(a chat then never runs out of context)", &o.context_shift);
+  p.flag({"--no-context-shift"}, "a full context ends the reply; a chat or -i session then exits with an error (the "
+         "default)", &o.no_context_shift);
+  p.option({"--keep"}, "N", "with --context-shift: tokens of the initial prompt (-cnv: the system prompt) that always "
+           "stay, after the BOS (default 0; -1: all of it)", &o.keep);
   p.flag({"--no-display-prompt"}, "do not echo the prompt", &o.no_display_prompt);
   p.flag({"--dry-run"}, "print the resolved configuration and the argument list; load nothing", &o.dry_run);
   p.flag({"--json"}, "with --dry-run: print one JSON object", &o.json);

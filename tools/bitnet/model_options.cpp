@@ -275,7 +275,11 @@ void print_timings(const Timings& t) {
   std::fprintf(stderr, "%18s = %10.2f ms / %5lld runs\n", "sampling time", t.sample_ms, (long long)t.sampled);
   if (t.grammar)
     std::fprintf(stderr, "%18s: %lld masks, %.2f ms\n", "grammar", (long long)t.grammar_masks, t.grammar_ms);
-  std::fprintf(stderr, "%18s = %10.2f ms\n", "total time", t.load_ms + t.prompt_ms + t.eval_ms + t.sample_ms);
+  if (t.shifts > 0)
+    std::fprintf(stderr, "%18s = %10.2f ms / %5lld shifts (%lld tokens evaluated again)\n", "context shift",
+                 t.shift_ms, (long long)t.shifts, (long long)t.shift_tokens);
+  std::fprintf(stderr, "%18s = %10.2f ms\n", "total time",
+               t.load_ms + t.prompt_ms + t.eval_ms + t.sample_ms + t.shift_ms);
   std::fprintf(stderr, "%18s = %10.2f MiB\n", "peak memory", peak_rss_mib());
 }
 
