@@ -1,5 +1,6 @@
 #include "conversion/dummy_model.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <filesystem>
@@ -160,6 +161,42 @@ std::string default_vocab_dir() {
 
 namespace {
 
+// DummyModelSpec::vocab_size: a SentencePiece vocabulary of n tokens, as a small model trained with
+// byte fallback would have it: the special and byte tokens, the single characters of ASCII and the
+// word-boundary "▁" (so ASCII text decodes back exactly), and the highest-scoring merges to fill n —
+// kept in the original order (specials and bytes, merges, characters), ids renumbered.
+void cut_vocab(VocabData& vocab, int64_t n, bool spm) {
+  if (!spm) throw Error("a vocabulary size applies to the LLaMA SentencePiece vocabulary only (--arch bitnet)");
+  const size_t size = vocab.tokens.size();
+  if (vocab.types.size() != size || vocab.scores.size() != size)
+    throw Error("a vocabulary size needs token types and scores for every token");
+  std::vector<char> kept(size, 0);
+  int64_t fixed = 0;
+  for (size_t i = 0; i < size; ++i) {
+    const std::string& t = vocab.tokens[i];
+    const bool character = t == "\xE2\x96\x81" || (t.size() == 1 && static_cast<unsigned char>(t[0]) < 0x80);
+    if (vocab.types[i] != TokenType::NORMAL || character) kept[i] = 1, ++fixed;
+  }
+  if (n < fixed || n > int64_t(size))
+    throw Error("vocabulary size " + std::to_string(n) + ": must be between " + std::to_string(fixed) +
+                " (the special, byte and single-character tokens) and " + std::to_string(size));
+  for (size_t i = 0; i < size && fixed < n; ++i)
+    if (!kept[i]) kept[i] = 1, ++fixed;  // merges by id: the LLaMA vocabulary lists them by descending score
+  std::vector<int32_t> new_id(size, -1);
+  VocabData out = vocab;
+  out.tokens.clear(), out.scores.clear(), out.types.clear();
+  for (size_t i = 0; i < size; ++i)
+    if (kept[i]) {
+      new_id[i] = int32_t(out.tokens.size());
+      out.tokens.push_back(vocab.tokens[i]);
+      out.scores.push_back(vocab.scores[i]);
+      out.types.push_back(vocab.types[i]);
+    }
+  for (int32_t* id : {&out.bos, &out.eos, &out.eot, &out.unk, &out.pad})
+    if (*id >= 0) *id = size_t(*id) < size ? new_id[size_t(*id)] : -1;
+  vocab = std::move(out);
+}
+
 // An embedding-model preset (qwen3 / gemma3 BitNet-embedding shapes): ternary projections each with
 // its BitNet input norm (`*_norm_in`), per-head q/k norms, Gemma's post-attention / post-FFN norms,
 // no LM head, last-token pooling, the real tokenizer with EOS appended (what `bitnet convert`
@@ -252,6 +289,7 @@ void generate_dummy_model(const DummyModelSpec& spec, const std::string& path,
                           : spec.arch == "bitnet" ? ChatFormat::Plain
                                                   : ChatFormat::BitNet;
   vocab.chat_template = chat == ChatFormat::Plain ? "" : chat_template_text(chat);
+  if (spec.vocab_size > 0) cut_vocab(vocab, spec.vocab_size, spm);
 
   const ModelPreset& p = *preset;
   const int64_t n_vocab = int64_t(vocab.tokens.size());

@@ -45,6 +45,11 @@ struct DummyModelSpec {
   GgmlType embedding_type = GgmlType::F16;   // token_embd (and output.weight when untied)
   uint64_t seed = 42;
   std::string vocab_dir;  // holds llama3-tokenizer.tiktoken and ggml-vocab-llama-spm.gguf
+  // > 0: a SentencePiece vocabulary of this many tokens (`bitnet`'s LLaMA one only): the special and
+  // byte tokens, the single ASCII characters and "▁", and the highest-scoring merges to fill it — a
+  // small vocabulary like stories260K's 512 pieces, in which texts take many more tokens. Throws
+  // Error for another vocabulary or a size below those fixed tokens.
+  int64_t vocab_size = 0;
 };
 
 // Directory with the tokenizer data: $BITNET_DATA_DIR, else the source tree's data/

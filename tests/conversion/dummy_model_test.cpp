@@ -68,6 +68,31 @@ TEST(DummyModel, SpmVocabularyForBitnetAndUntiedHeadForLlama) {
   EXPECT_EQ(llama.find_tensor("blk.0.attn_sub_norm.weight"), nullptr);
 }
 
+// --vocab-size 512: the SentencePiece vocabulary's first 512 pieces (specials, bytes, the most
+// frequent merges), so texts take many more tokens, as with stories260K's 512-piece vocabulary.
+TEST(DummyModel, SmallSentencePieceVocabulary) {
+  DummyModelSpec spec;
+  spec.arch = "bitnet";
+  spec.vocab_dir = testing::shared_data_dir();
+  spec.vocab_size = 512;
+  const std::string path = (testing::temp_dir() / "spm512.gguf").string();
+  generate_dummy_model(spec, path);
+  const auto small = load_model(path);
+  const auto full = load_model(generate("spm-full.gguf", 42, "bitnet", GgmlType::I2_S));
+  EXPECT_EQ(small->hp.n_vocab, 512);
+  const std::string text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.";
+  const std::vector<int32_t> a = small->tokenizer->encode(text, true, true), b = full->tokenizer->encode(text, true, true);
+  EXPECT_GT(a.size(), b.size() * 3 / 2) << "fewer pieces, more tokens";
+  for (int32_t id : a) EXPECT_LT(id, 512);
+  EXPECT_EQ(small->tokenizer->decode(a), full->tokenizer->decode(b)) << "the same text back";
+  EXPECT_EQ(a.front(), full->tokenizer->bos());
+  spec.vocab_size = 200;  // would drop byte tokens
+  EXPECT_THROW(generate_dummy_model(spec, path + ".x"), Error);
+  spec.vocab_size = 512;
+  spec.arch = "bitnet-b1.58";  // Llama-3's BPE vocabulary: merges would name dropped tokens
+  EXPECT_THROW(generate_dummy_model(spec, path + ".y"), Error);
+}
+
 TEST(DummyModel, TernaryWeightsHaveThreeValuesInBalancedProportions) {
   const auto m = load_model(generate("balance.gguf", 3, "bitnet", GgmlType::I2_S));
   const TernaryRow row = unpack_ternary_row(m->layers[0].w_up, 5);

@@ -12,6 +12,7 @@ int cmd_gen_model(int argc, char** argv) {
   std::string arch, preset = "tiny", type = "i2_s", embedding_type = "f16", out,
               vocab_dir;
   uint64_t seed = 42;
+  int64_t vocab_size = 0;
   bool list = false;
   ArgParser p("bitnet gen-model", "Write a GGUF model with random ternary weights in the shapes of a real model.");
   p.option({"--arch"}, "ARCH", "general.architecture: bitnet-b1.58, bitnet, llama (default bitnet-b1.58; an embed-* preset sets its own)", &arch);
@@ -23,6 +24,8 @@ int cmd_gen_model(int argc, char** argv) {
   p.option({"-o", "--output"}, "FILE", "output GGUF file", &out);
   p.option({"--vocab-dir"}, "DIR", "directory with llama3-tokenizer.tiktoken and ggml-vocab-llama-spm.gguf "
            "(default $BITNET_DATA_DIR, else the source tree's data/)", &vocab_dir);
+  p.option({"--vocab-size"}, "N", "keep only the vocabulary's first N tokens (--arch bitnet's SentencePiece vocabulary; "
+           "512: a small vocabulary like stories260K's)", &vocab_size);
   p.flag({"--list-presets"}, "print the presets and exit", &list);
   if (!p.parse(argc, argv)) return 0;
   if (list) {
@@ -57,6 +60,10 @@ int cmd_gen_model(int argc, char** argv) {
   spec.embedding_type = *et;
   spec.seed = seed;
   spec.vocab_dir = vocab_dir;
+  if (vocab_size < 0) throw UsageError("--vocab-size must be positive");
+  if (vocab_size > 0 && (embed || arch != "bitnet"))
+    throw UsageError("--vocab-size applies to --arch bitnet (the LLaMA SentencePiece vocabulary) only");
+  spec.vocab_size = vocab_size;
   std::vector<std::string> notes;
   generate_dummy_model(spec, out, [](uint64_t d, uint64_t total) { print_progress("writing", d, total); },
                        &notes);
