@@ -48,7 +48,9 @@ StopReason generate(Session& session, std::span<const float> logits, Sampler& sa
     const bool eog = tok && tok->is_end_of_generation(token);
     if (eog && !options.ignore_eos) return StopReason::EndOfGeneration;
     if (!on_token(token)) return StopReason::Cancelled;
-    if (int64_t(session.tokens().size()) >= session.n_ctx()) {
+    // llama.cpp's rule (llama-cli, llama-server): the context is full once the tokens so far and
+    // this one fill it — prompt + generated ≤ n_ctx; the last token is never evaluated.
+    if (int64_t(session.tokens().size()) + 1 >= session.n_ctx()) {
       if (!options.context_shift) return StopReason::ContextFull;
       session.shift_context(options.n_keep);
     }

@@ -610,7 +610,9 @@ void Engine::on_sampled(Slot& s, int32_t token, std::span<const float> logits) {
     finish(s, done("length"));
     return;
   }
-  if (int64_t(s.cached.size()) >= config_.n_ctx_slot) {  // no room for the token
+  // Full as llama-server has it: the cached tokens and this one fill the slot (prompt + generated
+  // ≤ n_ctx, as runtime/generate.cpp).
+  if (int64_t(s.cached.size()) + 1 >= config_.n_ctx_slot) {
     s.stats.truncated = true;
     if (!config_.context_shift) {
       finish(s, done("length"));

@@ -212,10 +212,12 @@ TEST(ContextLimit, GenerateStopsWithContextFullReason) {
   sp.temperature = 0;
   Sampler sampler(sp);
   int n = 0;
-  const auto r = generate(s, s.set_tokens(m->tokenizer->encode("x", true, false)), sampler, {-1, true},
-                          [&](int32_t) { return ++n < 1000; });
+  const auto prompt = m->tokenizer->encode("x", true, false);
+  const auto r = generate(s, s.set_tokens(prompt), sampler, {-1, true}, [&](int32_t) { return ++n < 1000; });
   EXPECT_EQ(r, StopReason::ContextFull);
-  EXPECT_EQ(s.tokens().size(), 10u);
+  // llama.cpp's rule: prompt + generated tokens = n_ctx, the last one not evaluated.
+  EXPECT_EQ(int(prompt.size()) + n, 10);
+  EXPECT_EQ(s.tokens().size(), 9u);
 }
 
 TEST(BatchValidation, RejectsBadTokensSequencesAndGaps) {

@@ -164,7 +164,7 @@ TEST(GenerateWithContextShift, RunsPastAFullContextToTheTokenLimit) {
   n = 0;
   EXPECT_EQ(generate(plain, plain.set_tokens(prompt), again, options, [&](int32_t) { return ++n, true; }),
             StopReason::ContextFull);
-  EXPECT_EQ(n, kCtx - int64_t(prompt.size()) + 1);
+  EXPECT_EQ(n, kCtx - int64_t(prompt.size())) << "prompt + generated = n_ctx";
 }
 
 }  // namespace

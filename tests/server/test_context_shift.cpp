@@ -15,7 +15,8 @@ std::vector<int32_t> tokenize(httplib::Client& cli, const std::string& text, boo
   return post_json(cli, "/tokenize", {{"content", text}, {"add_special", special}})["tokens"].get<std::vector<int32_t>>();
 }
 
-constexpr int kSlot = 64;  // -c 64 -np 1
+constexpr int kSlot = 64;      // -c 64 -np 1
+constexpr int kFull = kSlot - 1;  // cached tokens when the slot is full: with the sampled token they fill it
 
 struct ShiftCase {
   const char* name;
@@ -52,19 +53,21 @@ TEST_P(ServerContextShift, TheSlotGoesOnLikeAFreshEvaluationOfTheKeptTokens) {
   const std::vector<int32_t> t = a["tokens"].get<std::vector<int32_t>>();
   ASSERT_EQ(t.size(), 80u);
 
-  // The slot is full when token number kSlot − p (0-based) is sampled: it holds the prompt and
-  // the tokens before it. Then it keeps n_keep tokens after the BOS (-1: the prompt), drops half
-  // of the rest (or n_discard), and evaluates the rest and that token again.
+  // The slot is full when token number kFull − p (0-based) is sampled: it holds the prompt and
+  // the tokens before it (kFull), and that token would fill it. Then it keeps n_keep tokens after
+  // the BOS (-1: the prompt), drops half of the rest (or n_discard), and evaluates the rest and
+  // that token again.
   std::vector<int32_t> full = prompt;
-  full.insert(full.end(), t.begin(), t.begin() + (kSlot - p));
-  ASSERT_EQ(int(full.size()), kSlot);
-  const int keep = std::min(c.n_keep < 0 ? p : c.n_keep + 1, kSlot - 4);
-  const int discard = c.n_discard ? std::min(c.n_discard, kSlot - keep) : (kSlot - keep) / 2;
+  full.insert(full.end(), t.begin(), t.begin() + (kFull - p));
+  ASSERT_EQ(int(full.size()), kFull);
+  const int keep = std::min(c.n_keep < 0 ? p : c.n_keep + 1, kFull - 4);
+  const int discard = c.n_discard ? std::min(c.n_discard, kFull - keep) : (kFull - keep) / 2;
   std::vector<int32_t> kept(full.begin(), full.begin() + keep);
   kept.insert(kept.end(), full.begin() + keep + discard, full.end());
-  kept.push_back(t[size_t(kSlot - p)]);
-  const int next = kSlot - p + 1;           // index in `t` of the first token sampled after the shift
-  const int m = std::min(kSlot - int(kept.size()), 80 - next);  // what the fresh request generates unshifted
+  kept.push_back(t[size_t(kFull - p)]);
+  const int next = kFull - p + 1;  // index in `t` of the first token sampled after the shift
+  // What the fresh request generates before its slot is full (prompt + generated = kSlot).
+  const int m = std::min(kSlot - int(kept.size()), 80 - next);
   ASSERT_GT(m, 4);
 
   const json b = post_json(cli, "/completion", {{"prompt", kept}, {"n_predict", m}, {"temperature", 0},
