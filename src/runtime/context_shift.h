@@ -6,8 +6,9 @@
 // The tokens after the dropped run are evaluated again at their new positions instead of having
 // their cached keys re-rotated: the kept prefix stays in the cache as it is (it never attended to
 // the dropped tokens), and the rest is recomputed, so the sequence's cache afterwards is exactly
-// what a fresh evaluation of the remaining tokens gives — with any cache type (f16, q8_0) and on
-// any backend (-ngl). Re-rotating keys (llama.cpp's way) would be cheaper but approximate: the
+// what a fresh evaluation of the remaining tokens gives — with either cache type (f16, q8_0; bit
+// for bit on the CPU, tests/runtime/context_shift_test.cpp), and through the same forward pass with
+// -ngl. Re-rotating keys (llama.cpp's way) would be cheaper but approximate: the
 // moved positions' keys and values of every layer after the first were computed while attending
 // to the dropped tokens, and f16 / q8_0 keys would be rounded again. The cost is a prompt pass over
 // at most half the context per shift (docs/server.md, "Context shift").
