@@ -618,7 +618,11 @@ void Engine::on_sampled(Slot& s, int32_t token, std::span<const float> logits) {
       finish(s, done("length"));
       return;
     }
-    shift_context(s, token);
+    try {
+      shift_context(s, token);
+    } catch (const std::exception& e) {
+      finish(s, failed(std::string("context shift: ") + e.what()));
+    }
     return;
   }
   s.pending = token;
