@@ -24,7 +24,7 @@ namespace {
 
 struct RunOptions {
   ModelOptions model;
-  std::string prompt, prompt_file, system_prompt;
+  std::string prompt, prompt_file, system_prompt, chat_template;
   int64_t n_predict = -1;
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
@@ -187,12 +187,13 @@ bool read_user_line(const char* marker, const ReplyStyle& style, std::string& li
 }
 
 // -cnv: turns through the model's chat template. `single_turn` (-st): one reply, then exit.
+// `chat_format`: --chat-template, else the model's own.
 int conversation(Session& session, Sampler& sampler, const GenerateOptions& gen, const ReplyStyle& style,
-                 const std::string& system_prompt, const std::string& first, bool single_turn, Telemetry& telemetry) {
+                 const std::string& system_prompt, std::optional<ChatFormat> chat_format, const std::string& first,
+                 bool single_turn, Telemetry& telemetry) {
   const Model& m = *&session.model();
   const Tokenizer& tok = *m.tokenizer;
-  const ChatFormat format =
-      detect_chat_format(tok.data().chat_template, m.hp.arch.name);
+  const ChatFormat format = chat_format.value_or(detect_chat_format(tok.data().chat_template, m.hp.arch.name));
   std::vector<ChatMessage> messages;
   if (!system_prompt.empty()) messages.push_back({"system", system_prompt});
   std::string line = first;
@@ -276,7 +277,8 @@ int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) 
   ReplyStyle style{o.reverse_prompts, o.color && isatty(STDOUT_FILENO)};
   int rc = 0;
   if (o.conversation) {
-    rc = conversation(session, sampler, gen, style, o.system_prompt, o.prompt, o.single_turn, telemetry);
+    rc = conversation(session, sampler, gen, style, o.system_prompt, chat_template_option(o.chat_template), o.prompt,
+                      o.single_turn, telemetry);
   } else if (o.interactive || o.interactive_first) {
     rc = interactive(session, sampler, gen, style, o.prompt, o.interactive_first, !o.no_display_prompt, telemetry);
   } else {
@@ -323,6 +325,7 @@ int cmd_run(int argc, char** argv) {
   p.flag({"--no-escape"}, "take -p, -sys and -r literally", &o.no_escape);
   p.flag({"--color", "-co"}, "on a terminal, colour the prompt and the user's input", &o.color);
   p.option({"-sys", "--system-prompt"}, "TEXT", "system prompt for chat mode", &o.system_prompt);
+  p.option({"--chat-template"}, "NAME|TEMPLATE", kChatTemplateHelp, &o.chat_template);
   p.flag({"--ignore-eos"}, "keep generating past end-of-text tokens", &o.ignore_eos);
   p.flag({"--no-display-prompt"}, "do not echo the prompt", &o.no_display_prompt);
   p.flag({"--dry-run"}, "print the resolved configuration and the argument list; load nothing", &o.dry_run);
@@ -336,6 +339,8 @@ int cmd_run(int argc, char** argv) {
   if (o.conversation && (o.interactive || o.interactive_first))
     throw UsageError("-i/-if continue raw text; -cnv uses the chat template: give one of them");
   if (o.single_turn && !o.conversation) throw UsageError("-st goes with -cnv");
+  if (!o.chat_template.empty() && !o.conversation) throw UsageError("--chat-template goes with -cnv");
+  chat_template_option(o.chat_template);  // a bad name fails before the model loads
   if (!o.no_escape) {
     o.prompt = process_escapes(o.prompt);
     o.system_prompt = process_escapes(o.system_prompt);

@@ -186,8 +186,7 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.option({"-a", "--alias"}, "NAMES", "the model's names, comma-separated: the first in sorted order is its id in "
            "responses and /v1/models (default: the file name)", &o.alias);
   p.option({"--tags"}, "LIST", "comma-separated tags listed with the model in /v1/models", &o.tags);
-  p.option({"--chat-template"}, "NAME|TEMPLATE", "chat format for chat requests: bitnet, llama3, falcon3, chatml, plain, "
-           "or a template text in one of those formats (default: from the model)", &o.chat_template);
+  p.option({"--chat-template"}, "NAME|TEMPLATE", kChatTemplateHelp, &o.chat_template);
   p.flag({"--slots"}, "expose GET /slots (the default)", &o.slots);
   p.flag({"--no-slots"}, "turn GET /slots off (501)", &o.no_slots);
   p.flag({"--no-webui"}, "do not serve the chat page at /", &o.no_webui);
@@ -249,13 +248,7 @@ server::ServerConfig to_config(const ServeOptions& o) {
   if (o.slots && o.no_slots) throw UsageError("give either --slots or --no-slots");
   c.api.alias = o.alias;
   c.api.tags = o.tags;
-  if (!o.chat_template.empty()) {
-    c.api.chat_format = chat_format_by_name_or_template(o.chat_template);
-    if (!c.api.chat_format)
-      throw UsageError("--chat-template: " + quote_untrusted(o.chat_template, 60) +
-                       " is neither a built-in format (" + chat_format_names() +
-                       ") nor a template in one of them (Jinja templates are not executed)");
-  }
+  c.api.chat_format = chat_template_option(o.chat_template);
   c.api.slots_endpoint = !o.no_slots;
   c.api.web_ui = !o.no_webui;
   c.api.cors_origins = parse_cors(o.cors);

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/untrusted_text.h"
 #include "grammar/grammar.h"
 #include "grammar/json_schema_ordered.h"
 #include "runtime/diagnostics.h"
@@ -66,6 +67,13 @@ void add_model_options(ArgParser& p, ModelOptions& o, bool grammar_flags) {
     p.unsupported({"-j", "--json-schema", "-jf", "--json-schema-file"}, "SCHEMA",
                   "JSON-schema-constrained sampling (bitnet run has it)");
   }
+}
+
+std::optional<ChatFormat> chat_template_option(const std::string& value) {
+  if (value.empty()) return std::nullopt;
+  if (auto format = chat_format_by_name_or_template(value)) return format;
+  throw UsageError("--chat-template: " + quote_untrusted(value, 60) + " is neither a built-in format (" +
+                   chat_format_names() + ") nor a template in one of them (Jinja templates are not executed)");
 }
 
 CacheTypes cache_types(const ModelOptions& o) {
