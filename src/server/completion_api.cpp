@@ -475,7 +475,8 @@ void Api::completion(const httplib::Request& req, httplib::Response& res, Dialec
         checked = Clock::now();
         if (client_disconnected()) throw ApiError(499, "request_cancelled", "the client closed the connection");
       }
-      if (!e || e->kind == Event::Kind::Progress) continue;  // the engine always ends a job (done, failed or cancelled at shutdown)
+      // The engine always ends a job (done, failed or cancelled at shutdown); progress is streamed only.
+      if (!e || e->kind == Event::Kind::Progress) continue;
       if (e->kind == Event::Kind::Failed) throw ApiError(500, "server_error", "generation failed: " + e->error);
       c.text += e->text;
       if (e->kind == Event::Kind::Done) {
