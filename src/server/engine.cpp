@@ -98,6 +98,23 @@ void token_logprobs(std::span<const float> logits, int32_t chosen, int32_t n, Ev
   for (size_t i = 0; i < k; ++i) e.probs.push_back({ids[i], logprob(size_t(ids[i]))});
 }
 
+// The sampler chain's distribution of the last draw: the chosen token's probability and the n
+// ranked highest (Sampler::distribution).
+void chain_probs(Sampler& sampler, int32_t chosen, int32_t n, Event& e) {
+  e.prob = float(sampler.probability(chosen));
+  e.probs.clear();
+  if (n <= 0) return;
+  for (const TokenProbability& t : sampler.distribution(size_t(n))) e.probs.push_back({t.id, 0.0f, float(t.p)});
+}
+
+Event progress(const GenerationRequest& r, int64_t cache, int64_t processed, Clock::time_point start) {
+  Event e;
+  e.kind = Event::Kind::Progress;
+  e.progress = {int64_t(r.prompt.size()), cache, processed,
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()};
+  return e;
+}
+
 Event done(std::string reason, std::string stop_word = {}) {
   Event e;
   e.kind = Event::Kind::Done;
@@ -303,6 +320,7 @@ void Engine::assign(Slot& s, std::shared_ptr<Job> job) {
   s.assigned = Clock::now();
   s.job = std::move(job);
   metrics_.cached_tokens += common;
+  if (s.job->request.return_progress) s.job->push(progress(s.job->request, int64_t(common), int64_t(common), s.assigned));
 }
 
 void Engine::loop() {
@@ -513,6 +531,8 @@ void Engine::after_forward(const std::vector<float>& logits, const std::vector<i
                        prompt.begin() + ptrdiff_t(s->prompt_pos + s->chunk));
       s->prompt_pos += s->chunk;
       metrics_.prompt_tokens += s->chunk;
+      if (s->job->request.return_progress)
+        s->job->push(progress(s->job->request, s->stats.cached_tokens, int64_t(s->prompt_pos), s->assigned));
     }
     const int row = row_of_slot[size_t(s->id)];
     if (row < 0) continue;
@@ -565,7 +585,10 @@ void Engine::on_sampled(Slot& s, int32_t token, std::span<const float> logits) {
   s.text += s.utf8.push(tok.token_to_piece(token));
   Event e;
   e.token = token;
-  if (req.n_probs > 0 || req.logprobs) token_logprobs(logits, token, req.n_probs, e);
+  if (req.post_sampling_probs && (req.n_probs > 0 || req.logprobs))
+    chain_probs(*s.sampler, token, req.n_probs, e);
+  else if (req.n_probs > 0 || req.logprobs)
+    token_logprobs(logits, token, req.n_probs, e);
   // A stop string ends generation; it and anything after it are not sent.
   size_t stop_at = std::string::npos;
   std::string stop_word;

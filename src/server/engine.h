@@ -39,6 +39,10 @@ struct GenerationRequest {
   int32_t n_probs = 0;            // top-n log-probabilities reported per generated token
   bool logprobs = false;          // the generated token's own log-probability too (implied by n_probs > 0)
   bool cache_prompt = true;       // reuse the slot's cached prefix
+  // llama-server's post_sampling_probs: the probabilities reported (n_probs, logprobs) are those
+  // of the distribution the sampler chain drew from (Sampler::distribution), not the model's.
+  bool post_sampling_probs = false;
+  bool return_progress = false;   // Progress events while the prompt is evaluated
   // Optional: only text this grammar allows is generated (docs/structured-output.md). The reply
   // ends ("stop") once the grammar is complete and nothing more can follow, or at an
   // end-of-generation token the grammar allows (even with ignore_eos).
@@ -47,16 +51,28 @@ struct GenerationRequest {
 
 struct TokenProb {
   int32_t id;
-  float logprob;  // natural log of the softmax of the model's logits (before sampling settings)
+  float logprob;   // natural log of the softmax of the model's logits (before sampling settings)
+  float prob = 0;  // post_sampling_probs (then logprob is unused): the probability after the chain
+};
+
+// Prompt evaluation so far (llama-server's prompt_progress): `processed` counts the prompt tokens
+// in the slot's cache, the `cache` reused ones included.
+struct PromptProgress {
+  int64_t total = 0, cache = 0, processed = 0;
+  int64_t time_ms = 0;  // since the slot took the request
 };
 
 struct Event {
-  enum class Kind { Token, Done, Failed };
+  // Progress (request.return_progress): once when the slot takes the request (processed == cache),
+  // then after every forward pass that evaluated a chunk of its prompt (the last: processed == total).
+  enum class Kind { Token, Done, Failed, Progress };
   Kind kind = Kind::Token;
   std::string text;              // new text (complete UTF-8 characters; may be empty while held)
   int32_t token = -1;            // Token: the generated id
   std::vector<TokenProb> probs;  // Token: top n_probs, highest first
   float logprob = 0;             // Token: the generated id's log-probability (request.logprobs)
+  float prob = 0;                // Token, post_sampling_probs: its probability after the chain
+  PromptProgress progress;       // Progress
   std::string finish_reason;     // Done: "stop", "length" or "cancelled"
   std::string stopping_word;     // Done: the stop string that ended generation, if any
   std::string error;             // Failed: why

@@ -30,7 +30,7 @@ struct ServeOptions {
   int64_t max_body = 1 << 20, max_connections = 256;
   float grace = 10, header_timeout = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
-  bool slots = false, no_slots = false, no_webui = false, greedy = false, embeddings = false;
+  bool slots = false, no_slots = false, no_webui = false, greedy = false, embeddings = false, verbose = false;
   std::string alias, tags, chat_template, pooling;
   std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint, cors;
   SamplingParams sampling;
@@ -147,7 +147,7 @@ std::vector<std::string> parse_cors(const std::string& list) {
 }
 
 void add_options(ArgParser& p, ServeOptions& o) {
-  add_model_options(p, o.model, /*grammar_flags=*/true);
+  add_model_options(p, o.model, /*grammar_flags=*/true, &o.verbose);
   add_grammar_options(p, o.grammar, "default of requests that ask for no structured output");
   p.option({"-np", "--parallel"}, "N", "slots: requests served at once, sharing -c (default 1)", &o.parallel);
   p.flag({"-cb", "--cont-batching"}, "continuous batching: slots join the running batch at any step (default)",
@@ -259,6 +259,7 @@ server::ServerConfig to_config(const ServeOptions& o) {
   if (o.seed != UINT64_MAX) c.api.sampling.seed = o.seed;
   if (o.greedy) c.api.sampling.temperature = 0;
   c.api.n_predict = o.n_predict;
+  c.api.verbose = o.verbose;
   c.api.default_grammar = resolve_grammar(o.grammar);
   c.engine.n_slots = int(o.parallel);
   c.engine.n_batch = o.model.batch;
@@ -297,7 +298,7 @@ int serve_dry_run(const ServeOptions& o, const std::vector<std::string>& args, b
       {"metrics", o.metrics},       {"api_key_set", !o.api_key.empty() || !o.api_key_file.empty()},
       {"system_prompt", o.system_prompt}, {"temperature", o.sampling.temperature},
       {"embeddings", o.embeddings}, {"pooling", o.pooling.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.pooling)},
-      {"cache_type_k", o.model.cache_type_k}, {"cache_type_v", o.model.cache_type_v}};
+      {"cache_type_k", o.model.cache_type_k}, {"cache_type_v", o.model.cache_type_v}, {"verbose", o.verbose}};
   nlohmann::json resolved = {{"model", model},
                              {"model_exists", std::filesystem::exists(model)},
                              {"threads", tp.threads},

@@ -33,7 +33,8 @@ struct ModelOptions {
 // Also adds the llama.cpp flags every model-running tool accepts as no-ops, or refuses by name
 // (docs/cli.md lists them).
 // grammar_flags: the command takes --grammar/-j itself (else they are refused as unsupported).
-void add_model_options(ArgParser& parser, ModelOptions& options, bool grammar_flags = false);
+// verbose: where -v/--verbose has a meaning (serve: `__verbose` in responses); else it is a no-op.
+void add_model_options(ArgParser& parser, ModelOptions& options, bool grammar_flags = false, bool* verbose = nullptr);
 struct CacheTypes {
   KvType k = KvType::F16, v = KvType::F16;
   bool quantized() const { return k != KvType::F16 || v != KvType::F16; }
