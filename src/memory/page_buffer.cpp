@@ -64,6 +64,30 @@ void PageBuffer::prefault() {
   for (size_t i = 0; i < size_; i += 4096) p[i] = 0;
 }
 
+void PageBuffer::use_small_pages() {
+#ifdef MADV_NOHUGEPAGE
+  if (data_) madvise(data_, round_up_to_huge_pages(size_), MADV_NOHUGEPAGE);  // advisory
+#endif
+}
+
+void PageBuffer::release(size_t offset, size_t bytes) {
+  if (!data_ || offset >= size_) return;
+  bytes = std::min(bytes, size_ - offset);
+  const uintptr_t page = 4096, begin = (reinterpret_cast<uintptr_t>(data_) + offset + page - 1) / page * page,
+                  end = (reinterpret_cast<uintptr_t>(data_) + offset + bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+size_t PageBuffer::resident_bytes() const {
+  if (!data_) return 0;
+  const size_t page = 4096, pages = (size_ + page - 1) / page;
+  std::vector<unsigned char> in_core(pages);
+  if (mincore(data_, pages * page, in_core.data()) != 0) return 0;
+  size_t n = 0;
+  for (unsigned char c : in_core) n += c & 1;
+  return n * page;
+}
+
 size_t smaps_huge_bytes(std::istream& smaps, const std::vector<AddressRange>& ranges) {
   size_t total = 0;
   bool inside = false;

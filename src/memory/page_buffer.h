@@ -36,6 +36,19 @@ class PageBuffer {
   // Bytes of this buffer currently resident on huge pages (/proc/self/smaps; 0 where unknown).
   size_t huge_page_bytes() const;
 
+  // Memory that is committed only where it is written (a unified server KV cache: address space
+  // for every slot's whole context, memory for the positions in use). Asks for 4 KiB pages
+  // (MADV_NOHUGEPAGE): one write into a 2 MiB huge page commits all of it, and khugepaged would
+  // otherwise fold partly written ranges into huge pages. Call before the first write.
+  void use_small_pages();
+  // Gives the whole 4 KiB pages inside [offset, offset + bytes) back to the system (MADV_DONTNEED):
+  // they cost nothing until written again, and read back as zeros. Parts of pages at either end
+  // are kept.
+  void release(size_t offset, size_t bytes);
+  // Bytes of this buffer backed by memory now (mincore: pages written, or mapped by a read, count;
+  // an untouched page does not). Whole pages, so at most size() rounded up to 4 KiB.
+  size_t resident_bytes() const;
+
  private:
   void swap(PageBuffer& other) noexcept;
   uint8_t* data_ = nullptr;
