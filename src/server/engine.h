@@ -152,7 +152,14 @@ class EmbeddingJob {
 
 struct EngineConfig {
   int n_slots = 1;
-  int64_t n_ctx_slot = 512;  // positions per slot (total context / slots)
+  int64_t n_ctx_slot = 512;  // positions per slot (total context / slots; with kv_unified the total)
+  // --kv-unified: every slot's context is n_ctx_slot (the whole -c) and the slots share one pool of
+  // n_ctx_slot positions. The cache reserves address space for n_slots × n_ctx_slot positions,
+  // committed only as written (KvCommit::OnWrite), and the engine keeps the positions all slots
+  // hold within n_ctx_slot: idle slots' cached prefixes are cut, least recently used first, and when
+  // the running requests alone need more, the newest one fails ("Context size has been exceeded").
+  // Embeddings keep n_ctx_slot / n_slots tokens per input. Not with a model on the GPU (-ngl).
+  bool kv_unified = false;
   int64_t n_batch = 512;     // tokens per forward pass
   int threads = 1;
   int queue_limit = 16;           // jobs that may wait for a slot; more get Busy
@@ -178,7 +185,9 @@ struct SlotInfo {
   int id;
   bool busy;
   int64_t n_ctx, cached_tokens, prompt_tokens, generated;
-  uint64_t kv_cache_bytes;  // the slot's share of the generation KV cache (0 on an embedding model)
+  // The slot's share of the generation KV cache (0 on an embedding model); with kv_unified, the K/V
+  // of the positions it holds now.
+  uint64_t kv_cache_bytes;
 };
 
 class Engine {
@@ -206,9 +215,14 @@ class Engine {
   // Bytes of K/V (f16 or q8_0) each slot holds: its n_ctx_slot positions in every layer, as KvCache stores
   // them (KvCache::bytes() / slots). 0 for an embedding model, whose slots generate nothing; the
   // embeddings' own cache is not counted.
-  uint64_t kv_cache_bytes_per_slot() const {
-    return config_.generation ? cache_.bytes() / uint64_t(cache_.n_seq()) : 0;
-  }
+  // With kv_unified: the most one slot may hold, the shared pool's n_ctx_slot positions.
+  uint64_t kv_cache_bytes_per_slot() const;
+  // The generation KV cache of all slots: KvCache::bytes(), or with kv_unified the shared pool's
+  // n_ctx_slot positions (the memory it may commit; its address space is n_slots times that).
+  uint64_t kv_cache_bytes_total() const;
+  // Bytes of the generation cache backed by memory now (KvCache::resident_bytes; engine thread or
+  // before it starts; tests and diagnostics).
+  uint64_t kv_cache_resident_bytes() const { return cache_.resident_bytes(); }
   std::vector<SlotInfo> slots() const;
   int queued() const;
   int active() const;
@@ -225,6 +239,7 @@ class Engine {
   void on_sampled(Slot& s, int32_t token, std::span<const float> logits);
   void finish(Slot& s, Event done);
   void fail_batch(const std::string& message);
+  bool fit_unified_pool(const Batch& batch);
   bool run_embeddings();
   void end_embedding(EmbeddingJob& job, std::string error, int status);
 
@@ -242,6 +257,7 @@ class Engine {
   std::unique_ptr<Embedder> embedder_;                // null unless config_.embeddings
   std::deque<std::shared_ptr<EmbeddingJob>> embed_queue_;  // jobs with inputs not yet computed
   std::vector<SlotInfo> snapshot_;  // what slots() reports, refreshed each step
+  uint64_t tick_ = 0;               // orders job assignments and slot use (kv_unified)
   bool stop_ = false, draining_ = false;
   std::thread thread_;
 };

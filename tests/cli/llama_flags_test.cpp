@@ -207,6 +207,27 @@ TEST(LlamaCliFlags, KvCacheTypesInBenchRowsAndServerConfig) {
   EXPECT_EQ(bad.code, 2) << bad.err;
 }
 
+// llama-server's --kv-unified (-kvu): a setting of serve, also from LLAMA_ARG_KV_UNIFIED; refused with
+// -ngl (the GPU's cache cannot be shared by the slots), --no-kv-unified turns it off.
+TEST(LlamaCliFlags, KvUnifiedIsAServerSetting) {
+  auto unified = [&](std::vector<std::string> args, std::vector<std::string> env = {}) {
+    args.insert(args.begin(), {bitnet(), "serve", "-m", kModel, "--dry-run", "--json"});
+    const ProcessResult r = run_process(args, "", "", env);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.err.find("has no effect"), std::string::npos) << r.err;
+    return r.code == 0 && nlohmann::json::parse(r.out)["config"]["kv_unified"].get<bool>();
+  };
+  EXPECT_FALSE(unified({}));
+  EXPECT_TRUE(unified({"-kvu"}));
+  EXPECT_TRUE(unified({"--kv-unified"}));
+  EXPECT_TRUE(unified({}, {"LLAMA_ARG_KV_UNIFIED=1"}));
+  EXPECT_FALSE(unified({}, {"LLAMA_ARG_KV_UNIFIED=0"}));
+  EXPECT_FALSE(unified({"--no-kv-unified"}, {"LLAMA_ARG_KV_UNIFIED=1"}));
+  const ProcessResult gpu = run_process({bitnet(), "serve", "-m", kModel, "--kv-unified", "-ngl", "1"});
+  EXPECT_EQ(gpu.code, 2) << gpu.err;
+  EXPECT_NE(gpu.err.find("--kv-unified runs on the CPU only"), std::string::npos) << gpu.err;
+}
+
 // --grammar / --grammar-file (llama-cli's names): the text follows the grammar, the timings name
 // its cost, and a bad grammar is a usage error with its position, before the model loads.
 TEST(LlamaCliFlags, GrammarConstrainsTheText) {

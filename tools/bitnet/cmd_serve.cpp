@@ -31,6 +31,7 @@ struct ServeOptions {
   float grace = 10, header_timeout = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
   bool slots = false, no_slots = false, no_webui = false, greedy = false, embeddings = false, verbose = false;
+  bool kv_unified = false, no_kv_unified = false;
   std::string alias, tags, chat_template, pooling;
   std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint, cors;
   SamplingParams sampling;
@@ -66,6 +67,7 @@ const EnvFlag kEnvFlags[] = {
     {"--cache-type-v", false},  {"--flash-attn", false},    {"--ubatch-size", false, "LLAMA_ARG_UBATCH"},
     {"--jinja", true},          {"--threads-http", false},  {"--tags", false},
     {"--chat-template", false}, {"--embeddings", true},     {"--pooling", false},
+    {"--kv-unified", true},
 };
 
 std::string env_name(const std::string& flag) {
@@ -194,10 +196,14 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.flag({"--embedding", "--embeddings"},
          "serve embeddings at /v1/embeddings, /embeddings and /embedding (on by itself for an embedding model)",
          &o.embeddings);
+  p.flag({"-kvu", "--kv-unified"},
+         "one KV cache of -c positions shared by the slots: each slot may use all of -c while the others leave "
+         "room; when the running requests need more, the newest fails (default: each slot gets -c / -np)",
+         &o.kv_unified);
+  p.flag({"-no-kvu", "--no-kv-unified"}, "each slot gets its own -c / -np positions (the default)", &o.no_kv_unified);
   p.option({"--pooling"}, "TYPE", "how embeddings pool the tokens' hidden states: none, mean, cls or last (default: "
            "the model's, else last)", &o.pooling);
   p.compat_noop({"--offline"}, "", "models are never downloaded");
-  p.compat_noop({"-kvu", "--kv-unified"}, "", "each slot has its share of -c");
   p.compat_noop({"--cont-batching-default"}, "", "continuous batching is the default");
   p.compat_noop({"--threads-http"}, "N", "every connection has its own thread (--max-connections)");
   p.compat_noop({"--cache-reuse"}, "N", "the slot's cached prefix is reused as it is");
@@ -265,6 +271,10 @@ server::ServerConfig to_config(const ServeOptions& o) {
   c.engine.n_batch = o.model.batch;
   c.engine.queue_limit = int(o.queue_limit);
   c.engine.continuous_batching = o.cont_batching && !o.no_cont_batching;
+  c.engine.kv_unified = o.kv_unified && !o.no_kv_unified;
+  if (c.engine.kv_unified && o.model.gpu_layers > 0)
+    throw UsageError("--kv-unified runs on the CPU only: the K/V cache of the GPU layers (-ngl) cannot be shared by "
+                     "the slots; drop -ngl or --kv-unified");
   c.engine.embeddings = o.embeddings;
   if (!o.pooling.empty()) {
     if (o.pooling == "rank") throw UsageError("--pooling rank is not supported: reranking is not implemented");
@@ -298,7 +308,8 @@ int serve_dry_run(const ServeOptions& o, const std::vector<std::string>& args, b
       {"metrics", o.metrics},       {"api_key_set", !o.api_key.empty() || !o.api_key_file.empty()},
       {"system_prompt", o.system_prompt}, {"temperature", o.sampling.temperature},
       {"embeddings", o.embeddings}, {"pooling", o.pooling.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.pooling)},
-      {"cache_type_k", o.model.cache_type_k}, {"cache_type_v", o.model.cache_type_v}, {"verbose", o.verbose}};
+      {"cache_type_k", o.model.cache_type_k}, {"cache_type_v", o.model.cache_type_v}, {"verbose", o.verbose},
+      {"kv_unified", o.kv_unified && !o.no_kv_unified}};
   nlohmann::json resolved = {{"model", model},
                              {"model_exists", std::filesystem::exists(model)},
                              {"threads", tp.threads},
