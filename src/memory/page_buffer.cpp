@@ -22,20 +22,22 @@ size_t round_up_to_huge_pages(size_t bytes) {
 
 }  // namespace
 
-PageBuffer::PageBuffer(size_t bytes) {
+PageBuffer::PageBuffer(size_t bytes, Pages pages) {
   if (bytes == 0) return;
   // Over-allocate by one huge page and align inside: mmap only guarantees 4 KiB alignment, and a
   // huge page can only back a 2 MiB-aligned range.
   const size_t mapped = round_up_to_huge_pages(bytes) + kHugePage;
-  void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const int flags = MAP_PRIVATE | MAP_ANONYMOUS | (pages == Pages::SmallOnWrite ? MAP_NORESERVE : 0);
+  void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, flags, -1, 0);
   if (base == MAP_FAILED)
     throw Error("cannot allocate " + std::to_string(bytes >> 20) + " MiB: " + std::strerror(errno));
   map_base_ = static_cast<uint8_t*>(base);
   mapped_ = mapped;
   data_ = reinterpret_cast<uint8_t*>(round_up_to_huge_pages(reinterpret_cast<uintptr_t>(base)));
   size_ = bytes;
-#ifdef MADV_HUGEPAGE
-  madvise(data_, round_up_to_huge_pages(bytes), MADV_HUGEPAGE);  // advisory
+  // Advisory, both.
+#if defined(MADV_HUGEPAGE) && defined(MADV_NOHUGEPAGE)
+  madvise(data_, round_up_to_huge_pages(bytes), pages == Pages::SmallOnWrite ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
 #endif
 }
 
@@ -62,12 +64,6 @@ void PageBuffer::prefault() {
   // One store per 4 KiB page: pages are zero already, so storing a zero changes nothing.
   volatile uint8_t* p = data_;
   for (size_t i = 0; i < size_; i += 4096) p[i] = 0;
-}
-
-void PageBuffer::use_small_pages() {
-#ifdef MADV_NOHUGEPAGE
-  if (data_) madvise(data_, round_up_to_huge_pages(size_), MADV_NOHUGEPAGE);  // advisory
-#endif
 }
 
 void PageBuffer::release(size_t offset, size_t bytes) {

@@ -30,21 +30,16 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_k
   if (cells > (unsigned __int128)(int64_t(1) << 40))
     throw Error("KV cache of " + std::to_string(n_ctx) + " positions is too large");
   cells_ = size_t(cells);
-  auto commit_memory = [&](PageBuffer& b) {
-    if (commit == KvCommit::OnWrite)
-      b.use_small_pages();
-    else
-      b.prefault();
-  };
+  const auto pages = commit == KvCommit::OnWrite ? PageBuffer::Pages::SmallOnWrite : PageBuffer::Pages::Huge;
   auto make = [&](PageBuffer& codes, PageBuffer& scales, KvType t) {
     if (t == KvType::Q8_0) {
-      codes = PageBuffer(cells_);
-      scales = PageBuffer(cells_ / kKvQ8Block * sizeof(uint16_t));
-      commit_memory(scales);
+      codes = PageBuffer(cells_, pages);
+      scales = PageBuffer(cells_ / kKvQ8Block * sizeof(uint16_t), pages);
+      if (commit == KvCommit::Upfront) scales.prefault();
     } else {
-      codes = PageBuffer(cells_ * sizeof(uint16_t));
+      codes = PageBuffer(cells_ * sizeof(uint16_t), pages);
     }
-    commit_memory(codes);
+    if (commit == KvCommit::Upfront) codes.prefault();
   };
   make(k_, ks_, type_k);
   make(v_, vs_, type_v);

@@ -43,8 +43,9 @@ enum class KvCommit {
   // and a timed run should not pay for page faults.
   Upfront,
   // 4 KiB pages, committed only as positions are written, and given back by release(): the address
-  // space may be far larger than the memory in use (the server's unified KV cache reserves every
-  // slot's whole context, the slots sharing one context's worth of positions; docs/server.md).
+  // space may be far larger than the memory in use, even than the machine's (MAP_NORESERVE; the
+  // server's unified KV cache reserves every slot's whole context, the slots sharing one
+  // context's worth of positions; docs/server.md).
   OnWrite,
 };
 

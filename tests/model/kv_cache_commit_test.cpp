@@ -4,7 +4,9 @@
 // measured with mincore (PageBuffer::resident_bytes): a page counts once written or read, so these
 // tests also catch code that merely reads (or zero-fills) positions it does not use.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <fstream>
 #include <random>
 #include <vector>
 
@@ -120,6 +122,24 @@ TEST_P(KvCommitTest, UpfrontCacheIsCommittedWhole) {
   EXPECT_EQ(c.length(0), 50);
   EXPECT_GE(c.resident_bytes(), c.bytes());
   EXPECT_EQ(c.key_f32(0, 0, 99, 1), k);
+}
+
+// The address space may exceed the machine's memory (MAP_NORESERVE): K and V of 1.5 × the RAM each
+// (the kernel's default heuristic refuses one mapping larger than RAM + swap when it is charged), of
+// which a few positions are used. (Under the strict overcommit policy, vm.overcommit_memory = 2,
+// the kernel charges every writable private mapping in full: skipped there.)
+TEST(KvCommit, AddressSpaceBeyondTheMachinesMemory) {
+  std::ifstream policy("/proc/sys/vm/overcommit_memory");
+  int mode = 0;
+  if (policy >> mode && mode == 2) GTEST_SKIP() << "vm.overcommit_memory = 2";
+  const uint64_t ram = uint64_t(sysconf(_SC_PHYS_PAGES)) * uint64_t(sysconf(_SC_PAGE_SIZE));
+  const int64_t per_seq = KvCache::bytes_for(kLayers, 1, kCtx, kHeads, kHeadDim, KvType::F16, KvType::F16);
+  const int64_t n_seq = int64_t(3 * ram / uint64_t(per_seq)) + 1;
+  KvCache c(kLayers, n_seq, kCtx, kHeads, kHeadDim, KvType::F16, KvType::F16, KvCommit::OnWrite);
+  EXPECT_GT(c.bytes(), 3 * ram);
+  std::mt19937 rng(2);
+  fill(c, n_seq - 1, 0, 64, rng);
+  EXPECT_LE(c.resident_bytes(), exact(64, KvType::F16) + slack(KvType::F16));
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, KvCommitTest, ::testing::Values(KvType::F16, KvType::Q8_0),
