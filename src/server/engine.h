@@ -220,8 +220,8 @@ class Engine {
   // The generation KV cache of all slots: KvCache::bytes(), or with kv_unified the shared pool's
   // n_ctx_slot positions (the memory it may commit; its address space is n_slots times that).
   uint64_t kv_cache_bytes_total() const;
-  // Bytes of the generation cache backed by memory now (KvCache::resident_bytes; engine thread or
-  // before it starts; tests and diagnostics).
+  // Bytes of the generation cache backed by memory now (KvCache::resident_bytes, mincore: safe from
+  // any thread; tests and diagnostics).
   uint64_t kv_cache_resident_bytes() const { return cache_.resident_bytes(); }
   std::vector<SlotInfo> slots() const;
   int queued() const;
