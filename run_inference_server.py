@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-ctk", "--cache-type-k", default="f16", help="KV cache type of the keys: f16 (default) or q8_0 (CPU only)")
     p.add_argument("-ctv", "--cache-type-v", default="f16", help="KV cache type of the values: f16 (default) or q8_0 (CPU only)")
     p.add_argument("-np", "--parallel", type=int, default=1, help="requests served at once (slots)")
+    p.add_argument("-kvu", "--kv-unified", action="store_true",
+                   help="one KV cache of -c positions shared by the slots: each may use all of it (CPU only)")
     p.add_argument("-cb", "--cont-batching", action="store_true", default=True, help="continuous batching (default)")
     p.add_argument("-nocb", "--no-cont-batching", action="store_true", help="disable continuous batching")
     p.add_argument("--api-key", default=os.environ.get("BITNET_API_KEY"),
@@ -52,7 +54,7 @@ def config_from(args) -> ServerConfig:
     return ServerConfig(model=args.model, host=args.host, port=args.port, threads=args.threads,
                         ctx_size=args.ctx_size, n_predict=args.n_predict, temperature=args.temperature,
                         batch_size=args.batch_size, gpu_layers=args.gpu_layers, parallel=args.parallel,
-                        cont_batching=not args.no_cont_batching, api_key=args.api_key,
+                        cont_batching=not args.no_cont_batching, kv_unified=args.kv_unified, api_key=args.api_key,
                         allow_public=args.force_public, prompt=args.prompt, telemetry_out=args.telemetry_out,
                         cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v)
 
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
         def diagnose():
             # --port 0 (any free port) has no particular port to check.
             return runtime.diagnostics(args.model, args.ctx_size, args.threads, port=args.port or None,
-                                       host=args.host, parallel=args.parallel)
+                                       host=args.host, parallel=args.parallel, kv_unified=args.kv_unified)
     return run_script(PROG, runtime, lambda: config_from(args), runtime.run_server, args.dry_run, args.json,
                       diagnose)
 

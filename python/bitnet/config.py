@@ -184,6 +184,7 @@ class ServerConfig:
     gpu_layers: int = 0
     parallel: int = 1
     cont_batching: bool = True
+    kv_unified: bool = False  # -kvu: the slots share one KV cache of ctx_size positions (CPU only)
     api_key: Optional[str] = field(default=None, repr=False)  # travels in the environment (env())
     allow_public: bool = False  # bind beyond loopback without an API key
     prompt: Optional[str] = None  # system prompt primed into every slot
@@ -204,8 +205,10 @@ class ServerConfig:
         _float("--temperature", self.temperature, 0.0, 1e6, "≥ 0")
         if self.ctx_size and self.batch_size > self.ctx_size:
             raise ConfigError("-b", f"-b {self.batch_size} exceeds the context size -c {self.ctx_size}")
-        if self.ctx_size and self.ctx_size < self.parallel:
+        if self.ctx_size and self.ctx_size < self.parallel and not self.kv_unified:
             raise ConfigError("-np", f"-np {self.parallel} slots cannot share a context of {self.ctx_size}")
+        if self.kv_unified and self.gpu_layers > 0:
+            raise ConfigError("-kvu", "-kvu (one KV cache shared by the slots) runs on the CPU only: drop -ngl or -kvu")
         if not self.host:
             raise ConfigError("--host", "--host must not be empty")
         if self.api_key is not None and len(self.api_key) < 8:
@@ -221,6 +224,8 @@ class ServerConfig:
              "-c", str(self.ctx_size), "-t", str(self.threads), "-n", str(self.n_predict),
              "--temp", _fmt(self.temperature), "-b", str(self.batch_size), "-ngl", str(self.gpu_layers),
              "-np", str(self.parallel), "-cb" if self.cont_batching else "-nocb"]
+        if self.kv_unified:
+            a.append("-kvu")
         # No --api-key here: the key goes in the environment (env()), never on the command line.
         if self.prompt:
             a += ["-sys", self.prompt]

@@ -231,9 +231,11 @@ class BitNetRuntime:
         return report
 
     def diagnostics(self, model: Optional[str] = None, ctx_size: int = 0, threads: int = 0,
-                    port: Optional[int] = None, host: str = "127.0.0.1", parallel: int = 1) -> RuntimeDiagnostics:
+                    port: Optional[int] = None, host: str = "127.0.0.1", parallel: int = 1,
+                    kv_unified: bool = False) -> RuntimeDiagnostics:
         """`bitnet doctor --json`, or the same report assembled here when the binary is missing.
-        `parallel`: the server's slots (-np), for the KV cache per slot and in total."""
+        `parallel`: the server's slots (-np), for the KV cache per slot and in total; `kv_unified`:
+        the slots share one cache of ctx_size positions (-kvu)."""
         if not self.binary_exists():
             return self._fallback_diagnostics(model, port, host)
         argv = [self.binary, "doctor", "--json", "-c", str(ctx_size), "-t", str(threads), "--host", host]
@@ -243,6 +245,8 @@ class BitNetRuntime:
             argv += ["--port", str(port)]
         if parallel != 1:
             argv += ["-np", str(parallel)]
+        if kv_unified:
+            argv.append("-kvu")
         r = self._call(argv, timeout=120)
         if r.returncode == 2:  # the binary's usage error: a bad value, worded by the binary
             message = re.sub(r"^error: ", "", _one_line(r.stderr)) or "bitnet doctor rejected its arguments"

@@ -192,6 +192,12 @@ class RealBinary(unittest.TestCase):
         memory = json.loads(r.stdout)["memory"]
         self.assertEqual((memory["parallel"], memory["n_ctx_slot"]), (2, 512))
         self.assertEqual(memory["kv_cache_bytes"], 2 * memory["kv_cache_bytes_per_slot"])
+        r = run("run_inference_server.py", "--diagnostics", "--port", "0", "--json", "-c", "1024", "-np", "2", "-kvu",
+                bin_dir=real_bin_dir())
+        self.assertNotIn("Traceback", r.stderr)
+        memory = json.loads(r.stdout)["memory"]
+        self.assertEqual((memory["parallel"], memory["n_ctx_slot"], memory["kv_unified"]), (2, 1024, True))
+        self.assertEqual(memory["kv_cache_bytes"], memory["kv_cache_bytes_per_slot"])
 
 
 if __name__ == "__main__":

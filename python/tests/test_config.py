@@ -165,6 +165,19 @@ class CacheTypes(unittest.TestCase):
             self.assertEqual((c.cache_type_k, c.cache_type_v), ("q8_0", "q8_0"))
 
 
+class KvUnified(unittest.TestCase):
+    """-kvu (llama-server's --kv-unified): passed only when set; CPU only."""
+
+    def test_flag(self):
+        self.assertNotIn("-kvu", ServerConfig().args("b"))
+        self.assertIn("-kvu", ServerConfig(kv_unified=True).args("b"))
+        self.assertIn("CPU only", error(ServerConfig(kv_unified=True, gpu_layers=1)))
+        self.assertEqual(error(ServerConfig(kv_unified=True, ctx_size=16, batch_size=16, parallel=32)), "")
+        m = load_script("run_inference_server.py")
+        self.assertTrue(m.config_from(m.build_parser().parse_args(["-kvu"])).kv_unified)
+        self.assertFalse(m.config_from(m.build_parser().parse_args([])).kv_unified)
+
+
 class ArgumentParsing(unittest.TestCase):
     def test_run_inference_accepts_bitnet_cpp_flags(self):
         m = load_script("run_inference.py")

@@ -22,20 +22,22 @@ size_t round_up_to_huge_pages(size_t bytes) {
 
 }  // namespace
 
-PageBuffer::PageBuffer(size_t bytes) {
+PageBuffer::PageBuffer(size_t bytes, Pages pages) {
   if (bytes == 0) return;
   // Over-allocate by one huge page and align inside: mmap only guarantees 4 KiB alignment, and a
   // huge page can only back a 2 MiB-aligned range.
   const size_t mapped = round_up_to_huge_pages(bytes) + kHugePage;
-  void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const int flags = MAP_PRIVATE | MAP_ANONYMOUS | (pages == Pages::SmallOnWrite ? MAP_NORESERVE : 0);
+  void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, flags, -1, 0);
   if (base == MAP_FAILED)
     throw Error("cannot allocate " + std::to_string(bytes >> 20) + " MiB: " + std::strerror(errno));
   map_base_ = static_cast<uint8_t*>(base);
   mapped_ = mapped;
   data_ = reinterpret_cast<uint8_t*>(round_up_to_huge_pages(reinterpret_cast<uintptr_t>(base)));
   size_ = bytes;
-#ifdef MADV_HUGEPAGE
-  madvise(data_, round_up_to_huge_pages(bytes), MADV_HUGEPAGE);  // advisory
+  // Advisory, both.
+#if defined(MADV_HUGEPAGE) && defined(MADV_NOHUGEPAGE)
+  madvise(data_, round_up_to_huge_pages(bytes), pages == Pages::SmallOnWrite ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
 #endif
 }
 
@@ -62,6 +64,24 @@ void PageBuffer::prefault() {
   // One store per 4 KiB page: pages are zero already, so storing a zero changes nothing.
   volatile uint8_t* p = data_;
   for (size_t i = 0; i < size_; i += 4096) p[i] = 0;
+}
+
+void PageBuffer::release(size_t offset, size_t bytes) {
+  if (!data_ || offset >= size_) return;
+  bytes = std::min(bytes, size_ - offset);
+  const uintptr_t page = 4096, begin = (reinterpret_cast<uintptr_t>(data_) + offset + page - 1) / page * page,
+                  end = (reinterpret_cast<uintptr_t>(data_) + offset + bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+size_t PageBuffer::resident_bytes() const {
+  if (!data_) return 0;
+  const size_t page = 4096, pages = (size_ + page - 1) / page;
+  std::vector<unsigned char> in_core(pages);
+  if (mincore(data_, pages * page, in_core.data()) != 0) return 0;
+  size_t n = 0;
+  for (unsigned char c : in_core) n += c & 1;
+  return n * page;
 }
 
 size_t smaps_huge_bytes(std::istream& smaps, const std::vector<AddressRange>& ranges) {

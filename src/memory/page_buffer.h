@@ -17,8 +17,19 @@ class PageBuffer {
  public:
   static constexpr size_t kHugePage = size_t(2) << 20;
 
+  enum class Pages {
+    Huge,  // 2 MiB transparent huge pages where the system allows them (MADV_HUGEPAGE)
+    // Memory committed only where it is written (a unified server KV cache: address space for
+    // every slot's whole context, memory for the positions in use). 4 KiB pages (MADV_NOHUGEPAGE):
+    // one write into a 2 MiB huge page commits all of it, and khugepaged would otherwise fold
+    // partly written ranges into huge pages. The mapping is not charged against the system's
+    // commit limit (MAP_NORESERVE), so it may be larger than memory; whoever writes it keeps what
+    // is written within what the machine has.
+    SmallOnWrite,
+  };
+
   PageBuffer() = default;
-  explicit PageBuffer(size_t bytes);  // throws Error when the system refuses the mapping
+  explicit PageBuffer(size_t bytes, Pages pages = Pages::Huge);  // throws Error when the system refuses the mapping
   PageBuffer(PageBuffer&& other) noexcept;
   PageBuffer& operator=(PageBuffer&& other) noexcept;
   PageBuffer(const PageBuffer&) = delete;
@@ -35,6 +46,14 @@ class PageBuffer {
 
   // Bytes of this buffer currently resident on huge pages (/proc/self/smaps; 0 where unknown).
   size_t huge_page_bytes() const;
+
+  // Gives the whole 4 KiB pages inside [offset, offset + bytes) back to the system (MADV_DONTNEED):
+  // they cost nothing until written again, and read back as zeros. Parts of pages at either end
+  // are kept.
+  void release(size_t offset, size_t bytes);
+  // Bytes of this buffer backed by memory now (mincore: pages written, or mapped by a read, count;
+  // an untouched page does not). Whole pages, so at most size() rounded up to 4 KiB.
+  size_t resident_bytes() const;
 
  private:
   void swap(PageBuffer& other) noexcept;

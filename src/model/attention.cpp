@@ -75,6 +75,31 @@ struct GenericKernels {
   }
 };
 
+// A range of the cache that the SIMD tiles prefetch a little of in each step of their loops (two
+// 64-byte lines a step), so that the next chunk arrives while this one is computed — rather than
+// in one burst of prefetches, which stalls once the L1 miss buffers are full.
+struct PrefetchCursor {
+  const char* p = nullptr;
+  const char* end = nullptr;
+};
+PrefetchCursor& prefetch_cursor() {
+  static thread_local PrefetchCursor c;
+  return c;
+}
+// A tile's steps through the cursor, kept in registers and written back when the tile is done.
+struct PrefetchSteps {
+  PrefetchCursor& cursor = prefetch_cursor();
+  const char* p = cursor.p;
+  const char* const end = cursor.end;
+  ~PrefetchSteps() { cursor.p = p; }
+  void step() {
+    if (p >= end) return;
+    __builtin_prefetch(p, 0, 3);
+    __builtin_prefetch(p + 64, 0, 3);
+    p += 128;
+  }
+};
+
 #if defined(__x86_64__)
 #define BITNET_ATTN_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -92,7 +117,9 @@ BITNET_ATTN_AVX2 void score_tile(const float* const* q, int64_t hd, const K* k, 
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < B; ++j) acc[i][j] = _mm256_setzero_ps();
+  PrefetchSteps ahead;
   for (int64_t d = 0; d < hd; ++d) {
+    ahead.step();
     __m256 kv[B];
 #pragma GCC unroll 8
     for (int j = 0; j < B; ++j) kv[j] = load8(k + j * stride + d * kBlock);
@@ -137,7 +164,9 @@ BITNET_ATTN_AVX2 void sum_tile(const float* const* w, const T* v, int64_t stride
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < V; ++j) a[i][j] = _mm256_loadu_ps(acc[i] + d0 + j * 8);
+  PrefetchSteps ahead;
   for (int64_t p = 0; p < count; ++p) {
+    ahead.step();
     __m256 vv[V];
 #pragma GCC unroll 8
     for (int j = 0; j < V; ++j) vv[j] = load8(v + p * stride + d0 + j * 8);
@@ -311,7 +340,9 @@ BITNET_ATTN_AVX512 void score_tile512(const float* const* q, int64_t hd, const K
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < B; ++j) acc[i][j] = _mm512_setzero_ps();
+  PrefetchSteps ahead;
   for (int64_t d = 0; d < hd; ++d) {
+    ahead.step();
     __m512 kv[B];
 #pragma GCC unroll 8
     for (int j = 0; j < B; ++j) kv[j] = load_pair(k + 2 * j * stride + d * kBlock, k + (2 * j + 1) * stride + d * kBlock);
@@ -359,7 +390,9 @@ BITNET_ATTN_AVX512 void sum_tile512(const float* const* w, const T* v, int64_t s
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < V; ++j) a[i][j] = _mm512_loadu_ps(acc[i] + d0 + j * 16);
+  PrefetchSteps ahead;
   for (int64_t p = 0; p < count; ++p) {
+    ahead.step();
     __m512 vv[V];
 #pragma GCC unroll 8
     for (int j = 0; j < V; ++j) vv[j] = load16(v + p * stride + d0 + j * 16);
@@ -514,10 +547,9 @@ struct Fold {
   }
 };
 
-// Asks for `halves` f16 values of the cache from p on to be brought into L1. A span prefetches its
-// first key chunk when it starts, then each next chunk — keys, then values — while it computes
-// the current one: with the hardware prefetchers alone a decode step's attention streamed at
-// ~0.6–0.7 of the plain read bandwidth (+10–24% K/V bytes/s at depth 4096, 1–2 threads, AVX-512).
+// Asks for `halves` f16 values of the cache from p on to be brought into L1, all at once. A span
+// prefetches its first key chunk so when it starts, then each next chunk — keys, then values —
+// while it computes the current one (next_chunk in span_with; docs/kernels.md has the measurements).
 inline void prefetch(const uint16_t* p, int64_t halves) {
   const char* bytes = reinterpret_cast<const char*>(p);
   for (int64_t off = 0; off < halves * int64_t(sizeof(uint16_t)); off += 64) __builtin_prefetch(bytes + off, 0, 3);
@@ -564,6 +596,17 @@ void span_with(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuer
   const int64_t b_span = p0 / kBlock;  // the span's first key block
   const uint16_t* keys = kv.keys ? kv.keys + b_span * kv.key_block_stride : nullptr;
   const uint16_t* values = kv.values ? kv.values + p0 * kv.value_stride : nullptr;
+  // The next chunk of an f16 side (null: none): prefetched two lines per step of the SIMD tiles'
+  // loops where this phase's tiles read the f16 cache directly (`stepwise`), else all at once. A
+  // burst of prefetches stalls once the L1 miss buffers are full.
+  auto next_chunk = [&](const uint16_t* p, int64_t halves, bool stepwise) {
+    PrefetchCursor& c = prefetch_cursor();
+    c.p = c.end = nullptr;
+    if (!p || halves <= 0) return;
+    if (!stepwise) return prefetch(p, halves);
+    c.p = reinterpret_cast<const char*>(p);
+    c.end = c.p + halves * int64_t(sizeof(uint16_t));
+  };
   s.scores.resize(size_t(n * kAttentionSpan));
   if (keys_f32) s.keys.resize(size_t(kChunkBlocks * kBlock * hd));
   if (values_f32) s.values.resize(size_t(kChunkBlocks * kBlock * hd));
@@ -577,10 +620,11 @@ void span_with(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuer
     const int64_t c1 = std::min(n_blocks, c0 + kChunkBlocks);
     // (f16 sides only: a q8_0 side relies on the hardware prefetchers.)
     if (keys && c0 == 0) prefetch(keys, (c1 - c0) * kv.key_block_stride);
-    if (keys && c1 < n_blocks)
-      prefetch(keys + c1 * kv.key_block_stride, (std::min(n_blocks, c1 + kChunkBlocks) - c1) * kv.key_block_stride);
-    else if (values && c1 >= n_blocks)
-      prefetch(values, std::min(n_pos, kChunkBlocks * kBlock) * kv.value_stride);
+    if (c1 < n_blocks)
+      next_chunk(keys ? keys + c1 * kv.key_block_stride : nullptr,
+                 (std::min(n_blocks, c1 + kChunkBlocks) - c1) * kv.key_block_stride, !keys_f32);
+    else
+      next_chunk(values, std::min(n_pos, kChunkBlocks * kBlock) * kv.value_stride, !keys_f32);
     if (keys_f32)
       for (int64_t b = c0; b < c1; ++b) {
         float* dst = &s.keys[size_t((b - c0) * kBlock * hd)];
@@ -626,8 +670,11 @@ void span_with(kernels::Isa isa, const KvHead& kv, std::span<const AttentionQuer
   float* acc[Kernels::kSumRows];
   for (int64_t c0 = 0; c0 < n_blocks; c0 += kChunkBlocks) {
     const int64_t x0 = c0 * kBlock, x1 = std::min(n_pos, (c0 + kChunkBlocks) * kBlock);
-    if (values && x1 < n_pos)
-      prefetch(values + x1 * kv.value_stride, (std::min(n_pos, x1 + kChunkBlocks * kBlock) - x1) * kv.value_stride);
+    if (x1 < n_pos)
+      next_chunk(values ? values + x1 * kv.value_stride : nullptr,
+                 (std::min(n_pos, x1 + kChunkBlocks * kBlock) - x1) * kv.value_stride, !values_f32);
+    else
+      next_chunk(nullptr, 0, false);
     if (kv.value_codes)
       q8_values_to_f32(isa, kv.value_codes + (p0 + x0) * hd, kv.value_scales + (p0 + x0) * (hd / kKvQ8Block), hd,
                        x1 - x0, s.values.data());

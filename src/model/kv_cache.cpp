@@ -16,9 +16,9 @@
 namespace bitnet {
 
 KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim, KvType type_k,
-                 KvType type_v)
+                 KvType type_v, KvCommit commit)
     : n_layer_(n_layer), n_seq_(n_seq), n_ctx_(n_ctx), n_head_kv_(n_head_kv), head_dim_(head_dim), type_k_(type_k),
-      type_v_(type_v) {
+      type_v_(type_v), commit_(commit) {
   if (n_layer <= 0 || n_seq <= 0 || n_ctx <= 0 || n_head_kv <= 0 || head_dim <= 0)
     throw Error("invalid KV cache geometry");
   if ((type_k == KvType::Q8_0 || type_v == KvType::Q8_0) && head_dim % kKvQ8Block != 0)
@@ -30,15 +30,16 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_k
   if (cells > (unsigned __int128)(int64_t(1) << 40))
     throw Error("KV cache of " + std::to_string(n_ctx) + " positions is too large");
   cells_ = size_t(cells);
+  const auto pages = commit == KvCommit::OnWrite ? PageBuffer::Pages::SmallOnWrite : PageBuffer::Pages::Huge;
   auto make = [&](PageBuffer& codes, PageBuffer& scales, KvType t) {
     if (t == KvType::Q8_0) {
-      codes = PageBuffer(cells_);
-      scales = PageBuffer(cells_ / kKvQ8Block * sizeof(uint16_t));
-      scales.prefault();
+      codes = PageBuffer(cells_, pages);
+      scales = PageBuffer(cells_ / kKvQ8Block * sizeof(uint16_t), pages);
+      if (commit == KvCommit::Upfront) scales.prefault();
     } else {
-      codes = PageBuffer(cells_ * sizeof(uint16_t));
+      codes = PageBuffer(cells_ * sizeof(uint16_t), pages);
     }
-    codes.prefault();
+    if (commit == KvCommit::Upfront) codes.prefault();
   };
   make(k_, ks_, type_k);
   make(v_, vs_, type_v);
@@ -53,6 +54,35 @@ uint64_t KvCache::bytes_for(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64
     return t == KvType::Q8_0 ? cells + cells / kKvQ8Block * sizeof(uint16_t) : cells * sizeof(uint16_t);
   };
   return side(type_k) + side(type_v);
+}
+
+uint64_t KvCache::resident_bytes() const {
+  return k_.resident_bytes() + v_.resident_bytes() + ks_.resident_bytes() + vs_.resident_bytes();
+}
+
+void KvCache::release(int64_t seq, int64_t from) {
+  if (seq < 0 || seq >= n_seq_) throw Error("KvCache::release: sequence " + std::to_string(seq) + " out of range");
+  from = std::clamp<int64_t>(from, 0, n_ctx_);
+  length_[size_t(seq)] = std::min(length_[size_t(seq)], from);
+  if (commit_ != KvCommit::OnWrite) return;
+  // Per (layer, kv head) region, in elements: keys from the first whole key block at or past
+  // `from`, values from `from`; the scales likewise (head_dim/32 per position).
+  const int64_t first_block = (from + kKeyBlock - 1) / kKeyBlock;
+  const size_t region = size_t(n_ctx_padded_ * head_dim_), scale_region = size_t(n_ctx_padded_ * (head_dim_ / kKvQ8Block));
+  const size_t key_from = size_t(first_block * key_block_stride()), value_from = size_t(from * head_dim_);
+  const size_t nb = size_t(head_dim_ / kKvQ8Block);
+  const size_t key_scale_from = size_t(first_block) * nb * size_t(kKeyBlock), value_scale_from = size_t(from) * nb;
+  auto drop = [](PageBuffer& b, size_t elem, size_t region_begin, size_t region_size, size_t from_elem) {
+    if (from_elem < region_size) b.release((region_begin + from_elem) * elem, (region_size - from_elem) * elem);
+  };
+  const size_t ek = type_k_ == KvType::Q8_0 ? 1 : sizeof(uint16_t), ev = type_v_ == KvType::Q8_0 ? 1 : sizeof(uint16_t);
+  for (int64_t l = 0; l < n_layer_; ++l)
+    for (int64_t h = 0; h < n_head_kv_; ++h) {
+      drop(k_, ek, base(l, seq, h), region, key_from);
+      drop(v_, ev, base(l, seq, h), region, value_from);
+      if (type_k_ == KvType::Q8_0) drop(ks_, sizeof(uint16_t), scale_base(l, seq, h), scale_region, key_scale_from);
+      if (type_v_ == KvType::Q8_0) drop(vs_, sizeof(uint16_t), scale_base(l, seq, h), scale_region, value_scale_from);
+    }
 }
 
 KvHead KvCache::head(int64_t layer, int64_t seq, int64_t head) const {

@@ -37,13 +37,25 @@ class GpuCache;  // backends/cuda/offload.h
 
 namespace bitnet {
 
+// How a KvCache's memory is committed.
+enum class KvCommit {
+  // Huge pages, all faulted in at construction: attention streams the whole cache of a sequence,
+  // and a timed run should not pay for page faults.
+  Upfront,
+  // 4 KiB pages, committed only as positions are written, and given back by release(): the address
+  // space may be far larger than the memory in use, even than the machine's (MAP_NORESERVE; the
+  // server's unified KV cache reserves every slot's whole context, the slots sharing one
+  // context's worth of positions; docs/server.md).
+  OnWrite,
+};
+
 class KvCache {
  public:
   static constexpr int64_t kKeyBlock = 8;
 
   // Throws Error for q8_0 with a head size that is not a multiple of 32.
   KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
-          KvType type_k = KvType::F16, KvType type_v = KvType::F16);
+          KvType type_k = KvType::F16, KvType type_v = KvType::F16, KvCommit commit = KvCommit::Upfront);
 
   KvType type_k() const { return type_k_; }
   KvType type_v() const { return type_v_; }
@@ -53,8 +65,12 @@ class KvCache {
   int64_t n_head_kv() const { return n_head_kv_; }
   int64_t head_dim() const { return head_dim_; }
   int64_t kv_dim() const { return n_head_kv_ * head_dim_; }
-  // What the cache allocates (codes and scales of both K and V).
+  KvCommit commit() const { return commit_; }
+  // What the cache allocates (codes and scales of both K and V): with KvCommit::OnWrite, address
+  // space; memory only where written (resident_bytes()).
   uint64_t bytes() const { return side_bytes(type_k_) + side_bytes(type_v_); }
+  // Bytes of the cache backed by memory now (whole 4 KiB pages; PageBuffer::resident_bytes).
+  uint64_t resident_bytes() const;
   // The same for a cache of this geometry and these types, without making one (diagnostics).
   static uint64_t bytes_for(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim,
                             KvType type_k, KvType type_v);
@@ -105,6 +121,12 @@ class KvCache {
   int64_t length(int64_t seq) const { return length_[size_t(seq)]; }
   void set_length(int64_t seq, int64_t n) { length_[size_t(seq)] = n; }
   void clear(int64_t seq) { length_[size_t(seq)] = 0; }
+  // Drops positions [from, n_ctx) of a sequence (its length becomes at most `from`). With
+  // KvCommit::OnWrite their memory goes back to the system: the whole 4 KiB pages past `from` in
+  // each of the sequence's (layer, kv head) regions of K, V and the q8_0 scales (a partly used page
+  // at either end of a region stays). With KvCommit::Upfront only the length changes. The GPU
+  // part, if any, keeps its memory.
+  void release(int64_t seq, int64_t from);
 
  private:
   // Both arrays hold n_ctx_padded_ positions per (layer, seq, head) (whole key blocks).
@@ -137,9 +159,10 @@ class KvCache {
   const uint16_t* v_data() const { return reinterpret_cast<const uint16_t*>(v_.data()); }
   int64_t n_layer_, n_seq_, n_ctx_, n_ctx_padded_, n_head_kv_, head_dim_;
   KvType type_k_, type_v_;
+  KvCommit commit_;
   size_t cells_ = 0;  // halves (f16) or codes (q8_0) in each of k_ and v_
   // Attention streams the whole cache of a sequence every step: huge pages, zero-filled and
-  // faulted in at construction.
+  // faulted in at construction (KvCommit::Upfront), or 4 KiB pages as written (KvCommit::OnWrite).
   PageBuffer k_, v_;
   PageBuffer ks_, vs_;  // q8_0 scales (empty for an f16 side)
   std::vector<int64_t> length_;

@@ -188,14 +188,16 @@ void check_memory(const DiagnosticsRequest& r, const ModelFacts& mf, Report& rep
   }
   const int64_t ctx = resolve_ctx(r.ctx, mf.hp->n_ctx_train);
   const int64_t batch = std::max<int64_t>(1, r.batch);
-  const int64_t slots = std::max<int64_t>(1, r.parallel), slot_ctx = ctx / slots;
+  const int64_t slots = std::max<int64_t>(1, r.parallel), slot_ctx = r.kv_unified ? ctx : ctx / slots;
   MemoryEstimate e = estimate_memory(*mf.hp, mf.weight_bytes, ctx, batch);
-  // The KV cache as allocated: -np slots of ctx / -np positions each (`serve`; `run` is one slot).
+  // The KV cache as allocated: -np slots of ctx / -np positions each (`serve`; `run` is one slot);
+  // with --kv-unified one pool of ctx positions that every slot may fill (its address space is -np
+  // times that, committed only as used: what counts is the pool).
   const uint64_t per_slot = slot_ctx > 0 ? kv_cache_bytes(*mf.hp, slot_ctx, 1, r.cache_type_k, r.cache_type_v) : 0;
-  e.kv_cache = per_slot * uint64_t(slots);
+  e.kv_cache = r.kv_unified ? per_slot : per_slot * uint64_t(slots);
   facts.update({{"ctx", ctx}, {"required_bytes", e.total()}, {"weights_bytes", e.weights},
                 {"kv_cache_bytes", e.kv_cache}, {"scratch_bytes", e.scratch}, {"parallel", slots},
-                {"n_ctx_slot", slot_ctx}, {"kv_cache_bytes_per_slot", per_slot},
+                {"kv_unified", r.kv_unified}, {"n_ctx_slot", slot_ctx}, {"kv_cache_bytes_per_slot", per_slot},
                 {"cache_type_k", kv_type_name(r.cache_type_k)}, {"cache_type_v", kv_type_name(r.cache_type_v)}});
   rep.d.facts["memory"] = facts;
   if (slot_ctx < 8) {
@@ -205,8 +207,11 @@ void check_memory(const DiagnosticsRequest& r, const ModelFacts& mf, Report& rep
             "raise -c or lower -np");
     return;
   }
-  const std::string kv_slots = slots == 1 ? "" : " (" + std::to_string(slots) + " slots of " + std::to_string(slot_ctx) +
-                                                     " tokens, " + mib(per_slot) + " each)";
+  const std::string kv_slots =
+      slots == 1   ? ""
+      : r.kv_unified ? " (unified: shared by " + std::to_string(slots) + " slots, each may use all of it)"
+                     : " (" + std::to_string(slots) + " slots of " + std::to_string(slot_ctx) + " tokens, " +
+                           mib(per_slot) + " each)";
   const std::string detail = "needs ~" + mib(e.total()) + " (weights " + mib(e.weights) + " + KV cache " +
                              mib(e.kv_cache) + " at ctx " + std::to_string(ctx) + kv_slots + " + scratch " +
                              mib(e.scratch) + "), " + mib(m.available) + " available";

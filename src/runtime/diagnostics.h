@@ -74,6 +74,7 @@ struct DiagnosticsRequest {
   bool model_is_default = false;  // a missing default model is generated on first run
   int64_t ctx = 0, batch = 512, threads = 0;
   int64_t parallel = 1;  // server slots sharing ctx (-np): the KV cache is reported per slot too
+  bool kv_unified = false;  // serve --kv-unified: the slots share one cache of ctx positions
   int32_t gpu_layers = 0;
   KvType cache_type_k = KvType::F16, cache_type_v = KvType::F16;  // -ctk / -ctv: the KV cache's size
   std::string bin_dir;                        // where the binaries should be

@@ -28,6 +28,15 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
 
 double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
 
+namespace {
+
+// Ranking of the chain: higher logit first, ties by lower id.
+bool by_logit(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+}  // namespace
+
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
   candidates_.resize(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) candidates_[i] = {logits[i], int32_t(i)};
@@ -44,25 +53,27 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
       l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
     }
   }
-  auto by_logit = [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
   if (params_.temperature <= 0) {
-    return std::min_element(candidates_.begin(), candidates_.end(), by_logit)->second;
+    greedy_choice_ = std::min_element(candidates_.begin(), candidates_.end(), by_logit)->second;
+    sorted_ = 0;
+    survivors_ = 1;
+    probs_.clear();
+    return greedy_choice_;
   }
+  greedy_choice_ = -1;
   size_t keep = candidates_.size();
   if (params_.top_k > 0) keep = std::min(keep, size_t(params_.top_k));
-  std::partial_sort(candidates_.begin(), candidates_.begin() + ptrdiff_t(keep), candidates_.end(),
-                    by_logit);
-  candidates_.resize(keep);
+  std::partial_sort(candidates_.begin(), candidates_.begin() + ptrdiff_t(keep), candidates_.end(), by_logit);
+  sorted_ = keep;
+  // The survivors are always the first n of the ranking; the rest stay (ranked) for distribution().
+  size_t n = keep;
   // −∞ (a banned token: logit bias, grammar mask) is never drawn, even through rounding below.
-  while (candidates_.size() > 1 && std::isinf(candidates_.back().first) && candidates_.back().first < 0)
-    candidates_.pop_back();
+  while (n > 1 && std::isinf(candidates_[n - 1].first) && candidates_[n - 1].first < 0) --n;
 
   // Probabilities at temperature 1 for the truncation rules (llama.cpp order: top-k, top-p,
   // min-p, then temperature).
   auto softmax = [&](float temp) {
-    std::vector<double> p(candidates_.size());
+    std::vector<double> p(n);
     double sum = 0;
     for (size_t i = 0; i < p.size(); ++i)
       sum += p[i] = std::exp(double(candidates_[i].first - candidates_[0].first) / temp);
@@ -72,27 +83,52 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   std::vector<double> p = softmax(1.0f);
   if (params_.top_p < 1.0f) {
     double cum = 0;
-    size_t n = 0;
-    while (n < p.size()) {
-      cum += p[n++];
+    size_t k = 0;
+    while (k < p.size()) {
+      cum += p[k++];
       if (cum >= params_.top_p) break;
     }
-    candidates_.resize(n);
+    n = k;
     p.resize(n);
   }
   if (params_.min_p > 0) {
     const double threshold = p[0] * params_.min_p;
-    size_t n = 1;
-    while (n < p.size() && p[n] >= threshold) ++n;
-    candidates_.resize(n);
+    size_t k = 1;
+    while (k < p.size() && p[k] >= threshold) ++k;
+    n = k;
   }
-  p = softmax(params_.temperature);
+  survivors_ = n;
+  probs_ = softmax(params_.temperature);
   double r = uniform();
-  for (size_t i = 0; i < p.size(); ++i) {
-    if (r < p[i]) return candidates_[i].second;
-    r -= p[i];
+  for (size_t i = 0; i < probs_.size(); ++i) {
+    if (r < probs_[i]) return candidates_[i].second;
+    r -= probs_[i];
   }
-  return candidates_.back().second;
+  return candidates_[n - 1].second;
+}
+
+std::vector<TokenProbability> Sampler::distribution(size_t n) {
+  n = std::min(n, candidates_.size());
+  if (n > sorted_) {  // rank just enough more of the tokens the chain removed (or, greedy, all of them)
+    std::partial_sort(candidates_.begin() + ptrdiff_t(sorted_), candidates_.begin() + ptrdiff_t(n), candidates_.end(),
+                      by_logit);
+    sorted_ = n;
+  }
+  std::vector<TokenProbability> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t id = candidates_[i].second;
+    const double p = greedy_choice_ >= 0 ? (id == greedy_choice_ ? 1.0 : 0.0) : i < survivors_ ? probs_[i] : 0.0;
+    out.push_back({id, p});
+  }
+  return out;
+}
+
+double Sampler::probability(int32_t id) const {
+  if (greedy_choice_ >= 0) return id == greedy_choice_ ? 1.0 : 0.0;
+  for (size_t i = 0; i < survivors_ && i < candidates_.size(); ++i)
+    if (candidates_[i].second == id) return probs_[i];
+  return 0.0;
 }
 
 }  // namespace bitnet

@@ -63,18 +63,21 @@ json bytes_of(const std::string& piece) {
 
 // One generated token with its log-probability and the top alternatives, in the request's dialect:
 // llama-server's completion_probabilities entry (Native) or OpenAI's chat logprobs.content entry.
-json token_entry(const Tokenizer& tok, const Event& e, Dialect dialect) {
+// post_sampling (llama-server's post_sampling_probs): "prob" and "top_probs" instead, the
+// probabilities after the sampler chain.
+json token_entry(const Tokenizer& tok, const Event& e, Dialect dialect, bool post_sampling) {
   const bool native = dialect == Dialect::Native;
-  auto one = [&](int32_t id, float logprob) {
+  const char* value_key = post_sampling ? "prob" : "logprob";
+  auto one = [&](int32_t id, float value) {
     const std::string piece = tok.token_to_piece(id, true);
-    json j = {{"token", piece}, {"logprob", logprob}, {"bytes", bytes_of(piece)}};
+    json j = {{"token", piece}, {value_key, value}, {"bytes", bytes_of(piece)}};
     if (native) j["id"] = id;
     return j;
   };
   json top = json::array();
-  for (const TokenProb& p : e.probs) top.push_back(one(p.id, p.logprob));
-  json entry = one(e.token, e.logprob);
-  entry["top_logprobs"] = std::move(top);
+  for (const TokenProb& p : e.probs) top.push_back(one(p.id, post_sampling ? p.prob : p.logprob));
+  json entry = one(e.token, post_sampling ? e.prob : e.logprob);
+  entry[post_sampling ? "top_probs" : "top_logprobs"] = std::move(top);
   return entry;
 }
 
@@ -95,10 +98,30 @@ json text_logprobs(const json& entries, size_t offset) {
 }
 
 // The choice's "logprobs" value for the token entries (null when the request asked for none).
-json choice_logprobs(Dialect dialect, bool wanted, const json& entries, size_t text_offset) {
-  if (!wanted) return nullptr;
+// Completions with post_sampling_probs: llama-server's {"content": entries} (OpenAI's legacy arrays
+// hold log-probabilities only).
+json choice_logprobs(Dialect dialect, const ResponseOptions& o, const json& entries, size_t text_offset) {
+  if (!o.logprobs) return nullptr;
   if (dialect == Dialect::OpenAiChat) return {{"content", entries}, {"refusal", nullptr}};
+  if (o.post_sampling) return {{"content", entries}};
   return text_logprobs(entries, text_offset);
+}
+
+json progress_json(const PromptProgress& p) {
+  return {{"total", p.total}, {"cache", p.cache}, {"processed", p.processed}, {"time_ms", p.time_ms}};
+}
+
+// A /completion stream object for a token or progress event (also `__verbose` of a completions
+// chunk under --verbose).
+json native_chunk(size_t index, const Event& e) {
+  json j = {{"index", index}, {"content", e.text}, {"stop", false}, {"id_slot", -1}};
+  if (e.kind == Event::Kind::Progress) {
+    j["tokens"] = json::array();
+    j["prompt_progress"] = progress_json(e.progress);
+  } else {
+    j["tokens"] = json::array({e.token});
+  }
+  return j;
 }
 
 std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
@@ -110,7 +133,7 @@ json request_settings(const GenerationRequest& r, int64_t n_ctx) {
           {"temperature", p.temperature}, {"top_k", p.top_k},          {"top_p", p.top_p},
           {"min_p", p.min_p},        {"repeat_penalty", p.repeat_penalty}, {"repeat_last_n", p.repeat_last_n},
           {"ignore_eos", r.ignore_eos}, {"stop", r.stop},             {"n_probs", r.n_probs},
-          {"cache_prompt", r.cache_prompt}};
+          {"cache_prompt", r.cache_prompt}, {"post_sampling_probs", r.post_sampling_probs}};
 }
 
 // "n": choices per request (each a job of its own; more than the slots wait in the queue).
@@ -341,8 +364,8 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
   r.cache_prompt = get_bool(body, "cache_prompt").value_or(true);
   r.slot_id = int32_t(get_int(body, "id_slot", -1, ec.n_slots - 1).value_or(-1));
   r.n_probs = int32_t(get_int(body, "n_probs", 0, std::min<int64_t>(100, tok.n_tokens())).value_or(0));
-  if (get_bool(body, "post_sampling_probs").value_or(false))
-    throw bad_request("'post_sampling_probs' is not supported: n_probs reports the model's log-probabilities");
+  r.post_sampling_probs = o.post_sampling = get_bool(body, "post_sampling_probs").value_or(false);
+  r.return_progress = get_bool(body, "return_progress").value_or(false);  // streams only (completion())
   // Context shift (--context-shift): what stays and what goes when the slot fills; without it
   // n_keep is validated and unused.
   r.n_keep = get_int(body, "n_keep", -1, ec.n_ctx_slot).value_or(0);
@@ -409,6 +432,7 @@ void Api::completion(const httplib::Request& req, httplib::Response& res, Dialec
       break;
     }
   GenerationRequest request = parse_generation(body, dialect, &options, ordered ? &*ordered : nullptr);
+  request.return_progress = request.return_progress && stream;  // as llama-server: progress is streamed
   // n choices of each prompt: a job each, choice i seeded seed + i so they differ when sampling;
   // job p·n + i is choice i of prompt p.
   std::vector<std::shared_ptr<Job>> jobs;
@@ -454,17 +478,19 @@ void Api::completion(const httplib::Request& req, httplib::Response& res, Dialec
         checked = Clock::now();
         if (client_disconnected()) throw ApiError(499, "request_cancelled", "the client closed the connection");
       }
-      if (!e) continue;  // the engine always ends a job (done, failed or cancelled at shutdown)
+      // The engine always ends a job (done, failed or cancelled at shutdown); progress is streamed only.
+      if (!e || e->kind == Event::Kind::Progress) continue;
       if (e->kind == Event::Kind::Failed) throw ApiError(500, "server_error", "generation failed: " + e->error);
       c.text += e->text;
       if (e->kind == Event::Kind::Done) {
         c.done = *e;
         c.stats = jobs[i]->stats();
         c.settings = request_settings(jobs[i]->request, engine_->config().n_ctx_slot);
+        c.prompt = model_->tokenizer->decode(jobs[i]->request.prompt, /*render_special=*/true);
         break;
       }
       c.tokens.push_back(e->token);
-      if (options.logprobs) c.entries.push_back(token_entry(*model_->tokenizer, *e, dialect));
+      if (options.logprobs) c.entries.push_back(token_entry(*model_->tokenizer, *e, dialect, options.post_sampling));
     }
   }
   if (dialect == Dialect::Native && choices.size() > 1) {  // several prompts: llama-server answers a list
@@ -505,6 +531,8 @@ json Api::final_response(Dialect dialect, const std::string& id, const std::vect
               // the slot's context filled: generation stopped there, or the context was shifted
               {"truncated", c.stats.truncated},
               {"generation_settings", c.settings},
+              // llama-server's processed prompt: its tokens as text, special tokens included
+              {"prompt", c.prompt},
               {"timings", timings(c.stats)}};
     if (options.logprobs) j["completion_probabilities"] = c.entries;
     if (options.response_fields.empty()) return j;
@@ -528,7 +556,7 @@ json Api::final_response(Dialect dialect, const std::string& id, const std::vect
   for (size_t i = 0; i < choices.size(); ++i) {
     const Choice& c = choices[i];
     json choice = {{"index", i}, {"finish_reason", finish_of(c.done)},
-                   {"logprobs", choice_logprobs(dialect, options.logprobs, c.entries, c.echo.size())}};
+                   {"logprobs", choice_logprobs(dialect, options, c.entries, c.echo.size())}};
     std::optional<ToolCall> call;
     if (chat && options.tool_mode != ToolMode::None) call = parse_tool_call(c.text);
     if (call) {
@@ -548,14 +576,26 @@ json Api::final_response(Dialect dialect, const std::string& id, const std::vect
     total.prompt_ms += c.stats.prompt_ms;
     total.generation_ms += c.stats.generation_ms;
   }
-  return {{"id", id},
-          {"object", chat ? "chat.completion" : "text_completion"},
-          {"created", unix_now()},
-          {"model", model_name_},
-          {"system_fingerprint", system_fingerprint()},
-          {"choices", std::move(out_choices)},
-          {"usage", usage(total)},
-          {"timings", timings(total)}};
+  json out = {{"id", id},
+              {"object", chat ? "chat.completion" : "text_completion"},
+              {"created", unix_now()},
+              {"model", model_name_},
+              {"system_fingerprint", system_fingerprint()},
+              {"choices", std::move(out_choices)},
+              {"usage", usage(total)},
+              {"timings", timings(total)}};
+  if (config_.verbose) out["__verbose"] = verbose_result(id, choices.front(), options);
+  return out;
+}
+
+// --verbose: llama-server's `__verbose`, the native /completion result of the (first) choice.
+json Api::verbose_result(const std::string& id, const Choice& c, const ResponseOptions& options) const {
+  ResponseOptions native = options;
+  native.response_fields.clear();
+  native.return_tokens = true;
+  json j = final_response(Dialect::Native, id, {c}, native);
+  if (c.entries.empty()) j.erase("completion_probabilities");
+  return j;
 }
 
 // One SSE response for several jobs (the n choices of one request).
@@ -585,20 +625,26 @@ std::string Api::sse_for(Stream& st, size_t index, const Event& e) const {
   if (e.kind == Event::Kind::Failed)
     return sse(error_body(500, "server_error", "generation failed: " + e.error));
   const bool done = e.kind == Event::Kind::Done;
+  // The finished choice as the native result sees it (in a stream its content is the last piece).
+  auto finished_choice = [&] {
+    Choice c;
+    c.text = e.text;
+    c.done = e;
+    c.stats = part.job->stats();
+    c.settings = request_settings(part.job->request, engine_->config().n_ctx_slot);
+    c.prompt = model_->tokenizer->decode(part.job->request.prompt, /*render_special=*/true);
+    return c;
+  };
   if (st.dialect == Dialect::Native) {
     if (done) {
-      Choice c;
-      c.text = e.text;
-      c.done = e;
-      c.stats = part.job->stats();
-      c.settings = request_settings(part.job->request, engine_->config().n_ctx_slot);
-      json j = final_response(Dialect::Native, st.id, {c}, st.options);
+      json j = final_response(Dialect::Native, st.id, {finished_choice()}, st.options);
       j.erase("completion_probabilities");
       j["content"] = e.text;
       return sse(j);
     }
-    json j = {{"index", index}, {"content", e.text}, {"tokens", json::array({e.token})}, {"stop", false}, {"id_slot", -1}};
-    if (st.options.logprobs) j["completion_probabilities"] = json::array({token_entry(*model_->tokenizer, e, st.dialect)});
+    json j = native_chunk(index, e);
+    if (st.options.logprobs && e.kind == Event::Kind::Token)
+      j["completion_probabilities"] = json::array({token_entry(*model_->tokenizer, e, st.dialect, st.options.post_sampling)});
     return sse(j);
   }
   const bool chat = st.dialect == Dialect::OpenAiChat;
@@ -612,10 +658,11 @@ std::string Api::sse_for(Stream& st, size_t index, const Event& e) const {
     if (st.options.include_usage) c["usage"] = nullptr;
     return c;
   };
+  const bool progress = e.kind == Event::Kind::Progress;
   std::string out;
   if (!part.role_sent) {
     part.role_sent = true;
-    if (chat)
+    if (chat && !progress)  // a progress chunk carries the role itself
       out += sse(chunk({{"index", index}, {"delta", {{"role", "assistant"}, {"content", nullptr}}}, {"logprobs", nullptr},
                         {"finish_reason", nullptr}}));
     const std::string echo = st.options.echo ? st.options.echo_texts[index / size_t(st.options.n)] : "";
@@ -623,18 +670,35 @@ std::string Api::sse_for(Stream& st, size_t index, const Event& e) const {
       out += sse(chunk({{"index", index}, {"text", echo}, {"logprobs", nullptr}, {"finish_reason", nullptr}}));
     part.text_offset = echo.size();
   }
+  if (progress) {
+    // llama-server's prompt_progress chunk: for chat a role delta, for completions empty text.
+    json choice = {{"index", index}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+    if (chat)
+      choice["delta"] = {{"role", "assistant"}, {"content", nullptr}};
+    else
+      choice["text"] = "";
+    json c = chunk(std::move(choice));
+    c["prompt_progress"] = progress_json(e.progress);
+    if (config_.verbose && !chat) c["__verbose"] = native_chunk(index, e);
+    return out + sse(c);
+  }
   auto piece = [&](const std::string& text, json finish, const Event* token) {
     const bool final_chunk = !finish.is_null();
     json logprobs = nullptr;
     if (token && st.options.logprobs) {
-      const json entries = json::array({token_entry(*model_->tokenizer, *token, st.dialect)});
-      logprobs = choice_logprobs(st.dialect, true, entries, part.text_offset);
+      const json entries = json::array({token_entry(*model_->tokenizer, *token, st.dialect, st.options.post_sampling)});
+      logprobs = choice_logprobs(st.dialect, st.options, entries, part.text_offset);
     }
     json choice = {{"index", index}, {"finish_reason", std::move(finish)}, {"logprobs", std::move(logprobs)}};
     if (chat) choice["delta"] = text.empty() && final_chunk ? json::object() : json{{"content", text}};
     if (!chat) choice["text"] = text;
     part.text_offset += text.size();
-    return sse(chunk(std::move(choice)));
+    json c = chunk(std::move(choice));
+    // --verbose, as llama-server: completions chunks carry the native chunk of their token; the
+    // last chunk of a choice (chat or completions) the native result.
+    if (config_.verbose && final_chunk) c["__verbose"] = verbose_result(st.id, finished_choice(), st.options);
+    else if (config_.verbose && !chat && token) c["__verbose"] = native_chunk(index, *token);
+    return sse(c);
   };
   std::string finish_reason = e.finish_reason == "cancelled" ? "length" : e.finish_reason;
   if (chat && st.options.tool_mode != ToolMode::None) {
@@ -711,7 +775,7 @@ void Api::stream_response(httplib::Response& res, std::vector<std::shared_ptr<Jo
           while (e) {
             any = true;
             out += sse_for(*st, i, *e);
-            if (e->kind != Event::Kind::Token) {
+            if (e->kind == Event::Kind::Done || e->kind == Event::Kind::Failed) {
               p.finished = true;
               break;
             }

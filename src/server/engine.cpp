@@ -68,6 +68,8 @@ struct Engine::Slot {
   size_t sent = 0;              // bytes of `text` already sent
   JobStats stats;
   Clock::time_point assigned, last_token;
+  uint64_t assigned_tick = 0;  // kv_unified: when its job came (the newest fails first)
+  uint64_t used_tick = 0;      // kv_unified: when it last had a job (idle caches are cut LRU first)
 };
 
 namespace {
@@ -103,6 +105,23 @@ void token_logprobs(std::span<const float> logits, int32_t chosen, int32_t n, Ev
   for (size_t i = 0; i < k; ++i) e.probs.push_back({ids[i], logprob(size_t(ids[i]))});
 }
 
+// The sampler chain's distribution of the last draw: the chosen token's probability and the n
+// ranked highest (Sampler::distribution).
+void chain_probs(Sampler& sampler, int32_t chosen, int32_t n, Event& e) {
+  e.prob = float(sampler.probability(chosen));
+  e.probs.clear();
+  if (n <= 0) return;
+  for (const TokenProbability& t : sampler.distribution(size_t(n))) e.probs.push_back({t.id, 0.0f, float(t.p)});
+}
+
+Event progress(const GenerationRequest& r, int64_t cache, int64_t processed, Clock::time_point start) {
+  Event e;
+  e.kind = Event::Kind::Progress;
+  e.progress = {int64_t(r.prompt.size()), cache, processed,
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()};
+  return e;
+}
+
 Event done(std::string reason, std::string stop_word = {}) {
   Event e;
   e.kind = Event::Kind::Done;
@@ -134,10 +153,18 @@ Engine::Engine(const Model& model, EngineConfig config, Metrics& metrics)
       // An embedding model generates nothing: its generation cache is a token's worth.
       cache_(model.hp.n_layer, config_.generation ? config_.n_slots : 1, config_.generation ? config_.n_ctx_slot : 1,
              model.hp.n_head_kv, model.hp.head_dim, config_.generation ? config_.cache_type_k : KvType::F16,
-             config_.generation ? config_.cache_type_v : KvType::F16) {
+             config_.generation ? config_.cache_type_v : KvType::F16,
+             // kv_unified: address space for every slot's whole context, memory as positions are used.
+             config_.generation && config_.kv_unified ? KvCommit::OnWrite : KvCommit::Upfront) {
   if (!model.tokenizer) throw Error("the server needs a model with a tokenizer");
-  if (config_.embeddings)
-    embedder_ = std::make_unique<Embedder>(model, config_.n_ctx_slot, config_.n_slots, config_.n_batch, pool_);
+  if (config_.kv_unified && model.gpu)
+    throw Error("--kv-unified is not supported with -ngl: the GPU's K/V cache cannot be shared by the slots");
+  if (config_.embeddings) {
+    // kv_unified pools the generation cache only: an embedding input keeps a slot's share of -c.
+    const int64_t embed_ctx = config_.kv_unified ? std::max<int64_t>(1, config_.n_ctx_slot / config_.n_slots)
+                                                 : config_.n_ctx_slot;
+    embedder_ = std::make_unique<Embedder>(model, embed_ctx, config_.n_slots, config_.n_batch, pool_);
+  }
   if (!config_.generation) config_.system_prefix.clear();
   for (int i = 0; i < config_.n_slots; ++i) {
     slots_.push_back(std::make_unique<Slot>());
@@ -176,6 +203,8 @@ void Engine::prime_system_prefix() {
     forward(model_, cache_, b, pool_);
   }
   for (auto& s : slots_) {
+    // kv_unified: copies only while they fit in the shared pool (the others evaluate it on use).
+    if (config_.kv_unified && int64_t(prefix.size()) * (s->id + 1) > config_.n_ctx_slot) break;
     s->cached = prefix;
     if (s->id == 0) continue;
     cache_.copy_prefix(0, s->id, int64_t(prefix.size()));
@@ -246,12 +275,29 @@ int Engine::active() const {
   return n;
 }
 
+uint64_t Engine::kv_cache_bytes_per_slot() const {
+  if (!config_.generation) return 0;
+  if (config_.kv_unified) return kv_cache_bytes_total();
+  return cache_.bytes() / uint64_t(cache_.n_seq());
+}
+
+uint64_t Engine::kv_cache_bytes_total() const {
+  if (!config_.generation) return 0;
+  if (!config_.kv_unified) return cache_.bytes();
+  return KvCache::bytes_for(model_.hp.n_layer, 1, config_.n_ctx_slot, cache_.n_head_kv(), cache_.head_dim(),
+                            cache_.type_k(), cache_.type_v());
+}
+
 void Engine::publish_locked() {
   snapshot_.clear();
-  for (const auto& s : slots_)
+  for (const auto& s : slots_) {
+    const uint64_t kv = !config_.generation || !config_.kv_unified
+                            ? kv_cache_bytes_per_slot()
+                            : KvCache::bytes_for(model_.hp.n_layer, 1, int64_t(s->cached.size()), cache_.n_head_kv(),
+                                                 cache_.head_dim(), cache_.type_k(), cache_.type_v());
     snapshot_.push_back({s->id, s->job != nullptr, config_.n_ctx_slot, int64_t(s->cached.size()),
-                         s->job ? int64_t(s->job->request.prompt.size()) : 0, s->stats.generated,
-                         kv_cache_bytes_per_slot()});
+                         s->job ? int64_t(s->job->request.prompt.size()) : 0, s->stats.generated, kv});
+  }
 }
 
 // Moves queued jobs into idle slots: a job naming a slot waits for it; otherwise it takes the idle
@@ -289,6 +335,8 @@ void Engine::assign(Slot& s, std::shared_ptr<Job> job) {
   if (common == prompt.size()) --common;  // re-evaluate the last prompt token for its logits
   s.cached.resize(common);
   cache_.set_length(s.id, int64_t(common));
+  if (config_.kv_unified) cache_.release(s.id, int64_t(common));  // the positions past the prefix go back to the pool
+  s.assigned_tick = s.used_tick = ++tick_;
   s.prompt_pos = common;
   s.pending = -1;
   s.replay.clear();
@@ -310,6 +358,7 @@ void Engine::assign(Slot& s, std::shared_ptr<Job> job) {
   s.assigned = Clock::now();
   s.job = std::move(job);
   metrics_.cached_tokens += common;
+  if (s.job->request.return_progress) s.job->push(progress(s.job->request, int64_t(common), int64_t(common), s.assigned));
 }
 
 void Engine::loop() {
@@ -333,7 +382,9 @@ void Engine::loop() {
       }
     // One generation step, then one batch of embedding inputs: each kind waits for at most one
     // step of the other.
-    if (build_batch(batch, rows)) {
+    bool have_batch = build_batch(batch, rows);
+    while (have_batch && config_.kv_unified && !fit_unified_pool(batch)) have_batch = build_batch(batch, rows);
+    if (have_batch) {
       std::vector<float> logits;
       bool ok = true;
       try {
@@ -529,6 +580,8 @@ void Engine::after_forward(const std::vector<float>& logits, const std::vector<i
                        prompt.begin() + ptrdiff_t(s->prompt_pos + s->chunk));
       s->prompt_pos += s->chunk;
       metrics_.prompt_tokens += s->chunk;
+      if (s->job->request.return_progress)
+        s->job->push(progress(s->job->request, s->stats.cached_tokens, int64_t(s->prompt_pos), s->assigned));
     }
     const int row = row_of_slot[size_t(s->id)];
     if (row < 0) continue;
@@ -581,7 +634,10 @@ void Engine::on_sampled(Slot& s, int32_t token, std::span<const float> logits) {
   s.text += s.utf8.push(tok.token_to_piece(token));
   Event e;
   e.token = token;
-  if (req.n_probs > 0 || req.logprobs) token_logprobs(logits, token, req.n_probs, e);
+  if (req.post_sampling_probs && (req.n_probs > 0 || req.logprobs))
+    chain_probs(*s.sampler, token, req.n_probs, e);
+  else if (req.n_probs > 0 || req.logprobs)
+    token_logprobs(logits, token, req.n_probs, e);
   // A stop string ends generation; it and anything after it are not sent.
   size_t stop_at = std::string::npos;
   std::string stop_word;
@@ -641,6 +697,8 @@ void Engine::shift_context(Slot& s, int32_t token) {
   s.replay = apply_context_shift(cache_, s.id, s.cached, shift);
   s.replay.push_back(token);
   s.replay_pos = 0;
+  // kv_unified: the pages past where the replay ends go back to the pool's memory.
+  if (config_.kv_unified) cache_.release(s.id, int64_t(s.cached.size() + s.replay.size()));
   s.stats.context_shifts += 1;
   metrics_.context_shifts += 1;
 }
@@ -662,6 +720,7 @@ void Engine::finish(Slot& s, Event done) {
   s.pending = -1;
   s.replay.clear();
   s.replay_pos = 0;
+  s.used_tick = ++tick_;
   std::shared_ptr<Job> job;
   {
     // The slot is free before the client hears that its request ended.
@@ -675,6 +734,52 @@ void Engine::finish(Slot& s, Event done) {
 void Engine::fail_batch(const std::string& message) {
   for (auto& s : slots_)
     if (s->job && (s->pending >= 0 || s->chunk > 0)) finish(*s, failed(message));
+}
+
+// kv_unified: makes room in the shared pool of n_ctx_slot positions for this step's batch. Idle
+// slots give up their cached prefixes first, least recently used first, each cut from its end (at
+// least kCut positions at a time, so that the pages are not given back a few positions per step);
+// a cut prefix still serves the requests that share what is left of it. When the running requests
+// alone need more than the pool, the newest of them fails — a client gets an error, never a reply
+// cut short — and false asks for the batch to be built again without it.
+bool Engine::fit_unified_pool(const Batch& batch) {
+  constexpr int64_t kCut = 256;
+  int64_t held = 0;
+  for (const auto& s : slots_) held += int64_t(s->cached.size());
+  int64_t over = held + int64_t(batch.size()) - config_.n_ctx_slot;
+  if (over <= 0) return true;
+  std::vector<Slot*> idle;
+  for (auto& s : slots_)
+    if (!s->job && !s->cached.empty()) idle.push_back(s.get());
+  std::sort(idle.begin(), idle.end(), [](const Slot* a, const Slot* b) { return a->used_tick < b->used_tick; });
+  for (Slot* s : idle) {
+    if (over <= 0) break;
+    const int64_t n = int64_t(s->cached.size()), cut = std::min(n, std::max(over, kCut));
+    s->cached.resize(size_t(n - cut));
+    cache_.release(s->id, n - cut);
+    over -= cut;
+  }
+  if (over <= 0) {
+    std::lock_guard lock(mutex_);
+    publish_locked();
+    return true;
+  }
+  // The newest request that holds positions or asks for some in this batch (one that does neither
+  // yet may find room once another ends).
+  Slot* newest = nullptr;
+  int running = 0;
+  for (auto& s : slots_) {
+    if (!s->job) continue;
+    ++running;
+    if ((!s->cached.empty() || s->pending >= 0 || s->chunk > 0) &&
+        (!newest || s->assigned_tick > newest->assigned_tick))
+      newest = s.get();
+  }
+  if (!newest) return true;  // unreachable: the positions over the pool are held or asked for by a request
+  finish(*newest, failed("Context size has been exceeded: the " + std::to_string(config_.n_ctx_slot) +
+                         " positions of the unified KV cache (-c with --kv-unified) are all held by the " +
+                         std::to_string(running) + " running requests"));
+  return false;
 }
 
 }  // namespace bitnet::server

@@ -43,6 +43,10 @@ struct GenerationRequest {
   // n tokens after a leading BOS) and n_discard (0: half of what follows the kept tokens).
   int64_t n_keep = 0;
   int64_t n_discard = 0;
+  // llama-server's post_sampling_probs: the probabilities reported (n_probs, logprobs) are those
+  // of the distribution the sampler chain drew from (Sampler::distribution), not the model's.
+  bool post_sampling_probs = false;
+  bool return_progress = false;   // Progress events while the prompt is evaluated
   // Optional: only text this grammar allows is generated (docs/structured-output.md). The reply
   // ends ("stop") once the grammar is complete and nothing more can follow, or at an
   // end-of-generation token the grammar allows (even with ignore_eos).
@@ -51,16 +55,28 @@ struct GenerationRequest {
 
 struct TokenProb {
   int32_t id;
-  float logprob;  // natural log of the softmax of the model's logits (before sampling settings)
+  float logprob;   // natural log of the softmax of the model's logits (before sampling settings)
+  float prob = 0;  // post_sampling_probs (then logprob is unused): the probability after the chain
+};
+
+// Prompt evaluation so far (llama-server's prompt_progress): `processed` counts the prompt tokens
+// in the slot's cache, the `cache` reused ones included.
+struct PromptProgress {
+  int64_t total = 0, cache = 0, processed = 0;
+  int64_t time_ms = 0;  // since the slot took the request
 };
 
 struct Event {
-  enum class Kind { Token, Done, Failed };
+  // Progress (request.return_progress): once when the slot takes the request (processed == cache),
+  // then after every forward pass that evaluated a chunk of its prompt (the last: processed == total).
+  enum class Kind { Token, Done, Failed, Progress };
   Kind kind = Kind::Token;
   std::string text;              // new text (complete UTF-8 characters; may be empty while held)
   int32_t token = -1;            // Token: the generated id
   std::vector<TokenProb> probs;  // Token: top n_probs, highest first
   float logprob = 0;             // Token: the generated id's log-probability (request.logprobs)
+  float prob = 0;                // Token, post_sampling_probs: its probability after the chain
+  PromptProgress progress;       // Progress
   std::string finish_reason;     // Done: "stop", "length" or "cancelled"
   std::string stopping_word;     // Done: the stop string that ended generation, if any
   std::string error;             // Failed: why
@@ -142,7 +158,14 @@ class EmbeddingJob {
 
 struct EngineConfig {
   int n_slots = 1;
-  int64_t n_ctx_slot = 512;  // positions per slot (total context / slots)
+  int64_t n_ctx_slot = 512;  // positions per slot (total context / slots; with kv_unified the total)
+  // --kv-unified: every slot's context is n_ctx_slot (the whole -c) and the slots share one pool of
+  // n_ctx_slot positions. The cache reserves address space for n_slots × n_ctx_slot positions,
+  // committed only as written (KvCommit::OnWrite), and the engine keeps the positions all slots
+  // hold within n_ctx_slot: idle slots' cached prefixes are cut, least recently used first, and when
+  // the running requests alone need more, the newest one fails ("Context size has been exceeded").
+  // Embeddings keep n_ctx_slot / n_slots tokens per input. Not with a model on the GPU (-ngl).
+  bool kv_unified = false;
   int64_t n_batch = 512;     // tokens per forward pass
   int threads = 1;
   int queue_limit = 16;           // jobs that may wait for a slot; more get Busy
@@ -171,7 +194,9 @@ struct SlotInfo {
   int id;
   bool busy;
   int64_t n_ctx, cached_tokens, prompt_tokens, generated;
-  uint64_t kv_cache_bytes;  // the slot's share of the generation KV cache (0 on an embedding model)
+  // The slot's share of the generation KV cache (0 on an embedding model); with kv_unified, the K/V
+  // of the positions it holds now.
+  uint64_t kv_cache_bytes;
 };
 
 class Engine {
@@ -199,9 +224,14 @@ class Engine {
   // Bytes of K/V (f16 or q8_0) each slot holds: its n_ctx_slot positions in every layer, as KvCache stores
   // them (KvCache::bytes() / slots). 0 for an embedding model, whose slots generate nothing; the
   // embeddings' own cache is not counted.
-  uint64_t kv_cache_bytes_per_slot() const {
-    return config_.generation ? cache_.bytes() / uint64_t(cache_.n_seq()) : 0;
-  }
+  // With kv_unified: the most one slot may hold, the shared pool's n_ctx_slot positions.
+  uint64_t kv_cache_bytes_per_slot() const;
+  // The generation KV cache of all slots: KvCache::bytes(), or with kv_unified the shared pool's
+  // n_ctx_slot positions (the memory it may commit; its address space is n_slots times that).
+  uint64_t kv_cache_bytes_total() const;
+  // Bytes of the generation cache backed by memory now (KvCache::resident_bytes, mincore: safe from
+  // any thread; tests and diagnostics).
+  uint64_t kv_cache_resident_bytes() const { return cache_.resident_bytes(); }
   std::vector<SlotInfo> slots() const;
   int queued() const;
   int active() const;
@@ -219,6 +249,7 @@ class Engine {
   void shift_context(Slot& s, int32_t token);
   void finish(Slot& s, Event done);
   void fail_batch(const std::string& message);
+  bool fit_unified_pool(const Batch& batch);
   bool run_embeddings();
   void end_embedding(EmbeddingJob& job, std::string error, int status);
 
@@ -236,6 +267,7 @@ class Engine {
   std::unique_ptr<Embedder> embedder_;                // null unless config_.embeddings
   std::deque<std::shared_ptr<EmbeddingJob>> embed_queue_;  // jobs with inputs not yet computed
   std::vector<SlotInfo> snapshot_;  // what slots() reports, refreshed each step
+  uint64_t tick_ = 0;               // orders job assignments and slot use (kv_unified)
   bool stop_ = false, draining_ = false;
   std::thread thread_;
 };

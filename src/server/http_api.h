@@ -47,6 +47,9 @@ struct ApiConfig {
   // --grammar / --grammar-file / -j / -jf: the grammar of requests that ask for no structured
   // output of their own (GBNF text, parsed when the Api is made; GrammarError if it does not parse).
   std::string default_grammar;
+  // -v / --verbose (llama-server's debug output): OpenAI-style responses carry `__verbose`, the
+  // native /completion result of the same generation.
+  bool verbose = false;
 };
 
 enum class Dialect { Native, OpenAiText, OpenAiChat };
@@ -60,6 +63,7 @@ struct ResponseOptions {
   bool include_usage = false;   // streams: a last chunk with the usage (stream_options.include_usage)
   bool return_tokens = false;   // native: the generated token ids in "tokens"
   std::vector<std::string> response_fields;  // native: only these fields ("a/b" for nested ones)
+  bool post_sampling = false;   // probabilities after the sampler chain ("prob", "top_probs")
   int n = 1;                    // choices generated from the one prompt
   ToolMode tool_mode = ToolMode::None;  // chat with tools: the reply may be a tool call
 };
@@ -123,10 +127,13 @@ class Api {
     Event done;
     JobStats stats;
     nlohmann::json settings;  // the request's generation settings (native responses)
+    std::string prompt;       // the prompt's tokens as text, special tokens included (native responses)
     std::string echo;         // completions with echo: the prompt's text, before the reply
   };
   nlohmann::json final_response(Dialect dialect, const std::string& id, const std::vector<Choice>& choices,
                                 const ResponseOptions& options) const;
+  // --verbose: llama-server's `__verbose` object, the native /completion result of `choice`.
+  nlohmann::json verbose_result(const std::string& id, const Choice& choice, const ResponseOptions& options) const;
   // SSE events; `chunked` = false for HTTP/1.0 clients (no chunked coding: ended by the close).
   void stream_response(httplib::Response& res, std::vector<std::shared_ptr<Job>> jobs, Dialect dialect,
                        std::string id, ResponseOptions options, bool chunked);

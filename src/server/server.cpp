@@ -109,7 +109,8 @@ int run_server(ServerConfig config) {
     ServedModel served = config.load();
     model = std::move(served.model);
     EngineConfig& e = config.engine;
-    e.n_ctx_slot = served.total_ctx / e.n_slots;
+    // --kv-unified: each slot may use the whole context, the slots sharing its positions.
+    e.n_ctx_slot = e.kv_unified ? served.total_ctx : served.total_ctx / e.n_slots;
     if (e.n_ctx_slot < 8)
       throw Error("context of " + std::to_string(served.total_ctx) + " tokens shared by " + std::to_string(e.n_slots) +
                   " slots leaves fewer than 8 tokens per slot (raise -c or lower -np)");
@@ -134,15 +135,19 @@ int run_server(ServerConfig config) {
                        : std::string(ec.generation ? ", embeddings" : ", embedding model (generation refused)") +
                              " with " + std::string(pooling_name(engine->embedding_pooling())) + " pooling";
     const uint64_t kv = engine->kv_cache_bytes_per_slot();
-    char kv_text[128] = "";
+    char kv_text[160] = "";
     const bool kv_q8 = ec.cache_type_k != KvType::F16 || ec.cache_type_v != KvType::F16;
-    if (kv > 0)
+    if (kv > 0 && ec.kv_unified)
+      std::snprintf(kv_text, sizeof kv_text, " (KV cache%s%s%s%s %.1f MiB in all, committed as positions are used)",
+                    kv_q8 ? " " : "", kv_q8 ? kv_type_name(ec.cache_type_k) : "", kv_q8 ? "/" : "",
+                    kv_q8 ? kv_type_name(ec.cache_type_v) : "", double(engine->kv_cache_bytes_total()) / (1 << 20));
+    else if (kv > 0)
       std::snprintf(kv_text, sizeof kv_text, " (KV cache%s%s%s%s %.1f MiB each, %.1f MiB in all)", kv_q8 ? " " : "",
                     kv_q8 ? kv_type_name(ec.cache_type_k) : "", kv_q8 ? "/" : "", kv_q8 ? kv_type_name(ec.cache_type_v) : "",
-                    double(kv) / (1 << 20), double(kv) * ec.n_slots / (1 << 20));
-    std::fprintf(stderr, "server ready: %d slots of %lld tokens%s, %d threads%s%s\n", ec.n_slots,
-                 (long long)ec.n_ctx_slot, kv_text, ec.threads, ec.system_prefix.empty() ? "" : ", system prompt primed",
-                 embeddings.c_str());
+                    double(kv) / (1 << 20), double(engine->kv_cache_bytes_total()) / (1 << 20));
+    std::fprintf(stderr, "server ready: %d slots of %lld tokens%s%s, %d threads%s%s\n", ec.n_slots,
+                 (long long)ec.n_ctx_slot, ec.kv_unified && ec.generation ? " sharing one unified KV cache" : "", kv_text,
+                 ec.threads, ec.system_prefix.empty() ? "" : ", system prompt primed", embeddings.c_str());
   }
   const int sig = signals.wait();
   std::fprintf(stderr, "server: %s received, shutting down (grace %.1f s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",

@@ -88,6 +88,25 @@ TEST(Doctor, ParallelSlotsStateTheKvCachePerSlotAndInTotal) {
   }
 }
 
+// `-kvu` as `serve --kv-unified` takes it: the slots share one cache of -c positions, and a slot may
+// use all of it; the memory needed is that one cache.
+TEST(Doctor, KvUnifiedSlotsShareOneCache) {
+  const auto d = doctor({"-m", tiny(), "-c", "300", "-np", "3", "-kvu"}, 0);
+  const uint64_t pool = 2 * 2 * 304 * 128 * 2;  // tiny: 2 layers, kv_dim 128; 300 positions stored as 304
+  EXPECT_EQ(d["memory"]["kv_unified"], true);
+  EXPECT_EQ(d["memory"]["parallel"], 3);
+  EXPECT_EQ(d["memory"]["n_ctx_slot"], 300);
+  EXPECT_EQ(d["memory"]["kv_cache_bytes_per_slot"], pool);
+  EXPECT_EQ(d["memory"]["kv_cache_bytes"], pool);
+  const std::string detail = check(d, "memory")["detail"];
+  EXPECT_NE(detail.find("KV cache 0.3 MiB at ctx 300 (unified: shared by 3 slots, each may use all of it)"),
+            std::string::npos)
+      << detail;
+  EXPECT_EQ(doctor({"-m", tiny(), "-c", "300", "-np", "3"}, 0)["memory"]["kv_unified"], false);
+  // 16 positions for 4 slots is too little for slot shares, not for one shared cache.
+  EXPECT_EQ(check(doctor({"-m", tiny(), "-c", "16", "-np", "4", "-kvu"}, 0), "memory")["status"], "ok");
+}
+
 TEST(Doctor, MissingModelFileHasItsOwnHint) {
   const auto d = doctor({"-m", "/nonexistent/model.gguf"}, 1);
   EXPECT_FALSE(d["ready"]);

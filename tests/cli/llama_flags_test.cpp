@@ -70,6 +70,46 @@ TEST(LlamaCliFlags, SingleTurnChatAnswersOnceAndExits) {
   EXPECT_EQ(count_events(events, "tokens_generated"), 1);
 }
 
+// The first turn's prompt tokens under `-cnv -st` with the given extra flags (telemetry).
+int64_t chat_prompt_tokens(const std::vector<std::string>& extra, const std::string& name) {
+  const std::string events = (testing::temp_dir() / (name + ".jsonl")).string();
+  std::vector<std::string> args = {bitnet(), "run", "-m", kModel, "-cnv", "-st", "-n", "1", "--temp", "0",
+                                   "--telemetry-out", events};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const ProcessResult r = run_process(args, "In the beginning\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  std::ifstream in(events);
+  for (std::string line; std::getline(in, line);) {
+    const auto e = nlohmann::json::parse(line);
+    if (e.value("event", "") == "prompt_processed") return e.at("prompt_tokens").get<int64_t>();
+  }
+  ADD_FAILURE() << "no prompt_processed event in " << events;
+  return -1;
+}
+
+// --chat-template NAME|TEMPLATE (llama-cli's flag): the turn is rendered in that format instead of
+// the model's; a name it does not know, or the flag without -cnv, is a usage error.
+TEST(LlamaCliFlags, ChatTemplateChoosesTheChatFormat) {
+  const int64_t own = chat_prompt_tokens({}, "chat-own");
+  const int64_t plain = chat_prompt_tokens({"--chat-template", "plain"}, "chat-plain");
+  const int64_t chatml = chat_prompt_tokens({"--chat-template", "chatml"}, "chat-chatml");
+  const int64_t chatml_text = chat_prompt_tokens(
+      {"--chat-template", "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"},
+      "chat-chatml-text");
+  ASSERT_GT(plain, 0);
+  EXPECT_GT(chatml, plain) << "chatml wraps the turn in <|im_start|>/<|im_end|> markers";
+  EXPECT_EQ(chatml_text, chatml) << "a template text is recognized as the format it spells";
+  // The shipped model's template is BitNet's ("User: ...<|eot_id|>Assistant: ").
+  EXPECT_EQ(own, chat_prompt_tokens({"--chat-template", "bitnet"}, "chat-bitnet"));
+  EXPECT_NE(own, chatml);
+  const ProcessResult bad = run_process({bitnet(), "run", "-m", kModel, "-cnv", "-st", "--chat-template", "command-r"}, "x\n");
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("is neither a built-in format (bitnet, llama3"), std::string::npos) << bad.err;
+  const ProcessResult no_cnv = run_process({bitnet(), "run", "-m", kModel, "-p", "x", "--chat-template", "chatml"});
+  EXPECT_EQ(no_cnv.code, 2) << no_cnv.err;
+  EXPECT_NE(no_cnv.err.find("--chat-template goes with -cnv"), std::string::npos) << no_cnv.err;
+}
+
 TEST(LlamaCliFlags, ConflictsAreUsageErrors) {
   for (const std::vector<std::string>& args : {std::vector<std::string>{"-cnv", "-no-cnv"},
                                                std::vector<std::string>{"-cnv", "-i"}, std::vector<std::string>{"-st"},
@@ -165,6 +205,27 @@ TEST(LlamaCliFlags, KvCacheTypesInBenchRowsAndServerConfig) {
   const ProcessResult bad = run_process({bitnet(), "serve", "-m", kModel, "--dry-run"}, "", "",
                                         {"LLAMA_ARG_CACHE_TYPE_V=q4_1"});
   EXPECT_EQ(bad.code, 2) << bad.err;
+}
+
+// llama-server's --kv-unified (-kvu): a setting of serve, also from LLAMA_ARG_KV_UNIFIED; refused with
+// -ngl (the GPU's cache cannot be shared by the slots), --no-kv-unified turns it off.
+TEST(LlamaCliFlags, KvUnifiedIsAServerSetting) {
+  auto unified = [&](std::vector<std::string> args, std::vector<std::string> env = {}) {
+    args.insert(args.begin(), {bitnet(), "serve", "-m", kModel, "--dry-run", "--json"});
+    const ProcessResult r = run_process(args, "", "", env);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.err.find("has no effect"), std::string::npos) << r.err;
+    return r.code == 0 && nlohmann::json::parse(r.out)["config"]["kv_unified"].get<bool>();
+  };
+  EXPECT_FALSE(unified({}));
+  EXPECT_TRUE(unified({"-kvu"}));
+  EXPECT_TRUE(unified({"--kv-unified"}));
+  EXPECT_TRUE(unified({}, {"LLAMA_ARG_KV_UNIFIED=1"}));
+  EXPECT_FALSE(unified({}, {"LLAMA_ARG_KV_UNIFIED=0"}));
+  EXPECT_FALSE(unified({"--no-kv-unified"}, {"LLAMA_ARG_KV_UNIFIED=1"}));
+  const ProcessResult gpu = run_process({bitnet(), "serve", "-m", kModel, "--kv-unified", "-ngl", "1"});
+  EXPECT_EQ(gpu.code, 2) << gpu.err;
+  EXPECT_NE(gpu.err.find("--kv-unified runs on the CPU only"), std::string::npos) << gpu.err;
 }
 
 // --grammar / --grammar-file (llama-cli's names): the text follows the grammar, the timings name

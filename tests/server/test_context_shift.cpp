@@ -148,6 +148,19 @@ TEST(ServerContextShiftRequests, ConcurrentShiftingSlotsMatchTheirSeparateRuns) 
   }
 }
 
+// --kv-unified: a slot's context is the whole -c, and it shifts when it alone fills it.
+TEST(ServerContextShiftRequests, WithAUnifiedCacheASlotShiftsAtTheWholeContext) {
+  ServerProcess server({"-c", "64", "-np", "2", "--kv-unified", "--context-shift", "--metrics"});
+  auto cli = server.client();
+  const json r = post_json(cli, "/completion", {{"prompt", "Once upon a time"}, {"n_predict", 150},
+                                                {"ignore_eos", true}, {"temperature", 0}});
+  EXPECT_EQ(r["tokens_predicted"], 150) << r.dump().substr(0, 400);
+  EXPECT_EQ(r["truncated"], true);
+  EXPECT_GE(metric(cli, "bitnet_context_shifts_total"), 2);
+  const json again = post_json(cli, "/completion", {{"prompt", "Once upon a time"}, {"n_predict", 8}});
+  EXPECT_EQ(again["tokens_predicted"], 8) << "the pool has room after the shifted reply";
+}
+
 // Off by default (a full slot ends the reply); LLAMA_ARG_CONTEXT_SHIFT turns it on, and
 // --no-context-shift on the command line wins over the environment.
 TEST(ServerContextShiftRequests, FlagEnvironmentAndDefault) {

@@ -21,6 +21,8 @@ int cmd_doctor(int argc, char** argv) {
   p.option({"--port"}, "N", "server port to check (default 8080; a busy default port only warns)", &port);
   p.option({"-np", "--parallel"}, "N", "server slots sharing -c, as `serve -np` (default 1): the KV cache is "
            "reported per slot and in total", &parallel);
+  p.flag({"-kvu", "--kv-unified"}, "as `serve --kv-unified`: the slots share one KV cache of -c positions",
+         &r.kv_unified);
   p.option({"--bin-dir"}, "DIR", "where the binaries should be (default: next to this one)", &bin_dir);
   p.flag({"--json"}, "print one JSON object (schema bitnet.doctor, version 1)", &json);
   if (!p.parse(argc, argv)) return 0;

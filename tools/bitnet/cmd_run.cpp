@@ -25,7 +25,7 @@ namespace {
 
 struct RunOptions {
   ModelOptions model;
-  std::string prompt, prompt_file, system_prompt;
+  std::string prompt, prompt_file, system_prompt, chat_template;
   int64_t n_predict = -1;
   SamplingParams sampling;
   uint64_t seed = UINT64_MAX;
@@ -228,16 +228,16 @@ std::string next_turn_text(ChatFormat format, const std::string& user) {
 }
 
 // -cnv: turns through the model's chat template. `single_turn` (-st): one reply, then exit.
-// With --context-shift the first turn is the rendered conversation, and every later one continues
-// the session's tokens (shifted when full) with the text that follows the reply (next_turn_text);
-// --keep counts from the rendered system prompt.
+// `chat_format`: --chat-template, else the model's own. With --context-shift the first turn is the
+// rendered conversation, and every later one continues the session's tokens (shifted when full)
+// with the text that follows the reply (next_turn_text); --keep counts from the rendered system
+// prompt.
 int conversation(Session& session, Sampler& sampler, GenerateOptions gen, const ReplyStyle& style,
-                 const std::string& system_prompt, const std::string& first, bool single_turn, int64_t keep,
-                 Telemetry& telemetry) {
+                 const std::string& system_prompt, std::optional<ChatFormat> chat_format, const std::string& first,
+                 bool single_turn, int64_t keep, Telemetry& telemetry) {
   const Model& m = *&session.model();
   const Tokenizer& tok = *m.tokenizer;
-  const ChatFormat format =
-      detect_chat_format(tok.data().chat_template, m.hp.arch.name);
+  const ChatFormat format = chat_format.value_or(detect_chat_format(tok.data().chat_template, m.hp.arch.name));
   std::vector<ChatMessage> messages;
   if (!system_prompt.empty()) messages.push_back({"system", system_prompt});
   gen.n_keep = keep_count(keep, tok.encode(apply_chat_template(format, messages, false), true, true), tok);
@@ -339,7 +339,8 @@ int generate_text(RunOptions& o, const RunConfig& config, Telemetry& telemetry) 
   ReplyStyle style{o.reverse_prompts, o.color && isatty(STDOUT_FILENO)};
   int rc = 0;
   if (o.conversation) {
-    rc = conversation(session, sampler, gen, style, o.system_prompt, o.prompt, o.single_turn, o.keep, telemetry);
+    rc = conversation(session, sampler, gen, style, o.system_prompt, chat_template_option(o.chat_template), o.prompt,
+                      o.single_turn, o.keep, telemetry);
   } else if (o.interactive || o.interactive_first) {
     rc = interactive(session, sampler, gen, style, o.prompt, o.interactive_first, !o.no_display_prompt, o.keep,
                      telemetry);
@@ -388,6 +389,7 @@ int cmd_run(int argc, char** argv) {
   p.flag({"--no-escape"}, "take -p, -sys and -r literally", &o.no_escape);
   p.flag({"--color", "-co"}, "on a terminal, colour the prompt and the user's input", &o.color);
   p.option({"-sys", "--system-prompt"}, "TEXT", "system prompt for chat mode", &o.system_prompt);
+  p.option({"--chat-template"}, "NAME|TEMPLATE", kChatTemplateHelp, &o.chat_template);
   p.flag({"--ignore-eos"}, "keep generating past end-of-text tokens", &o.ignore_eos);
   p.flag({"--context-shift"}, "when the context is full, keep the --keep first tokens, drop half of the rest and go on "
          "(a chat then never runs out of context)", &o.context_shift);
@@ -407,6 +409,8 @@ int cmd_run(int argc, char** argv) {
   if (o.conversation && (o.interactive || o.interactive_first))
     throw UsageError("-i/-if continue raw text; -cnv uses the chat template: give one of them");
   if (o.single_turn && !o.conversation) throw UsageError("-st goes with -cnv");
+  if (!o.chat_template.empty() && !o.conversation) throw UsageError("--chat-template goes with -cnv");
+  chat_template_option(o.chat_template);  // a bad name fails before the model loads
   if (!o.no_escape) {
     o.prompt = process_escapes(o.prompt);
     o.system_prompt = process_escapes(o.system_prompt);

@@ -30,7 +30,8 @@ struct ServeOptions {
   int64_t max_body = 1 << 20, max_connections = 256;
   float grace = 10, header_timeout = 10;
   bool cont_batching = true, no_cont_batching = false, metrics = false;
-  bool slots = false, no_slots = false, no_webui = false, greedy = false, embeddings = false;
+  bool slots = false, no_slots = false, no_webui = false, greedy = false, embeddings = false, verbose = false;
+  bool kv_unified = false, no_kv_unified = false;
   bool context_shift = false, no_context_shift = false;
   std::string alias, tags, chat_template, pooling;
   std::string host = "127.0.0.1", api_key, api_key_file, system_prompt, telemetry_out, otlp_endpoint, cors;
@@ -67,6 +68,7 @@ const EnvFlag kEnvFlags[] = {
     {"--cache-type-v", false},  {"--flash-attn", false},    {"--ubatch-size", false, "LLAMA_ARG_UBATCH"},
     {"--jinja", true},          {"--threads-http", false},  {"--tags", false},
     {"--chat-template", false}, {"--embeddings", true},     {"--pooling", false},
+    {"--kv-unified", true},
     {"--context-shift", true},
 };
 
@@ -149,7 +151,7 @@ std::vector<std::string> parse_cors(const std::string& list) {
 }
 
 void add_options(ArgParser& p, ServeOptions& o) {
-  add_model_options(p, o.model, /*grammar_flags=*/true);
+  add_model_options(p, o.model, /*grammar_flags=*/true, &o.verbose);
   add_grammar_options(p, o.grammar, "default of requests that ask for no structured output");
   p.option({"-np", "--parallel"}, "N", "slots: requests served at once, sharing -c (default 1)", &o.parallel);
   p.flag({"-cb", "--cont-batching"}, "continuous batching: slots join the running batch at any step (default)",
@@ -188,8 +190,7 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.option({"-a", "--alias"}, "NAMES", "the model's names, comma-separated: the first in sorted order is its id in "
            "responses and /v1/models (default: the file name)", &o.alias);
   p.option({"--tags"}, "LIST", "comma-separated tags listed with the model in /v1/models", &o.tags);
-  p.option({"--chat-template"}, "NAME|TEMPLATE", "chat format for chat requests: bitnet, llama3, falcon3, chatml, plain, "
-           "or a template text in one of those formats (default: from the model)", &o.chat_template);
+  p.option({"--chat-template"}, "NAME|TEMPLATE", kChatTemplateHelp, &o.chat_template);
   p.flag({"--slots"}, "expose GET /slots (the default)", &o.slots);
   p.flag({"--no-slots"}, "turn GET /slots off (501)", &o.no_slots);
   p.flag({"--no-webui"}, "do not serve the chat page at /", &o.no_webui);
@@ -201,10 +202,14 @@ void add_options(ArgParser& p, ServeOptions& o) {
   p.flag({"--embedding", "--embeddings"},
          "serve embeddings at /v1/embeddings, /embeddings and /embedding (on by itself for an embedding model)",
          &o.embeddings);
+  p.flag({"-kvu", "--kv-unified"},
+         "one KV cache of -c positions shared by the slots: each slot may use all of -c while the others leave "
+         "room; when the running requests need more, the newest fails (default: each slot gets -c / -np)",
+         &o.kv_unified);
+  p.flag({"-no-kvu", "--no-kv-unified"}, "each slot gets its own -c / -np positions (the default)", &o.no_kv_unified);
   p.option({"--pooling"}, "TYPE", "how embeddings pool the tokens' hidden states: none, mean, cls or last (default: "
            "the model's, else last)", &o.pooling);
   p.compat_noop({"--offline"}, "", "models are never downloaded");
-  p.compat_noop({"-kvu", "--kv-unified"}, "", "each slot has its share of -c");
   p.compat_noop({"--cont-batching-default"}, "", "continuous batching is the default");
   p.compat_noop({"--threads-http"}, "N", "every connection has its own thread (--max-connections)");
   p.compat_noop({"--cache-reuse"}, "N", "the slot's cached prefix is reused as it is");
@@ -254,13 +259,7 @@ server::ServerConfig to_config(const ServeOptions& o) {
   if (o.slots && o.no_slots) throw UsageError("give either --slots or --no-slots");
   c.api.alias = o.alias;
   c.api.tags = o.tags;
-  if (!o.chat_template.empty()) {
-    c.api.chat_format = chat_format_by_name_or_template(o.chat_template);
-    if (!c.api.chat_format)
-      throw UsageError("--chat-template: " + quote_untrusted(o.chat_template, 60) +
-                       " is neither a built-in format (" + chat_format_names() +
-                       ") nor a template in one of them (Jinja templates are not executed)");
-  }
+  c.api.chat_format = chat_template_option(o.chat_template);
   c.api.slots_endpoint = !o.no_slots;
   c.api.web_ui = !o.no_webui;
   c.api.cors_origins = parse_cors(o.cors);
@@ -271,12 +270,17 @@ server::ServerConfig to_config(const ServeOptions& o) {
   if (o.seed != UINT64_MAX) c.api.sampling.seed = o.seed;
   if (o.greedy) c.api.sampling.temperature = 0;
   c.api.n_predict = o.n_predict;
+  c.api.verbose = o.verbose;
   c.api.default_grammar = resolve_grammar(o.grammar);
   c.engine.n_slots = int(o.parallel);
   c.engine.n_batch = o.model.batch;
   c.engine.queue_limit = int(o.queue_limit);
   c.engine.continuous_batching = o.cont_batching && !o.no_cont_batching;
   c.engine.context_shift = o.context_shift && !o.no_context_shift;
+  c.engine.kv_unified = o.kv_unified && !o.no_kv_unified;
+  if (c.engine.kv_unified && o.model.gpu_layers > 0)
+    throw UsageError("--kv-unified runs on the CPU only: the K/V cache of the GPU layers (-ngl) cannot be shared by "
+                     "the slots; drop -ngl or --kv-unified");
   c.engine.embeddings = o.embeddings;
   if (!o.pooling.empty()) {
     if (o.pooling == "rank") throw UsageError("--pooling rank is not supported: reranking is not implemented");
@@ -311,7 +315,8 @@ int serve_dry_run(const ServeOptions& o, const std::vector<std::string>& args, b
       {"system_prompt", o.system_prompt}, {"temperature", o.sampling.temperature},
       {"embeddings", o.embeddings}, {"pooling", o.pooling.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.pooling)},
       {"context_shift", o.context_shift && !o.no_context_shift},
-      {"cache_type_k", o.model.cache_type_k}, {"cache_type_v", o.model.cache_type_v}};
+      {"cache_type_k", o.model.cache_type_k}, {"cache_type_v", o.model.cache_type_v}, {"verbose", o.verbose},
+      {"kv_unified", o.kv_unified && !o.no_kv_unified}};
   nlohmann::json resolved = {{"model", model},
                              {"model_exists", std::filesystem::exists(model)},
                              {"threads", tp.threads},

@@ -13,13 +13,14 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/untrusted_text.h"
 #include "grammar/grammar.h"
 #include "grammar/json_schema_ordered.h"
 #include "runtime/diagnostics.h"
 
 namespace bitnet::cli {
 
-void add_model_options(ArgParser& p, ModelOptions& o, bool grammar_flags) {
+void add_model_options(ArgParser& p, ModelOptions& o, bool grammar_flags, bool* verbose) {
   p.option({"-m", "--model"}, "FILE", "GGUF model (default: the trained default model in models/)", &o.model);
   p.option({"-t", "--threads"}, "N", "threads (default: all hardware threads)", &o.threads);
   p.option({"-c", "--ctx-size"}, "N", "context size in tokens (default: model's, at most 4096)", &o.ctx);
@@ -43,7 +44,11 @@ void add_model_options(ArgParser& p, ModelOptions& o, bool grammar_flags) {
   p.compat_noop({"-tb", "--threads-batch"}, "N", "-t sets the threads for prompts and generation");
   p.compat_noop({"--jinja"}, "", "chat templates are built in, see docs/server.md");
   p.compat_noop({"--no-jinja"}, "", "chat templates are built in, see docs/server.md");
-  p.compat_noop({"-v", "--verbose"}, "", "the log has one verbosity");
+  if (verbose)
+    p.flag({"-v", "--verbose"}, "llama-server's debug output: OpenAI-style responses carry a `__verbose` object "
+           "(the native /completion result: prompt text, settings, timings)", verbose);
+  else
+    p.compat_noop({"-v", "--verbose"}, "", "the log has one verbosity");
   p.compat_noop({"--log-disable"}, "", "the log has one verbosity");
   p.compat_noop({"--no-warmup"}, "", "there is no warm-up run");
   p.compat_noop({"--warmup"}, "", "there is no warm-up run");
@@ -66,6 +71,13 @@ void add_model_options(ArgParser& p, ModelOptions& o, bool grammar_flags) {
     p.unsupported({"-j", "--json-schema", "-jf", "--json-schema-file"}, "SCHEMA",
                   "JSON-schema-constrained sampling (bitnet run has it)");
   }
+}
+
+std::optional<ChatFormat> chat_template_option(const std::string& value) {
+  if (value.empty()) return std::nullopt;
+  if (auto format = chat_format_by_name_or_template(value)) return format;
+  throw UsageError("--chat-template: " + quote_untrusted(value, 60) + " is neither a built-in format (" +
+                   chat_format_names() + ") nor a template in one of them (Jinja templates are not executed)");
 }
 
 CacheTypes cache_types(const ModelOptions& o) {

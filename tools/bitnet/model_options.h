@@ -3,6 +3,7 @@
 // the default model, and llama.cpp-style timing output.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "runtime/run_config.h"
 #include "runtime/session.h"
 #include "sampling/sampler.h"
+#include "tokenizer/tokenizer.h"
 
 namespace bitnet::cli {
 
@@ -31,7 +33,8 @@ struct ModelOptions {
 // Also adds the llama.cpp flags every model-running tool accepts as no-ops, or refuses by name
 // (docs/cli.md lists them).
 // grammar_flags: the command takes --grammar/-j itself (else they are refused as unsupported).
-void add_model_options(ArgParser& parser, ModelOptions& options, bool grammar_flags = false);
+// verbose: where -v/--verbose has a meaning (serve: `__verbose` in responses); else it is a no-op.
+void add_model_options(ArgParser& parser, ModelOptions& options, bool grammar_flags = false, bool* verbose = nullptr);
 struct CacheTypes {
   KvType k = KvType::F16, v = KvType::F16;
   bool quantized() const { return k != KvType::F16 || v != KvType::F16; }
@@ -43,6 +46,12 @@ CacheTypes cache_types(const ModelOptions& options);
 void check_cache_types(const ModelOptions& options);
 // A UsageError when a q8_0 side meets a head size that is not a multiple of 32.
 void check_cache_head_dim(const CacheTypes& types, int64_t head_dim);
+// --chat-template NAME|TEMPLATE (run and serve): nullopt when empty (the model's own format), else
+// the built-in format it names or spells; a UsageError listing the formats otherwise.
+std::optional<ChatFormat> chat_template_option(const std::string& value);
+inline constexpr const char* kChatTemplateHelp =
+    "chat format: bitnet, llama3, falcon3, chatml, plain, or a template text in one of those formats "
+    "(default: from the model)";
 // The help line of -ctk / -ctv.
 inline constexpr const char* kCacheTypeHelp = "f16 (default) or q8_0 (32 dimensions per f16 scale; CPU only)";
 // --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n (llama.cpp's sampling flags).
