@@ -415,27 +415,33 @@ def _excerpt(value, n=300) -> str:
     return text if len(text) <= n else text[:n] + "..."
 
 
-class ModelSpecificCount(int):
-    """A token count in a response that the test compares with a stories260K literal: equal to any
-    non-negative int, recording the mismatch as a waiver (the response's value is `self`)."""
+class ModelSpecificInt(int):
+    """A number that depends on the stories260K tokenizer: equal to any non-negative int, recording
+    a mismatch as a waiver. `ours`: the value is our server's (a response count compared with the
+    suite's literal); else it is the suite's (a test parameter compared with our result)."""
 
-    def __new__(cls, value: int, name: str, reason: str):
+    def __new__(cls, value: int, name: str, reason: str, ours: bool = False):
         obj = int.__new__(cls, value)
         obj._name = name
         obj._reason = reason
+        obj._ours = ours
         return obj
 
     def __eq__(self, other):
-        if isinstance(other, bool) or not isinstance(other, int) or other < 0:
+        if isinstance(other, bool) or not isinstance(other, int):
             return False
-        if int(other) != int(self):
-            with S.lock:
-                _cur()["waivers"].append({
-                    "kind": "token-count",
-                    "what": f"{self._name} == {int(other)}",
-                    "actual": int(self),
-                    "reason": self._reason,
-                })
+        if int(other) == int(self):
+            return True
+        if other < 0:
+            return False
+        expected, actual = (int(other), int(self)) if self._ours else (int(self), int(other))
+        with S.lock:
+            _cur()["waivers"].append({
+                "kind": "token-count",
+                "what": f"{self._name} == {expected}",
+                "actual": actual,
+                "reason": self._reason,
+            })
         return True
 
     def __ne__(self, other):
@@ -451,39 +457,7 @@ def _waive_response_counts(body) -> None:
             node = node.get(key) if isinstance(node, dict) else None
         value = node.get(path[-1]) if isinstance(node, dict) else None
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            node[path[-1]] = ModelSpecificCount(value, "/".join(path), reason)
-
-
-class ModelSpecificInt(int):
-    """An int parameter that depends on the stories260K tokenizer: compares equal to any
-    non-negative int, recording the mismatch as a waiver."""
-
-    def __new__(cls, value: int, name: str, reason: str):
-        obj = int.__new__(cls, value)
-        obj._name = name
-        obj._reason = reason
-        return obj
-
-    def __eq__(self, other):
-        if isinstance(other, bool) or not isinstance(other, int):
-            return False
-        if int(other) == int(self):
-            return True
-        if other < 0:
-            return False
-        with S.lock:
-            _cur()["waivers"].append({
-                "kind": "token-count",
-                "what": f"{self._name} == {int(self)}",
-                "actual": int(other),
-                "reason": self._reason,
-            })
-        return True
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
-    __hash__ = int.__hash__
+            node[path[-1]] = ModelSpecificInt(value, "/".join(path), reason, ours=True)
 
 
 # ---------------------------------------------------------------------------------------------
