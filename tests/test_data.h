@@ -4,10 +4,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <unistd.h>
 
 #include "conversion/dummy_model.h"
+#include "model/model.h"
 
 namespace bitnet::testing {
 
@@ -15,6 +17,12 @@ namespace bitnet::testing {
 inline std::string shared_data_dir() {
   if (const char* env = std::getenv("BITNET_SHARED_DATA"); env && *env) return env;
   return std::string(BITNET_SOURCE_DIR) + "/data";
+}
+
+// The shipped default model (models/bitnet-kjv-13M-i2_s.gguf), loaded once per test binary.
+inline const Model& shipped_model() {
+  static const std::unique_ptr<Model> m = load_model(std::string(BITNET_SOURCE_DIR) + "/models/bitnet-kjv-13M-i2_s.gguf");
+  return *m;
 }
 
 inline std::string bin_dir() {

@@ -8,6 +8,7 @@
 
 #include "errors.h"
 #include "model/model.h"
+#include "test_data.h"
 #include "runtime/context_shift.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
@@ -15,11 +16,7 @@
 namespace bitnet {
 namespace {
 
-const Model& model() {
-  static const std::unique_ptr<Model> m =
-      load_model(std::string(BITNET_SOURCE_DIR) + "/models/bitnet-kjv-13M-i2_s.gguf");
-  return *m;
-}
+const Model& model() { return testing::shipped_model(); }
 
 TEST(ContextShiftPlan, DropsHalfOfWhatFollowsTheKeptTokens) {
   ContextShift s = plan_context_shift(256, 0);

@@ -7,17 +7,14 @@
 #include "grammar/constraint.h"
 #include "grammar/json_schema.h"
 #include "model/model.h"
+#include "test_data.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
 
 namespace bitnet {
 namespace {
 
-const Model& model() {
-  static const std::unique_ptr<Model> m =
-      load_model(std::string(BITNET_SOURCE_DIR) + "/models/bitnet-kjv-13M-i2_s.gguf");
-  return *m;
-}
+const Model& model() { return testing::shipped_model(); }
 
 std::shared_ptr<const GrammarVocab> vocab() {
   static const auto v = std::make_shared<const GrammarVocab>(*model().tokenizer);
