@@ -309,36 +309,32 @@ def _is_embedding_preset(server) -> bool:
             or bool(getattr(server, "pooling", None)))
 
 
-def _embedding_model() -> str:
-    """Generates embed-tiny-qwen3 once per session with the `bitnet` next to the server binary."""
-    if S.embed_model:
-        return S.embed_model
+def _generated_model(file_name: str, gen_args: list, what: str) -> str:
+    """Generates a model once per session with the `bitnet` next to the server binary
+    (`bitnet gen-model GEN_ARGS -o LOGDIR/FILE_NAME`); `what` names it in skip/fail messages."""
+    if file_name in S.generated_models:
+        return S.generated_models[file_name]
     tool = os.path.join(os.path.dirname(S.bin or ""), "bitnet")
     if not os.access(tool, os.X_OK):
-        pytest.skip(f"an embedding model needs {tool} (bitnet gen-model) next to the server binary")
-    path = os.path.join(S.logdir, "embed-tiny-qwen3.gguf")
-    proc = subprocess.run([tool, "gen-model", "--preset", "embed-tiny-qwen3", "-o", path],
-                          capture_output=True, text=True)
+        pytest.skip(f"{what} needs {tool} (bitnet gen-model) next to the server binary")
+    path = os.path.join(S.logdir, file_name)
+    proc = subprocess.run([tool, "gen-model", *gen_args, "-o", path], capture_output=True, text=True)
     if proc.returncode != 0:
-        pytest.fail(f"bitnet gen-model --preset embed-tiny-qwen3 failed: {proc.stderr[-500:]}")
-    S.embed_model = path
+        pytest.fail(f"bitnet gen-model {' '.join(gen_args)} failed: {proc.stderr[-500:]}")
+    S.generated_models[file_name] = path
     return path
+
+
+def _embedding_model() -> str:
+    """embed-tiny-qwen3: a real Qwen3 tokenizer, last pooling."""
+    return _generated_model("embed-tiny-qwen3.gguf", ["--preset", "embed-tiny-qwen3"], "an embedding model")
 
 
 def _small_vocab_model() -> str:
-    """Generates the 512-piece SentencePiece model once per session (SMALL_VOCAB_FILES)."""
-    if S.small_vocab_model:
-        return S.small_vocab_model
-    tool = os.path.join(os.path.dirname(S.bin or ""), "bitnet")
-    if not os.access(tool, os.X_OK):
-        pytest.skip(f"a 512-piece vocabulary model needs {tool} (bitnet gen-model) next to the server binary")
-    path = os.path.join(S.logdir, "bitnet-tiny-spm512.gguf")
-    proc = subprocess.run([tool, "gen-model", "--arch", "bitnet", "--preset", "tiny", "--vocab-size", "512",
-                           "-o", path], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"bitnet gen-model --vocab-size 512 failed: {proc.stderr[-500:]}")
-    S.small_vocab_model = path
-    return path
+    """The 512-piece SentencePiece model (SMALL_VOCAB_FILES)."""
+    return _generated_model("bitnet-tiny-spm512.gguf",
+                            ["--arch", "bitnet", "--preset", "tiny", "--vocab-size", "512"],
+                            "a 512-piece vocabulary model")
 
 
 def _classify(server) -> str | None:
@@ -393,8 +389,7 @@ class _State:
         self.lock = threading.Lock()
         self.dryrun_cache = {}
         self.model_meta = {}
-        self.embed_model = None
-        self.small_vocab_model = None
+        self.generated_models = {}  # file name -> path (_generated_model)
 
 
 S = _State()
