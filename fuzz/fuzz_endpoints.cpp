@@ -1,5 +1,6 @@
-// The server's endpoint handlers past validation, in process against the shipped default model
-// (13M parameters; 32-token slots keep every generation short): the fuzz input becomes one HTTP
+// The server's endpoint handlers past validation, in process against a tiny generated model (the
+// `tiny` shapes with a 512-piece SentencePiece vocabulary: ~0.6M parameters, so a request that
+// generates a whole 64-token slot costs little more than one that is refused): the fuzz input becomes one HTTP
 // request — a JSON body for an endpoint the first byte picks, or (odd first byte) raw request bytes
 // that pass the connection layer's header checks — and goes through the same routing, auth and
 // handlers as `bitnet serve`, streamed responses included. A 500 (an exception the handlers did not
@@ -7,11 +8,14 @@
 #include <httplib.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
 
+#include "conversion/dummy_model.h"
+#include "fuzz_common.h"
 #include "model/model.h"
 #include "server/connection_guard.h"
 #include "server/engine.h"
@@ -69,7 +73,15 @@ struct World {
   std::unique_ptr<bitnet::server::Engine> engine;
   InProcessServer server;
   World() {
-    model = bitnet::load_model(std::string(BITNET_SOURCE_DIR) + "/models/bitnet-kjv-13M-i2_s.gguf");
+    bitnet::DummyModelSpec spec;
+    spec.arch = "bitnet";
+    spec.preset = "tiny";
+    spec.vocab_size = 512;
+    spec.vocab_dir = bitnet::fuzz::data_dir();
+    const std::string path = bitnet::fuzz::scratch_path(".gguf");
+    bitnet::generate_dummy_model(spec, path);
+    model = bitnet::load_model(path);
+    std::remove(path.c_str());  // the mapping keeps the data
     bitnet::server::ApiConfig c;
     c.metrics = true;
     c.n_predict = 4;
@@ -78,7 +90,7 @@ struct World {
     api = std::make_unique<bitnet::server::Api>(c, metrics);
     bitnet::server::EngineConfig e;
     e.n_slots = 2;
-    e.n_ctx_slot = 32;
+    e.n_ctx_slot = 64;
     e.n_batch = 32;
     e.queue_limit = 4;
     engine = std::make_unique<bitnet::server::Engine>(*model, e, metrics);
