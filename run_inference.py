@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-ctk", "--cache-type-k", default="f16", help="KV cache type of the keys: f16 (default) or q8_0 (CPU only)")
     p.add_argument("-ctv", "--cache-type-v", default="f16", help="KV cache type of the values: f16 (default) or q8_0 (CPU only)")
     p.add_argument("-s", "--seed", type=int, default=None, help="random seed")
+    p.add_argument("--context-shift", action="store_true",
+                   help="when the context is full, keep the --keep first tokens, drop half of the rest and go on")
+    p.add_argument("--keep", type=int, default=0,
+                   help="with --context-shift: tokens of the initial prompt that always stay (-1: all of it)")
     p.add_argument("-cnv", "--conversation", action="store_true", help="chat mode (-p is the system prompt)")
     p.add_argument("--telemetry-out", default=None, help="append JSONL telemetry events to this file")
     p.add_argument("--dry-run", action="store_true", help="print the configuration and command; run nothing")
@@ -49,7 +53,7 @@ def config_from(args) -> RuntimeConfig:
                          conversation=args.conversation, seed=args.seed,
                          system_prompt=args.prompt if args.conversation else None,
                          telemetry_out=args.telemetry_out, cache_type_k=args.cache_type_k,
-                         cache_type_v=args.cache_type_v)
+                         cache_type_v=args.cache_type_v, context_shift=args.context_shift, keep=args.keep)
 
 
 def main(argv=None) -> int:

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-np", "--parallel", type=int, default=1, help="requests served at once (slots)")
     p.add_argument("-kvu", "--kv-unified", action="store_true",
                    help="one KV cache of -c positions shared by the slots: each may use all of it (CPU only)")
+    p.add_argument("--context-shift", action="store_true",
+                   help="a reply that fills its slot keeps the request's n_keep first tokens, drops half of the rest and goes on")
     p.add_argument("-cb", "--cont-batching", action="store_true", default=True, help="continuous batching (default)")
     p.add_argument("-nocb", "--no-cont-batching", action="store_true", help="disable continuous batching")
     p.add_argument("--api-key", default=os.environ.get("BITNET_API_KEY"),
@@ -54,7 +56,8 @@ def config_from(args) -> ServerConfig:
     return ServerConfig(model=args.model, host=args.host, port=args.port, threads=args.threads,
                         ctx_size=args.ctx_size, n_predict=args.n_predict, temperature=args.temperature,
                         batch_size=args.batch_size, gpu_layers=args.gpu_layers, parallel=args.parallel,
-                        cont_batching=not args.no_cont_batching, kv_unified=args.kv_unified, api_key=args.api_key,
+                        cont_batching=not args.no_cont_batching, kv_unified=args.kv_unified,
+                        context_shift=args.context_shift, api_key=args.api_key,
                         allow_public=args.force_public, prompt=args.prompt, telemetry_out=args.telemetry_out,
                         cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v)
 

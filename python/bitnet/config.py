@@ -77,6 +77,8 @@ class RuntimeConfig:
     telemetry_out: Optional[str] = None
     cache_type_k: str = "f16"  # -ctk: f16 or q8_0
     cache_type_v: str = "f16"  # -ctv
+    context_shift: bool = False  # a full context keeps `keep` tokens, drops half of the rest, goes on
+    keep: int = 0  # --keep: tokens of the initial prompt that always stay (-1: all of it)
     extra_args: List[str] = field(default_factory=list)
 
     def validate(self, require_model_file: bool = True, for_diagnostics: bool = False) -> "RuntimeConfig":
@@ -86,6 +88,9 @@ class RuntimeConfig:
                         self.gpu_layers, require_model_file)
         validate_cache_types(self.cache_type_k, self.cache_type_v, self.gpu_layers)
         _int("n_predict", "-n", self.n_predict, -1, MAX_CTX, "-1 or ≥ 0")
+        _int("keep", "--keep", self.keep, -1, MAX_CTX, "-1 (the whole prompt) or ≥ 0")
+        if self.keep != 0 and not self.context_shift:
+            raise ConfigError("--keep", "--keep only matters with --context-shift (what stays when the context is full)")
         _float("-temp", self.temperature, 0.0, 1e6, "≥ 0 (0: greedy)")
         if not self.conversation and not self.prompt and not for_diagnostics:
             raise ConfigError("-p", "no prompt: give -p TEXT (or -cnv)")
@@ -106,6 +111,10 @@ class RuntimeConfig:
             a.append("-cnv")
         if self.system_prompt:
             a += ["-sys", self.system_prompt]
+        if self.context_shift:
+            a.append("--context-shift")
+            if self.keep:
+                a += ["--keep", str(self.keep)]
         if self.telemetry_out:
             a += ["--telemetry-out", self.telemetry_out]
         return a + _cache_args(self.cache_type_k, self.cache_type_v) + list(self.extra_args)
@@ -185,6 +194,7 @@ class ServerConfig:
     parallel: int = 1
     cont_batching: bool = True
     kv_unified: bool = False  # -kvu: the slots share one KV cache of ctx_size positions (CPU only)
+    context_shift: bool = False  # a full slot keeps the request's n_keep tokens, drops half of the rest
     api_key: Optional[str] = field(default=None, repr=False)  # travels in the environment (env())
     allow_public: bool = False  # bind beyond loopback without an API key
     prompt: Optional[str] = None  # system prompt primed into every slot
@@ -226,6 +236,8 @@ class ServerConfig:
              "-np", str(self.parallel), "-cb" if self.cont_batching else "-nocb"]
         if self.kv_unified:
             a.append("-kvu")
+        if self.context_shift:
+            a.append("--context-shift")
         # No --api-key here: the key goes in the environment (env()), never on the command line.
         if self.prompt:
             a += ["-sys", self.prompt]

@@ -202,3 +202,29 @@ class RealBinary(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(os.access(os.path.join(real_bin_dir(), "bitnet"), os.X_OK),
+                     "the engine is not built (scripts/setup.sh builds it before the tests)")
+class ContextShiftThroughTheFrontEnd(unittest.TestCase):
+    """run_inference.py --context-shift reaches `bitnet run`: a chat of twenty turns in a 64-token
+    context is answered to the end; without the flag it stops at the full context with exit 1 and
+    the message names the flag."""
+
+    def chat(self, *flags):
+        env = dict(os.environ, BITNET_BIN_DIR=real_bin_dir())
+        env.pop("BITNET_BIN", None)
+        turns = "Tell me more about the weather today, please.\n" * 20
+        return subprocess.run([sys.executable, os.path.join(ROOT, "run_inference.py"), "-cnv", "-p", "Be brief.",
+                               "-c", "64", "-n", "16", "-temp", "0", *flags], input=turns, capture_output=True,
+                              text=True, env=env, timeout=300)
+
+    def test_a_long_chat_in_a_tiny_context(self):
+        shifted = self.chat("--context-shift", "--keep", "-1")
+        self.assertNotIn("Traceback", shifted.stderr)
+        self.assertEqual(shifted.returncode, 0, shifted.stderr[-2000:])
+        plain = self.chat()
+        self.assertNotIn("Traceback", plain.stderr)
+        self.assertEqual(plain.returncode, 1, plain.stderr[-2000:])
+        self.assertIn("--context-shift", plain.stderr)
+        self.assertGreater(len(shifted.stdout), len(plain.stdout), "the shifted chat answered more turns")

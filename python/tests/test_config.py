@@ -178,6 +178,26 @@ class KvUnified(unittest.TestCase):
         self.assertFalse(m.config_from(m.build_parser().parse_args([])).kv_unified)
 
 
+class ContextShift(unittest.TestCase):
+    """--context-shift (run and serve) and --keep (run): passed only when set."""
+
+    def test_flags(self):
+        self.assertNotIn("--context-shift", RuntimeConfig(prompt="hi").args("b"))
+        a = RuntimeConfig(prompt="hi", context_shift=True, keep=-1).args("b")
+        self.assertEqual(a[a.index("--context-shift"):a.index("--context-shift") + 3], ["--context-shift", "--keep", "-1"])
+        self.assertNotIn("--keep", RuntimeConfig(prompt="hi", context_shift=True).args("b"))
+        self.assertIn("only matters with --context-shift", error(RuntimeConfig(prompt="hi", keep=4)))
+        self.assertIn("-1 (the whole prompt)", error(RuntimeConfig(prompt="hi", context_shift=True, keep=-2)))
+        self.assertNotIn("--context-shift", ServerConfig().args("b"))
+        self.assertIn("--context-shift", ServerConfig(context_shift=True).args("b"))
+        m = load_script("run_inference.py")
+        c = m.config_from(m.build_parser().parse_args(["-p", "x", "--context-shift", "--keep", "5"]))
+        self.assertEqual((c.context_shift, c.keep), (True, 5))
+        m = load_script("run_inference_server.py")
+        self.assertTrue(m.config_from(m.build_parser().parse_args(["--context-shift"])).context_shift)
+        self.assertFalse(m.config_from(m.build_parser().parse_args([])).context_shift)
+
+
 class ArgumentParsing(unittest.TestCase):
     def test_run_inference_accepts_bitnet_cpp_flags(self):
         m = load_script("run_inference.py")

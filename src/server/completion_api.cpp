@@ -133,7 +133,8 @@ json request_settings(const GenerationRequest& r, int64_t n_ctx) {
           {"temperature", p.temperature}, {"top_k", p.top_k},          {"top_p", p.top_p},
           {"min_p", p.min_p},        {"repeat_penalty", p.repeat_penalty}, {"repeat_last_n", p.repeat_last_n},
           {"ignore_eos", r.ignore_eos}, {"stop", r.stop},             {"n_probs", r.n_probs},
-          {"cache_prompt", r.cache_prompt}, {"post_sampling_probs", r.post_sampling_probs}};
+          {"cache_prompt", r.cache_prompt}, {"post_sampling_probs", r.post_sampling_probs},
+          {"n_keep", r.n_keep},      {"n_discard", r.n_discard}};
 }
 
 // "n": choices per request (each a job of its own; more than the slots wait in the queue).
@@ -367,7 +368,7 @@ GenerationRequest Api::parse_generation(const json& body, Dialect dialect, Respo
   r.post_sampling_probs = o.post_sampling = get_bool(body, "post_sampling_probs").value_or(false);
   r.return_progress = get_bool(body, "return_progress").value_or(false);  // streams only (completion())
   // Context shift (--context-shift): what stays and what goes when the slot fills; without it
-  // n_keep is validated and unused.
+  // n_keep and n_discard matter only with --context-shift (engine.cpp's shift_context).
   r.n_keep = get_int(body, "n_keep", -1, ec.n_ctx_slot).value_or(0);
   r.n_discard = get_int(body, "n_discard", 0, ec.n_ctx_slot).value_or(0);
   if (r.n_discard != 0 && !ec.context_shift)

@@ -298,7 +298,9 @@ json Api::generation_settings() const {
             {"top_p", p.top_p},
             {"min_p", p.min_p},
             {"repeat_penalty", p.repeat_penalty},
-            {"repeat_last_n", p.repeat_last_n}}}};
+            {"repeat_last_n", p.repeat_last_n},
+            {"n_keep", 0},
+            {"n_discard", 0}}}};
 }
 
 void Api::props(httplib::Response& res) {

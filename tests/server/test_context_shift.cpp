@@ -50,6 +50,8 @@ TEST_P(ServerContextShift, TheSlotGoesOnLikeAFreshEvaluationOfTheKeptTokens) {
   ASSERT_EQ(a["tokens_predicted"], 80) << a.dump().substr(0, 400);
   EXPECT_EQ(a["truncated"], true);
   EXPECT_EQ(a["stop_type"], "limit");
+  EXPECT_EQ(a["generation_settings"]["n_keep"], c.n_keep) << "the request's settings, as llama-server echoes them";
+  EXPECT_EQ(a["generation_settings"]["n_discard"], c.n_discard);
   const std::vector<int32_t> t = a["tokens"].get<std::vector<int32_t>>();
   ASSERT_EQ(t.size(), 80u);
 

@@ -208,6 +208,8 @@ TEST(ServerEndpoints, IntrospectionMetricsAndWebPage) {
   const json props = get_json(cli, "/props");
   EXPECT_EQ(props["total_slots"], 3);
   EXPECT_EQ(props["default_generation_settings"]["n_ctx"], 128);
+  EXPECT_EQ(props["default_generation_settings"]["params"]["n_keep"], 0) << "llama-server lists n_keep and n_discard";
+  EXPECT_EQ(props["default_generation_settings"]["params"]["n_discard"], 0);
   EXPECT_FALSE(props["chat_template"].get<std::string>().empty());
   const json slots = get_json(cli, "/slots");
   ASSERT_EQ(slots.size(), 3u);
