@@ -78,7 +78,7 @@ struct KernelSet {
   TernaryMatFn i2s_mm = nullptr, tq1_mm = nullptr, tq2_mm = nullptr;
   FloatRowsFn f32 = nullptr, f16 = nullptr, bf16 = nullptr;
   QuantRowsFn q8_0 = nullptr, q6_k = nullptr;
-  QuantMatFn q6_k_mm = nullptr;
+  QuantMatFn q8_0_mm = nullptr, q6_k_mm = nullptr;
   FloatMatFn f32_mm = nullptr, f16_mm = nullptr, bf16_mm = nullptr;
 };
 

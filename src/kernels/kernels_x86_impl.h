@@ -683,27 +683,95 @@ TGT void q6_k_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0,
   }
 }
 
-// 64-row tiles (a tile's blocks stay in L2 while the token groups of more than 8 pass over them).
-BITNET_TGT void q6_k_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
-                        float* y, int64_t ld) {
+// T tokens against Q8_0 rows [r0, r1): each pair of blocks is loaded, its |w| and sign mask and
+// its two scales converted once, then per token the same integer sums and f32 steps as q8_0_rows
+// (an odd last block likewise), so every value equals it.
+template <int T>
+TGT void q8_0_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
+  const int64_t nb = K / 32;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * nb * kQ8Bytes;
+    fvec acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = fzero();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+      const uint8_t* blk = row + b * kQ8Bytes;
+      prefetch_ahead(blk, 2 * kQ8Bytes);
+      const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(load256(blk + 2)), load256(blk + 2 + kQ8Bytes), 1);
+      const __m512i wabs = _mm512_abs_epi8(wq);
+      const __mmask64 negative = _mm512_movepi8_mask(wq);
+      const __m512 dw = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(short(load_u16(blk + kQ8Bytes))),
+                                                         _mm_set1_epi16(short(load_u16(blk)))));
+      for (int t = 0; t < T; ++t) {
+        const __m512i xq = _mm512_loadu_si512(xs[t].q + 32 * b);
+        const __m512i xsg = _mm512_mask_sub_epi8(xq, negative, _mm512_setzero_si512(), xq);
+        const __m512i v = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wabs, xsg);
+        const __m512 dx = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(xs[t].d[b])),
+                                                              _mm256_castps_pd(_mm256_set1_ps(xs[t].d[b + 1])), 1));
+        acc[t] = ffma(icvt(v), _mm512_mul_ps(dw, dx), acc[t]);
+      }
+    }
+    if (b < nb) {
+      const uint8_t* blk = row + b * kQ8Bytes;
+      const __m256i wq = load256(blk + 2);
+      const __m256i wabs = _mm256_abs_epi8(wq);
+      const float dw = _cvtsh_ss(load_u16(blk));
+      for (int t = 0; t < T; ++t) {
+        const __m256i p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(load256(xs[t].q + 32 * b), wq));
+        const __m256i v = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+        const float ddx = dw * xs[t].d[b];
+        acc[t] = ffma(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(v)), _mm512_zextps256_ps512(_mm256_set1_ps(ddx)), acc[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) y[t * ld + r] = fsum2(acc[t], fzero());
+  }
+}
+
+// Up to 8 tokens per pass over 64-row tiles (a tile's blocks stay in L2 while the token groups of
+// more than 8 pass over them).
+template <template <int> class Tokens>
+TGT void quant_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
+                  float* y, int64_t ld) {
   for (int64_t a = r0; a < r1; a += 64) {
     const int64_t b = std::min(r1, a + 64);
     for (int64_t t = 0; t < n_tokens; t += 8) {
       const Q8Input* x = xs + t;
       float* yt = y + t * ld;
       switch (std::min<int64_t>(8, n_tokens - t)) {
-        case 1: q6_k_tokens<1>(w, K, x, a, b, yt, ld); break;
-        case 2: q6_k_tokens<2>(w, K, x, a, b, yt, ld); break;
-        case 3: q6_k_tokens<3>(w, K, x, a, b, yt, ld); break;
-        case 4: q6_k_tokens<4>(w, K, x, a, b, yt, ld); break;
-        case 5: q6_k_tokens<5>(w, K, x, a, b, yt, ld); break;
-        case 6: q6_k_tokens<6>(w, K, x, a, b, yt, ld); break;
-        case 7: q6_k_tokens<7>(w, K, x, a, b, yt, ld); break;
-        default: q6_k_tokens<8>(w, K, x, a, b, yt, ld); break;
+        case 1: Tokens<1>::run(w, K, x, a, b, yt, ld); break;
+        case 2: Tokens<2>::run(w, K, x, a, b, yt, ld); break;
+        case 3: Tokens<3>::run(w, K, x, a, b, yt, ld); break;
+        case 4: Tokens<4>::run(w, K, x, a, b, yt, ld); break;
+        case 5: Tokens<5>::run(w, K, x, a, b, yt, ld); break;
+        case 6: Tokens<6>::run(w, K, x, a, b, yt, ld); break;
+        case 7: Tokens<7>::run(w, K, x, a, b, yt, ld); break;
+        default: Tokens<8>::run(w, K, x, a, b, yt, ld); break;
       }
     }
   }
 }
+template <int T>
+struct Q6kTokens {
+  TGT static void run(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
+    q6_k_tokens<T>(w, K, xs, r0, r1, y, ld);
+  }
+};
+template <int T>
+struct Q80Tokens {
+  TGT static void run(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
+    q8_0_tokens<T>(w, K, xs, r0, r1, y, ld);
+  }
+};
+
+BITNET_TGT void q6_k_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
+                        float* y, int64_t ld) {
+  quant_mm<Q6kTokens>(w, K, xs, n_tokens, r0, r1, y, ld);
+}
+BITNET_TGT void q8_0_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
+                        float* y, int64_t ld) {
+  quant_mm<Q80Tokens>(w, K, xs, n_tokens, r0, r1, y, ld);
+}
+
 #endif
 
 }  // namespace

@@ -527,6 +527,7 @@ const KernelSet kSet{.isa = BITNET_ISA_ENUM,
                      .q8_0 = q8_0_rows,
                      .q6_k = q6_k_rows,
 #if BITNET_VNNI
+                     .q8_0_mm = q8_0_mm,
                      .q6_k_mm = q6_k_mm,
 #endif
                      .f32_mm = float_mm<LoadF32>,

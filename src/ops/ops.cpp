@@ -278,6 +278,11 @@ kernels::QuantRowsFn quant_kernel(const kernels::KernelSet& ks, GgmlType type) {
   return type == GgmlType::Q8_0 ? ks.q8_0 : type == GgmlType::Q6_K ? ks.q6_k : nullptr;
 }
 
+// The token-tiled kernel of a block-quantized type, if this ISA has one.
+kernels::QuantMatFn quant_matrix_kernel(const kernels::KernelSet& ks, GgmlType type) {
+  return type == GgmlType::Q8_0 ? ks.q8_0_mm : type == GgmlType::Q6_K ? ks.q6_k_mm : nullptr;
+}
+
 // The token-tiled kernel of a float type, if this ISA has one.
 kernels::FloatMatFn float_matrix_kernel(const kernels::KernelSet& ks, GgmlType type) {
   switch (type) {
@@ -367,7 +372,7 @@ std::optional<RowWork> row_work_on(kernels::Isa isa, const TensorView& w, const 
     for (int64_t t = 0; t < n; ++t)
       xs[size_t(t)] = {&c.q[size_t(t * cols)], &c.d[size_t(t * (cols / block))], &c.sum16[size_t(t * (cols / 16))]};
     const uint8_t* data = w.data;
-    const kernels::QuantMatFn mm = w.type == GgmlType::Q6_K ? ks.q6_k_mm : nullptr;
+    const kernels::QuantMatFn mm = quant_matrix_kernel(ks, w.type);
     if (mm && matrix_kernels && n > 1)
       return RowWork{rows, 16, [=](int64_t r0, int64_t r1) { mm(data, cols, xs.data(), n, r0, r1, y, rows); }};
     return RowWork{rows, 16, [=](int64_t r0, int64_t r1) {
