@@ -48,9 +48,9 @@ TGT void i2s_block_dpbusd(const uint8_t* wb, const int8_t* qb, __m256i& a1, __m2
   a1 = dpbusd256(a1, _mm256_and_si256(v, m3), load256(qb + 96));
 }
 
+#endif
 // How far ahead of its position a one-row-at-a-time I2_S row kernel prefetches.
 inline constexpr int64_t kI2sPrefetchBytes = 8192;
-#endif
 
 // acc += Σ over each 4-byte group of c_u8·q_i8, for two / four (code, activation) planes.
 TGT __m256i dot2(__m256i acc, __m256i c0, __m256i q0, __m256i c1, __m256i q1) {

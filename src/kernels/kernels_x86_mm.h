@@ -53,13 +53,44 @@ TGT void add_sums(const __m256i* a, int32_t* S) {
 
 // ---- I2_S ----
 
-// S[t] += Σ u·q over nb 128-blocks of one row (w) and T tokens (q, stride K).
-template <int T>
+// S[t] += Σ u·q over nb 128-blocks of one row (w) and T tokens (q, stride K). kPrefetch: the row's
+// stream is prefetched kI2sPrefetchBytes ahead (rows streamed from memory, as the row kernels do).
+//
+// Up to 4 tokens: the accumulators are named variables. As an array, GCC kept them on the stack
+// (a load, add and store per plane and token: the store-to-load latency then bound the loop, and
+// AVX2 2-4 token steps cost as much as 2-4 one-token steps).
+template <int T, bool kPrefetch>
+TGT void i2s_chunk_named(const uint8_t* w, const int8_t* q, int64_t K, int64_t nb, int32_t* S) {
+  static_assert(T >= 1 && T <= 4);
+  const __m256i m3 = _mm256_set1_epi8(3);
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t b = 0; b < nb; ++b, w += 32, q += 128) {
+    if (kPrefetch && b % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + kI2sPrefetchBytes), _MM_HINT_T0);
+    const __m256i v = load256(w);
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) {
+      const __m256i c = _mm256_and_si256(_mm256_srli_epi16(v, 6 - 2 * p), m3);
+      a0 = mac(a0, c, load256(q + 32 * p));
+      if constexpr (T > 1) a1 = mac(a1, c, load256(q + K + 32 * p));
+      if constexpr (T > 2) a2 = mac(a2, c, load256(q + 2 * K + 32 * p));
+      if constexpr (T > 3) a3 = mac(a3, c, load256(q + 3 * K + 32 * p));
+      __asm__("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3));
+    }
+  }
+  S[0] += hsum_i32(widen(a0));
+  if constexpr (T > 1) S[1] += hsum_i32(widen(a1));
+  if constexpr (T > 2) S[2] += hsum_i32(widen(a2));
+  if constexpr (T > 3) S[3] += hsum_i32(widen(a3));
+}
+
+template <int T, bool kPrefetch = false>
 TGT void i2s_chunk(const uint8_t* w, const int8_t* q, int64_t K, int64_t nb, int32_t* S) {
+  if constexpr (T <= 4) return i2s_chunk_named<T, kPrefetch>(w, q, K, nb, S);
   const __m256i m3 = _mm256_set1_epi8(3);
   __m256i a[T];
   for (auto& x : a) x = _mm256_setzero_si256();
   for (int64_t b = 0; b < nb; ++b, w += 32, q += 128) {
+    if (kPrefetch && b % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + kI2sPrefetchBytes), _MM_HINT_T0);
     const __m256i v = load256(w);
     // One plane at a time keeps the live registers at T accumulators + 3. The empty asm pins
     // each accumulator to a register, so the compiler cannot regroup the integer sums into a
@@ -134,6 +165,21 @@ TGT void interleave8(const int8_t* q, int64_t K, int64_t n, bool reverse_planes,
         _mm256_store_si256(reinterpret_cast<__m256i*>(qi + 1024 * b + 256 * (reverse_planes ? 3 - pl : pl) + 32 * t),
                            load256(q + t * K + 128 * b + 32 * pl));
 }
+
+// Several streams decoding together (≤ kStreamMaxTokens tokens): a step is bound by reading the
+// weights from memory, so rows are streamed front to back with prefetches, as the one-token row
+// kernel does, instead of the prompt tiles' 64-row × column-chunk order (which made a 2-token
+// step cost 1.9× a one-token step on 2B-4T with AVX-512, 2.0× with AVX2). Each token tile's
+// activations are laid out once for the whole row; rows go in blocks of kStreamRows, whose
+// weights stay in L1 while every token tile passes over them.
+// AVX2 / AVX-VNNI stream up to 4 tokens: from 5 on the prompt tiles' 8-token assembly kernel was
+// faster on the Intel Xeon VM (B = 8: 42.7-47.3 vs 35.6-40.8 t/s, `BITNET_ISA=avx2`).
+#if BITNET_VNNI
+constexpr int64_t kStreamMaxTokens = 16;
+#else
+constexpr int64_t kStreamMaxTokens = 4;
+#endif
+constexpr int64_t kStreamRows = 16;
 
 #if BITNET_VNNI
 // AVX-512: a T-token tile (2 ≤ T ≤ 8) over pairs of 128-blocks, one zmm of codes (64 weight bytes)
@@ -220,13 +266,6 @@ constexpr int kX4MaxTokens = 4;
 template <int T>
 constexpr int kPairRows = T > kX4MaxTokens ? (T >= 7 ? 2 : 3) : T >= 3 ? 2 : 4;
 
-// Several streams decoding together (≤ kStreamMaxTokens tokens): a step is bound by reading the
-// weights from memory, so rows are streamed front to back with prefetches, as the one-token row
-// kernel does, instead of the prompt tiles' 64-row × column-chunk order (which made a 2-token
-// step cost 1.9× a one-token step on 2B-4T). Each token tile's activations are laid out once for
-// the whole row; rows go in blocks of kStreamRows, whose weights stay in L1 while every token tile
-// passes over them.
-constexpr int64_t kStreamMaxTokens = 16, kStreamRows = 16;
 
 // N rows from r × the T tokens from t0 (activations laid out in qi as interleave_pairs<T> does for
 // the whole row).
@@ -298,6 +337,32 @@ TGT void i2s_stream(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int
   }
 }
 #endif
+
+#if !BITNET_VNNI
+// AVX2 / AVX-VNNI: the same stream on the int16-window chunk kernel, for up to 4 tokens: every
+// row in windows of kChunkI2s blocks, its stream prefetched ahead.
+template <int T>
+TGT void i2s_stream_rows(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
+  const int64_t nb = j.K / 128, row_bytes = j.K / 4;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* w = j.w + r * row_bytes;
+    int32_t S[T] = {};
+    for (int64_t c = 0; c < nb; c += kChunkI2s)
+      i2s_chunk<T, true>(w + 32 * c, j.q + 128 * c, j.K, std::min(kChunkI2s, nb - c), S);
+    for (int t = 0; t < T; ++t) y[t * ld + r] = (float(S[t]) - float(j.act[t].sum)) / j.act[t].scale * j.alpha;
+  }
+}
+
+TGT void i2s_stream(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int64_t ld) {
+  switch (j.n_tokens) {
+    case 1: return i2s_stream_rows<1>(j, r0, r1, y, ld);
+    case 2: return i2s_stream_rows<2>(j, r0, r1, y, ld);
+    case 3: return i2s_stream_rows<3>(j, r0, r1, y, ld);
+    default: return i2s_stream_rows<4>(j, r0, r1, y, ld);  // n_tokens ≤ kStreamMaxTokens = 4
+  }
+}
+#endif
+
 
 struct I2sTile {
   template <int T>
@@ -446,10 +511,8 @@ BITNET_TGT void mat_rows(const TernaryBatch& j, int64_t r0, int64_t r1, float* y
 #else
   constexpr bool kAnyCount = false;
 #endif
-#if BITNET_VNNI
-  if constexpr (kAnyCount)
+  if constexpr (std::is_same_v<Tile, I2sTile>)
     if (j.n_tokens <= kStreamMaxTokens) return i2s_stream(j, r0, r1, y, ld);
-#endif
   for (int64_t a = r0; a < r1; a += kTileRows) {
     const int64_t b = std::min(r1, a + kTileRows);
     int64_t t = 0;
