@@ -727,25 +727,92 @@ TGT void q8_0_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0,
   }
 }
 
-// Up to 8 tokens per pass over 64-row tiles (a tile's blocks stay in L2 while the token groups of
-// more than 8 pass over them).
+#else
+// AVX2 / AVX-VNNI: T ≤ 4 tokens against rows [r0, r1). Per block and half, each plane's codes and
+// its pair scales are formed once (as q6_block does) and applied to every token; per token the
+// same integer lane sums and the same f32 steps as q6_k_rows, so every value equals it. The
+// integer sums are named variables (an array ends up on the stack: see i2s_chunk_named).
+// Plane k of a half (ql: its ql0 or ql1, per q6_plane) for T tokens, activations from q + off.
+template <int k, int T>
+TGT void q6_plane_tokens(__m256i ql, __m256i qh, __m256i sc, const Q8Input* xs, int64_t off, __m256i& i0,
+                         __m256i& i1, __m256i& i2, __m256i& i3) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i u = _mm256_or_si256(_mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), m4), q6_high<k>(qh));
+  const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(short((4 * k + 3) << 8 | (4 * k + 2))),
+                                        _mm_set1_epi16(short((4 * k + 1) << 8 | (4 * k))));
+  const __m256i scale = _mm256_shuffle_epi8(sc, pick);
+  off += 32 * k;
+  i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(_mm256_maddubs_epi16(u, load256(xs[0].q + off)), scale));
+  if constexpr (T > 1) i1 = _mm256_add_epi32(i1, _mm256_madd_epi16(_mm256_maddubs_epi16(u, load256(xs[1].q + off)), scale));
+  if constexpr (T > 2) i2 = _mm256_add_epi32(i2, _mm256_madd_epi16(_mm256_maddubs_epi16(u, load256(xs[2].q + off)), scale));
+  if constexpr (T > 3) i3 = _mm256_add_epi32(i3, _mm256_madd_epi16(_mm256_maddubs_epi16(u, load256(xs[3].q + off)), scale));
+  __asm__("" : "+x"(i0), "+x"(i1), "+x"(i2), "+x"(i3));
+}
+
+template <int T>
+TGT void q6_k_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
+  static_assert(T >= 1 && T <= 4);
+  const int64_t nb = K / 256;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * nb * kQ6Bytes;
+    fvec acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = fzero();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + b * kQ6Bytes;
+      prefetch_ahead(blk, kQ6Bytes);
+      __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+      for (int h = 0; h < 2; ++h) {
+        const __m256i ql0 = load256(blk + 64 * h), ql1 = load256(blk + 64 * h + 32);
+        const __m256i qh = load256(blk + 128 + 32 * h);
+        const __m256i sc = _mm256_broadcastsi128_si256(
+            _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 192 + 8 * h))));
+        q6_plane_tokens<0, T>(ql0, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
+        q6_plane_tokens<1, T>(ql1, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
+        q6_plane_tokens<2, T>(ql0, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
+        q6_plane_tokens<3, T>(ql1, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
+      }
+      const __m256i sc32 =
+          _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192))), 5);
+      const float dw = _cvtsh_ss(load_u16(blk + 208));
+      const __m256i sums[4] = {i0, i1, i2, i3};
+      for (int t = 0; t < T; ++t) {
+        const __m256i v = _mm256_sub_epi32(sums[t], _mm256_madd_epi16(sc32, load256(xs[t].sum16 + 16 * b)));
+        acc[t] = ffma(icvt(v), fset1(dw * xs[t].d[b]), acc[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) y[t * ld + r] = fsum2(acc[t], fzero());
+  }
+}
+#endif
+
+// Up to kQuantTileTokens tokens per pass over 64-row tiles (a tile's blocks stay in L2 while the
+// token groups pass over them): 8 with AVX-512's 32 registers, 4 with AVX2's 16.
+#if BITNET_VNNI
+constexpr int kQuantTileTokens = 8;
+#else
+constexpr int kQuantTileTokens = 4;
+#endif
 template <template <int> class Tokens>
 TGT void quant_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
                   float* y, int64_t ld) {
   for (int64_t a = r0; a < r1; a += 64) {
     const int64_t b = std::min(r1, a + 64);
-    for (int64_t t = 0; t < n_tokens; t += 8) {
+    for (int64_t t = 0; t < n_tokens; t += kQuantTileTokens) {
       const Q8Input* x = xs + t;
       float* yt = y + t * ld;
-      switch (std::min<int64_t>(8, n_tokens - t)) {
+      switch (std::min<int64_t>(kQuantTileTokens, n_tokens - t)) {
         case 1: Tokens<1>::run(w, K, x, a, b, yt, ld); break;
         case 2: Tokens<2>::run(w, K, x, a, b, yt, ld); break;
         case 3: Tokens<3>::run(w, K, x, a, b, yt, ld); break;
+#if BITNET_VNNI
         case 4: Tokens<4>::run(w, K, x, a, b, yt, ld); break;
         case 5: Tokens<5>::run(w, K, x, a, b, yt, ld); break;
         case 6: Tokens<6>::run(w, K, x, a, b, yt, ld); break;
         case 7: Tokens<7>::run(w, K, x, a, b, yt, ld); break;
         default: Tokens<8>::run(w, K, x, a, b, yt, ld); break;
+#else
+        default: Tokens<4>::run(w, K, x, a, b, yt, ld); break;
+#endif
       }
     }
   }
@@ -756,17 +823,17 @@ struct Q6kTokens {
     q6_k_tokens<T>(w, K, xs, r0, r1, y, ld);
   }
 };
+BITNET_TGT void q6_k_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
+                        float* y, int64_t ld) {
+  quant_mm<Q6kTokens>(w, K, xs, n_tokens, r0, r1, y, ld);
+}
+#if BITNET_VNNI
 template <int T>
 struct Q80Tokens {
   TGT static void run(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
     q8_0_tokens<T>(w, K, xs, r0, r1, y, ld);
   }
 };
-
-BITNET_TGT void q6_k_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
-                        float* y, int64_t ld) {
-  quant_mm<Q6kTokens>(w, K, xs, n_tokens, r0, r1, y, ld);
-}
 BITNET_TGT void q8_0_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
                         float* y, int64_t ld) {
   quant_mm<Q80Tokens>(w, K, xs, n_tokens, r0, r1, y, ld);

@@ -591,8 +591,8 @@ const KernelSet kSet{.isa = BITNET_ISA_ENUM,
                      .q6_k = q6_k_rows,
 #if BITNET_VNNI
                      .q8_0_mm = q8_0_mm,
-                     .q6_k_mm = q6_k_mm,
 #endif
+                     .q6_k_mm = q6_k_mm,
                      .f32_mm = float_mm<LoadF32>,
                      .f16_mm = float_mm<LoadF16>,
                      .bf16_mm = float_mm<LoadBF16>};
