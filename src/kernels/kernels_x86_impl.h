@@ -783,6 +783,29 @@ TGT void q6_k_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0,
     for (int t = 0; t < T; ++t) y[t * ld + r] = fsum2(acc[t], fzero());
   }
 }
+
+// AVX2 / AVX-VNNI: T ≤ 4 tokens against Q8_0 rows; each block's |w| formed once, then per token
+// q8_0_rows' steps (sign, VPMADDUBSW, VPMADDWD, the f32 multiply-add), so every value equals it.
+template <int T>
+TGT void q8_0_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
+  const int64_t nb = K / 32;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * nb * kQ8Bytes;
+    fvec acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = fzero();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + b * kQ8Bytes;
+      prefetch_ahead(blk, kQ8Bytes);
+      const __m256i wq = load256(blk + 2), wabs = _mm256_abs_epi8(wq);
+      const float dw = _cvtsh_ss(load_u16(blk));
+      for (int t = 0; t < T; ++t) {
+        const __m256i p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(load256(xs[t].q + 32 * b), wq));
+        acc[t] = ffma(icvt(_mm256_madd_epi16(p, _mm256_set1_epi16(1))), fset1(dw * xs[t].d[b]), acc[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) y[t * ld + r] = fsum2(acc[t], fzero());
+  }
+}
 #endif
 
 // Up to kQuantTileTokens tokens per pass over 64-row tiles (a tile's blocks stay in L2 while the
@@ -827,7 +850,6 @@ BITNET_TGT void q6_k_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t 
                         float* y, int64_t ld) {
   quant_mm<Q6kTokens>(w, K, xs, n_tokens, r0, r1, y, ld);
 }
-#if BITNET_VNNI
 template <int T>
 struct Q80Tokens {
   TGT static void run(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
@@ -839,7 +861,6 @@ BITNET_TGT void q8_0_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t 
   quant_mm<Q80Tokens>(w, K, xs, n_tokens, r0, r1, y, ld);
 }
 
-#endif
 
 }  // namespace
 }  // namespace bitnet::kernels

@@ -589,9 +589,7 @@ const KernelSet kSet{.isa = BITNET_ISA_ENUM,
                      .bf16 = float_rows<LoadBF16>,
                      .q8_0 = q8_0_rows,
                      .q6_k = q6_k_rows,
-#if BITNET_VNNI
                      .q8_0_mm = q8_0_mm,
-#endif
                      .q6_k_mm = q6_k_mm,
                      .f32_mm = float_mm<LoadF32>,
                      .f16_mm = float_mm<LoadF16>,
