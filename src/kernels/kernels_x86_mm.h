@@ -65,7 +65,7 @@ TGT void i2s_chunk_named(const uint8_t* w, const int8_t* q, int64_t K, int64_t n
   const __m256i m3 = _mm256_set1_epi8(3);
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
   for (int64_t b = 0; b < nb; ++b, w += 32, q += 128) {
-    if (kPrefetch && b % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + kI2sPrefetchBytes), _MM_HINT_T0);
+    if (kPrefetch && b % 2 == 0) prefetch_weights(w + kI2sPrefetchBytes);
     const __m256i v = load256(w);
 #pragma GCC unroll 4
     for (int p = 0; p < 4; ++p) {
@@ -90,7 +90,7 @@ TGT void i2s_chunk(const uint8_t* w, const int8_t* q, int64_t K, int64_t nb, int
   __m256i a[T];
   for (auto& x : a) x = _mm256_setzero_si256();
   for (int64_t b = 0; b < nb; ++b, w += 32, q += 128) {
-    if (kPrefetch && b % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + kI2sPrefetchBytes), _MM_HINT_T0);
+    if (kPrefetch && b % 2 == 0) prefetch_weights(w + kI2sPrefetchBytes);
     const __m256i v = load256(w);
     // One plane at a time keeps the live registers at T accumulators + 3. The empty asm pins
     // each accumulator to a register, so the compiler cannot regroup the integer sums into a
@@ -180,9 +180,13 @@ constexpr int64_t kStreamMaxTokens = 16;
 constexpr int64_t kStreamMaxTokens = 4;
 #endif
 constexpr int64_t kStreamRows = 16;
+// AVX-512: tokens pass over a row block in groups of up to 4, each group 4 rows × 4 tokens per call
+// (16 accumulators): 1.2-1.4× the 8-token tile's rate (2 rows × 8) on the Intel Xeon VM
+// (bench_kernels, 2B-4T shapes, one thread), which stays for the prompt tiles.
+constexpr int64_t kStreamGroup = 4;
 
 #if BITNET_VNNI
-// AVX-512: a T-token tile (2 ≤ T ≤ 8) over pairs of 128-blocks, one zmm of codes (64 weight bytes)
+// AVX-512: a T-token tile (1 ≤ T ≤ 4) over pairs of 128-blocks, one zmm of codes (64 weight bytes)
 // per pair. Activations re-laid per chunk so that pair k, plane p, token t is one zmm at
 // qi + 64·(T·(4k + p) + t) (block 2k's 32 bytes, then block 2k+1's). VPDPBUSD accumulates in
 // int32, so no int16 window limits the chunk.
@@ -211,7 +215,7 @@ TGT void i2s_pairs_rows(const uint8_t* const* w, const int8_t* qi, int64_t pairs
     __m512i v[R];
     if constexpr (kPrefetch)
       for (int i = 0; i < R; ++i)
-        _mm_prefetch(reinterpret_cast<const char*>(w[i] + kI2sPrefetchBytes + 64 * k), _MM_HINT_T0);
+        prefetch_weights(w[i] + kI2sPrefetchBytes + 64 * k);
     for (int i = 0; i < R; ++i) v[i] = _mm512_loadu_si512(w[i] + 64 * k);
     for (int p = 0; p < 4; ++p) {
       __m512i c[R];
@@ -226,46 +230,11 @@ TGT void i2s_pairs_rows(const uint8_t* const* w, const int8_t* qi, int64_t pairs
     for (int t = 0; t < T; ++t) S[i][t] += _mm512_reduce_add_epi32(a[i][t]);
 }
 
-// The same with the row kernel's decoding (i2s_rows): planes 1 and 3 as codes, planes 0 and 2 left at
-// 4× their value and summed apart (one shift per 64 bytes instead of three; the 4× sums divided
-// by 4 exactly at the end), at twice the accumulators — for small T, where decoding is a larger
-// share of the work.
-template <int R, int T, bool kPrefetch = false>
-TGT void i2s_pairs_rows_x4(const uint8_t* const* w, const int8_t* qi, int64_t pairs, int32_t* const* S) {
-  const __m512i m3 = _mm512_set1_epi8(3), m12 = _mm512_set1_epi8(12);
-  __m512i a1[R][T], a4[R][T];
-  for (int i = 0; i < R; ++i)
-    for (int t = 0; t < T; ++t) a1[i][t] = a4[i][t] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < pairs; ++k, qi += 256 * T) {
-    __m512i v[R], hi[R];
-    if constexpr (kPrefetch)
-      for (int i = 0; i < R; ++i)
-        _mm_prefetch(reinterpret_cast<const char*>(w[i] + kI2sPrefetchBytes + 64 * k), _MM_HINT_T0);
-    for (int i = 0; i < R; ++i) v[i] = _mm512_loadu_si512(w[i] + 64 * k), hi[i] = _mm512_srli_epi16(v[i], 4);
-    for (int p = 0; p < 4; ++p) {
-      __m512i c[R];
-      for (int i = 0; i < R; ++i) c[i] = _mm512_and_si512(p < 2 ? hi[i] : v[i], p % 2 == 0 ? m12 : m3);
-      for (int t = 0; t < T; ++t) {
-        const __m512i x = _mm512_load_si512(qi + 64 * (T * p + t));
-        for (int i = 0; i < R; ++i) {
-          if (p % 2 == 0)
-            a4[i][t] = _mm512_dpbusd_epi32(a4[i][t], c[i], x);
-          else
-            a1[i][t] = _mm512_dpbusd_epi32(a1[i][t], c[i], x);
-        }
-      }
-    }
-  }
-  for (int i = 0; i < R; ++i)
-    for (int t = 0; t < T; ++t) S[i][t] += _mm512_reduce_add_epi32(_mm512_add_epi32(a1[i][t], _mm512_srai_epi32(a4[i][t], 2)));
-}
-
-// Rows per call for a T-token tile: as many as keep the accumulators (R·T) and codes in the 32
-// zmm registers, so each activation load serves several rows.
-constexpr int kX4MaxTokens = 4;
-template <int T>
-constexpr int kPairRows = T > kX4MaxTokens ? (T >= 7 ? 2 : 3) : T >= 3 ? 2 : 4;
-
+// Rows per call: each activation load serves 4 rows; with ≤ 4 tokens the 16 accumulators, 4 code
+// vectors, the weights and the mask fit the 32 zmm registers. (Two accumulator sets per token
+// with one shift per 64 weight bytes instead of three — the row kernel's decoding — left GCC
+// copying or spilling every accumulator each iteration: 0.7× this rate.)
+constexpr int kPairRows = 4;
 
 // N rows from r × the T tokens from t0 (activations laid out in qi as interleave_pairs<T> does for
 // the whole row).
@@ -277,10 +246,7 @@ TGT void i2s_stream_group(const TernaryBatch& j, const int8_t* qi, int64_t t0, i
   const uint8_t* w[N];
   int32_t* s[N];
   for (int i = 0; i < N; ++i) w[i] = j.w + (r + i) * row_bytes, s[i] = S[i];
-  if constexpr (T <= kX4MaxTokens)
-    i2s_pairs_rows_x4<N, T, true>(w, qi, nb / 2, s);
-  else
-    i2s_pairs_rows<N, T, true>(w, qi, nb / 2, s);
+  i2s_pairs_rows<N, T, true>(w, qi, nb / 2, s);
   if (nb % 2)  // an odd last block, in ymm
     for (int i = 0; i < N; ++i) i2s_chunk<T>(w[i] + 32 * (nb - 1), q + 128 * (nb - 1), j.K, 1, S[i]);
   for (int t = 0; t < T; ++t) {
@@ -293,7 +259,7 @@ TGT void i2s_stream_group(const TernaryBatch& j, const int8_t* qi, int64_t t0, i
 template <int T>
 TGT void i2s_stream_rows(const TernaryBatch& j, const int8_t* qi, int64_t t0, int64_t r, int64_t r_end, float* y,
                          int64_t ld) {
-  constexpr int R = kPairRows<T>;
+  constexpr int R = kPairRows;
   for (; r + R <= r_end; r += R) i2s_stream_group<R, T>(j, qi, t0, r, y, ld);
   for (; r < r_end; ++r) i2s_stream_group<1, T>(j, qi, t0, r, y, ld);
 }
@@ -305,33 +271,25 @@ TGT void i2s_stream(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int
   static thread_local std::vector<Line> lines;
   const int64_t pairs = j.K / 256, n = j.n_tokens;
   lines.resize(size_t(pairs * 4 * n));  // pairs × 4 planes × n tokens lines of 64 bytes
-  for (int64_t t0 = 0; t0 < n; t0 += 8) {
+  for (int64_t t0 = 0; t0 < n; t0 += kStreamGroup) {
     int8_t* qi = reinterpret_cast<int8_t*>(lines.data()) + 256 * pairs * t0;
     const int8_t* q = j.q + t0 * j.K;
-    switch (std::min<int64_t>(8, n - t0)) {
+    switch (std::min<int64_t>(kStreamGroup, n - t0)) {
       case 1: interleave_pairs<1>(q, j.K, pairs, qi); break;
       case 2: interleave_pairs<2>(q, j.K, pairs, qi); break;
       case 3: interleave_pairs<3>(q, j.K, pairs, qi); break;
-      case 4: interleave_pairs<4>(q, j.K, pairs, qi); break;
-      case 5: interleave_pairs<5>(q, j.K, pairs, qi); break;
-      case 6: interleave_pairs<6>(q, j.K, pairs, qi); break;
-      case 7: interleave_pairs<7>(q, j.K, pairs, qi); break;
-      default: interleave_pairs<8>(q, j.K, pairs, qi); break;
+      default: interleave_pairs<4>(q, j.K, pairs, qi); break;
     }
   }
   for (int64_t rb = r0; rb < r1; rb += kStreamRows) {
     const int64_t re = std::min(r1, rb + kStreamRows);
-    for (int64_t t0 = 0; t0 < n; t0 += 8) {
+    for (int64_t t0 = 0; t0 < n; t0 += kStreamGroup) {
       const int8_t* qi = reinterpret_cast<const int8_t*>(lines.data()) + 256 * pairs * t0;
-      switch (std::min<int64_t>(8, n - t0)) {
+      switch (std::min<int64_t>(kStreamGroup, n - t0)) {
         case 1: i2s_stream_rows<1>(j, qi, t0, rb, re, y, ld); break;
         case 2: i2s_stream_rows<2>(j, qi, t0, rb, re, y, ld); break;
         case 3: i2s_stream_rows<3>(j, qi, t0, rb, re, y, ld); break;
-        case 4: i2s_stream_rows<4>(j, qi, t0, rb, re, y, ld); break;
-        case 5: i2s_stream_rows<5>(j, qi, t0, rb, re, y, ld); break;
-        case 6: i2s_stream_rows<6>(j, qi, t0, rb, re, y, ld); break;
-        case 7: i2s_stream_rows<7>(j, qi, t0, rb, re, y, ld); break;
-        default: i2s_stream_rows<8>(j, qi, t0, rb, re, y, ld); break;
+        default: i2s_stream_rows<4>(j, qi, t0, rb, re, y, ld); break;
       }
     }
   }
@@ -365,6 +323,30 @@ TGT void i2s_stream(const TernaryBatch& j, int64_t r0, int64_t r1, float* y, int
 
 
 struct I2sTile {
+#if BITNET_VNNI
+  // Rows [r0, r1) × G tokens (G ≤ 4) over `pairs` pairs of blocks from byte w_off of each row,
+  // the tokens' sums at column t_off of S.
+  template <int G>
+  TGT static void pairs_group(const TernaryBatch& j, const int8_t* q, int64_t w_off, int64_t pairs, int64_t r0,
+                              int64_t r1, int8_t* qi, int32_t (*S)[kTileTokens], int t_off) {
+    constexpr int R = kPairRows;
+    const int64_t row_bytes = j.K / 4;
+    interleave_pairs<G>(q, j.K, pairs, qi);
+    int64_t r = r0;
+    for (; r + R <= r1; r += R) {
+      const uint8_t* w[R];
+      int32_t* s[R];
+      for (int i = 0; i < R; ++i) w[i] = j.w + (r + i) * row_bytes + w_off, s[i] = S[r + i - r0] + t_off;
+      i2s_pairs_rows<R, G>(w, qi, pairs, s);
+    }
+    for (; r < r1; ++r) {
+      const uint8_t* w[1] = {j.w + r * row_bytes + w_off};
+      int32_t* s[1] = {S[r - r0] + t_off};
+      i2s_pairs_rows<1, G>(w, qi, pairs, s);
+    }
+  }
+#endif
+
   template <int T>
   TGT static void run(const TernaryBatch& j, int64_t r0, int64_t r1, int64_t t0, float* y,
                       int64_t ld) {
@@ -381,22 +363,10 @@ struct I2sTile {
       const int64_t n = std::min(kChunkI2s, nb - c);
       if constexpr (kPairs) {
 #if BITNET_VNNI
-        // Pairs of blocks in zmm; an odd last block through the ymm tile after them.
-        constexpr int R = kPairRows<T>;
-        const int64_t pairs = n / 2;
-        interleave_pairs<T>(q + 128 * c, j.K, pairs, qi);
-        int64_t r = r0;
-        for (; r + R <= r1; r += R) {
-          const uint8_t* w[R];
-          int32_t* s[R];
-          for (int i = 0; i < R; ++i) w[i] = j.w + (r + i) * row_bytes + 32 * c, s[i] = S[r + i - r0];
-          i2s_pairs_rows<R, T>(w, qi, pairs, s);
-        }
-        for (; r < r1; ++r) {
-          const uint8_t* w[1] = {j.w + r * row_bytes + 32 * c};
-          int32_t* s[1] = {S[r - r0]};
-          i2s_pairs_rows<1, T>(w, qi, pairs, s);
-        }
+        // Pairs of blocks in zmm, tokens in groups of up to 4 (see kStreamGroup); an odd last
+        // block through the ymm tile after them.
+        pairs_group<(T < 4 ? T : 4)>(j, q + 128 * c, 32 * c, n / 2, r0, r1, qi, S, 0);
+        if constexpr (T > 4) pairs_group<T - 4>(j, q + 4 * j.K + 128 * c, 32 * c, n / 2, r0, r1, qi, S, 4);
         if (n % 2)
           for (int64_t rr = r0; rr < r1; ++rr)
             i2s_chunk<T>(j.w + rr * row_bytes + 32 * (c + n - 1), q + 128 * (c + n - 1), j.K, 1, S[rr - r0]);
