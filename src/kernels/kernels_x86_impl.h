@@ -55,8 +55,9 @@ TGT void i2s_block_dpbusd(const uint8_t* wb, const int8_t* qb, __m256i& a1, __m2
 // ran at 44 t/s with prefetcht0, 70 with prefetcht1). The loads then find the lines in L2.
 TGT void prefetch_weights(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 
-// How far ahead of its position a one-row-at-a-time I2_S row kernel prefetches.
-inline constexpr int64_t kI2sPrefetchBytes = 8192;
+// How far ahead of its position a one-row-at-a-time I2_S row kernel prefetches (into L2, and
+// into L1 from there: kI2sNearPrefetchBytes).
+inline constexpr int64_t kI2sPrefetchBytes = 8192, kI2sNearPrefetchBytes = 1024;
 
 // acc += Σ over each 4-byte group of c_u8·q_i8, for two / four (code, activation) planes.
 TGT __m256i dot2(__m256i acc, __m256i c0, __m256i q0, __m256i c1, __m256i q1) {
@@ -206,6 +207,9 @@ BITNET_TGT void i2s_rows(const TernaryJob& j, int64_t r0, int64_t r1, float* y) 
     __m512i a1 = _mm512_setzero_si512(), a4 = _mm512_setzero_si512();
     for (int64_t p = 0; p < np; ++p) {
       prefetch_weights(w + kI2sPrefetchBytes + 64 * p);
+      // ... and from L2 into L1 a little ahead: with only the L2 prefetch, rows of 800 bytes
+      // (3B's 3200 columns) decoded 0.87x as fast as with the old L1 prefetch (tg128 25.6 vs 29.3).
+      _mm_prefetch(reinterpret_cast<const char*>(w + kI2sNearPrefetchBytes + 64 * p), _MM_HINT_T0);
       const __m512i v = _mm512_loadu_si512(w + 64 * p);
       const __m512i hi = _mm512_srli_epi16(v, 4);
       a4 = _mm512_dpbusd_epi32(a4, _mm512_and_si512(hi, m12), qp[4 * p]);
