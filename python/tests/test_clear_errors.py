@@ -200,9 +200,6 @@ class RealBinary(unittest.TestCase):
         self.assertEqual(memory["kv_cache_bytes"], memory["kv_cache_bytes_per_slot"])
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 @unittest.skipUnless(os.access(os.path.join(real_bin_dir(), "bitnet"), os.X_OK),
                      "the engine is not built (scripts/setup.sh builds it before the tests)")
@@ -228,3 +225,7 @@ class ContextShiftThroughTheFrontEnd(unittest.TestCase):
         self.assertEqual(plain.returncode, 1, plain.stderr[-2000:])
         self.assertIn("--context-shift", plain.stderr)
         self.assertGreater(len(shifted.stdout), len(plain.stdout), "the shifted chat answered more turns")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -653,92 +653,81 @@ BITNET_TGT void q6_k_rows(const uint8_t* w, int64_t K, const Q8Input& x, int64_t
 }
 
 #if BITNET_VNNI
-// T tokens against rows [r0, r1): each block's codes and scales decoded once (as q6_block does),
-// then per token the same integer sums and the same f32 steps as q6_k_rows, so every value equals it.
+// acc[t] += one Q6_K row × token t, for T tokens: each block's codes and scales decoded once (as
+// q6_block does), then per token the same integer sums and the same f32 steps as q6_k_rows, so every
+// value equals it.
 template <int T>
-TGT void q6_k_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
+TGT void q6_k_row_tokens(const uint8_t* row, int64_t K, const Q8Input* xs, fvec* acc) {
   const int64_t nb = K / 256;
   const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
   const __m512i up = _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4), down = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w + r * nb * kQ6Bytes;
-    fvec acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = fzero();
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = row + b * kQ6Bytes;
-      prefetch_ahead(blk, kQ6Bytes);
-      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)));
-      const __m512i sc = _mm512_castsi256_si512(sc16);
-      __m512i u[4], s[4];
-      for (int h = 0; h < 2; ++h) {
-        const __m512i ql = _mm512_loadu_si512(blk + 64 * h);
-        const __m512i qh = _mm512_broadcast_i64x4(load256(blk + 128 + 32 * h));
-        u[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi64(qh, up), m30));
-        u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                       _mm512_and_si512(_mm512_srlv_epi64(qh, down), m30));
-        s[2 * h] = _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex.idx[2 * h]), sc);
-        s[2 * h + 1] = _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex.idx[2 * h + 1]), sc);
-      }
-      const __m256i sc32 = _mm256_slli_epi16(sc16, 5);
-      const float dw = _cvtsh_ss(load_u16(blk + 208));
-      for (int t = 0; t < T; ++t) {
-        const int8_t* q = xs[t].q + 256 * b;
-        __m512i a = _mm512_setzero_si512();
-        for (int k = 0; k < 4; ++k) a = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(u[k], _mm512_loadu_si512(q + 64 * k)), s[k]);
-        const __m256i off = _mm256_madd_epi16(sc32, load256(xs[t].sum16 + 16 * b));
-        acc[t] = ffma(icvt(_mm512_sub_epi32(a, _mm512_zextsi256_si512(off))), fset1(dw * xs[t].d[b]), acc[t]);
-      }
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * kQ6Bytes;
+    prefetch_ahead(blk, kQ6Bytes);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)));
+    const __m512i sc = _mm512_castsi256_si512(sc16);
+    __m512i u[4], s[4];
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(blk + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(load256(blk + 128 + 32 * h));
+      u[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi64(qh, up), m30));
+      u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                     _mm512_and_si512(_mm512_srlv_epi64(qh, down), m30));
+      s[2 * h] = _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex.idx[2 * h]), sc);
+      s[2 * h + 1] = _mm512_permutexvar_epi16(_mm512_load_si512(kQ6ScaleIndex.idx[2 * h + 1]), sc);
     }
-    for (int t = 0; t < T; ++t) y[t * ld + r] = fsum2(acc[t], fzero());
+    const __m256i sc32 = _mm256_slli_epi16(sc16, 5);
+    const float dw = _cvtsh_ss(load_u16(blk + 208));
+    for (int t = 0; t < T; ++t) {
+      const int8_t* q = xs[t].q + 256 * b;
+      __m512i a = _mm512_setzero_si512();
+      for (int k = 0; k < 4; ++k) a = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(u[k], _mm512_loadu_si512(q + 64 * k)), s[k]);
+      const __m256i off = _mm256_madd_epi16(sc32, load256(xs[t].sum16 + 16 * b));
+      acc[t] = ffma(icvt(_mm512_sub_epi32(a, _mm512_zextsi256_si512(off))), fset1(dw * xs[t].d[b]), acc[t]);
+    }
   }
 }
 
-// T tokens against Q8_0 rows [r0, r1): each pair of blocks is loaded, its |w| and sign mask and
-// its two scales converted once, then per token the same integer sums and f32 steps as q8_0_rows
-// (an odd last block likewise), so every value equals it.
+// acc[t] += one Q8_0 row × token t, for T tokens: each pair of blocks is loaded, its |w| and sign
+// mask and its two scales converted once, then per token the same integer sums and f32 steps as
+// q8_0_rows (an odd last block likewise), so every value equals it.
 template <int T>
-TGT void q8_0_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
+TGT void q8_0_row_tokens(const uint8_t* row, int64_t K, const Q8Input* xs, fvec* acc) {
   const int64_t nb = K / 32;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w + r * nb * kQ8Bytes;
-    fvec acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = fzero();
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-      const uint8_t* blk = row + b * kQ8Bytes;
-      prefetch_ahead(blk, 2 * kQ8Bytes);
-      const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(load256(blk + 2)), load256(blk + 2 + kQ8Bytes), 1);
-      const __m512i wabs = _mm512_abs_epi8(wq);
-      const __mmask64 negative = _mm512_movepi8_mask(wq);
-      const __m512 dw = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(short(load_u16(blk + kQ8Bytes))),
-                                                         _mm_set1_epi16(short(load_u16(blk)))));
-      for (int t = 0; t < T; ++t) {
-        const __m512i xq = _mm512_loadu_si512(xs[t].q + 32 * b);
-        const __m512i xsg = _mm512_mask_sub_epi8(xq, negative, _mm512_setzero_si512(), xq);
-        const __m512i v = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wabs, xsg);
-        const __m512 dx = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(xs[t].d[b])),
-                                                              _mm256_castps_pd(_mm256_set1_ps(xs[t].d[b + 1])), 1));
-        acc[t] = ffma(icvt(v), _mm512_mul_ps(dw, dx), acc[t]);
-      }
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const uint8_t* blk = row + b * kQ8Bytes;
+    prefetch_ahead(blk, 2 * kQ8Bytes);
+    const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(load256(blk + 2)), load256(blk + 2 + kQ8Bytes), 1);
+    const __m512i wabs = _mm512_abs_epi8(wq);
+    const __mmask64 negative = _mm512_movepi8_mask(wq);
+    const __m512 dw = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(short(load_u16(blk + kQ8Bytes))),
+                                                       _mm_set1_epi16(short(load_u16(blk)))));
+    for (int t = 0; t < T; ++t) {
+      const __m512i xq = _mm512_loadu_si512(xs[t].q + 32 * b);
+      const __m512i xsg = _mm512_mask_sub_epi8(xq, negative, _mm512_setzero_si512(), xq);
+      const __m512i v = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wabs, xsg);
+      const __m512 dx = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(xs[t].d[b])),
+                                                            _mm256_castps_pd(_mm256_set1_ps(xs[t].d[b + 1])), 1));
+      acc[t] = ffma(icvt(v), _mm512_mul_ps(dw, dx), acc[t]);
     }
-    if (b < nb) {
-      const uint8_t* blk = row + b * kQ8Bytes;
-      const __m256i wq = load256(blk + 2);
-      const __m256i wabs = _mm256_abs_epi8(wq);
-      const float dw = _cvtsh_ss(load_u16(blk));
-      for (int t = 0; t < T; ++t) {
-        const __m256i p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(load256(xs[t].q + 32 * b), wq));
-        const __m256i v = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-        const float ddx = dw * xs[t].d[b];
-        acc[t] = ffma(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(v)), _mm512_zextps256_ps512(_mm256_set1_ps(ddx)), acc[t]);
-      }
+  }
+  if (b < nb) {
+    const uint8_t* blk = row + b * kQ8Bytes;
+    const __m256i wq = load256(blk + 2);
+    const __m256i wabs = _mm256_abs_epi8(wq);
+    const float dw = _cvtsh_ss(load_u16(blk));
+    for (int t = 0; t < T; ++t) {
+      const __m256i p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(load256(xs[t].q + 32 * b), wq));
+      const __m256i v = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+      const float ddx = dw * xs[t].d[b];
+      acc[t] = ffma(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(v)), _mm512_zextps256_ps512(_mm256_set1_ps(ddx)), acc[t]);
     }
-    for (int t = 0; t < T; ++t) y[t * ld + r] = fsum2(acc[t], fzero());
   }
 }
 
 #else
-// AVX2 / AVX-VNNI: T ≤ 4 tokens against rows [r0, r1). Per block and half, each plane's codes and
+// AVX2 / AVX-VNNI: T ≤ 4 tokens against one Q6_K row. Per block and half, each plane's codes and
 // its pair scales are formed once (as q6_block does) and applied to every token; per token the
 // same integer lane sums and the same f32 steps as q6_k_rows, so every value equals it. The
 // integer sums are named variables (an array ends up on the stack: see i2s_chunk_named).
@@ -760,60 +749,48 @@ TGT void q6_plane_tokens(__m256i ql, __m256i qh, __m256i sc, const Q8Input* xs, 
 }
 
 template <int T>
-TGT void q6_k_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
+TGT void q6_k_row_tokens(const uint8_t* row, int64_t K, const Q8Input* xs, fvec* acc) {
   static_assert(T >= 1 && T <= 4);
   const int64_t nb = K / 256;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w + r * nb * kQ6Bytes;
-    fvec acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = fzero();
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = row + b * kQ6Bytes;
-      prefetch_ahead(blk, kQ6Bytes);
-      __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
-      for (int h = 0; h < 2; ++h) {
-        const __m256i ql0 = load256(blk + 64 * h), ql1 = load256(blk + 64 * h + 32);
-        const __m256i qh = load256(blk + 128 + 32 * h);
-        const __m256i sc = _mm256_broadcastsi128_si256(
-            _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 192 + 8 * h))));
-        q6_plane_tokens<0, T>(ql0, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
-        q6_plane_tokens<1, T>(ql1, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
-        q6_plane_tokens<2, T>(ql0, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
-        q6_plane_tokens<3, T>(ql1, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
-      }
-      const __m256i sc32 =
-          _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192))), 5);
-      const float dw = _cvtsh_ss(load_u16(blk + 208));
-      const __m256i sums[4] = {i0, i1, i2, i3};
-      for (int t = 0; t < T; ++t) {
-        const __m256i v = _mm256_sub_epi32(sums[t], _mm256_madd_epi16(sc32, load256(xs[t].sum16 + 16 * b)));
-        acc[t] = ffma(icvt(v), fset1(dw * xs[t].d[b]), acc[t]);
-      }
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * kQ6Bytes;
+    prefetch_ahead(blk, kQ6Bytes);
+    __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = load256(blk + 64 * h), ql1 = load256(blk + 64 * h + 32);
+      const __m256i qh = load256(blk + 128 + 32 * h);
+      const __m256i sc = _mm256_broadcastsi128_si256(
+          _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 192 + 8 * h))));
+      q6_plane_tokens<0, T>(ql0, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
+      q6_plane_tokens<1, T>(ql1, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
+      q6_plane_tokens<2, T>(ql0, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
+      q6_plane_tokens<3, T>(ql1, qh, sc, xs, 256 * b + 128 * h, i0, i1, i2, i3);
     }
-    for (int t = 0; t < T; ++t) y[t * ld + r] = fsum2(acc[t], fzero());
+    const __m256i sc32 =
+        _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192))), 5);
+    const float dw = _cvtsh_ss(load_u16(blk + 208));
+    const __m256i sums[4] = {i0, i1, i2, i3};
+    for (int t = 0; t < T; ++t) {
+      const __m256i v = _mm256_sub_epi32(sums[t], _mm256_madd_epi16(sc32, load256(xs[t].sum16 + 16 * b)));
+      acc[t] = ffma(icvt(v), fset1(dw * xs[t].d[b]), acc[t]);
+    }
   }
 }
 
-// AVX2 / AVX-VNNI: T ≤ 4 tokens against Q8_0 rows; each block's |w| formed once, then per token
+// AVX2 / AVX-VNNI: T ≤ 4 tokens against one Q8_0 row; each block's |w| formed once, then per token
 // q8_0_rows' steps (sign, VPMADDUBSW, VPMADDWD, the f32 multiply-add), so every value equals it.
 template <int T>
-TGT void q8_0_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
+TGT void q8_0_row_tokens(const uint8_t* row, int64_t K, const Q8Input* xs, fvec* acc) {
   const int64_t nb = K / 32;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w + r * nb * kQ8Bytes;
-    fvec acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = fzero();
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = row + b * kQ8Bytes;
-      prefetch_ahead(blk, kQ8Bytes);
-      const __m256i wq = load256(blk + 2), wabs = _mm256_abs_epi8(wq);
-      const float dw = _cvtsh_ss(load_u16(blk));
-      for (int t = 0; t < T; ++t) {
-        const __m256i p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(load256(xs[t].q + 32 * b), wq));
-        acc[t] = ffma(icvt(_mm256_madd_epi16(p, _mm256_set1_epi16(1))), fset1(dw * xs[t].d[b]), acc[t]);
-      }
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * kQ8Bytes;
+    prefetch_ahead(blk, kQ8Bytes);
+    const __m256i wq = load256(blk + 2), wabs = _mm256_abs_epi8(wq);
+    const float dw = _cvtsh_ss(load_u16(blk));
+    for (int t = 0; t < T; ++t) {
+      const __m256i p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(load256(xs[t].q + 32 * b), wq));
+      acc[t] = ffma(icvt(_mm256_madd_epi16(p, _mm256_set1_epi16(1))), fset1(dw * xs[t].d[b]), acc[t]);
     }
-    for (int t = 0; t < T; ++t) y[t * ld + r] = fsum2(acc[t], fzero());
   }
 }
 #endif
@@ -825,7 +802,20 @@ constexpr int kQuantTileTokens = 8;
 #else
 constexpr int kQuantTileTokens = 4;
 #endif
-template <template <int> class Tokens>
+// Rows [r0, r1) × T tokens: Row::add<T> sums a row against each token into f32 lanes, which are
+// then added up as the row kernels do.
+template <int T, class Row>
+TGT void quant_rows_tokens(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y,
+                           int64_t ld) {
+  for (int64_t r = r0; r < r1; ++r) {
+    fvec acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = fzero();
+    Row::template add<T>(w + r * Row::bytes(K), K, xs, acc);
+    for (int t = 0; t < T; ++t) y[t * ld + r] = fsum2(acc[t], fzero());
+  }
+}
+
+template <class Row>
 TGT void quant_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
                   float* y, int64_t ld) {
   for (int64_t a = r0; a < r1; a += 64) {
@@ -834,43 +824,40 @@ TGT void quant_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_toke
       const Q8Input* x = xs + t;
       float* yt = y + t * ld;
       switch (std::min<int64_t>(kQuantTileTokens, n_tokens - t)) {
-        case 1: Tokens<1>::run(w, K, x, a, b, yt, ld); break;
-        case 2: Tokens<2>::run(w, K, x, a, b, yt, ld); break;
-        case 3: Tokens<3>::run(w, K, x, a, b, yt, ld); break;
+        case 1: quant_rows_tokens<1, Row>(w, K, x, a, b, yt, ld); break;
+        case 2: quant_rows_tokens<2, Row>(w, K, x, a, b, yt, ld); break;
+        case 3: quant_rows_tokens<3, Row>(w, K, x, a, b, yt, ld); break;
 #if BITNET_VNNI
-        case 4: Tokens<4>::run(w, K, x, a, b, yt, ld); break;
-        case 5: Tokens<5>::run(w, K, x, a, b, yt, ld); break;
-        case 6: Tokens<6>::run(w, K, x, a, b, yt, ld); break;
-        case 7: Tokens<7>::run(w, K, x, a, b, yt, ld); break;
-        default: Tokens<8>::run(w, K, x, a, b, yt, ld); break;
+        case 4: quant_rows_tokens<4, Row>(w, K, x, a, b, yt, ld); break;
+        case 5: quant_rows_tokens<5, Row>(w, K, x, a, b, yt, ld); break;
+        case 6: quant_rows_tokens<6, Row>(w, K, x, a, b, yt, ld); break;
+        case 7: quant_rows_tokens<7, Row>(w, K, x, a, b, yt, ld); break;
+        default: quant_rows_tokens<8, Row>(w, K, x, a, b, yt, ld); break;
 #else
-        default: Tokens<4>::run(w, K, x, a, b, yt, ld); break;
+        default: quant_rows_tokens<4, Row>(w, K, x, a, b, yt, ld); break;
 #endif
       }
     }
   }
 }
-template <int T>
-struct Q6kTokens {
-  TGT static void run(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
-    q6_k_tokens<T>(w, K, xs, r0, r1, y, ld);
-  }
+struct Q6kRow {
+  static int64_t bytes(int64_t K) { return K / 256 * kQ6Bytes; }
+  template <int T>
+  TGT static void add(const uint8_t* row, int64_t K, const Q8Input* xs, fvec* acc) { q6_k_row_tokens<T>(row, K, xs, acc); }
 };
 BITNET_TGT void q6_k_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
                         float* y, int64_t ld) {
-  quant_mm<Q6kTokens>(w, K, xs, n_tokens, r0, r1, y, ld);
+  quant_mm<Q6kRow>(w, K, xs, n_tokens, r0, r1, y, ld);
 }
-template <int T>
-struct Q80Tokens {
-  TGT static void run(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t r0, int64_t r1, float* y, int64_t ld) {
-    q8_0_tokens<T>(w, K, xs, r0, r1, y, ld);
-  }
+struct Q80Row {
+  static int64_t bytes(int64_t K) { return K / 32 * kQ8Bytes; }
+  template <int T>
+  TGT static void add(const uint8_t* row, int64_t K, const Q8Input* xs, fvec* acc) { q8_0_row_tokens<T>(row, K, xs, acc); }
 };
 BITNET_TGT void q8_0_mm(const uint8_t* w, int64_t K, const Q8Input* xs, int64_t n_tokens, int64_t r0, int64_t r1,
                         float* y, int64_t ld) {
-  quant_mm<Q80Tokens>(w, K, xs, n_tokens, r0, r1, y, ld);
+  quant_mm<Q80Row>(w, K, xs, n_tokens, r0, r1, y, ld);
 }
-
 
 }  // namespace
 }  // namespace bitnet::kernels
